@@ -1,0 +1,1 @@
+"""The FastAPI service: routes, response models and the in-memory scoring index."""

@@ -1,0 +1,1 @@
+"""Features, the heterogeneous GraphSAGE model, training, calibration to tiers, scoring."""

@@ -1,0 +1,125 @@
+"""The ``GraphStore`` interface: one shape for the embedded (SQLite) and Neo4j backends.
+
+Public methods check their arguments, then call the backend's private ``_method``. Both backends
+pass the same conformance suite (``tests/graph/test_store_conformance.py``).
+"""
+
+from __future__ import annotations
+
+import abc
+from collections.abc import Sequence
+
+from graph.errors import ValidationError
+from graph.types import (
+    Event,
+    Label,
+    NodeType,
+    Ring,
+    ScoreWriteback,
+    Snapshot,
+    StoreStats,
+    Subgraph,
+    UpsertResult,
+)
+
+MAX_HOPS = 3
+
+
+class GraphStore(abc.ABC):
+    """Where the graph lives. Writes are idempotent: the same events twice change nothing."""
+
+    #: Short name shown in reports and health checks ("sqlite", "neo4j").
+    backend: str = "abstract"
+
+    # -- writes ---------------------------------------------------------------------------
+
+    def upsert_events(self, events: Sequence[Event]) -> UpsertResult:
+        """Write validated events as nodes and edges. A ``txn_id`` already stored is a no-op
+        (counted in ``UpsertResult.duplicates``)."""
+        if not events:
+            return UpsertResult(inserted=0, duplicates=0)
+        return self._upsert_events(events)
+
+    def upsert_labels(self, labels: Sequence[Label]) -> int:
+        """Store verdicts; returns how many were new. The latest verdict per entity wins."""
+        if not labels:
+            return 0
+        return self._upsert_labels(labels)
+
+    def write_scores(self, writeback: ScoreWriteback) -> None:
+        """Write scores, tiers, ring ids and rings back. Replaces every earlier score and ring,
+        so a re-score leaves no stale ring behind."""
+        if not writeback.model_version:
+            raise ValidationError("model_version", writeback.model_version, "must not be empty")
+        self._write_scores(writeback)
+
+    # -- reads ----------------------------------------------------------------------------
+
+    def snapshot(self) -> Snapshot:
+        """The whole graph as typed arrays (see ``Snapshot``)."""
+        return self._snapshot()
+
+    def neighbourhood(self, node_type: NodeType, key: str, hops: int = 1, limit: int = 500) -> Subgraph:
+        """Nodes and edges within ``hops`` of one entity, at most ``limit`` nodes.
+
+        Raises:
+            ValidationError: ``hops`` outside 1..3 or ``limit`` < 1.
+            NotFoundError: no such entity.
+        """
+        if not 1 <= hops <= MAX_HOPS:
+            raise ValidationError("hops", hops, f"must be between 1 and {MAX_HOPS}")
+        if limit < 1:
+            raise ValidationError("limit", limit, "must be at least 1")
+        if node_type is NodeType.RING:
+            raise ValidationError("node_type", node_type.value, "use ring() for rings")
+        return self._neighbourhood(node_type, key, hops, limit)
+
+    def rings(self) -> list[Ring]:
+        """Rings from the last scoring run, highest score first."""
+        return self._rings()
+
+    def last_scores(self) -> ScoreWriteback | None:
+        """What the last ``write_scores`` wrote (scores, tiers, rings), or None if never scored."""
+        return self._last_scores()
+
+    def stats(self) -> StoreStats:
+        return self._stats()
+
+    def close(self) -> None:
+        """Release connections. Safe to call twice."""
+        self._close()
+
+    def __enter__(self) -> GraphStore:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    # -- backend hooks --------------------------------------------------------------------
+
+    @abc.abstractmethod
+    def _upsert_events(self, events: Sequence[Event]) -> UpsertResult: ...
+
+    @abc.abstractmethod
+    def _upsert_labels(self, labels: Sequence[Label]) -> int: ...
+
+    @abc.abstractmethod
+    def _write_scores(self, writeback: ScoreWriteback) -> None: ...
+
+    @abc.abstractmethod
+    def _snapshot(self) -> Snapshot: ...
+
+    @abc.abstractmethod
+    def _neighbourhood(self, node_type: NodeType, key: str, hops: int, limit: int) -> Subgraph: ...
+
+    @abc.abstractmethod
+    def _rings(self) -> list[Ring]: ...
+
+    @abc.abstractmethod
+    def _last_scores(self) -> ScoreWriteback | None: ...
+
+    @abc.abstractmethod
+    def _stats(self) -> StoreStats: ...
+
+    @abc.abstractmethod
+    def _close(self) -> None: ...

@@ -1,0 +1,1 @@
+"""Readers (CSV, Parquet, JSON lines), column mapping, validation, quarantine and loading."""

@@ -1,0 +1,1 @@
+"""Command line, settings and the pipeline that ties the packages together."""
