@@ -1,0 +1,453 @@
+"""Vectorised validation of canonical event and label rows (DESIGN §5, §9).
+
+Every check works on whole columns with pandas/numpy; Python runs once per *distinct* IP and
+event kind (cached) and once per *bad* row (to word its detail), never once per good row. A row
+gets the reason of the first check it fails, in the order of ``EVENT_REASONS``.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import ipaddress
+import types
+from collections import deque
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from itertools import repeat
+from typing import Any
+
+import numpy as np
+import pandas as pd
+import pyarrow as pa
+import pyarrow.compute as pa_compute
+
+from graph.types import EVENT_KINDS, Event, EventKind, Label, LabelEntity, Verdict
+from ingestion.mapping import as_text
+from ingestion.readers import EMPTY_ROW
+
+#: Cleaned values of good rows, one list per ``Event`` field name.
+EventColumns = dict[str, list[Any]]
+
+MAX_ID_LENGTH = 128
+MIN_YEAR = 2000
+MAX_YEAR = 2100
+
+# Reason codes, in the order the checks run (the first failing one is reported). EMPTY_ROW
+# (every cell empty) comes from ``readers``, which also reports blank JSON lines with it.
+MISSING_TXN_ID = "missing_txn_id"
+MISSING_USER_ID = "missing_user_id"
+MISSING_TS = "missing_ts"
+ID_TOO_LONG = "id_too_long"
+BAD_TIMESTAMP = "bad_timestamp"
+UNKNOWN_EVENT = "unknown_event"
+MISSING_MERCHANT = "missing_merchant"
+MISSING_AMOUNT = "missing_amount"
+BAD_AMOUNT = "bad_amount"
+NEGATIVE_AMOUNT = "negative_amount"
+BAD_IP = "bad_ip"
+BAD_CURRENCY = "bad_currency"
+BAD_LABEL = "bad_label"
+DUPLICATE_TXN_ID_CONFLICT = "duplicate_txn_id_conflict"
+EVENT_REASONS: tuple[str, ...] = (
+    EMPTY_ROW, MISSING_TXN_ID, MISSING_USER_ID, MISSING_TS, ID_TOO_LONG, BAD_TIMESTAMP,
+    UNKNOWN_EVENT, MISSING_MERCHANT, MISSING_AMOUNT, BAD_AMOUNT, NEGATIVE_AMOUNT, BAD_IP,
+    BAD_CURRENCY, BAD_LABEL, DUPLICATE_TXN_ID_CONFLICT,
+)
+
+# Label-file reasons (besides MISSING_TS, BAD_TIMESTAMP, ID_TOO_LONG, EMPTY_ROW).
+BAD_ENTITY = "bad_entity"
+MISSING_ENTITY_ID = "missing_entity_id"
+
+_ID_FIELDS = ("txn_id", "user_id", "device_id", "merchant_id")
+# Dotted-quad IPv4 without leading zeros: exactly the text ``ipaddress`` accepts and prints back,
+# so these skip the per-value parse (IP columns have many distinct values).
+_PLAIN_IPV4 = r"(?:25[0-5]|2[0-4][0-9]|1[0-9][0-9]|[1-9]?[0-9])(?:\.(?:25[0-5]|2[0-4][0-9]|1[0-9][0-9]|[1-9]?[0-9])){3}"
+_EPOCH = pd.Timestamp("1970-01-01", tz="UTC")
+_KIND_CODES = {k: np.int8(i) for i, k in enumerate(EVENT_KINDS)}
+_KINDS = np.array([EventKind(k) for k in EVENT_KINDS], dtype=object)
+_VERDICTS = {v.value: v for v in Verdict}
+_ENTITIES = {e.value: e for e in LabelEntity}
+
+
+@dataclass(slots=True)
+class ValidatedEvents:
+    """Cleaned canonical columns of one chunk and, per row, why it is bad (None when good).
+
+    Text columns are object arrays with None for missing; ``ts`` is UTC epoch seconds;
+    ``amount`` is NaN when absent; ``event`` indexes ``EVENT_KINDS``."""
+
+    reason: np.ndarray  # object [n]: reason code or None
+    detail: np.ndarray  # object [n]: words for the reason, or None
+    txn_id: np.ndarray
+    user_id: np.ndarray
+    device_id: np.ndarray
+    ip: np.ndarray
+    merchant_id: np.ndarray
+    currency: np.ndarray
+    status: np.ndarray
+    ts: np.ndarray  # float64 [n]
+    amount: np.ndarray  # float64 [n]
+    event: np.ndarray  # int8 [n]
+
+    def __len__(self) -> int:
+        return int(self.reason.shape[0])
+
+    @property
+    def ok(self) -> np.ndarray:
+        return pd.isna(self.reason)
+
+    def reject(self, mask: np.ndarray, reason: str, details: Sequence[str] | str) -> None:
+        """Mark rows of ``mask`` that are still good as bad with ``reason``; ``details`` is one
+        text for all or one per True entry of ``mask``."""
+        _mark(self.reason, self.detail, mask, reason, details)
+
+    def columns(self, rows: np.ndarray) -> EventColumns:
+        """The cleaned values of the good rows ``rows`` as Python lists keyed by ``Event`` field
+        name (ready for ``events_from`` and ``digests``)."""
+        amount = self.amount[rows]
+        amounts = amount.astype(object)
+        amounts[np.isnan(amount)] = None
+        return {
+            "txn_id": self.txn_id[rows].tolist(),
+            "ts": self.ts[rows].tolist(),
+            "user_id": self.user_id[rows].tolist(),
+            "device_id": self.device_id[rows].tolist(),
+            "ip": self.ip[rows].tolist(),
+            "merchant_id": self.merchant_id[rows].tolist(),
+            "amount": amounts.tolist(),
+            "currency": self.currency[rows].tolist(),
+            "event": _KINDS[self.event[rows]].tolist(),
+            "status": self.status[rows].tolist(),
+        }
+
+
+def events_from(columns: EventColumns) -> list[Event]:
+    """``Event`` objects from ``ValidatedEvents.columns`` output: the one per-row step.
+
+    Why not ``map(Event, ...)``: a frozen dataclass's ``__init__`` assigns each field through
+    ``object.__setattr__`` in Python bytecode, about half the CPU time of a whole load. Here every
+    field's slot is filled by its slot descriptor, one C-level ``map`` per field, which gives
+    the very same objects (equal, same hash) in about half the time. ``Event`` has no
+    ``__post_init__`` for this to skip; if it ever gets one, or a field that is not a plain slot,
+    the constructor is used instead.
+    """
+    n = len(columns["txn_id"])
+    if _SLOT_SETTERS is None:
+        return list(map(Event, *(columns[f.name] for f in dataclasses.fields(Event))))
+    events: list[Event] = list(map(object.__new__, repeat(Event, n)))
+    for name, setter in _SLOT_SETTERS:
+        deque(map(setter, events, columns[name]), maxlen=0)
+    return events
+
+
+def digests(columns: EventColumns) -> np.ndarray:
+    """A 64-bit content hash per row of ``ValidatedEvents.columns`` output, to tell an identical
+    repeat of a transaction from a conflicting one within one load. Python's tuple hash: cheap
+    (string hashes are cached on the strings) and stable within a process, which is all a load
+    needs."""
+    n = len(columns["txn_id"])
+    return np.fromiter(map(hash, zip(*columns.values())), dtype=np.int64, count=n)
+
+
+def _slot_setters() -> tuple[tuple[str, Callable[[object, object], None]], ...] | None:
+    """(field name, slot setter) for every ``Event`` field, or None when ``Event`` cannot be
+    filled slot by slot (it validates in ``__post_init__`` or a field is not a plain slot)."""
+    if hasattr(Event, "__post_init__"):
+        return None
+    setters = []
+    for f in dataclasses.fields(Event):
+        slot = Event.__dict__.get(f.name)
+        if type(slot) is not types.MemberDescriptorType:
+            return None
+        setters.append((f.name, slot.__set__))
+    return tuple(setters)
+
+
+_SLOT_SETTERS = _slot_setters()
+
+
+class IpCache:
+    """Normalised text of IP addresses (``ipaddress`` form, e.g. compressed lower-case IPv6), or
+    None for invalid ones; one parse per distinct value, cleared past ``max_size`` entries."""
+
+    def __init__(self, max_size: int = 1_000_000) -> None:
+        self.max_size = max_size
+        self._known: dict[str, str | None] = {}
+
+    def lookup(self, value: str) -> str | None:
+        try:
+            return self._known[value]
+        except KeyError:
+            pass
+        if len(self._known) >= self.max_size:
+            self._known.clear()
+        try:
+            norm: str | None = str(ipaddress.ip_address(value))
+        except ValueError:
+            norm = None
+        self._known[value] = norm
+        return norm
+
+    def normalise(self, text: pd.Series) -> tuple[np.ndarray, np.ndarray]:
+        """(normalised object array with None for missing or invalid, invalid mask). Plain IPv4
+        text is checked by one vectorised regex; anything else (IPv6, odd forms) is parsed once
+        per distinct value."""
+        present = text.notna().to_numpy()
+        plain = text.str.fullmatch(_PLAIN_IPV4).to_numpy(dtype=bool, na_value=False)
+        values = text.to_numpy(dtype=object, na_value=None)
+        other = present & ~plain
+        if other.any():
+            codes, uniques = pd.factorize(values[other])
+            mapped = np.array([self.lookup(u) for u in uniques], dtype=object)
+            values[other] = mapped[codes]
+        return values, present & pd.isna(values)
+
+
+def parse_timestamps(
+    raw: pd.Series, unit: str = "iso", origin: float = 0.0
+) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """(UTC epoch seconds with NaN where missing or bad, present mask, out-of-range mask).
+
+    ``iso``: ISO-8601 text (UTC when it has no zone) or datetime values (naive ones are UTC).
+    ``s`` / ``ms``: numbers of seconds / milliseconds after ``origin`` (epoch seconds).
+    Years outside ``MIN_YEAR``..``MAX_YEAR`` come back NaN, like unparseable text.
+    """
+    if pd.api.types.is_datetime64_any_dtype(raw.dtype):
+        present = raw.notna().to_numpy()
+        stamps = raw.dt.tz_localize("UTC") if raw.dt.tz is None else raw.dt.tz_convert("UTC")
+        seconds = ((stamps - _EPOCH) / pd.Timedelta(seconds=1)).to_numpy(dtype=np.float64, na_value=np.nan)
+    elif unit == "iso":
+        text = as_text(raw)
+        present = text.notna().to_numpy()
+        stamps = pd.to_datetime(text, utc=True, format="ISO8601", errors="coerce")
+        seconds = ((stamps - _EPOCH) / pd.Timedelta(seconds=1)).to_numpy(dtype=np.float64, na_value=np.nan)
+    else:
+        if pd.api.types.is_numeric_dtype(raw.dtype) and not pd.api.types.is_bool_dtype(raw.dtype):
+            numbers = raw.to_numpy(dtype=np.float64, na_value=np.nan)
+            present = ~np.isnan(numbers)
+        else:
+            text = as_text(raw)
+            present = text.notna().to_numpy()
+            numbers = pd.to_numeric(text, errors="coerce").to_numpy(dtype=np.float64, na_value=np.nan)
+        seconds = origin + numbers * (1.0 if unit == "s" else 1e-3)
+    with np.errstate(invalid="ignore"):
+        lo = (pd.Timestamp(f"{MIN_YEAR}-01-01", tz="UTC") - _EPOCH) / pd.Timedelta(seconds=1)
+        hi = (pd.Timestamp(f"{MAX_YEAR + 1}-01-01", tz="UTC") - _EPOCH) / pd.Timedelta(seconds=1)
+        in_range = (seconds >= lo) & (seconds < hi)
+    out_of_range = ~np.isnan(seconds) & ~in_range
+    return np.where(in_range, seconds, np.nan), np.asarray(present, dtype=bool), out_of_range
+
+
+def validate_events(
+    canonical: pd.DataFrame,
+    *,
+    ts_unit: str = "iso",
+    ts_origin: float = 0.0,
+    ip_cache: IpCache | None = None,
+    empty: np.ndarray | None = None,
+) -> ValidatedEvents:
+    """Check every row of a canonical frame (``ColumnMapping.apply`` output).
+
+    Args:
+        canonical: the canonical columns (text fields as ``str`` Series, ``ts``/``amount`` raw).
+        ts_unit, ts_origin: how to read ``ts`` (see ``parse_timestamps``).
+        ip_cache: shared across chunks of a load so each distinct IP is parsed once.
+        empty: rows whose source cells are all empty (reported as ``empty_row``).
+    """
+    n = len(canonical)
+    ip_cache = ip_cache or IpCache()
+    text = {name: canonical[name] for name in ("txn_id", "user_id", "device_id", "merchant_id", "status")}
+    reason = np.full(n, None, dtype=object)
+    detail = np.full(n, None, dtype=object)
+
+    def mark(mask: np.ndarray, code: str, field: str, values: pd.Series, why: str) -> None:
+        idx = np.flatnonzero(mask)
+        if len(idx):  # values are converted for the bad rows only
+            vals = values.iloc[idx].to_numpy(dtype=object)
+            _mark(reason, detail, mask, code, [f"{field}={_show(v)}: {why}" for v in vals])
+
+    if empty is not None:
+        _mark(reason, detail, empty, EMPTY_ROW, "every cell is empty")
+    for field, code in (("txn_id", MISSING_TXN_ID), ("user_id", MISSING_USER_ID)):
+        mark(text[field].isna().to_numpy(), code, field, text[field], "required")
+
+    ts, ts_present, ts_out_of_range = parse_timestamps(canonical["ts"], ts_unit, ts_origin)
+    raw_ts = canonical["ts"]
+    mark(~ts_present, MISSING_TS, "ts", raw_ts, "required")
+
+    for field in _ID_FIELDS:
+        _mark_too_long(reason, detail, field, text[field])
+
+    why_ts = "not an ISO-8601 timestamp" if ts_unit == "iso" else f"not a number of {ts_unit} after the origin"
+    mark(ts_out_of_range, BAD_TIMESTAMP, "ts", raw_ts, f"year outside {MIN_YEAR}..{MAX_YEAR}")
+    mark(ts_present & np.isnan(ts), BAD_TIMESTAMP, "ts", raw_ts, why_ts)
+
+    kind_text = as_text(canonical["event"]).str.lower()
+    codes, uniques = pd.factorize(kind_text)
+    kind_of = np.array([_KIND_CODES.get(u, -1) for u in uniques] + [_KIND_CODES["payment"]], dtype=np.int8)
+    event = kind_of[codes]  # missing (code -1) -> payment, the default kind
+    mark(event < 0, UNKNOWN_EVENT, "event", canonical["event"], f"expected one of {', '.join(EVENT_KINDS)}")
+    needs_merchant = (event == _KIND_CODES["payment"]) | (event == _KIND_CODES["refund"])
+
+    mark(needs_merchant & text["merchant_id"].isna().to_numpy(), MISSING_MERCHANT, "merchant_id",
+         text["merchant_id"], "required for payment and refund")
+
+    amount, amount_present = _parse_amounts(canonical["amount"])
+    raw_amount = canonical["amount"]
+    mark(needs_merchant & ~amount_present, MISSING_AMOUNT, "amount", raw_amount, "required for payment and refund")
+    mark(amount_present & ~np.isfinite(amount), BAD_AMOUNT, "amount", raw_amount, "not a finite number")
+    with np.errstate(invalid="ignore"):
+        mark(amount < 0, NEGATIVE_AMOUNT, "amount", raw_amount, "must be >= 0")
+
+    ip_text = as_text(canonical["ip"])
+    ip, bad_ip = ip_cache.normalise(ip_text)
+    mark(bad_ip, BAD_IP, "ip", ip_text, "not an IPv4 or IPv6 address")
+
+    currency = as_text(canonical["currency"])
+    bad_currency = currency.notna() & ~currency.str.fullmatch(r"[A-Za-z]{3}").fillna(False).astype(bool)
+    mark(bad_currency.to_numpy(dtype=bool), BAD_CURRENCY, "currency", currency, "must be a 3-letter ISO 4217 code")
+
+    return ValidatedEvents(
+        reason=reason,
+        detail=detail,
+        txn_id=_objects(text["txn_id"]),
+        user_id=_objects(text["user_id"]),
+        device_id=_objects(text["device_id"]),
+        ip=ip,
+        merchant_id=_objects(text["merchant_id"]),
+        currency=_objects(currency.str.upper()),
+        status=_objects(text["status"]),
+        ts=ts,
+        amount=np.where(amount_present & np.isfinite(amount), amount, np.nan),
+        event=np.where(event < 0, 0, event).astype(np.int8),
+    )
+
+
+@dataclass(slots=True)
+class ValidatedLabels:
+    """Cleaned label columns of one chunk and per-row reasons (None when good)."""
+
+    reason: np.ndarray
+    detail: np.ndarray
+    entity: np.ndarray  # object [n]: LabelEntity or None
+    entity_id: np.ndarray  # object [n]
+    label: np.ndarray  # object [n]: Verdict or None
+    ts: np.ndarray  # float64 [n]
+    source: np.ndarray  # object [n]
+
+    @property
+    def ok(self) -> np.ndarray:
+        return pd.isna(self.reason)
+
+    def labels(self, rows: np.ndarray) -> list[Label]:
+        return list(
+            map(
+                Label,
+                self.entity[rows].tolist(),
+                self.entity_id[rows].tolist(),
+                self.label[rows].tolist(),
+                self.ts[rows].tolist(),
+                self.source[rows].tolist(),
+            )
+        )
+
+
+def validate_labels(frame: pd.DataFrame, *, empty: np.ndarray | None = None) -> ValidatedLabels:
+    """Check label rows in the canonical label schema: entity, entity_id, label, ts, source
+    (DESIGN §5). A missing ``source`` becomes ``unknown``."""
+    n = len(frame)
+    reason = np.full(n, None, dtype=object)
+    detail = np.full(n, None, dtype=object)
+
+    def col(name: str) -> pd.Series:
+        if name in frame.columns:
+            return as_text(frame[name])
+        return pd.Series(np.full(n, np.nan, dtype=object), index=frame.index, dtype="str")
+
+    def mark(mask: np.ndarray, code: str, field: str, values: pd.Series, why: str) -> None:
+        idx = np.flatnonzero(mask)
+        if len(idx):
+            vals = values.iloc[idx].to_numpy(dtype=object, na_value=None)
+            _mark(reason, detail, mask, code, [f"{field}={_show(v)}: {why}" for v in vals])
+
+    if empty is not None:
+        _mark(reason, detail, empty, EMPTY_ROW, "every cell is empty")
+    entity_text, entity_id, label_text = col("entity").str.lower(), col("entity_id"), col("label").str.lower()
+    source = col("source").fillna(Label.__dataclass_fields__["source"].default)
+    raw_ts = frame["ts"] if "ts" in frame.columns else col("ts")
+    ts, ts_present, ts_out_of_range = parse_timestamps(raw_ts)
+
+    entity = entity_text.map(_ENTITIES).to_numpy(dtype=object, na_value=None)
+    mark(pd.isna(entity), BAD_ENTITY, "entity", col("entity"), "expected user or transaction")
+    mark(entity_id.isna().to_numpy(), MISSING_ENTITY_ID, "entity_id", entity_id, "required")
+    _mark_too_long(reason, detail, "entity_id", entity_id)
+    label = label_text.map(_VERDICTS).to_numpy(dtype=object, na_value=None)
+    mark(pd.isna(label), BAD_LABEL, "label", col("label"), "expected fraud or legit")
+    ts_shown = as_text(raw_ts) if not pd.api.types.is_datetime64_any_dtype(raw_ts.dtype) else raw_ts.astype("str")
+    mark(~ts_present, MISSING_TS, "ts", ts_shown, "required")
+    mark(ts_out_of_range, BAD_TIMESTAMP, "ts", ts_shown, f"year outside {MIN_YEAR}..{MAX_YEAR}")
+    mark(ts_present & np.isnan(ts), BAD_TIMESTAMP, "ts", ts_shown, "not an ISO-8601 timestamp")
+    return ValidatedLabels(
+        reason=reason,
+        detail=detail,
+        entity=entity,
+        entity_id=_objects(entity_id),
+        label=label,
+        ts=ts,
+        source=_objects(source),
+    )
+
+
+# -- helpers -------------------------------------------------------------------------------------
+
+
+def _parse_amounts(raw: pd.Series) -> tuple[np.ndarray, np.ndarray]:
+    """(amount as float64 with NaN where missing or non-numeric, present mask). Present but
+    unparseable values come back NaN with ``present`` True; ``inf`` stays inf (both are bad)."""
+    if pd.api.types.is_numeric_dtype(raw.dtype) and not pd.api.types.is_bool_dtype(raw.dtype):
+        values = raw.to_numpy(dtype=np.float64, na_value=np.nan)
+        return values, ~np.isnan(values)
+    text = as_text(raw)
+    present = text.notna().to_numpy()
+    try:  # fast path: every present value is a plain number
+        values = pa_compute.cast(pa.array(text, from_pandas=True), pa.float64()).to_numpy(zero_copy_only=False)
+    except (pa.ArrowInvalid, pa.ArrowNotImplementedError, pa.ArrowTypeError):
+        values = pd.to_numeric(text, errors="coerce").to_numpy(dtype=np.float64, na_value=np.nan)
+    return values, present
+
+
+def _mark_too_long(reason: np.ndarray, detail: np.ndarray, field: str, text: pd.Series) -> None:
+    lengths = text.str.len().to_numpy(dtype=np.float64, na_value=0.0)
+    too_long = lengths > MAX_ID_LENGTH
+    if too_long.any():
+        shown = [f"{field}={_show(v)}: {int(n)} characters, more than {MAX_ID_LENGTH}"
+                 for v, n in zip(text.to_numpy(dtype=object)[too_long], lengths[too_long])]
+        _mark(reason, detail, too_long, ID_TOO_LONG, shown)
+
+
+def _objects(text: pd.Series) -> np.ndarray:
+    return text.to_numpy(dtype=object, na_value=None)
+
+
+def _show(value: object) -> str:
+    if value is None or (isinstance(value, float) and np.isnan(value)):
+        return "<empty>"
+    shown = repr(value)
+    return shown if len(shown) <= 80 else shown[:77] + "..."
+
+
+def _mark(reason: np.ndarray, detail: np.ndarray, mask: np.ndarray, code: str, details: Sequence[str] | str) -> None:
+    """Give ``code`` to the rows of ``mask`` that have no reason yet. ``details`` is one text for
+    all of them or one text per True entry of ``mask``."""
+    marked = np.flatnonzero(mask)
+    free = pd.isna(reason[marked])
+    idx = marked[free]
+    if not len(idx):
+        return
+    reason[idx] = code
+    if isinstance(details, str):
+        detail[idx] = details
+    else:
+        texts = np.empty(len(marked), dtype=object)
+        texts[:] = list(details)
+        detail[idx] = texts[free]

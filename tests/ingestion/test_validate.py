@@ -1,0 +1,169 @@
+"""Row validation: one reason per bad row, cleaned values for good ones."""
+
+from __future__ import annotations
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from graph.types import EventKind, LabelEntity, Verdict
+from ingestion.mapping import CANONICAL_FIELDS, ColumnMapping
+from ingestion.validate import (
+    IpCache,
+    events_from,
+    parse_timestamps,
+    validate_events,
+    validate_labels,
+)
+
+GOOD = {
+    "txn_id": "t1", "ts": "2024-03-01T12:00:00Z", "user_id": "u1", "device_id": "d1", "ip": "10.0.0.1",
+    "merchant_id": "m1", "amount": "10.5", "currency": "usd", "event": "payment", "status": "approved",
+}
+
+
+def _check(**changes: str | None) -> tuple[str | None, str | None]:
+    row = {**GOOD, **changes}
+    frame = pd.DataFrame({k: pd.Series([row[k]], dtype="str") for k in CANONICAL_FIELDS})
+    checked = validate_events(ColumnMapping().apply(frame))
+    return checked.reason[0], checked.detail[0]
+
+
+def test_good_row_is_cleaned() -> None:
+    frame = pd.DataFrame({k: pd.Series([v], dtype="str") for k, v in GOOD.items()})
+    checked = validate_events(ColumnMapping().apply(frame))
+    assert checked.ok.tolist() == [True]
+    (event,) = events_from(checked.columns(np.array([0])))
+    assert event.ts == pd.Timestamp("2024-03-01T12:00:00Z").timestamp()
+    assert event.currency == "USD" and event.amount == 10.5 and event.event is EventKind.PAYMENT
+
+
+@pytest.mark.parametrize(
+    ("changes", "reason"),
+    [
+        ({"txn_id": ""}, "missing_txn_id"),
+        ({"user_id": "  "}, "missing_user_id"),
+        ({"ts": ""}, "missing_ts"),
+        ({"ts": "yesterday"}, "bad_timestamp"),
+        ({"ts": "2024-02-30T00:00:00Z"}, "bad_timestamp"),
+        ({"ts": "1999-12-31T23:59:59Z"}, "bad_timestamp"),
+        ({"ts": "2101-01-01T00:00:00Z"}, "bad_timestamp"),
+        ({"ts": "01/02/2024"}, "bad_timestamp"),
+        ({"user_id": "u" * 129}, "id_too_long"),
+        ({"device_id": "d" * 200}, "id_too_long"),
+        ({"event": "transfer"}, "unknown_event"),
+        ({"merchant_id": ""}, "missing_merchant"),
+        ({"event": "refund", "amount": ""}, "missing_amount"),
+        ({"amount": "ten"}, "bad_amount"),
+        ({"amount": "inf"}, "bad_amount"),
+        ({"amount": "-0.01"}, "negative_amount"),
+        ({"ip": "999.1.1.1"}, "bad_ip"),
+        ({"ip": "10.0.0"}, "bad_ip"),
+        ({"ip": "2001:db8::zz"}, "bad_ip"),
+        ({"currency": "US"}, "bad_currency"),
+        ({"currency": "U5D"}, "bad_currency"),
+    ],
+)
+def test_each_problem_gets_its_reason(changes: dict[str, str], reason: str) -> None:
+    got, detail = _check(**changes)
+    assert got == reason
+    assert detail and detail.split("=")[0] in CANONICAL_FIELDS  # the detail names the field
+
+
+def test_first_failing_check_wins() -> None:
+    assert _check(user_id="", ip="bad")[0] == "missing_user_id"
+
+
+@pytest.mark.parametrize(
+    "changes",
+    [
+        {"event": "signup", "merchant_id": "", "amount": ""},  # no merchant needed
+        {"event": "LOGIN", "merchant_id": ""},
+        {"event": ""},  # payment by default
+        {"ip": "", "device_id": "", "currency": "", "status": ""},
+        {"ip": "2001:DB8:0:0:0:0:0:1"},
+        {"amount": "0"},
+        {"ts": "2024-03-01 12:00:00"},
+        {"ts": "2024-03-01T14:00:00+02:00"},
+    ],
+)
+def test_acceptable_variants(changes: dict[str, str]) -> None:
+    assert _check(**changes) == (None, None)
+
+
+def test_timestamps_naive_is_utc_and_offsets_convert() -> None:
+    seconds, present, out_of_range = parse_timestamps(
+        pd.Series(["2024-03-01T12:00:00", "2024-03-01T14:00:00+02:00", None, "1970-01-01T00:00:00Z"], dtype="str")
+    )
+    assert seconds[0] == seconds[1] == pd.Timestamp("2024-03-01T12:00:00Z").timestamp()
+    assert present.tolist() == [True, True, False, True]
+    assert out_of_range.tolist() == [False, False, False, True] and np.isnan(seconds[3])
+
+
+def test_numeric_timestamps_count_from_origin() -> None:
+    origin = pd.Timestamp("2020-01-01", tz="UTC").timestamp()
+    seconds, _, _ = parse_timestamps(pd.Series([0, 86_400, np.nan]), unit="s", origin=origin)
+    assert seconds[:2].tolist() == [origin, origin + 86_400] and np.isnan(seconds[2])
+    ms, _, _ = parse_timestamps(pd.Series(["1000", "x"], dtype="str"), unit="ms", origin=origin)
+    assert ms[0] == origin + 1 and np.isnan(ms[1])
+
+
+def test_datetime_columns_are_accepted() -> None:
+    naive = pd.Series(pd.to_datetime(["2024-03-01 12:00:00"]))
+    aware = naive.dt.tz_localize("Europe/Berlin")
+    a, _, _ = parse_timestamps(naive)
+    b, _, _ = parse_timestamps(aware)
+    assert a[0] - b[0] == 3600
+
+
+def test_ip_cache_normalises_and_parses_each_distinct_value_once() -> None:
+    cache = IpCache()
+    text = pd.Series(["2001:DB8::1", "2001:DB8::1", "10.0.0.1", None, "::ffff:10.0.0.1", "x"], dtype="str")
+    values, invalid = cache.normalise(text)
+    assert values.tolist() == ["2001:db8::1", "2001:db8::1", "10.0.0.1", None, "::ffff:a00:1", None]
+    assert invalid.tolist() == [False, False, False, False, False, True]
+    assert len(cache._known) == 3  # plain IPv4 never reaches the cache
+
+
+def test_labels_validation() -> None:
+    frame = pd.DataFrame(
+        {
+            "entity": ["user", "Transaction", "account", "user", "user", "user", "user"],
+            "entity_id": ["u1", "t1", "u2", "", "u3", "u4", "u5"],
+            "label": ["fraud", "LEGIT", "fraud", "fraud", "maybe", "fraud", "fraud"],
+            "ts": ["2024-01-01T00:00:00Z"] * 5 + ["", "2024-13-01"],
+            "source": ["chargeback", "", "x", "x", "x", "x", "x"],
+        },
+        dtype="str",
+    )
+    checked = validate_labels(frame)
+    assert checked.reason.tolist() == [
+        None, None, "bad_entity", "missing_entity_id", "bad_label", "missing_ts", "bad_timestamp"
+    ]
+    first, second = checked.labels(np.array([0, 1]))
+    assert (first.entity, first.label, first.source) == (LabelEntity.USER, Verdict.FRAUD, "chargeback")
+    assert (second.entity, second.label, second.source) == (LabelEntity.TRANSACTION, Verdict.LEGIT, "unknown")
+
+
+def test_events_from_builds_the_same_events_as_the_constructor(monkeypatch: pytest.MonkeyPatch) -> None:
+    import dataclasses
+
+    from graph.types import Event
+    from ingestion import validate
+
+    rows = [
+        {**GOOD},
+        {**GOOD, "txn_id": "t2", "event": "signup", "merchant_id": "", "amount": "", "ip": "", "status": ""},
+    ]
+    frame = pd.DataFrame({k: pd.Series([r[k] for r in rows], dtype="str") for k in CANONICAL_FIELDS})
+    checked = validate_events(ColumnMapping().apply(frame))
+    columns = checked.columns(np.flatnonzero(checked.ok))
+    fast = events_from(columns)
+    expected = [Event(*(columns[f.name][i] for f in dataclasses.fields(Event))) for i in range(2)]
+    assert fast == expected
+    assert [hash(e) for e in fast] == [hash(e) for e in expected]
+    assert fast[1].merchant_id is None and fast[1].event is EventKind.SIGNUP
+    with pytest.raises(dataclasses.FrozenInstanceError):
+        fast[0].user_id = "other"  # type: ignore[misc]
+    monkeypatch.setattr(validate, "_SLOT_SETTERS", None)  # the constructor path
+    assert events_from(columns) == expected
