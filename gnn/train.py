@@ -1,0 +1,398 @@
+"""Train the GraphSAGE scorer on a snapshot, time-ordered, and package it as a ``ModelArtefact``.
+
+Targets (positive-unlabelled, PU): an account is positive when its winning verdict is ``fraud``;
+accounts labelled ``legit`` *and* unlabelled accounts are negatives. Most unlabelled accounts are
+legitimate, so this is a fair approximation, but some negatives are undiscovered fraud: scores
+rank well and the held-out metrics are a lower bound of the true ones. A transaction is positive
+when it is labelled ``fraud``, or when it is a payment/refund of an account labelled fraud and
+has no ``legit`` verdict of its own; signups and logins of fraudsters are not losses and stay
+negative.
+
+Split (time-ordered, so that the metrics say how the model does on *later* data): accounts in
+order of their first event, the earliest ``1 - val - test`` share trains, the next share
+validates (early stopping, tier calibration), the latest share tests. Transactions likewise by
+time. Training is full-batch and transductive: the whole graph (features, edges) is visible,
+only the labels outside the training split are hidden.
+
+With fewer than ``min_fraud_labels`` fraud accounts there is nothing to learn from; ``train``
+then logs a warning and returns an unsupervised artefact (``gnn.anomaly``).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+import math
+import time
+from collections.abc import Iterator
+from dataclasses import dataclass
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+from tqdm.auto import tqdm
+
+from gnn.anomaly import anomaly_scores, fit_reference
+from gnn.artefact import SUPERVISED, UNSUPERVISED, ModelArtefact, make_version
+from gnn.calibrate import Thresholds, calibrate, quantile_thresholds
+from gnn.device import pick_device
+from gnn.features import FeatureSet, Normalisation, build_features
+from gnn.metrics import SplitMetrics, TrainMetrics, auprc, split_metrics
+from gnn.model import ModelConfig, RingSAGE, build_graph_input, predict
+from graph.errors import ModelError, ValidationError
+from graph.types import EVENT_KINDS, EventKind, NodeType, Snapshot
+
+__all__ = [
+    "TrainConfig",
+    "SplitMetrics",
+    "TrainMetrics",
+    "Targets",
+    "Split",
+    "targets",
+    "user_split",
+    "txn_split",
+    "train",
+    "UNSUPERVISED_HIGH_TOP",
+    "UNSUPERVISED_MEDIUM_TOP",
+]
+
+log = logging.getLogger(__name__)
+
+#: Without labels, the top 2 % of scores are HIGH and the top 8 % MEDIUM or above.
+UNSUPERVISED_HIGH_TOP = 0.02
+UNSUPERVISED_MEDIUM_TOP = 0.08
+
+_MONEY = (EVENT_KINDS.index(EventKind.PAYMENT.value), EVENT_KINDS.index(EventKind.REFUND.value))
+
+
+@dataclass(frozen=True, slots=True)
+class TrainConfig:
+    """Training knobs. ``epochs`` is a maximum: training stops after ``patience`` epochs without
+    a better validation score (account AUPRC + transaction AUPRC on the validation split) and
+    keeps the best epoch's weights. ``user_feature_drop`` hides that share of accounts' own
+    features each epoch (see ``ModelConfig``): on held-out, later accounts it lifts AUPRC a lot,
+    because late ring members look ordinary and only their neighbourhood gives them away.
+    ``device=None`` picks CUDA when present (``RINGWATCH_DEVICE`` overrides).
+
+    Raises:
+        ValidationError: a value out of range (names the field).
+    """
+
+    hidden: int = 64
+    layers: int = 2
+    epochs: int = 60
+    patience: int = 12
+    lr: float = 0.01
+    weight_decay: float = 1e-4
+    dropout: float = 0.2
+    user_feature_drop: float = 0.5
+    seed: int = 7
+    val_fraction: float = 0.2
+    test_fraction: float = 0.2
+    min_fraud_labels: int = 20
+    device: str | None = None
+    target_precision: float = 0.8
+    target_recall: float = 0.8
+
+    def __post_init__(self) -> None:
+        for name in ("hidden", "layers", "epochs", "patience"):
+            v = getattr(self, name)
+            if isinstance(v, bool) or not isinstance(v, int) or v < 1:
+                raise ValidationError(name, v, "must be an integer >= 1")
+        if not self.lr > 0:
+            raise ValidationError("lr", self.lr, "must be > 0")
+        if self.weight_decay < 0:
+            raise ValidationError("weight_decay", self.weight_decay, "must be >= 0")
+        if not 0.0 <= self.dropout < 1.0:
+            raise ValidationError("dropout", self.dropout, "must be in [0, 1)")
+        for name in ("val_fraction", "test_fraction"):
+            v = getattr(self, name)
+            if not 0.0 <= v < 1.0:
+                raise ValidationError(name, v, "must be in [0, 1)")
+        if self.val_fraction + self.test_fraction >= 0.9:
+            raise ValidationError(
+                "val_fraction", self.val_fraction, f"val + test ({self.val_fraction} + {self.test_fraction}) must be < 0.9"
+            )
+        if self.min_fraud_labels < 1:
+            raise ValidationError("min_fraud_labels", self.min_fraud_labels, "must be >= 1")
+        for name in ("target_precision", "target_recall"):
+            v = getattr(self, name)
+            if not 0.0 < v <= 1.0:
+                raise ValidationError(name, v, "must be in (0, 1]")
+
+
+@dataclass(frozen=True, slots=True)
+class Targets:
+    """Training targets: ``user`` bool [N_user], ``txn`` bool [T] (see the module docstring)."""
+
+    user: np.ndarray
+    txn: np.ndarray
+
+
+@dataclass(frozen=True, slots=True)
+class Split:
+    """Row indices (int64, ascending in time) of the train, validation and test parts."""
+
+    train: np.ndarray
+    val: np.ndarray
+    test: np.ndarray
+
+
+def targets(snapshot: Snapshot) -> Targets:
+    """Account and transaction targets from the snapshot's winning verdicts."""
+    n_user = snapshot.num_nodes(NodeType.USER)
+    t = snapshot.transactions
+    user = np.zeros(n_user, dtype=bool)
+    ul = snapshot.user_labels
+    user[ul.index[ul.is_fraud].astype(np.int64)] = True
+    txn = user[t.user.astype(np.int64)] & np.isin(t.event.astype(np.int64), _MONEY)
+    tl = snapshot.txn_labels
+    txn[tl.index.astype(np.int64)] = tl.is_fraud.astype(bool)  # a transaction's own verdict wins
+    return Targets(user=user, txn=txn)
+
+
+def _ordered_split(order: np.ndarray, val_fraction: float, test_fraction: float) -> Split:
+    n = order.shape[0]
+    n_test = int(round(n * test_fraction))
+    n_val = int(round(n * val_fraction))
+    n_train = n - n_val - n_test
+    return Split(
+        train=np.sort(order[:n_train]),
+        val=np.sort(order[n_train : n_train + n_val]),
+        test=np.sort(order[n_train + n_val :]),
+    )
+
+
+def user_split(snapshot: Snapshot, val_fraction: float = 0.2, test_fraction: float = 0.2) -> Split:
+    """Accounts split by their first event's time (ties by position; no events -> last)."""
+    n_user = snapshot.num_nodes(NodeType.USER)
+    first = np.full(n_user, np.inf)
+    np.minimum.at(first, snapshot.transactions.user.astype(np.int64), snapshot.transactions.ts.astype(np.float64))
+    order = np.lexsort((np.arange(n_user), first))
+    return _ordered_split(order, val_fraction, test_fraction)
+
+
+def txn_split(snapshot: Snapshot, val_fraction: float = 0.2, test_fraction: float = 0.2) -> Split:
+    """Transactions split by time (ties by row)."""
+    t = snapshot.transactions
+    order = np.lexsort((np.arange(len(t)), t.ts.astype(np.float64)))
+    return _ordered_split(order, val_fraction, test_fraction)
+
+
+@contextlib.contextmanager
+def _deterministic(seed: int, device: torch.device) -> Iterator[None]:
+    """Seed torch and, on the CPU, ask for deterministic kernels; restore the global flag after."""
+    prev = torch.are_deterministic_algorithms_enabled()
+    prev_warn = torch.is_deterministic_algorithms_warn_only_enabled()
+    torch.manual_seed(seed)
+    if device.type == "cpu":
+        torch.use_deterministic_algorithms(True, warn_only=True)
+    try:
+        yield
+    finally:
+        torch.use_deterministic_algorithms(prev, warn_only=prev_warn)
+
+
+def _metrics(scores: np.ndarray, y: np.ndarray, idx: np.ndarray) -> SplitMetrics | None:
+    return split_metrics(scores[idx], y[idx]) if idx.size else None
+
+
+def _calibrate(scores: np.ndarray, y: np.ndarray, idx: np.ndarray, config: TrainConfig) -> Thresholds:
+    if idx.size == 0:  # nothing held out: calibrate on everything
+        idx = np.arange(scores.shape[0])
+    if idx.size == 0:
+        return Thresholds(medium=0.5, high=0.9)
+    return calibrate(scores[idx], y[idx], target_precision=config.target_precision, target_recall=config.target_recall)
+
+
+def train(snapshot: Snapshot, config: TrainConfig = TrainConfig(), *, progress: bool = False) -> ModelArtefact:
+    """Train on ``snapshot`` and return the artefact (not saved; call ``artefact.save``).
+
+    Falls back to the unsupervised anomaly score (``mode="unsupervised"``, with a logged warning)
+    when fewer than ``config.min_fraud_labels`` accounts are labelled fraud or none of them is in
+    the training split. ``progress`` shows a tqdm bar over epochs with the loss and validation
+    AUPRC. Same snapshot and seed give identical weights and scores on the CPU.
+
+    Raises:
+        ModelError: the snapshot has no users.
+        ConfigError: ``config.device`` names a device this machine lacks.
+    """
+    started = time.perf_counter()
+    if snapshot.num_nodes(NodeType.USER) == 0:
+        raise ModelError("snapshot has no users: load events first (`ringwatch ingest`)")
+    features = build_features(snapshot)
+    y = targets(snapshot)
+    users = user_split(snapshot, config.val_fraction, config.test_fraction)
+    txns = txn_split(snapshot, config.val_fraction, config.test_fraction)
+    n_fraud = int(y.user.sum())
+    n_fraud_train = int(y.user[users.train].sum())
+    if n_fraud < config.min_fraud_labels or n_fraud_train == 0:
+        log.warning(
+            "only %d accounts labelled fraud (%d in the training split; min_fraud_labels=%d): "
+            "no GraphSAGE model trained, using the unsupervised graph anomaly score (mode='unsupervised')",
+            n_fraud,
+            n_fraud_train,
+            config.min_fraud_labels,
+        )
+        return _unsupervised(snapshot, features, y, users, txns, config, started)
+    return _supervised(snapshot, features, y, users, txns, config, started, progress)
+
+
+def _unsupervised(
+    snapshot: Snapshot,
+    features: FeatureSet,
+    y: Targets,
+    users: Split,
+    txns: Split,
+    config: TrainConfig,
+    started: float,
+) -> ModelArtefact:
+    reference = fit_reference(snapshot, features)
+    scores = anomaly_scores(snapshot, features, reference)
+    created = time.time()
+    tensors = {k: torch.from_numpy(v) for k, v in reference.quantiles.items()}
+    metrics = TrainMetrics(
+        accounts_val=_metrics(scores.account, y.user, users.val),
+        accounts_test=_metrics(scores.account, y.user, users.test),
+        transactions_val=_metrics(scores.txn, y.txn, txns.val),
+        transactions_test=_metrics(scores.txn, y.txn, txns.test),
+        epochs_run=0,
+        seconds=time.perf_counter() - started,
+        seed=config.seed,
+    )
+    return ModelArtefact(
+        version=make_version(created, UNSUPERVISED, tensors),
+        created_at=created,
+        mode=UNSUPERVISED,
+        feature_names=dict(features.names),
+        normalisation=Normalisation.fit(features),
+        model_config=None,
+        state_dict={},
+        account_thresholds=quantile_thresholds(
+            scores.account, medium_top=UNSUPERVISED_MEDIUM_TOP, high_top=UNSUPERVISED_HIGH_TOP
+        ),
+        transaction_thresholds=quantile_thresholds(
+            scores.txn, medium_top=UNSUPERVISED_MEDIUM_TOP, high_top=UNSUPERVISED_HIGH_TOP
+        ),
+        metrics=metrics,
+        device_trained_on="cpu",
+        anomaly=reference,
+    )
+
+
+def _pos_weight(y: np.ndarray) -> float:
+    n_pos = int(y.sum())
+    return float((y.size - n_pos) / n_pos) if n_pos else 1.0
+
+
+def _supervised(
+    snapshot: Snapshot,
+    features: FeatureSet,
+    y: Targets,
+    users: Split,
+    txns: Split,
+    config: TrainConfig,
+    started: float,
+    progress: bool,
+) -> ModelArtefact:
+    device = pick_device(config.device)
+    norm = Normalisation.fit(features)
+    pw_user = _pos_weight(y.user[users.train])
+    pw_txn = _pos_weight(y.txn[txns.train])
+    use_txn_loss = bool(y.txn[txns.train].any())
+    model_config = ModelConfig(
+        in_dims={b: int(features.block(b).shape[1]) for b in ("user", "device", "ip", "merchant")},
+        txn_dim=int(features.txn.shape[1]),
+        hidden=config.hidden,
+        layers=config.layers,
+        dropout=config.dropout,
+        user_feature_drop=config.user_feature_drop,
+        user_prior_shift=math.log(pw_user),
+        txn_prior_shift=math.log(pw_txn) if use_txn_loss else 0.0,
+    )
+    g = build_graph_input(snapshot, norm.apply(features)).to(device)
+
+    with _deterministic(config.seed, device):
+        model = RingSAGE(model_config).to(device)
+        opt = torch.optim.Adam(model.parameters(), lr=config.lr, weight_decay=config.weight_decay, foreach=True)
+        yu = torch.from_numpy(y.user.astype(np.float32)).to(device)
+        yt = torch.from_numpy(y.txn.astype(np.float32)).to(device)
+        tr_u = torch.from_numpy(users.train).to(device)
+        tr_t = torch.from_numpy(txns.train).to(device)
+        pwu = torch.tensor(pw_user, device=device)
+        pwt = torch.tensor(pw_txn, device=device)
+        val_has_fraud = bool(y.user[users.val].any())
+        val_txn_has_fraud = bool(y.txn[txns.val].any())
+        va_t = torch.from_numpy(txns.val if val_txn_has_fraud else txns.val[:0]).to(device)
+
+        best_metric = -math.inf
+        best_acc_ap = math.nan
+        best_state = {k: v.detach().clone() for k, v in model.state_dict().items()}
+        best_epoch = 0
+        epochs_run = 0
+        bar = tqdm(range(config.epochs), desc="train", unit="epoch", disable=not progress, leave=False)
+        for epoch in bar:
+            model.train()
+            opt.zero_grad(set_to_none=True)
+            # The edge head runs on the training transactions only: the others carry no loss.
+            user_logits, txn_logits, _ = model(g, tr_t if use_txn_loss else tr_t[:0])
+            loss = F.binary_cross_entropy_with_logits(user_logits[tr_u], yu[tr_u], pos_weight=pwu)
+            if use_txn_loss:
+                loss = loss + F.binary_cross_entropy_with_logits(txn_logits, yt[tr_t], pos_weight=pwt)
+            loss.backward()
+            opt.step()
+            epochs_run = epoch + 1
+
+            pred = predict(model, g, va_t)
+            acc_ap = auprc(pred.account[users.val], y.user[users.val]) if val_has_fraud else math.nan
+            txn_ap = auprc(pred.txn, y.txn[txns.val]) if val_txn_has_fraud else math.nan
+            if val_has_fraud:
+                # Both heads count, so that an account AUPRC that saturates early cannot freeze
+                # an edge head that has not learnt yet.
+                metric = acc_ap + (txn_ap if val_txn_has_fraud else 0.0)
+            else:  # nothing to validate on: keep the latest weights
+                metric = float(epoch)
+            if metric > best_metric + 1e-9:
+                best_metric, best_epoch, best_acc_ap = metric, epoch, acc_ap
+                best_state = {k: v.detach().clone() for k, v in model.state_dict().items()}
+            bar.set_postfix(loss=f"{loss.item():.4f}", val_auprc=f"{acc_ap:.3f}", val_txn_auprc=f"{txn_ap:.3f}")
+            if epoch - best_epoch >= config.patience:
+                break
+        bar.close()
+        model.load_state_dict(best_state)
+        pred = predict(model, g)
+
+    account_thresholds = _calibrate(pred.account, y.user, users.val, config)
+    txn_thresholds = _calibrate(pred.txn, y.txn, txns.val, config)
+    metrics = TrainMetrics(
+        accounts_val=_metrics(pred.account, y.user, users.val),
+        accounts_test=_metrics(pred.account, y.user, users.test),
+        transactions_val=_metrics(pred.txn, y.txn, txns.val),
+        transactions_test=_metrics(pred.txn, y.txn, txns.test),
+        epochs_run=epochs_run,
+        seconds=time.perf_counter() - started,
+        seed=config.seed,
+    )
+    state = {k: v.detach().cpu().clone() for k, v in model.state_dict().items()}
+    created = time.time()
+    log.info(
+        "trained %d epochs (best %d) in %.1fs on %s; val account AUPRC %.3f",
+        epochs_run,
+        best_epoch + 1,
+        metrics.seconds,
+        device,
+        best_acc_ap,
+    )
+    return ModelArtefact(
+        version=make_version(created, SUPERVISED, state),
+        created_at=created,
+        mode=SUPERVISED,
+        feature_names=dict(features.names),
+        normalisation=norm,
+        model_config=model_config,
+        state_dict=state,
+        account_thresholds=account_thresholds,
+        transaction_thresholds=txn_thresholds,
+        metrics=metrics,
+        device_trained_on=str(device),
+    )
