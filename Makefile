@@ -5,6 +5,11 @@ PYTHON ?= python3
 VENV   := .venv
 PY     := $(VENV)/bin/python
 STAMP  := $(VENV)/.installed-$(shell sha1sum pyproject.toml | cut -c1-12)
+# The pinned torch (a multi-GB CUDA wheel from PyPI that also runs on the CPU) is kept in a local
+# wheelhouse: this machine's pip does not keep an HTTP cache, and a fresh clone must not download
+# it again. `pip download` into the wheelhouse is a no-op for files already there.
+TORCH      := $(shell grep -o '"torch==[^"]*"' pyproject.toml | tr -d '"')
+WHEELHOUSE ?= $(HOME)/.cache/ringwatch/wheels
 
 .PHONY: env demo test bench clean
 
@@ -13,6 +18,8 @@ env: $(STAMP)
 $(STAMP): pyproject.toml
 	@test -x $(PY) || $(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install --quiet --upgrade pip
+	$(PY) -m pip download --quiet --dest $(WHEELHOUSE) '$(TORCH)'
+	$(PY) -m pip install --quiet --no-index --find-links $(WHEELHOUSE) '$(TORCH)'
 	$(PY) -m pip install --quiet -e '.[dev]'
 	@rm -f $(VENV)/.installed-*
 	@touch $(STAMP)
@@ -24,7 +31,7 @@ test: env
 	$(PY) -m pytest -ra
 
 bench: env
-	$(PY) bench/ingest_bench.py
+	$(PY) bench/store_bench.py
 
 clean:
 	rm -rf ringwatch-data .pytest_cache

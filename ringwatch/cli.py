@@ -1,0 +1,148 @@
+"""The ``ringwatch`` command line: generate, ingest, label, train, score, rings, serve, demo."""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from pathlib import Path
+
+from graph.errors import RingwatchError
+from ringwatch.settings import Settings
+
+
+def _parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(
+        prog="ringwatch",
+        description="Graph-based fraud ring detection. Everything is written under --home "
+        "(default $RINGWATCH_HOME or ./ringwatch-data). Set NEO4J_URI to use Neo4j instead of "
+        "the embedded SQLite store.",
+    )
+    p.add_argument("--home", help="data directory (default: $RINGWATCH_HOME or ./ringwatch-data)")
+    p.add_argument("--no-progress", action="store_true", help="hide progress bars")
+    sub = p.add_subparsers(dest="command", required=True, metavar="COMMAND")
+
+    g = sub.add_parser("generate", help="write a synthetic dataset with planted rings")
+    g.add_argument("--users", type=int, default=5000)
+    g.add_argument("--seed", type=int, default=7)
+    g.add_argument("--out", type=Path, help="output folder (default: HOME/data)")
+
+    i = sub.add_parser("ingest", help="validate and load event files (CSV, Parquet, JSON lines)")
+    i.add_argument("files", type=Path, nargs="+")
+    i.add_argument("--mapping", type=Path, help="column mapping file (YAML/TOML) for other schemas")
+    i.add_argument("--batch-size", type=int, default=50_000)
+
+    lb = sub.add_parser("label", help="load a verdicts file (entity,entity_id,label,ts,source)")
+    lb.add_argument("file", type=Path)
+
+    t = sub.add_parser("train", help="train the GraphSAGE model on the stored graph and labels")
+    t.add_argument("--seed", type=int, default=7)
+    t.add_argument("--epochs", type=int, default=None)
+    t.add_argument("--device", choices=["cpu", "cuda"], default=None, help="default: CUDA if present")
+
+    s = sub.add_parser("score", help="score accounts and transactions, detect rings, write back")
+    s.add_argument("--out", type=Path, help="export account scores to this CSV (transactions beside it)")
+    s.add_argument("--model-version", help="artefact version (default: the current one)")
+
+    r = sub.add_parser("rings", help="list the rings found by the last scoring run")
+    r.add_argument("--limit", type=int, default=20)
+    r.add_argument("--min-tier", choices=["low", "medium", "high"], default="low")
+
+    sv = sub.add_parser("serve", help="start the risk API (FastAPI) on 127.0.0.1")
+    sv.add_argument("--host", default="127.0.0.1")
+    sv.add_argument("--port", type=int, default=8000)
+
+    d = sub.add_parser("demo", help="the main job end to end: generate, ingest, train, score, rings, report")
+    d.add_argument("--users", type=int, default=5000)
+    d.add_argument("--seed", type=int, default=7)
+    return p
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = _parser().parse_args(argv)
+    settings = Settings.load(args.home)
+    progress = not args.no_progress
+    try:
+        return _run(args, settings, progress)
+    except RingwatchError as e:
+        print(f"ringwatch {args.command}: error: {e}", file=sys.stderr)
+        return 2
+
+
+def _run(args: argparse.Namespace, settings: Settings, progress: bool) -> int:
+    # Imports are per command so `ringwatch --help` and `rings` stay fast (torch is heavy).
+    from ringwatch import pipeline
+
+    if args.command == "generate":
+        if args.out:
+            settings = Settings(home=settings.home, neo4j_uri=settings.neo4j_uri)
+            from ingestion.synthetic import SyntheticConfig, generate
+
+            ds = generate(SyntheticConfig(users=args.users, seed=args.seed), args.out, progress=progress)
+        else:
+            ds = pipeline.step_generate(settings, args.users, args.seed, progress=progress)
+        print(f"wrote {ds.n_events} events for {ds.n_users} users ({ds.n_fraud_users} fraud, {ds.rings} rings)")
+        for name in ("events", "labels", "truth_users", "truth_transactions", "truth_identifiers"):
+            print(f"  {name:<19} {getattr(ds, name)}")
+    elif args.command == "ingest":
+        summary = pipeline.step_ingest(
+            settings, args.files, mapping=args.mapping, batch_size=args.batch_size, progress=progress
+        )
+        print(summary.render())
+    elif args.command == "label":
+        ls = pipeline.step_label(settings, args.file, progress=progress)
+        print(f"labels: read {ls.read}, loaded {ls.loaded}, quarantined {ls.quarantined}")
+        for reason, n in sorted(ls.quarantined_by_reason.items()):
+            print(f"  {reason}: {n}")
+        if ls.quarantine_file:
+            print(f"  quarantine file: {ls.quarantine_file}")
+    elif args.command == "train":
+        from gnn.train import TrainConfig
+
+        cfg = TrainConfig(seed=args.seed, device=args.device)
+        if args.epochs is not None:
+            cfg = TrainConfig(seed=args.seed, device=args.device, epochs=args.epochs)
+        out = pipeline.step_train(settings, cfg, progress=progress)
+        a, m = out.artefact, out.artefact.metrics
+        print(f"model {a.version} ({a.mode}) trained on {a.device_trained_on} in {m.seconds:.1f} s, {m.epochs_run} epochs")
+        for name, sm in (("accounts", m.accounts_test), ("transactions", m.transactions_test)):
+            if sm is not None:
+                print(f"  held-out {name:<12} AUPRC {sm.auprc:.3f}  AUROC {sm.auroc:.3f}  Recall@{sm.k} {sm.recall_at_k:.3f}")
+        print(f"  thresholds accounts medium {a.account_thresholds.medium:.3f} high {a.account_thresholds.high:.3f}")
+        print(f"  artefact {out.path}")
+    elif args.command == "score":
+        so = pipeline.step_score(settings, out=args.out, model_version=args.model_version)
+        tiers = [t.value for t in so.result.account_tiers]
+        print(
+            f"scored {len(tiers)} accounts (high {tiers.count('high')}, medium {tiers.count('medium')}) and "
+            f"{len(so.result.txn_scores)} transactions with {so.result.model_version} ({so.result.mode}); "
+            f"{len(so.rings)} rings"
+        )
+        for p in so.exported:
+            print(f"  wrote {p}")
+    elif args.command == "rings":
+        from graph.types import Tier
+
+        floor = Tier(args.min_tier).rank
+        with pipeline.store_for(settings) as store:
+            rings = [r for r in store.rings() if r.tier.rank >= floor]
+        if not rings:
+            print("no rings (run `ringwatch score` first)")
+        for ring in rings[: args.limit]:
+            print(f"{ring.ring_id}  {ring.tier.value:<6} score {ring.score:.3f}  size {ring.size}")
+            print(f"  members: {', '.join(ring.members)}")
+            print(f"  devices: {', '.join(ring.shared_devices) or '-'}  ips: {', '.join(ring.shared_ips) or '-'}"
+                  f"  merchants: {', '.join(ring.shared_merchants) or '-'}")
+    elif args.command == "serve":
+        import uvicorn
+
+        from api.app import ApiConfig, create_app
+
+        app = create_app(ApiConfig(store_factory=lambda: pipeline.store_for(settings), models_dir=settings.models_dir))
+        uvicorn.run(app, host=args.host, port=args.port)
+    elif args.command == "demo":
+        pipeline.run_demo(settings, users=args.users, seed=args.seed, progress=progress, log=print)
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
