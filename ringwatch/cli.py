@@ -54,6 +54,9 @@ def _parser() -> argparse.ArgumentParser:
     d = sub.add_parser("demo", help="the main job end to end: generate, ingest, train, score, rings, report")
     d.add_argument("--users", type=int, default=5000)
     d.add_argument("--seed", type=int, default=7)
+
+    n = sub.add_parser("neo4j", help="the local Neo4j server (Maven Central jars, 127.0.0.1 only)")
+    n.add_argument("action", choices=["install", "start", "stop", "status"])
     return p
 
 
@@ -72,9 +75,10 @@ def _run(args: argparse.Namespace, settings: Settings, progress: bool) -> int:
     # Imports are per command so `ringwatch --help` and `rings` stay fast (torch is heavy).
     from ringwatch import pipeline
 
+    if args.command == "neo4j":
+        return _neo4j(args.action)
     if args.command == "generate":
         if args.out:
-            settings = Settings(home=settings.home, neo4j_uri=settings.neo4j_uri)
             from ingestion.synthetic import SyntheticConfig, generate
 
             ds = generate(SyntheticConfig(users=args.users, seed=args.seed), args.out, progress=progress)
@@ -142,6 +146,16 @@ def _run(args: argparse.Namespace, settings: Settings, progress: bool) -> int:
     elif args.command == "demo":
         pipeline.run_demo(settings, users=args.users, seed=args.seed, progress=progress, log=print)
     return 0
+
+
+def _neo4j(action: str) -> int:
+    from ringwatch import local_neo4j
+
+    done = local_neo4j.run(action)
+    print(done.output)
+    if action == "start" or done.running:
+        print(f"point ringwatch at it with:\n  {local_neo4j.connection_hint()}")
+    return 0 if action != "status" else (0 if done.running else 3)
 
 
 if __name__ == "__main__":

@@ -42,6 +42,8 @@ class Neo4jServer:
     http_url: str | None
     managed: bool
     env: dict[str, str] = field(default_factory=dict)
+    #: False when another test session had already started this instance: leave it running.
+    owned: bool = True
 
     def _script(self, verb: str, timeout: float = 240) -> subprocess.CompletedProcess[str]:
         return subprocess.run(
@@ -87,6 +89,7 @@ def _start_managed() -> Neo4jServer:
     done = server._script("start", timeout=600)
     if done.returncode != 0:
         raise RuntimeError(f"scripts/neo4j.sh start failed (exit {done.returncode}):\n{done.stdout}\n{done.stderr}")
+    server.owned = "already running" not in done.stdout
     return server
 
 
@@ -113,7 +116,8 @@ def neo4j_server() -> Iterator[Neo4jServer]:
     try:
         yield server
     finally:
-        server._script("stop")
+        if server.owned:
+            server._script("stop")
 
 
 def pytest_terminal_summary(terminalreporter: pytest.TerminalReporter) -> None:
