@@ -31,6 +31,7 @@ test: env
 	$(PY) -m pytest -ra
 
 bench: env
+	$(PY) bench/ingest_bench.py
 	$(PY) bench/store_bench.py
 
 clean:

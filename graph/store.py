@@ -12,6 +12,7 @@ from collections.abc import Sequence
 from graph.errors import ValidationError
 from graph.types import (
     Event,
+    EventBatch,
     Label,
     NodeType,
     Ring,
@@ -39,6 +40,14 @@ class GraphStore(abc.ABC):
         if not events:
             return UpsertResult(inserted=0, duplicates=0)
         return self._upsert_events(events)
+
+    def upsert_batch(self, batch: EventBatch) -> UpsertResult:
+        """``upsert_events`` for validated events in columns (the bulk-ingestion path): same
+        result, same idempotence; the first row of a ``txn_id`` repeated within the batch wins.
+        Backends without a columnar write get ``Event`` objects (see ``_upsert_batch``)."""
+        if not len(batch):
+            return UpsertResult(inserted=0, duplicates=0)
+        return self._upsert_batch(batch)
 
     def upsert_labels(self, labels: Sequence[Label]) -> int:
         """Store verdicts; returns how many were new. The latest verdict per entity wins."""
@@ -99,6 +108,11 @@ class GraphStore(abc.ABC):
 
     @abc.abstractmethod
     def _upsert_events(self, events: Sequence[Event]) -> UpsertResult: ...
+
+    def _upsert_batch(self, batch: EventBatch) -> UpsertResult:
+        """Default: the batch as ``Event`` objects through ``_upsert_events``. A backend that
+        can write columns directly overrides this."""
+        return self._upsert_events(batch.events())
 
     @abc.abstractmethod
     def _upsert_labels(self, labels: Sequence[Label]) -> int: ...

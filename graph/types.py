@@ -112,6 +112,66 @@ class Event:
 
 
 @dataclass(frozen=True, slots=True)
+class EventBatch:
+    """Validated events as typed columns, all of length ``n``: the bulk form of ``Event``.
+
+    Ingestion hands batches to ``GraphStore.upsert_batch``, so a store that can bind columns
+    (the SQLite store) never builds one Python object per event. Text columns are object arrays
+    of ``str`` with None where absent; ``amount`` is NaN where absent; ``event`` indexes
+    ``EVENT_KINDS``. ``events()`` gives the same events as ``Event`` objects."""
+
+    txn_id: np.ndarray  # object[str] [n]
+    ts: np.ndarray  # float64 [n], UTC epoch seconds
+    user_id: np.ndarray  # object[str] [n]
+    device_id: np.ndarray  # object[str|None] [n]
+    ip: np.ndarray  # object[str|None] [n]
+    merchant_id: np.ndarray  # object[str|None] [n]
+    amount: np.ndarray  # float64 [n], NaN when absent
+    currency: np.ndarray  # object[str|None] [n]
+    event: np.ndarray  # int8 [n], index into EVENT_KINDS
+    status: np.ndarray  # object[str|None] [n]
+
+    def __len__(self) -> int:
+        return int(self.txn_id.shape[0])
+
+    def events(self) -> list[Event]:
+        """The batch as ``Event`` objects (for stores without a columnar write)."""
+        amounts = self.amount.astype(object)
+        amounts[np.isnan(self.amount)] = None
+        kinds = np.array(list(EventKind), dtype=object)[self.event.astype(np.intp)]
+        return list(
+            map(
+                Event,
+                self.txn_id.tolist(),
+                self.ts.tolist(),
+                self.user_id.tolist(),
+                self.device_id.tolist(),
+                self.ip.tolist(),
+                self.merchant_id.tolist(),
+                amounts.tolist(),
+                self.currency.tolist(),
+                kinds.tolist(),
+                self.status.tolist(),
+            )
+        )
+
+    @classmethod
+    def concat(cls, parts: list[EventBatch]) -> EventBatch:
+        """One batch holding ``parts`` in order."""
+        if len(parts) == 1:
+            return parts[0]
+        return cls(*(np.concatenate([getattr(p, name) for p in parts]) for name in cls.__slots__))
+
+    def take(self, rows: np.ndarray) -> EventBatch:
+        """The rows at positions ``rows`` (an int array or a boolean mask), in that order."""
+        return EventBatch(*(getattr(self, name)[rows] for name in self.__slots__))
+
+    def slice(self, start: int, stop: int) -> EventBatch:
+        """Rows ``start:stop`` (views, no copy)."""
+        return EventBatch(*(getattr(self, name)[start:stop] for name in self.__slots__))
+
+
+@dataclass(frozen=True, slots=True)
 class Label:
     """One verdict. For an entity the verdict with the latest ``ts`` wins."""
 

@@ -21,7 +21,7 @@ import pandas as pd
 import pyarrow as pa
 import pyarrow.compute as pa_compute
 
-from graph.types import EVENT_KINDS, Event, EventKind, Label, LabelEntity, Verdict
+from graph.types import EVENT_KINDS, Event, EventBatch, EventKind, Label, LabelEntity, Verdict
 from ingestion.mapping import as_text
 from ingestion.readers import EMPTY_ROW
 
@@ -101,6 +101,21 @@ class ValidatedEvents:
         text for all or one per True entry of ``mask``."""
         _mark(self.reason, self.detail, mask, reason, details)
 
+    def batch(self, rows: np.ndarray) -> EventBatch:
+        """The cleaned values of the good rows ``rows`` as columns (the loader's fast path)."""
+        return EventBatch(
+            txn_id=self.txn_id[rows],
+            ts=self.ts[rows],
+            user_id=self.user_id[rows],
+            device_id=self.device_id[rows],
+            ip=self.ip[rows],
+            merchant_id=self.merchant_id[rows],
+            amount=self.amount[rows],
+            currency=self.currency[rows],
+            event=self.event[rows],
+            status=self.status[rows],
+        )
+
     def columns(self, rows: np.ndarray) -> EventColumns:
         """The cleaned values of the good rows ``rows`` as Python lists keyed by ``Event`` field
         name (ready for ``events_from`` and ``digests``)."""
@@ -147,6 +162,26 @@ def digests(columns: EventColumns) -> np.ndarray:
     needs."""
     n = len(columns["txn_id"])
     return np.fromiter(map(hash, zip(*columns.values())), dtype=np.int64, count=n)
+
+
+def batch_digests(batch: EventBatch) -> np.ndarray:
+    """``digests`` for an ``EventBatch``: a 64-bit content hash per row (Python's tuple hash of
+    the cleaned values; stable within a process, which is all one load needs). An absent amount
+    hashes as -1.0, a value no good row has (negative amounts are rejected)."""
+    amount = np.where(np.isnan(batch.amount), -1.0, batch.amount)
+    rows = zip(
+        batch.txn_id.tolist(),
+        batch.ts.tolist(),
+        batch.user_id.tolist(),
+        batch.device_id.tolist(),
+        batch.ip.tolist(),
+        batch.merchant_id.tolist(),
+        amount.tolist(),
+        batch.currency.tolist(),
+        batch.event.tolist(),
+        batch.status.tolist(),
+    )
+    return np.fromiter(map(hash, rows), dtype=np.int64, count=len(batch))
 
 
 def _slot_setters() -> tuple[tuple[str, Callable[[object, object], None]], ...] | None:
