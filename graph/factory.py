@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from graph.errors import ConfigError
+from graph.neo4j_store import Neo4jGraphStore
 from graph.sqlite_store import SQLiteGraphStore
 from graph.store import GraphStore
 
@@ -19,13 +19,10 @@ def open_store(
     file at ``store_path`` (created with its folder if missing).
 
     Raises:
-        ConfigError: ``neo4j_uri`` is set (the Neo4j backend is not built yet).
-        StoreError: the SQLite file cannot be opened.
+        StoreUnavailableError: the Neo4j server cannot be reached.
+        StoreError: Neo4j rejects the credentials, or the SQLite file cannot be opened.
     """
     if neo4j_uri:
-        # The Neo4j backend slots in here (graph/neo4j_store.py); the password is never logged.
-        raise ConfigError(
-            f"Neo4j backend not available yet: neo4j_uri={neo4j_uri!r} is set; "
-            "unset NEO4J_URI to use the embedded SQLite store"
-        )
+        # The password goes to the driver only; no message or log line carries it.
+        return Neo4jGraphStore(neo4j_uri, neo4j_user, neo4j_password)
     return SQLiteGraphStore(store_path)

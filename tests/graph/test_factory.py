@@ -1,4 +1,4 @@
-"""open_store: the embedded store by default, Neo4j (not built yet) refused with a clear error."""
+"""open_store: the embedded store by default, Neo4j when a URI is set (live server: test_neo4j_store.py)."""
 
 from __future__ import annotations
 
@@ -6,7 +6,7 @@ from pathlib import Path
 
 import pytest
 
-from graph.errors import ConfigError
+from graph.errors import StoreUnavailableError
 from graph.factory import open_store
 from graph.sqlite_store import SQLiteGraphStore
 
@@ -18,8 +18,8 @@ def test_without_neo4j_the_embedded_store_opens_at_the_path(tmp_path: Path) -> N
     assert path.exists()
 
 
-def test_a_neo4j_uri_is_refused_until_the_backend_exists(tmp_path: Path) -> None:
-    with pytest.raises(ConfigError, match="Neo4j backend not available yet") as err:
-        open_store(tmp_path / "store.sqlite", neo4j_uri="bolt://localhost:7687", neo4j_password="s3cret")
-    assert "s3cret" not in str(err.value)
+def test_a_neo4j_uri_selects_neo4j_and_an_unreachable_one_fails_clearly(tmp_path: Path) -> None:
+    with pytest.raises(StoreUnavailableError, match="bolt://127.0.0.1:1") as err:
+        open_store(tmp_path / "store.sqlite", neo4j_uri="bolt://127.0.0.1:1", neo4j_password="s3cret-pw")
+    assert "s3cret-pw" not in str(err.value)
     assert not (tmp_path / "store.sqlite").exists()
