@@ -22,11 +22,11 @@ set -euo pipefail
 
 ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 POM="$ROOT/neo4j/pom.xml"
-HOME_DIR="${NEO4J_HOME_DIR:-$ROOT/.neo4j}"
+HOME_DIR="$(realpath -m "${NEO4J_HOME_DIR:-$ROOT/.neo4j}")"
 LIB="$HOME_DIR/lib"
 PLUGINS="$HOME_DIR/plugins"
 # One install (jars) can serve several instances: each instance has its own conf, data, logs, pid.
-INSTANCE_DIR="${NEO4J_INSTANCE_DIR:-$HOME_DIR}"
+INSTANCE_DIR="$(realpath -m "${NEO4J_INSTANCE_DIR:-$HOME_DIR}")"
 CONF_DIR="$INSTANCE_DIR/conf"
 DATA="$INSTANCE_DIR/data"
 LOGS="$INSTANCE_DIR/logs"
