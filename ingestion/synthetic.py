@@ -29,7 +29,8 @@ What is planted, and why it is hard on purpose:
 Ground truth:
 
 * ``truth_users.csv``: ``is_fraud`` 1 for every ring member (late joiners included) and lone
-  fraudster; ``ring_id`` / ``ring_kind`` empty for users in no ring.
+  fraudster; ``ring_id`` / ``ring_kind`` empty for users in no ring; ``graph_only`` 1 for the late
+  joiners (fraud whose own behaviour is ordinary: only the graph reveals them), else 0.
 * ``truth_transactions.csv``: ``is_fraud`` is 1 for every payment and refund made by a fraud user,
   and 0 for every signup and login (a login is not a loss, even from a fraudster).
 * ``truth_identifiers.csv``: devices, IPs and merchants with a planted role. Legitimate roles:
@@ -65,7 +66,7 @@ import numpy as np
 
 from graph.errors import ValidationError
 
-__all__ = ["SyntheticConfig", "GeneratedDataset", "generate", "RING_KINDS", "EVENT_COLUMNS"]
+__all__ = ["SyntheticConfig", "GeneratedDataset", "generate", "RING_KINDS", "EVENT_COLUMNS", "TRUTH_USER_COLUMNS"]
 
 RING_KINDS: tuple[str, ...] = ("account_farm", "card_testing", "mule_chain", "colluding_merchant")
 EVENT_COLUMNS: tuple[str, ...] = (
@@ -73,6 +74,7 @@ EVENT_COLUMNS: tuple[str, ...] = (
     "status",
 )  # fmt: skip
 LABEL_COLUMNS: tuple[str, ...] = ("entity", "entity_id", "label", "ts", "source")
+TRUTH_USER_COLUMNS: tuple[str, ...] = ("user_id", "is_fraud", "ring_id", "ring_kind", "graph_only")
 
 # Ring sizes (members, late joiners included) per kind.
 RING_SIZE: dict[str, tuple[int, int]] = {
@@ -992,16 +994,19 @@ class _Generator:
 
         ring_id = np.full(self.N, "", dtype=object)
         ring_kind = np.full(self.N, "", dtype=object)
+        graph_only = np.zeros(self.N, dtype=bool)
         for plan in self.plans:
             members = np.concatenate([plan.core, plan.late])
             ring_id[members] = f"ring-{plan.index + 1:04d}"
             ring_kind[members] = plan.kind
+            graph_only[plan.late] = True
         by_id = np.argsort(user_rank)
-        _write_csv(paths["truth_users"], ("user_id", "is_fraud", "ring_id", "ring_kind"), [
+        _write_csv(paths["truth_users"], TRUTH_USER_COLUMNS, [
             user_str[by_id],
             np.where(self.is_fraud[by_id], "1", "0"),
             ring_id[by_id],
             ring_kind[by_id],
+            np.where(graph_only[by_id], "1", "0"),
         ])  # fmt: skip
         _write_csv(paths["truth_transactions"], ("txn_id", "is_fraud"),
                    [txn_str, np.where(cols["fraud"], "1", "0")])  # fmt: skip

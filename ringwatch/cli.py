@@ -1,4 +1,4 @@
-"""The ``ringwatch`` command line: generate, ingest, label, train, score, rings, serve, demo."""
+"""The ``ringwatch`` command line: generate, ingest, label, train, score, rings, serve, demo, evaluate."""
 
 from __future__ import annotations
 
@@ -54,6 +54,10 @@ def _parser() -> argparse.ArgumentParser:
     d = sub.add_parser("demo", help="the main job end to end: generate, ingest, train, score, rings, report")
     d.add_argument("--users", type=int, default=5000)
     d.add_argument("--seed", type=int, default=7)
+
+    ev = sub.add_parser("evaluate", help="every baseline on a time-ordered split: report.md with plots")
+    ev.add_argument("--out", type=Path, help="report folder (default: HOME/reports/evaluation)")
+    ev.add_argument("--seed", type=int, default=7)
 
     n = sub.add_parser("neo4j", help="the local Neo4j server (Maven Central jars, 127.0.0.1 only)")
     n.add_argument("action", choices=["install", "start", "stop", "status"])
@@ -143,6 +147,10 @@ def _run(args: argparse.Namespace, settings: Settings, progress: bool) -> int:
 
         app = create_app(ApiConfig(store_factory=lambda: pipeline.store_for(settings), models_dir=settings.models_dir))
         uvicorn.run(app, host=args.host, port=args.port)
+    elif args.command == "evaluate":
+        rep = pipeline.step_evaluate(settings, out=args.out, seed=args.seed)
+        print(rep.report_path.read_text())
+        print(f"wrote {rep.report_path} and {len(rep.plots)} plots in {rep.seconds:.1f} s")
     elif args.command == "demo":
         pipeline.run_demo(settings, users=args.users, seed=args.seed, progress=progress, log=print)
     return 0

@@ -13,6 +13,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from gnn.artefact import ModelArtefact
+from gnn.evaluate import EvaluationReport, PlantedTruth, evaluate
 from gnn.scoring import ScoreResult, score_snapshot, to_writeback
 from gnn.train import TrainConfig, train
 from graph.factory import open_store
@@ -245,3 +246,32 @@ def render_report(
     lines.append(f"  report       {settings.reports_dir / 'demo-report.txt'}")
     lines.append(f"total time {seconds:.1f} s")
     return "\n".join(lines)
+
+
+# -- evaluation -------------------------------------------------------------------------------
+
+
+def step_evaluate(
+    settings: Settings,
+    *,
+    out: Path | None = None,
+    seed: int = 7,
+    config: TrainConfig | None = None,
+) -> EvaluationReport:
+    """Every baseline on the stored graph, one report in ``out`` (default HOME/reports/evaluation).
+
+    The planted truth is added when HOME/data holds the synthetic truth files (``ringwatch demo``
+    or ``generate`` wrote them); otherwise the report has the label-based sections only.
+    """
+    with store_for(settings) as store:
+        snapshot = store.snapshot()
+    truth = None
+    if (settings.data_dir / "truth_users.csv").is_file() and (settings.data_dir / "truth_transactions.csv").is_file():
+        truth_users, truth_txns = load_truth(settings.data_dir)
+        truth = PlantedTruth.from_frames(snapshot, truth_users, truth_txns)
+    return evaluate(
+        snapshot,
+        config or TrainConfig(seed=seed),
+        out or settings.reports_dir / "evaluation",
+        truth,
+    )

@@ -7,7 +7,6 @@ Used by ``ringwatch demo`` and the end-to-end tests. Truth files are the ones wr
 
 from __future__ import annotations
 
-from collections import Counter
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -16,19 +15,10 @@ import numpy as np
 import pandas as pd
 
 from gnn.metrics import auprc, auroc
+from graph.ring_recovery import RECOVERY_COVERAGE, RECOVERY_PURITY, RingKindRecovery, ring_recovery
 from graph.types import NodeType, Ring, Snapshot
 
-#: A planted ring counts as recovered when one detected ring holds at least this share of it...
-RECOVERY_COVERAGE = 0.5
-#: ...and at least this share of that detected ring's members belong to the planted ring.
-RECOVERY_PURITY = 0.5
-
-
-@dataclass(frozen=True, slots=True)
-class RingKindRecovery:
-    kind: str
-    planted: int
-    recovered: int
+__all__ = ["RECOVERY_COVERAGE", "RECOVERY_PURITY", "RingKindRecovery", "TruthReport", "load_truth", "compare_with_truth"]
 
 
 @dataclass(frozen=True, slots=True)
@@ -89,45 +79,19 @@ def compare_with_truth(
     planted = planted[planted["ring_id"] != ""]
     planted_of = dict(zip(planted["user_id"], planted["ring_id"], strict=True))
     kind_of = dict(zip(planted["ring_id"], planted["ring_kind"], strict=False))
-    planted_sizes = Counter(planted["ring_id"])
     fraud_set = set(truth_users.loc[truth_users["is_fraud"].astype(bool), "user_id"])
-
-    members = [m for r in rings for m in r.members]
-    precision = float(np.mean([m in fraud_set for m in members])) if members else 0.0
-    recall = len(set(members) & set(planted_of)) / len(planted_of) if planted_of else 0.0
-
-    purities: list[float] = []
-    recovered: set[str] = set()
-    for ring in rings:
-        counts = Counter(planted_of.get(m) for m in ring.members)
-        counts.pop(None, None)
-        if not counts:
-            purities.append(0.0)
-            continue
-        best, n = counts.most_common(1)[0]
-        purities.append(n / ring.size)
-        for pid, c in counts.items():
-            if c / planted_sizes[pid] >= RECOVERY_COVERAGE and c / ring.size >= RECOVERY_PURITY:
-                recovered.add(pid)
-    by_kind = tuple(
-        RingKindRecovery(
-            kind=kind,
-            planted=sum(1 for p in planted_sizes if kind_of[p] == kind),
-            recovered=sum(1 for p in recovered if kind_of[p] == kind),
-        )
-        for kind in sorted(set(kind_of.values()))
-    )
+    rec = ring_recovery(rings, planted_of, kind_of, fraud_set)
     return TruthReport(
         accounts_auprc=auprc(account_scores, y_user),
         accounts_auroc=auroc(account_scores, y_user),
         transactions_auprc=auprc(txn_scores, y_txn),
         transactions_auroc=auroc(txn_scores, y_txn),
         fraud_base_rate=float(y_user.mean()) if len(y_user) else 0.0,
-        ring_member_precision=precision,
-        ring_member_recall=recall,
-        ring_purity=float(np.mean(purities)) if purities else 0.0,
-        rings_detected=len(rings),
-        rings_planted=len(planted_sizes),
-        rings_recovered=len(recovered),
-        by_kind=by_kind,
+        ring_member_precision=rec.member_precision,
+        ring_member_recall=rec.member_recall,
+        ring_purity=rec.purity,
+        rings_detected=rec.detected,
+        rings_planted=rec.planted,
+        rings_recovered=rec.recovered,
+        by_kind=rec.by_kind,
     )

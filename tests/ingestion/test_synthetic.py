@@ -100,7 +100,7 @@ def test_bad_config_names_the_field(field: str, kwargs: dict, tmp_path: Path) ->
 def test_columns_in_order(data: Loaded) -> None:
     assert tuple(_read(data.result.events).columns) == EVENT_COLUMNS
     assert list(data.labels.columns) == ["entity", "entity_id", "label", "ts", "source"]
-    assert list(data.users.columns) == ["user_id", "is_fraud", "ring_id", "ring_kind"]
+    assert list(data.users.columns) == ["user_id", "is_fraud", "ring_id", "ring_kind", "graph_only"]
     assert list(data.txns.columns) == ["txn_id", "is_fraud"]
     assert list(data.idents.columns) == ["kind", "identifier", "role"]
 
@@ -220,6 +220,16 @@ def test_late_joiners_look_ordinary_on_their_own(data: Loaded) -> None:
     legit_amounts = pay.amount[~pay.user_id.isin(_fraud_ids(data))]
     assert len(late_amounts) >= len(late)  # each makes at least one payment
     assert abs(late_amounts.median() - legit_amounts.median()) < 0.5 * legit_amounts.median()
+
+
+def test_graph_only_marks_exactly_the_late_joiners(data: Loaded) -> None:
+    signup = _signup_times(data)
+    cut = START + timedelta(days=CONFIG.days * LATE_JOIN_FROM)
+    users = data.users
+    late = set(users.user_id[(users.ring_id != "") & (users.user_id.map(signup) >= cut)])
+    marked = set(users.user_id[users.graph_only == "1"])
+    assert marked == late
+    assert set(users.graph_only) <= {"0", "1"}
 
 
 def test_shared_ip_rule_has_poor_precision(data: Loaded) -> None:

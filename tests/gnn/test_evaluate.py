@@ -1,0 +1,154 @@
+"""``gnn.evaluate``: the report, its determinism, the leakage audit, and the claims it makes
+on the synthetic generator's planted structure (graph-only late ring members)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from gnn.evaluate import JSON_FILE, PLOT_FILES, EvaluationReport, PlantedTruth, evaluate
+from gnn.leakage import POINT_IN_TIME_TXN_FEATURES, audit_leakage, truncate
+from gnn.train import TrainConfig
+from graph.types import NodeType
+from ingestion.synthetic import SyntheticConfig, generate
+from tests.gnn.synth import SynthData, snapshot_from_events
+
+#: Fewer epochs than the default keep the module under a minute on two busy cores.
+CONFIG = TrainConfig(device="cpu", epochs=25, seed=7)
+PNG_MAGIC = b"\x89PNG\r\n\x1a\n"
+
+
+def _synthetic(tmp: Path, users: int, seed: int) -> tuple[object, PlantedTruth]:
+    """A dataset of ``ingestion.synthetic`` as a snapshot (no store needed) and its truth."""
+    ds = generate(SyntheticConfig(users=users, seed=seed), tmp)
+    ev = pd.read_csv(ds.events, dtype={c: str for c in ("txn_id", "user_id", "device_id", "ip", "merchant_id")})
+    ev["ts"] = pd.to_datetime(ev["ts"], utc=True).astype("int64") / 1e9
+    labels = pd.read_csv(ds.labels, dtype=str)
+    labels["ts"] = pd.to_datetime(labels["ts"], utc=True).astype("int64") / 1e9
+    snap = snapshot_from_events(ev.drop(columns=["currency"]), labels)
+    tu = pd.read_csv(ds.truth_users, dtype={"user_id": str, "ring_id": str, "ring_kind": str})
+    tt = pd.read_csv(ds.truth_transactions, dtype={"txn_id": str})
+    return snap, PlantedTruth.from_frames(snap, tu, tt)
+
+
+#: The tests on the planted data train GraphSAGE on 2,000 users: the module's slow part.
+slow = pytest.mark.slow
+
+
+@pytest.fixture(scope="module")
+def planted(tmp_path_factory: pytest.TempPathFactory) -> EvaluationReport:
+    snap, truth = _synthetic(tmp_path_factory.mktemp("syn"), users=2000, seed=3)
+    return evaluate(snap, CONFIG, tmp_path_factory.mktemp("report"), truth)
+
+
+# -- the report ---------------------------------------------------------------------------------
+
+
+@slow
+def test_report_and_plots_are_written(planted: EvaluationReport) -> None:
+    import matplotlib.image as mpimg
+
+    text = planted.report_path.read_text()
+    for b in planted.baselines:
+        assert b.title in text
+    assert "AUPRC" in text and "Recall@K" in text and f"seed {planted.seed}" in text
+    assert (planted.out_dir / JSON_FILE).is_file()
+    for name in PLOT_FILES:
+        path = planted.out_dir / name
+        assert path.read_bytes()[:8] == PNG_MAGIC
+        img = mpimg.imread(path)
+        assert img.ndim == 3 and img.shape[0] > 200 and img.shape[1] > 400
+        assert f"]({name})" in text
+
+
+@slow
+def test_winner_is_the_best_validation_auprc(planted: EvaluationReport) -> None:
+    for entity, winner in (("accounts", planted.winner_accounts), ("transactions", planted.winner_transactions)):
+        vals = {b.name: getattr(b, entity).val.auprc for b in planted.baselines if getattr(b, entity).val}
+        assert vals[winner] == max(vals.values())
+
+
+@slow
+def test_shared_ip_rule_is_clearly_worse_than_graph_models(planted: EvaluationReport) -> None:
+    """Offices, campuses and VPN exits share IPs among ordinary users: the rule cannot rank."""
+    rule = planted.get("rule_shared_ip").accounts.test_vs_truth
+    best = max(planted.get(n).accounts.test_vs_truth.auprc for n in ("trees_aggregated", "graphsage"))
+    assert rule is not None
+    assert best > rule.auprc + 0.2
+
+
+@slow
+def test_graph_models_beat_no_graph_trees_on_graph_only_accounts(planted: EvaluationReport) -> None:
+    """Late ring members look ordinary on their own; only their shared device/IP gives them away."""
+    assert planted.graph_only_size is not None and planted.graph_only_size[0] >= 3
+    own = planted.get("trees_own").graph_only
+    assert own is not None
+    for name in ("trees_aggregated", "graphsage", "hybrid"):
+        m = planted.get(name).graph_only
+        assert m is not None
+        assert m.auprc > own.auprc + 0.2, name
+
+
+@slow
+def test_ring_metrics_are_reported_against_planted_rings(planted: EvaluationReport) -> None:
+    r = planted.get("graphsage").rings
+    assert r is not None and r.planted > 0
+    assert 0.0 <= r.member_precision <= 1.0 and 0.0 <= r.member_recall <= 1.0 and 0.0 <= r.purity <= 1.0
+
+
+# -- determinism --------------------------------------------------------------------------------
+
+
+def test_same_input_and_seed_give_identical_numbers(synth: SynthData, tmp_path: Path) -> None:
+    truth = PlantedTruth(
+        user_is_fraud=synth.user_is_fraud,
+        user_ring=synth.user_ring,
+        user_ring_kind=np.where(synth.user_ring != "", "farm", "").astype(object),
+        user_graph_only=np.zeros_like(synth.user_is_fraud),
+        txn_is_fraud=synth.txn_is_fraud,
+    )
+    # The hybrid is left out for time: it is trees (covered here) on GraphSAGE embeddings (covered).
+    cfg = TrainConfig(device="cpu", seed=5, epochs=10)
+    fast = ("rule_shared_device", "rule_shared_ip", "rule_velocity", "trees_own", "trees_aggregated", "graphsage")
+    a = evaluate(synth.snapshot, cfg, tmp_path / "a", truth, baselines=fast)
+    b = evaluate(synth.snapshot, cfg, tmp_path / "b", truth, baselines=fast)
+    assert a.numbers() == b.numbers()
+    assert (tmp_path / "a" / JSON_FILE).read_text() == (tmp_path / "b" / JSON_FILE).read_text()
+    assert a.numbers()["seed"] == 5
+
+
+# -- leakage ------------------------------------------------------------------------------------
+
+
+def test_point_in_time_features_do_not_look_ahead(synth: SynthData) -> None:
+    ts = synth.snapshot.transactions.ts
+    for q in (0.3, 0.6, 0.9):
+        audit = audit_leakage(synth.snapshot, float(np.quantile(ts, q)))
+        assert audit.ok, audit.leaking
+        assert set(audit.point_in_time) == set(POINT_IN_TIME_TXN_FEATURES)
+        # Whole-history account features do change: the audit can see a look-ahead.
+        assert audit.user_features_changed["n_payments_log"] > 0
+
+
+def test_truncate_keeps_the_past_and_aligned_nodes(synth: SynthData) -> None:
+    snap = synth.snapshot
+    cut_ts = float(np.median(snap.transactions.ts))
+    cut = truncate(snap, cut_ts)
+    assert np.all(cut.transactions.ts < cut_ts)
+    assert len(cut.transactions) == int((snap.transactions.ts < cut_ts).sum())
+    assert cut.nodes is snap.nodes
+    assert np.all(cut.user_device.last_seen < cut_ts)
+
+
+def test_planted_truth_aligns_with_the_snapshot(synth: SynthData) -> None:
+    users = synth.snapshot.nodes[NodeType.USER]
+    frame = pd.DataFrame(
+        {"user_id": users[::-1], "is_fraud": synth.user_is_fraud[::-1].astype(int), "ring_id": synth.user_ring[::-1], "ring_kind": ""}
+    )
+    txns = pd.DataFrame({"txn_id": synth.snapshot.transactions.txn_id, "is_fraud": synth.txn_is_fraud.astype(int)})
+    truth = PlantedTruth.from_frames(synth.snapshot, frame, txns)
+    assert np.array_equal(truth.user_is_fraud, synth.user_is_fraud)
+    assert not truth.user_graph_only.any()  # no graph_only column: nobody marked
