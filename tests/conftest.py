@@ -2,7 +2,8 @@
 
 The server is the project's own (``scripts/neo4j.sh``: Neo4j 5.26 from Maven Central jars), started
 once per test session as a separate instance (``.neo4j/test``, Bolt 17687, HTTP 17474, so a
-developer's own server on the default ports is left alone) and stopped by its PID at the end.
+developer's own server on the default ports is left alone; ``RINGWATCH_TEST_NEO4J_BOLT_PORT`` and
+``_HTTP_PORT`` move it) and stopped by its PID at the end.
 
 ``RINGWATCH_TEST_NEO4J_URI`` (+ ``_USER``, ``_PASSWORD``) points the tests at an existing server
 instead. The tests delete everything in that database: never point it at real data.
@@ -24,8 +25,8 @@ import pytest
 REPO = Path(__file__).resolve().parents[1]
 SCRIPT = REPO / "scripts" / "neo4j.sh"
 INSTANCE_DIR = REPO / ".neo4j" / "test"
-TEST_BOLT_PORT = 17687
-TEST_HTTP_PORT = 17474
+TEST_BOLT_PORT = int(os.environ.get("RINGWATCH_TEST_NEO4J_BOLT_PORT", "17687"))
+TEST_HTTP_PORT = int(os.environ.get("RINGWATCH_TEST_NEO4J_HTTP_PORT", "17474"))
 TEST_PASSWORD = "ringwatch-test"
 
 _skip_reason: list[str] = []
