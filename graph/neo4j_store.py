@@ -18,7 +18,9 @@ Writes: a batch of ``batch_size`` events is one managed write transaction
 it, the txn ids already stored are looked up first; then one statement (``WRITE_EVENTS``, so the
 rows cross the wire once) writes only the new events: nodes by ``UNWIND ... MERGE`` on the
 uniqueness constraints, event edges by ``CREATE``, and ``USED_DEVICE`` / ``USED_IP`` / ``SEEN_AT``
-``{first_seen, last_seen, count}`` by ``MERGE`` of the batch's per-pair aggregates. So loading
+``{first_seen, last_seen, count}`` by ``MERGE`` of the batch's per-pair aggregates. The client
+deduplicates the keys and aggregates the pairs (``_event_params``), and rows name their nodes by
+position in the merged node lists, so the server does one index look-up per distinct key. So loading
 the same events twice changes nothing, and a batch cut off by a fault is either fully written or
 not at all: re-running the load completes it (a batch that committed just before the connection
 died counts as duplicates the second time).
@@ -555,8 +557,63 @@ def _write_event_batch(tx: ManagedTransaction, rows: list[tuple]) -> int:
     stored = {r[0] for r in tx.run(cy.EXISTING_TXN_IDS, ids=[r[0] for r in rows]).values()}
     new = [r for r in rows if r[0] not in stored] if stored else rows
     if new:
-        tx.run(cy.WRITE_EVENTS, rows=new).consume()
+        tx.run(cy.WRITE_EVENTS, _event_params(new)).consume()
     return len(new)
+
+
+def _event_params(rows: list[tuple]) -> dict[str, list]:
+    """``WRITE_EVENTS``'s parameters for event ``rows`` (see neo4j_cypher): sorted distinct keys
+    per node label, event rows that point into them, and the batch's per-pair link aggregates
+    [source, target, first ts, last ts, count], built here so the server looks each key up once."""
+    users = sorted({r[2] for r in rows})
+    merchants = sorted({r[3] for r in rows if r[3] is not None})
+    devices = sorted({r[4] for r in rows if r[4] is not None})
+    ips = sorted({r[5] for r in rows if r[5] is not None})
+    u_at = {k: i for i, k in enumerate(users)}
+    m_at = {k: i for i, k in enumerate(merchants)}
+    d_at = {k: i for i, k in enumerate(devices)}
+    i_at = {k: i for i, k in enumerate(ips)}
+    transacted: list[list] = []
+    acted: list[list] = []
+    links: tuple[dict[tuple[int, int], list], ...] = ({}, {}, {})  # user_device, user_ip, device_ip
+
+    def seen(link: dict[tuple[int, int], list], pair: tuple[int, int], ts: float) -> None:
+        agg = link.get(pair)
+        if agg is None:
+            link[pair] = [ts, ts, 1]
+        else:
+            if ts < agg[0]:
+                agg[0] = ts
+            if ts > agg[1]:
+                agg[1] = ts
+            agg[2] += 1
+
+    for txn_id, ts, user, merchant, device, ip, *rest in rows:
+        u = u_at[user]
+        if merchant is None:
+            acted.append([txn_id, ts, u, None, device, ip, *rest])
+        else:
+            transacted.append([txn_id, ts, u, m_at[merchant], device, ip, *rest])
+        d = None if device is None else d_at[device]
+        i = None if ip is None else i_at[ip]
+        if d is not None:
+            seen(links[0], (u, d), ts)
+            if i is not None:
+                seen(links[2], (d, i), ts)
+        if i is not None:
+            seen(links[1], (u, i), ts)
+    user_device, user_ip, device_ip = ([[a, b, *agg] for (a, b), agg in sorted(link.items())] for link in links)
+    return {
+        "users": users,
+        "merchants": merchants,
+        "devices": devices,
+        "ips": ips,
+        "transacted": transacted,
+        "acted": acted,
+        "user_device": user_device,
+        "user_ip": user_ip,
+        "device_ip": device_ip,
+    }
 
 
 def _raise_missing(tx: ManagedTransaction, stmt: LiteralString, field: str, keys: list[str]) -> NoReturn:

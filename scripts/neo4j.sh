@@ -134,6 +134,10 @@ server.memory.pagecache.size=$PAGECACHE
 dbms.memory.transaction.total.max=256m
 dbms.security.procedures.unrestricted=apoc.*
 dbms.usage_report.enabled=false
+# Keep little transaction log: these instances are for tests, demos and benchmarks, and the
+# default (2 days) filled gigabytes during repeated bulk loads.
+db.tx_log.rotation.retention_policy=2 files
+db.tx_log.rotation.size=64M
 # Unsupported internal settings: Bolt's netty shutdown otherwise idles 2 x 5 s on every stop.
 internal.dbms.bolt.netty_server_shutdown_quiet_period=0
 internal.server.bolt.thread_pool_shutdown_wait_time=1s
