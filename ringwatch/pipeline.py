@@ -209,7 +209,7 @@ def render_report(
     m = a.metrics
     lines = ["", "=" * 78, "ringwatch demo report", "=" * 78]
     lines.append(
-        f"data: {dataset.n_users} users, {dataset.n_events} events, seed from dataset; "
+        f"data: {dataset.n_users} users, {dataset.n_events} events, training seed {m.seed}; "
         f"ingested {ingest.loaded} at {ingest.events_per_second:,.0f} events/s"
     )
     lines.append(f"model: {a.version}  mode {a.mode}  trained on {a.device_trained_on}  epochs {m.epochs_run}")
