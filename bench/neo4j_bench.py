@@ -109,9 +109,47 @@ def naive_load(uri: str, user: str, password: str, events: list[Event]) -> float
         return time.perf_counter() - t0
 
 
+def generator_events(users: int, seed: int = 7) -> list[Event]:
+    """The synthetic generator's events (ringwatch generate): realistic reuse of devices and IPs,
+    unlike ``make_events``, where nearly every user-device and user-IP pair is new."""
+    import tempfile
+
+    import pandas as pd
+
+    from graph.types import EventKind
+    from ingestion.synthetic import SyntheticConfig, generate
+
+    with tempfile.TemporaryDirectory() as tmp:
+        ds = generate(SyntheticConfig(users=users, seed=seed), Path(tmp))
+        df = pd.read_csv(ds.events, dtype=str, keep_default_na=False)
+    ts = (pd.to_datetime(df["ts"], utc=True) - pd.Timestamp(0, tz="UTC")) / pd.Timedelta(seconds=1)
+    return [
+        Event(
+            txn_id=r.txn_id,
+            ts=float(t),
+            user_id=r.user_id,
+            device_id=r.device_id or None,
+            ip=r.ip or None,
+            merchant_id=r.merchant_id or None,
+            amount=float(r.amount) if r.amount else None,
+            currency=r.currency or None,
+            event=EventKind(r.event or "payment"),
+            status=r.status or None,
+        )
+        for r, t in zip(df.itertuples(index=False), ts, strict=True)
+    ]
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--events", type=int, default=200_000)
+    parser.add_argument(
+        "--data",
+        choices=["random", "generator"],
+        default="random",
+        help="random: every event a new user-device/IP pair (worst case); generator: `ringwatch generate` data",
+    )
+    parser.add_argument("--users", type=int, default=10_000, help="with --data generator: accounts to generate")
     parser.add_argument("--batch", type=int, default=10_000, help="events per upsert_events call and transaction")
     parser.add_argument("--naive-events", type=int, default=5_000)
     parser.add_argument("--page", type=int, default=20_000, help="snapshot page size")
@@ -134,7 +172,8 @@ def main() -> None:
     pid_file = Path(BENCH_ENV["NEO4J_INSTANCE_DIR"]) / "neo4j.pid"
     pid = int(pid_file.read_text()) if started and pid_file.exists() else None
     try:
-        events = make_events(args.events)
+        events = make_events(args.events) if args.data == "random" else generator_events(args.users)
+        print(f"data: {args.data}, {len(events):,} events")
         store = Neo4jGraphStore(uri, user, password, batch_size=args.batch, page_size=args.page)
         try:
             store.delete_all()
