@@ -173,6 +173,14 @@ def run_demo(
     dataset = step_generate(settings, users, seed, progress=progress)
     log(f"      {dataset.n_events} events, {dataset.n_fraud_users} fraud users in {dataset.rings} planted rings")
     log("[2/5] ingesting events and labels")
+    with store_for(settings) as store:
+        held = store.stats().nodes.get(NodeType.USER.value, 0)
+    if held:
+        # Not an error: re-running the same demo is a no-op load. Other data would mix in.
+        log(
+            f"      note: the store already holds {held:,} accounts: the demo's events are added to them, and"
+            " any whose txn_id is already stored is skipped as a duplicate (use a fresh --home for a clean run)"
+        )
     ingest = step_ingest(settings, [dataset.events], progress=progress)
     log("      " + ingest.render().replace("\n", "\n      "))
     labels = step_label(settings, dataset.labels, progress=progress)
