@@ -77,6 +77,7 @@ from graph.sqlite_store import (  # array builders shared by both stores' snapsh
     _transaction_table,
 )
 from graph.store import GraphStore
+from graph.traversal import Node, node_sort_key, walk
 from graph.types import (
     EdgeType,
     EntityScore,
@@ -110,17 +111,13 @@ PAGE_SIZE = 20_000
 MAX_RETRY_TIME = 10.0
 #: Seconds to open a connection.
 CONNECTION_TIMEOUT = 5.0
-#: At most this many edges per allowed node in ``neighbourhood`` (as the SQLite store).
-EDGES_PER_NODE = 4
 
 # [txn_id, ts, user_id, merchant_id, device_id, ip, amount, currency, event, status]: the column
 # order of the event rows in neo4j_cypher. ``event.value`` is the plain string.
 _EVENT_ROW = attrgetter(
     "txn_id", "ts", "user_id", "merchant_id", "device_id", "ip", "amount", "currency", "event.value", "status"
 )
-_NODE_ORDER = {t: i for i, t in enumerate(NodeType)}
-_EDGE_ORDER = {t: i for i, t in enumerate(EdgeType)}
-_Node = tuple[NodeType, str]
+_Node = Node
 _T = TypeVar("_T")
 
 # Per node type: (statement name, edge type, direction) of each kind of adjacency, in the order
@@ -478,50 +475,15 @@ class Neo4jGraphStore(GraphStore):
     # -- neighbourhood ----------------------------------------------------------------------
 
     def _neighbourhood(self, node_type: NodeType, key: str, hops: int, limit: int) -> Subgraph:
-        """The SQLite store's algorithm, with one query per kind of adjacency per frontier."""
-        edge_cap = limit * EDGES_PER_NODE
+        """``graph.traversal.walk`` with one query per kind of adjacency per frontier."""
         center: _Node = (node_type, key)
 
         def read(tx: ManagedTransaction) -> Subgraph:
             if tx.run(cy.NODE_EXISTS[node_type], key=key).single() is None:
                 raise NotFoundError(node_type.value, key)
-            depth_of: dict[_Node, int] = {center: 0}
-            edges: dict[tuple[EdgeType, _Node, _Node, str | None], SubgraphEdge] = {}
-            truncated = False
-            frontier = [center]
-            # Expand ``hops`` times; the last pass (depth == hops) adds no nodes, only the
-            # edges between nodes already in, so e.g. a Device-IP link at the rim shows.
-            for depth in range(hops + 1):
-                grow = depth < hops
-                adjacent, more = _adjacent(tx, frontier, edge_cap + 1)
-                truncated |= more
-                found: list[_Node] = []
-                for node in frontier:
-                    for edge, other in adjacent.get(node, ()):
-                        if other not in depth_of:
-                            if not grow:
-                                continue
-                            if len(depth_of) >= limit:
-                                truncated = True
-                                continue
-                            depth_of[other] = depth + 1
-                            found.append(other)
-                        edges[(edge.edge_type, edge.source, edge.target, edge.txn_id)] = edge
-                frontier = sorted(found, key=_node_sort_key)
-                if not frontier:
-                    break
+            depth_of, edges, truncated = walk(center, hops, limit, lambda frontier, cap: _adjacent(tx, frontier, cap))
             nodes = _subgraph_nodes(tx, depth_of)
-            ordered = sorted(
-                edges.values(),
-                key=lambda e: (_EDGE_ORDER[e.edge_type], _node_sort_key(e.source), _node_sort_key(e.target), e.txn_id or ""),
-            )
-            return Subgraph(
-                center=center,
-                hops=hops,
-                nodes=nodes,
-                edges=tuple(ordered[:edge_cap]),
-                truncated=truncated or len(ordered) > edge_cap,
-            )
+            return Subgraph(center=center, hops=hops, nodes=nodes, edges=tuple(edges), truncated=truncated)
 
         return self._read("neighbourhood", read)
 
@@ -692,8 +654,7 @@ def _first(row: Sequence[Any]) -> Any:
     return row[0]
 
 
-def _node_sort_key(node: _Node) -> tuple[int, str]:
-    return (_NODE_ORDER[node[0]], node[1])
+_node_sort_key = node_sort_key
 
 
 def _winning_verdicts(verdicts: list[tuple]) -> dict[str, list[tuple]]:

@@ -56,6 +56,7 @@ import pandas as pd
 
 from graph.errors import NotFoundError, StoreError, StoreUnavailableError, ValidationError
 from graph.store import GraphStore
+from graph.traversal import Node, node_sort_key, walk
 from graph.types import (
     EVENT_KINDS,
     EdgeType,
@@ -82,9 +83,6 @@ from graph.types import (
 
 SCHEMA_VERSION = 1
 
-#: At most this many edges per allowed node in ``neighbourhood`` (one TRANSACTED edge per
-#: transaction can make a hub merchant's edge list far longer than its node list).
-EDGES_PER_NODE = 4
 
 # ============================================================================================
 # SQL: every statement of this module, all with ``?`` parameters. Table and column names come
@@ -341,9 +339,7 @@ _EVENT_KIND_NAMES = np.array(EVENT_KINDS, dtype=object)
 _EVENT_ROW = attrgetter(
     "txn_id", "ts", "user_id", "merchant_id", "device_id", "ip", "amount", "currency", "event.value", "status"
 )
-_NODE_ORDER = {t: i for i, t in enumerate(NodeType)}
-_EDGE_ORDER = {t: i for i, t in enumerate(EdgeType)}
-_Node = tuple[NodeType, str]
+_Node = Node
 
 
 class SQLiteGraphStore(GraphStore):
@@ -657,53 +653,22 @@ class SQLiteGraphStore(GraphStore):
     # -- neighbourhood ----------------------------------------------------------------------
 
     def _neighbourhood(self, node_type: NodeType, key: str, hops: int, limit: int) -> Subgraph:
-        edge_cap = limit * EDGES_PER_NODE
         center: _Node = (node_type, key)
         self._ensure_adjacency_indexes()
         with self._transaction("neighbourhood", write=False) as conn:
             if conn.execute(SQL_NODE_EXISTS[node_type], (key,)).fetchone() is None:
                 raise NotFoundError(node_type.value, key)
-            depth_of: dict[_Node, int] = {center: 0}
-            edges: dict[tuple[EdgeType, _Node, _Node, str | None], SubgraphEdge] = {}
-            truncated = False
-            frontier = [center]
-            # Expand ``hops`` times; the last pass (depth == hops) adds no nodes, only the
-            # edges between nodes already in, so e.g. a Device-IP link at the rim shows.
-            for depth in range(hops + 1):
-                grow = depth < hops
-                found: list[_Node] = []
+
+            def adjacent(frontier: list[_Node], cap: int) -> tuple[dict[_Node, list[tuple[SubgraphEdge, _Node]]], bool]:
+                around, more = {}, False
                 for node in frontier:
-                    adjacent, more = self._adjacent(conn, node, edge_cap + 1)
-                    truncated |= more
-                    for edge, other in adjacent:
-                        if other not in depth_of:
-                            if not grow:
-                                continue
-                            if len(depth_of) >= limit:
-                                truncated = True
-                                continue
-                            depth_of[other] = depth + 1
-                            found.append(other)
-                        edges[(edge.edge_type, edge.source, edge.target, edge.txn_id)] = edge
-                frontier = sorted(found, key=_node_sort_key)
-                if not frontier:
-                    break
+                    around[node], cut = self._adjacent(conn, node, cap)
+                    more |= cut
+                return around, more
+
+            depth_of, edges, truncated = walk(center, hops, limit, adjacent)
             nodes = self._subgraph_nodes(conn, depth_of)
-        # Every edge among the chosen nodes, in (type, source, target, txn_id) order; the first
-        # ``edge_cap`` are kept.
-        ordered_edges = sorted(
-            edges.values(),
-            key=lambda e: (
-                _EDGE_ORDER[e.edge_type],
-                _node_sort_key(e.source),
-                _node_sort_key(e.target),
-                e.txn_id or "",
-            ),
-        )
-        truncated |= len(ordered_edges) > edge_cap
-        return Subgraph(
-            center=center, hops=hops, nodes=nodes, edges=tuple(ordered_edges[:edge_cap]), truncated=truncated
-        )
+        return Subgraph(center=center, hops=hops, nodes=nodes, edges=tuple(edges), truncated=truncated)
 
     def _ensure_adjacency_indexes(self) -> None:
         """Rebuild the adjacency indexes a bulk load dropped (one write, only when missing)."""
@@ -827,8 +792,7 @@ def _incomplete_batch(batch: EventBatch) -> ValidationError:
 # ============================================================================================
 
 
-def _node_sort_key(node: _Node) -> tuple[int, str]:
-    return (_NODE_ORDER[node[0]], node[1])
+_node_sort_key = node_sort_key
 
 
 def _object_array(values: Sequence[object]) -> np.ndarray:
