@@ -68,7 +68,8 @@ class LeakageAudit:
         return not self.leaking
 
 
-def _links(src: np.ndarray, dst: np.ndarray, ts: np.ndarray) -> LinkTable:
+def link_table(src: np.ndarray, dst: np.ndarray, ts: np.ndarray) -> LinkTable:
+    """Links (first seen, last seen, count) of the (src, dst) pairs of events; -1 means absent."""
     keep = (src >= 0) & (dst >= 0)
     df = pd.DataFrame({"src": src[keep], "dst": dst[keep], "ts": ts[keep]})
     g = df.groupby(["src", "dst"], sort=True)["ts"].agg(["min", "max", "count"]).reset_index()
@@ -99,9 +100,9 @@ def truncate(snapshot: Snapshot, before: float) -> Snapshot:
     return Snapshot(
         nodes=snapshot.nodes,
         transactions=table,
-        user_device=_links(table.user, table.device, ts),
-        user_ip=_links(table.user, table.ip, ts),
-        device_ip=_links(table.device, table.ip, ts),
+        user_device=link_table(table.user, table.device, ts),
+        user_ip=link_table(table.user, table.ip, ts),
+        device_ip=link_table(table.device, table.ip, ts),
         user_labels=snapshot.user_labels,
         txn_labels=LabelTable(index=tl.index[tkeep], is_fraud=tl.is_fraud[tkeep], ts=tl.ts[tkeep], source=tl.source[tkeep]),
         taken_at=snapshot.taken_at,

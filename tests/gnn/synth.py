@@ -23,7 +23,8 @@ from dataclasses import dataclass
 import numpy as np
 import pandas as pd
 
-from graph.types import EVENT_KINDS, LabelTable, LinkTable, NodeType, Snapshot, TransactionTable
+from gnn.leakage import link_table
+from graph.types import EVENT_KINDS, LabelTable, NodeType, Snapshot, TransactionTable
 
 T0 = 1_767_225_600.0  # 2026-01-01T00:00:00Z
 DAY = 86_400.0
@@ -180,19 +181,6 @@ def generate(
     )
 
 
-def _links(src: np.ndarray, dst: np.ndarray, ts: np.ndarray) -> LinkTable:
-    keep = (src >= 0) & (dst >= 0)
-    df = pd.DataFrame({"src": src[keep], "dst": dst[keep], "ts": ts[keep]})
-    g = df.groupby(["src", "dst"], sort=True)["ts"].agg(["min", "max", "count"]).reset_index()
-    return LinkTable(
-        src=g["src"].to_numpy(np.int64),
-        dst=g["dst"].to_numpy(np.int64),
-        first_seen=g["min"].to_numpy(np.float64),
-        last_seen=g["max"].to_numpy(np.float64),
-        count=g["count"].to_numpy(np.int64),
-    )
-
-
 def _label_table(labels: pd.DataFrame, entity: str, keys: pd.Index) -> LabelTable:
     sel = labels[labels["entity"] == entity].copy()
     sel["index"] = keys.get_indexer(sel["entity_id"])
@@ -237,9 +225,9 @@ def snapshot_from_events(events: pd.DataFrame, labels: pd.DataFrame) -> Snapshot
     return Snapshot(
         nodes=nodes,
         transactions=table,
-        user_device=_links(table.user, table.device, ts),
-        user_ip=_links(table.user, table.ip, ts),
-        device_ip=_links(table.device, table.ip, ts),
+        user_device=link_table(table.user, table.device, ts),
+        user_ip=link_table(table.user, table.ip, ts),
+        device_ip=link_table(table.device, table.ip, ts),
         user_labels=_label_table(labels, "user", pd.Index(nodes[NodeType.USER], dtype=object)),
         txn_labels=_label_table(labels, "transaction", pd.Index(table.txn_id, dtype=object)),
     )

@@ -22,6 +22,7 @@ from typing import Any
 
 import pytest
 
+from tests.conftest import skip_outside_ci
 from graph.investigation import DEFAULT_QUERIES_PATH, load_queries
 from tests.graph.neo4j_demo import Neo4jDemo, neo4j_demo
 
@@ -39,9 +40,7 @@ WAIT_S = 60
 
 
 def _unavailable(reason: str) -> None:
-    if os.environ.get("CI"):
-        pytest.fail(f"CI must run the Browser test: {reason}", pytrace=False)
-    pytest.skip(f"BROWSER TEST SKIPPED (CI unset): {reason}; run scripts/install-chromium.sh")
+    skip_outside_ci(f"Browser test: {reason}; run scripts/install-chromium.sh")
 
 
 def _executables() -> tuple[str, str]:
@@ -139,7 +138,7 @@ def test_top_rings_in_neo4j_browser_with_the_ringwatch_style(
 ) -> None:
     http_url = neo4j_server.http_url or os.environ.get("RINGWATCH_TEST_NEO4J_HTTP_URL")
     if not http_url:
-        pytest.skip("external Neo4j without RINGWATCH_TEST_NEO4J_HTTP_URL: no Browser to open")
+        skip_outside_ci("external Neo4j without RINGWATCH_TEST_NEO4J_HTTP_URL: no Browser to open")
     session = BrowserSession(chrome)
     by = session.by
     session.connect(http_url, neo4j_server.uri, neo4j_server.user, neo4j_server.password)

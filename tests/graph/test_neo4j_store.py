@@ -13,6 +13,7 @@ from pathlib import Path
 
 import pytest
 
+from tests.conftest import skip_outside_ci
 from graph.errors import StoreError, StoreUnavailableError
 from graph.factory import open_store
 from graph.neo4j_store import SCHEMA_VERSION, Neo4jGraphStore
@@ -252,7 +253,7 @@ def test_hostile_ids_everywhere_round_trip_and_break_nothing(neo4j_store: Neo4jG
 
 def test_a_load_cut_by_a_server_stop_fails_clearly_and_a_rerun_completes(neo4j_server, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
     if not neo4j_server.managed:
-        pytest.skip("needs a Neo4j this test can stop (not RINGWATCH_TEST_NEO4J_URI)")
+        skip_outside_ci("needs a Neo4j this test can stop (not RINGWATCH_TEST_NEO4J_URI)")
     events = random_events(6000, seed=11)
     batches = [events[i : i + 300] for i in range(0, len(events), 300)]
     # max_retry_time: how long the driver retries a transaction before giving up (default 30 s).
