@@ -1,0 +1,365 @@
+"""The durable journal of checkout events: appended before the API answers, loaded into the
+store in the background, replayed on start.
+
+Why: ``POST /v1/score`` must answer in milliseconds and keep answering while the store (Neo4j)
+is slow or down, yet an event the service accepted must never be lost. So the event is written
+to a local append-only file and ``fdatasync``-ed *before* the answer goes out; a background
+``JournalLoader`` moves it into the store later.
+
+Files in the journal folder:
+
+- ``events.jsonl``: one JSON object per line (the ``Event`` fields), append-only.
+- ``loaded.offset``: the byte offset in ``events.jsonl`` up to which every line is in the store.
+  It is replaced atomically (write, fsync, rename) after each successful store write.
+- ``rejected.jsonl``: lines that could not be read back (a torn or corrupted line), with their
+  offset and the reason. They are counted in ``JournalStatus.rejected``, never dropped silently.
+
+Crash safety: a crash after the store write but before the offset moved replays those events on
+start; the stores skip a ``txn_id`` they hold already, so nothing is doubled. A crash in the
+middle of an append leaves a line without its newline: that request was never answered (the
+answer waits for the fsync), so the torn tail is cut off on open. When everything is loaded and
+the file has grown past ``compact_bytes``, it is truncated (then the offset reset: an offset past
+the end of the file reads as 0).
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+import threading
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+
+from graph.errors import RingwatchError, StoreError, ValidationError
+from graph.store import GraphStore
+from graph.types import Event, EventKind
+
+log = logging.getLogger(__name__)
+
+EVENTS_FILE = "events.jsonl"
+OFFSET_FILE = "loaded.offset"
+REJECTED_FILE = "rejected.jsonl"
+
+
+@dataclass(frozen=True, slots=True)
+class JournalStatus:
+    """Where the journal stands. ``depth``: events appended but not yet in the store."""
+
+    depth: int
+    appended: int
+    loaded: int
+    rejected: int
+    last_error: str | None
+    last_loaded_at: float | None
+
+
+def _encode(event: Event) -> bytes:
+    row = {
+        "txn_id": event.txn_id,
+        "ts": event.ts,
+        "user_id": event.user_id,
+        "device_id": event.device_id,
+        "ip": event.ip,
+        "merchant_id": event.merchant_id,
+        "amount": event.amount,
+        "currency": event.currency,
+        "event": event.event.value,
+        "status": event.status,
+    }
+    return (json.dumps(row, separators=(",", ":"), ensure_ascii=False) + "\n").encode("utf-8")
+
+
+def _decode(line: bytes) -> Event:
+    """One journal line back to an ``Event``.
+
+    Raises:
+        ValidationError: the line is not a journal record.
+    """
+    try:
+        row = json.loads(line)
+        return Event(
+            txn_id=str(row["txn_id"]),
+            ts=float(row["ts"]),
+            user_id=str(row["user_id"]),
+            device_id=row.get("device_id"),
+            ip=row.get("ip"),
+            merchant_id=row.get("merchant_id"),
+            amount=None if row.get("amount") is None else float(row["amount"]),
+            currency=row.get("currency"),
+            event=EventKind(row.get("event", EventKind.PAYMENT.value)),
+            status=row.get("status"),
+        )
+    except (ValueError, KeyError, TypeError) as e:
+        raise ValidationError("journal line", line[:80], f"not a journal record: {e}") from e
+
+
+class EventJournal:
+    """Append-only, fsync-ed log of accepted events with a 'loaded up to here' offset.
+
+    Thread-safe: appends and loads may come from different threads (request handlers and the
+    ``JournalLoader``). One process owns a journal folder at a time.
+
+    Args:
+        directory: the journal folder (created if missing).
+        fsync: ``fdatasync`` each append before returning (the durability promise). Only tests
+            that measure nothing about crashes may turn it off.
+        compact_bytes: truncate the file once everything in it is loaded and it is this big.
+
+    Raises:
+        StoreError: the folder cannot be created or the files cannot be opened.
+    """
+
+    def __init__(self, directory: Path, *, fsync: bool = True, compact_bytes: int = 64 << 20) -> None:
+        self.directory = Path(directory)
+        self._fsync = fsync
+        self._compact_bytes = compact_bytes
+        self._lock = threading.Lock()  # appends, compaction
+        self._load_lock = threading.Lock()  # one load at a time
+        self._appended = 0
+        self._loaded = 0
+        self._rejected = 0
+        self._last_error: str | None = None
+        self._last_loaded_at: float | None = None
+        try:
+            self.directory.mkdir(parents=True, exist_ok=True)
+            self._path = self.directory / EVENTS_FILE
+            self._cut_torn_tail()
+            self._file = open(self._path, "ab")  # noqa: SIM115 - held open for appends
+        except OSError as e:
+            raise StoreError(f"journal {self.directory}: cannot open: {e}") from e
+        self._depth = self._count_pending()
+
+    # -- writing -----------------------------------------------------------------------------
+
+    def append(self, event: Event) -> None:
+        """Write ``event`` durably. Returns only when it is on disk (with ``fsync``).
+
+        Raises:
+            StoreError: the disk write failed (the caller must not acknowledge the event).
+        """
+        line = _encode(event)
+        with self._lock:
+            try:
+                self._file.write(line)
+                self._file.flush()
+                if self._fsync:
+                    os.fdatasync(self._file.fileno())
+            except OSError as e:
+                raise StoreError(f"journal {self._path}: append failed: {e}") from e
+            self._appended += 1
+            self._depth += 1
+
+    # -- loading -----------------------------------------------------------------------------
+
+    def load_pending(self, store: GraphStore, *, batch_size: int = 5_000) -> int:
+        """Move every event past the offset into ``store``, in batches, moving the offset after
+        each batch. Returns how many events were read and handed to the store (duplicates the
+        store already held count too: they are in the store).
+
+        Raises:
+            StoreError / StoreUnavailableError: from the store; the offset stays before the
+            failed batch, so the next call retries it.
+        """
+        with self._load_lock:
+            done = 0
+            while True:
+                offset = self._read_offset()
+                events, end = self._read_batch(offset, batch_size)
+                if end == offset:
+                    break
+                if events:
+                    store.upsert_events(events)
+                self._write_offset(end)
+                with self._lock:
+                    self._depth = max(0, self._depth - len(events))
+                    self._loaded += len(events)
+                self._last_loaded_at = time.time()
+                done += len(events)
+            self._maybe_compact()
+            return done
+
+    def status(self) -> JournalStatus:
+        """Counts since this process opened the journal; ``depth`` includes replayed events."""
+        return JournalStatus(
+            depth=self._depth,
+            appended=self._appended,
+            loaded=self._loaded,
+            rejected=self._rejected,
+            last_error=self._last_error,
+            last_loaded_at=self._last_loaded_at,
+        )
+
+    def record_error(self, message: str | None) -> None:
+        """What the last load attempt failed with (None: it succeeded). For ``/readyz``."""
+        self._last_error = message
+
+    def close(self) -> None:
+        with self._lock:
+            self._file.close()
+
+    # -- internals ---------------------------------------------------------------------------
+
+    def _cut_torn_tail(self) -> None:
+        if not self._path.exists():
+            return
+        size = self._path.stat().st_size
+        if size == 0:
+            return
+        with open(self._path, "rb+") as f:
+            back = min(size, 1 << 16)
+            f.seek(size - back)
+            tail = f.read(back)
+            if tail.endswith(b"\n"):
+                return
+            cut = tail.rfind(b"\n")
+            keep = (size - back + cut + 1) if cut >= 0 else (0 if back == size else size)
+            log.warning("journal %s: cut a torn last line (%d bytes) left by a crash", self._path, size - keep)
+            f.truncate(keep)
+
+    def _read_offset(self) -> int:
+        try:
+            offset = int((self.directory / OFFSET_FILE).read_text().strip() or 0)
+        except FileNotFoundError:
+            return 0
+        except (OSError, ValueError) as e:
+            raise StoreError(f"journal {self.directory / OFFSET_FILE}: unreadable offset: {e}") from e
+        size = self._path.stat().st_size
+        return 0 if offset > size else offset  # past the end: the file was compacted
+
+    def _write_offset(self, offset: int) -> None:
+        path = self.directory / OFFSET_FILE
+        tmp = path.with_suffix(".tmp")
+        try:
+            with open(tmp, "w") as f:
+                f.write(str(offset))
+                f.flush()
+                os.fsync(f.fileno())
+            os.replace(tmp, path)
+        except OSError as e:
+            raise StoreError(f"journal {path}: cannot move the offset: {e}") from e
+
+    def _read_batch(self, offset: int, limit: int) -> tuple[list[Event], int]:
+        """Up to ``limit`` complete lines from ``offset``: the events and the offset after them.
+        Unreadable lines go to the rejected file (counted) and are stepped over."""
+        events: list[Event] = []
+        pos = offset
+        with open(self._path, "rb") as f:
+            f.seek(offset)
+            while len(events) < limit:
+                line = f.readline()
+                if not line.endswith(b"\n"):  # end of file (or an append in progress)
+                    break
+                try:
+                    events.append(_decode(line))
+                except ValidationError as e:
+                    self._reject(pos, line, str(e))
+                pos += len(line)
+        return events, pos
+
+    def _reject(self, offset: int, line: bytes, reason: str) -> None:
+        self._rejected += 1
+        with self._lock:
+            self._depth = max(0, self._depth - 1)
+        record = {"offset": offset, "reason": reason, "line": line.decode("utf-8", "replace").rstrip("\n")}
+        with open(self.directory / REJECTED_FILE, "a", encoding="utf-8") as f:
+            f.write(json.dumps(record) + "\n")
+        log.error("journal %s: line at byte %d rejected: %s", self._path, offset, reason)
+
+    def _count_pending(self) -> int:
+        offset = self._read_offset()
+        with open(self._path, "rb") as f:
+            f.seek(offset)
+            return sum(1 for line in f if line.endswith(b"\n"))
+
+    def _maybe_compact(self) -> None:
+        with self._lock:
+            size = self._path.stat().st_size
+            if size < self._compact_bytes or self._read_offset() < size:
+                return
+            self._file.truncate(0)
+            self._file.flush()
+            os.fsync(self._file.fileno())
+            self._write_offset(0)
+            log.info("journal %s: compacted (%d bytes, all loaded)", self._path, size)
+
+
+class JournalLoader:
+    """A daemon thread that loads the journal into the store every ``interval`` seconds, backing
+    off (doubling up to ``max_backoff``) while the store fails. The first pass replays whatever
+    an earlier process left unloaded.
+
+    Args:
+        journal: the journal to drain.
+        store_factory: opens the store the thread writes to (its own connection: a SQLite
+            connection must stay in the thread that made it).
+        interval: seconds between passes when all is well.
+        max_backoff: the longest wait after failures.
+    """
+
+    def __init__(
+        self,
+        journal: EventJournal,
+        store_factory: Callable[[], GraphStore],
+        *,
+        interval: float = 0.5,
+        max_backoff: float = 30.0,
+    ) -> None:
+        self.journal = journal
+        self._factory = store_factory
+        self._interval = interval
+        self._max_backoff = max_backoff
+        self._stop = threading.Event()
+        self._wake = threading.Event()
+        self._thread = threading.Thread(target=self._run, name="ringwatch-journal-loader", daemon=True)
+
+    def start(self) -> None:
+        self._thread.start()
+
+    def wake(self) -> None:
+        """Load now rather than at the next tick (after an append)."""
+        self._wake.set()
+
+    def stop(self, timeout: float = 10.0) -> None:
+        """Stop after the current pass; a last pass runs so that a clean shutdown leaves the
+        journal drained when the store is reachable."""
+        self._stop.set()
+        self._wake.set()
+        self._thread.join(timeout)
+
+    def _run(self) -> None:
+        store: GraphStore | None = None
+        delay = self._interval
+        while True:
+            stopping = self._stop.is_set()
+            try:
+                if store is None:
+                    store = self._factory()
+                self.journal.load_pending(store)
+                self.journal.record_error(None)
+                delay = self._interval
+            except Exception as e:  # noqa: BLE001 - the loader must outlive any one failure
+                delay = min(self._max_backoff, max(self._interval, delay * 2))
+                self.journal.record_error(str(e))
+                if isinstance(e, RingwatchError):
+                    log.warning("journal load failed (retrying in %.1f s): %s", delay, e)
+                else:
+                    log.exception("journal load failed unexpectedly (retrying in %.1f s)", delay)
+                if store is not None:
+                    _close_quietly(store)
+                    store = None
+            if stopping:
+                break
+            self._wake.wait(delay)
+            self._wake.clear()
+        if store is not None:
+            _close_quietly(store)
+
+
+def _close_quietly(store: GraphStore) -> None:
+    try:
+        store.close()
+    except RingwatchError as e:
+        log.warning("closing the journal's store: %s", e)
