@@ -5,12 +5,22 @@ network's shape, the tier thresholds and the held-out metrics; ``models_dir/CURR
 file in use. Both are written to a temporary file and renamed, so a reader (the API reloading
 the model) never sees half a file. The file holds only tensors and plain Python values and is
 read with ``torch.load(weights_only=True)``: loading an artefact cannot run code.
+
+``scorer`` says what makes the scores of a supervised artefact: ``"graphsage"`` (the network),
+or a tree family of ``gnn.trees`` (``"trees_aggregated"``, ``"hybrid"``) that won the selection
+(``gnn.selection``); then ``trees`` holds the fitted trees as plain arrays (no pickle), and the
+GraphSAGE weights stay in the artefact (the hybrid's inputs include its embeddings). Beside the
+``.pt`` file, ``model-<version>.json`` repeats the metadata for people and tools: scorer, the
+selection, the promotion decision, metrics, thresholds. Format 1 artefacts (before the selection)
+still load, as GraphSAGE scorers.
 """
 
 from __future__ import annotations
 
 import dataclasses
 import hashlib
+import json
+import math
 import os
 import re
 import tempfile
@@ -26,15 +36,23 @@ import torch
 from gnn.anomaly import AnomalyReference
 from gnn.calibrate import Thresholds
 from gnn.features import Normalisation
+from gnn.lineage import Promotion, Selection
 from gnn.metrics import TrainMetrics
 from gnn.model import ModelConfig
+from gnn.trees import TREE_FAMILIES, TreeScorer
 from graph.errors import ModelError, ValidationError
 
 SUPERVISED = "supervised"
 UNSUPERVISED = "unsupervised"
 MODES = (SUPERVISED, UNSUPERVISED)
 CURRENT = "CURRENT"
-FORMAT = 1
+#: 2 added ``scorer``, ``trees``, ``selection`` and ``promotion``; format 1 files still load.
+FORMAT = 2
+READABLE_FORMATS = (1, 2)
+#: The GraphSAGE network scores (the default, and what every format-1 artefact does).
+GRAPHSAGE = "graphsage"
+#: What can score a supervised artefact.
+SCORERS: tuple[str, ...] = (GRAPHSAGE, *TREE_FAMILIES)
 _VERSION_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,99}$")
 
 
@@ -43,6 +61,11 @@ def model_file_name(version: str) -> str:
     if not _VERSION_RE.match(version):
         raise ValidationError("version", version, "must be letters, digits, '.', '_' or '-' (at most 100)")
     return f"model-{version}.pt"
+
+
+def metadata_file_name(version: str) -> str:
+    """``model-<version>.json``: the artefact's metadata beside its ``.pt`` file."""
+    return model_file_name(version)[: -len(".pt")] + ".json"
 
 
 def make_version(created_at: float, mode: str, tensors: dict[str, torch.Tensor]) -> str:
@@ -61,7 +84,11 @@ class ModelArtefact:
 
     ``mode`` is ``"supervised"`` (GraphSAGE weights in ``state_dict``, ``model_config`` set) or
     ``"unsupervised"`` (``anomaly`` reference set, no weights). ``normalisation`` holds per-block
-    means and stds fitted on the training graph.
+    means and stds fitted on the training graph. ``scorer`` (supervised only; see the module
+    docstring) names what scores, ``trees`` the fitted trees when that is a tree family.
+    ``selection`` records the candidates and the winner, ``promotion`` the comparison with the
+    model that was current when this one was trained (``None`` before ``ringwatch train`` sets
+    it). ``metrics`` and the thresholds are those of the shipped scorer.
     """
 
     version: str
@@ -76,6 +103,10 @@ class ModelArtefact:
     metrics: TrainMetrics
     device_trained_on: str
     anomaly: AnomalyReference | None = None
+    scorer: str = GRAPHSAGE
+    trees: TreeScorer | None = None
+    selection: Selection | None = None
+    promotion: Promotion | None = None
 
     def __post_init__(self) -> None:
         if self.mode not in MODES:
@@ -84,7 +115,21 @@ class ModelArtefact:
             raise ValidationError("model_config", None, "a supervised artefact needs its model config")
         if self.mode == UNSUPERVISED and self.anomaly is None:
             raise ValidationError("anomaly", None, "an unsupervised artefact needs its anomaly reference")
+        if self.scorer not in SCORERS:
+            raise ValidationError("scorer", self.scorer, f"must be one of {SCORERS}")
+        if self.scorer != GRAPHSAGE:
+            if self.mode != SUPERVISED:
+                raise ValidationError("scorer", self.scorer, "an unsupervised artefact scores with the anomaly score")
+            if self.trees is None or self.trees.family != self.scorer:
+                raise ValidationError(
+                    "trees", None if self.trees is None else self.trees.family, f"scorer {self.scorer!r} needs its fitted trees"
+                )
         model_file_name(self.version)
+
+    @property
+    def shipped(self) -> str:
+        """What makes the scores, in one word: ``"anomaly"`` in unsupervised mode, else ``scorer``."""
+        return "anomaly" if self.mode == UNSUPERVISED else self.scorer
 
     # -- changing -------------------------------------------------------------------------
 
@@ -120,11 +165,21 @@ class ModelArtefact:
             "metrics": self.metrics.to_dict(),
             "device_trained_on": self.device_trained_on,
             "anomaly": None if self.anomaly is None else self.anomaly.to_dict(),
+            "scorer": self.scorer,
+            "trees": None if self.trees is None else self.trees.to_dict(),
+            "selection": None if self.selection is None else self.selection.to_dict(),
+            "promotion": None if self.promotion is None else self.promotion.to_dict(),
         }
+
+    def metadata(self) -> dict[str, object]:
+        """Everything but the weights and trees, JSON-ready (``nan`` becomes ``null``)."""
+        d = {k: v for k, v in self.to_dict().items() if k not in ("state_dict", "trees", "normalisation", "anomaly")}
+        d["shipped"] = self.shipped
+        return _jsonable(d)  # type: ignore[return-value]
 
     @classmethod
     def from_dict(cls, d: dict[str, object]) -> ModelArtefact:
-        if d.get("format") != FORMAT:
+        if d.get("format") not in READABLE_FORMATS:
             raise ModelError(f"artefact format {d.get('format')!r} not supported (expected {FORMAT}); retrain the model")
         norm = dict(d["normalisation"])  # type: ignore[call-overload]
         return cls(
@@ -143,19 +198,28 @@ class ModelArtefact:
             metrics=TrainMetrics.from_dict(d["metrics"]),  # type: ignore[arg-type]
             device_trained_on=str(d["device_trained_on"]),
             anomaly=None if d.get("anomaly") is None else AnomalyReference.from_dict(d["anomaly"]),  # type: ignore[arg-type]
+            scorer=str(d.get("scorer", GRAPHSAGE)),
+            trees=None if d.get("trees") is None else TreeScorer.from_dict(d["trees"]),  # type: ignore[arg-type]
+            selection=None if d.get("selection") is None else Selection.from_dict(d["selection"]),  # type: ignore[arg-type]
+            promotion=None if d.get("promotion") is None else Promotion.from_dict(d["promotion"]),  # type: ignore[arg-type]
         )
 
-    def save(self, models_dir: Path) -> Path:
-        """Write ``models_dir/model-<version>.pt`` and point ``models_dir/CURRENT`` at it.
+    def save(self, models_dir: Path, *, make_current: bool = True) -> Path:
+        """Write ``models_dir/model-<version>.pt`` and its ``.json`` metadata, and point
+        ``models_dir/CURRENT`` at it unless ``make_current=False`` (a model kept back: saved for
+        inspection, not used).
 
         Returns the model file's path. Raises ``ModelError`` when the directory is not writable.
         """
         models_dir = Path(models_dir)
         path = models_dir / model_file_name(self.version)
+        meta = json.dumps(self.metadata(), indent=1, sort_keys=True).encode() + b"\n"
         try:
             models_dir.mkdir(parents=True, exist_ok=True)
             _atomic_write(path, lambda f: torch.save(self.to_dict(), f))
-            _atomic_write(models_dir / CURRENT, lambda f: f.write(path.name.encode() + b"\n"))
+            _atomic_write(models_dir / metadata_file_name(self.version), lambda f: f.write(meta))
+            if make_current:
+                _atomic_write(models_dir / CURRENT, lambda f: f.write(path.name.encode() + b"\n"))
         except OSError as e:
             raise ModelError(f"cannot write model artefact to {models_dir}: {e}") from e
         return path
@@ -191,6 +255,18 @@ class ModelArtefact:
             return cls.from_dict(raw)
         except (KeyError, TypeError, ValueError, AttributeError) as e:
             raise ModelError(f"{path} is not a valid ringwatch model artefact ({e!r}); retrain the model") from e
+
+
+def _jsonable(x: object) -> object:
+    if isinstance(x, dict):
+        return {str(k): _jsonable(v) for k, v in x.items()}
+    if isinstance(x, (list, tuple)):
+        return [_jsonable(v) for v in x]
+    if isinstance(x, float) and not math.isfinite(x):
+        return None
+    if isinstance(x, torch.Tensor):
+        return _jsonable(x.tolist())
+    return x
 
 
 def _atomic_write(path: Path, write: Callable[[BinaryIO], object]) -> None:

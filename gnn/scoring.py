@@ -3,6 +3,10 @@
 Scoring is inductive: features and edges come from the snapshot being scored, so accounts,
 devices and IPs the model never saw get scores from their neighbourhood (a new account on a
 ring's device inherits the ring's risk).
+
+The artefact's ``scorer`` decides what makes the scores: GraphSAGE itself, or a tree family
+(``gnn.trees``) that won the selection, fed with the columns it was fitted on (the hybrid's
+include GraphSAGE's embeddings, so the network runs in every supervised mode).
 """
 
 from __future__ import annotations
@@ -13,11 +17,12 @@ from dataclasses import dataclass
 import numpy as np
 
 from gnn.anomaly import anomaly_scores
-from gnn.artefact import SUPERVISED, ModelArtefact
+from gnn.artefact import GRAPHSAGE, SUPERVISED, ModelArtefact
 from gnn.calibrate import assign_tiers
 from gnn.device import pick_device
 from gnn.features import build_features
 from gnn.model import RingSAGE, build_graph_input, predict
+from gnn.trees import TREES_OWN, TreeInputs
 from graph.errors import ModelError
 from graph.types import EntityScore, NodeType, Ring, ScoreWriteback, Snapshot, Tier
 
@@ -30,7 +35,9 @@ class ScoreResult:
     ``txn_scores`` float64 [T] aligned with ``snapshot.transactions`` rows; tiers as lists of
     ``Tier`` aligned the same way. ``embeddings`` float32 [N_user, D]: the final GraphSAGE user
     embedding (D = hidden) in supervised mode, the anomaly components (D = 4, see
-    ``gnn.anomaly.USER_WEIGHTS``) in unsupervised mode. ``mode`` is the artefact's mode.
+    ``gnn.anomaly.USER_WEIGHTS``) in unsupervised mode, whatever the ``scorer``. ``mode`` is the
+    artefact's mode; ``scorer`` what made the scores (``ModelArtefact.shipped``: ``"graphsage"``,
+    a tree family, or ``"anomaly"``).
     """
 
     account_scores: np.ndarray
@@ -40,6 +47,7 @@ class ScoreResult:
     embeddings: np.ndarray
     mode: str
     model_version: str
+    scorer: str = GRAPHSAGE
 
 
 def load_model(artefact: ModelArtefact, device: str | None = None) -> RingSAGE:
@@ -76,6 +84,11 @@ def score_snapshot(artefact: ModelArtefact, snapshot: Snapshot, *, device: str |
         g = build_graph_input(snapshot, artefact.normalisation.apply(features)).to(next(model.parameters()).device)
         pred = predict(model, g)
         account, txn, emb = pred.account, pred.txn, pred.embeddings
+        if artefact.scorer != GRAPHSAGE:
+            if artefact.trees is None:
+                raise ModelError(f"artefact {artefact.version} scores with {artefact.scorer!r} but holds no trees")
+            inputs = TreeInputs.build(snapshot, features, aggregates=artefact.trees.family != TREES_OWN)
+            account, txn = artefact.trees.predict(inputs, emb.astype(np.float64))
     else:
         if artefact.anomaly is None:
             raise ModelError(f"artefact {artefact.version} is unsupervised but has no anomaly reference")
@@ -89,6 +102,7 @@ def score_snapshot(artefact: ModelArtefact, snapshot: Snapshot, *, device: str |
         embeddings=emb,
         mode=artefact.mode,
         model_version=artefact.version,
+        scorer=artefact.shipped,
     )
 
 

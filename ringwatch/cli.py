@@ -34,10 +34,15 @@ def _parser() -> argparse.ArgumentParser:
     lb = sub.add_parser("label", help="load a verdicts file (entity,entity_id,label,ts,source)")
     lb.add_argument("file", type=Path)
 
-    t = sub.add_parser("train", help="train the GraphSAGE model on the stored graph and labels")
+    t = sub.add_parser(
+        "train",
+        help="train GraphSAGE and the tree candidates on the stored graph and labels, ship the best on validation "
+        "AUPRC; it becomes current only if not worse than the current model on the held-out data",
+    )
     t.add_argument("--seed", type=int, default=7)
     t.add_argument("--epochs", type=int, default=None)
     t.add_argument("--device", choices=["cpu", "cuda"], default=None, help="default: CUDA if present")
+    t.add_argument("--force", action="store_true", help="make the new model current even if it is worse")
 
     s = sub.add_parser("score", help="score accounts and transactions, detect rings, write back")
     s.add_argument("--out", type=Path, help="export account scores to this CSV (transactions beside it)")
@@ -109,14 +114,19 @@ def _run(args: argparse.Namespace, settings: Settings, progress: bool) -> int:
         cfg = TrainConfig(seed=args.seed, device=args.device)
         if args.epochs is not None:
             cfg = TrainConfig(seed=args.seed, device=args.device, epochs=args.epochs)
-        out = pipeline.step_train(settings, cfg, progress=progress)
+        out = pipeline.step_train(settings, cfg, progress=progress, force=args.force)
         a, m = out.artefact, out.artefact.metrics
-        print(f"model {a.version} ({a.mode}) trained on {a.device_trained_on} in {m.seconds:.1f} s, {m.epochs_run} epochs")
+        print(
+            f"model {a.version} ({a.mode}, scorer {a.shipped}) trained on {a.device_trained_on} in {m.seconds:.1f} s, "
+            f"{m.epochs_run} GraphSAGE epochs"
+        )
         for name, sm in (("accounts", m.accounts_test), ("transactions", m.transactions_test)):
             if sm is not None:
                 print(f"  held-out {name:<12} AUPRC {sm.auprc:.3f}  AUROC {sm.auroc:.3f}  Recall@{sm.k} {sm.recall_at_k:.3f}")
         print(f"  thresholds accounts medium {a.account_thresholds.medium:.3f} high {a.account_thresholds.high:.3f}")
-        print(f"  artefact {out.path}")
+        for line in pipeline.render_selection(a):
+            print(f"  {line}")
+        print(f"  artefact {out.path}{'' if out.promoted else ' (saved, not current)'}")
     elif args.command == "score":
         so = pipeline.step_score(settings, out=args.out, model_version=args.model_version)
         tiers = [t.value for t in so.result.account_tiers]

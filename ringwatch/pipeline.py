@@ -7,15 +7,20 @@ Each step takes ``Settings`` and returns a typed result; nothing here prints exc
 from __future__ import annotations
 
 import csv
+import dataclasses
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
-from gnn.artefact import ModelArtefact
+from gnn.artefact import CURRENT, ModelArtefact
 from gnn.evaluate import EvaluationReport, PlantedTruth, evaluate
+from gnn.lineage import Promotion
+from gnn.promotion import decide
 from gnn.scoring import ScoreResult, score_snapshot, to_writeback
-from gnn.train import TrainConfig, train
+from gnn.selection import train_and_select
+from gnn.train import TrainConfig
+from graph.errors import ModelError
 from graph.factory import open_store
 from graph.rings import RingConfig, detect_rings
 from graph.store import GraphStore
@@ -79,15 +84,45 @@ def step_label(settings: Settings, source: Path, *, progress: bool = False) -> L
 
 @dataclass(frozen=True, slots=True)
 class TrainOutcome:
+    """The trained artefact (its ``selection`` and ``promotion`` filled in) and where it was
+    saved; ``promoted``: it is now ``CURRENT`` (otherwise it was kept back, see the reason)."""
+
     artefact: ModelArtefact
     path: Path
 
+    @property
+    def promotion(self) -> Promotion:
+        assert self.artefact.promotion is not None  # step_train always sets it
+        return self.artefact.promotion
 
-def step_train(settings: Settings, config: TrainConfig, *, progress: bool = False) -> TrainOutcome:
+    @property
+    def promoted(self) -> bool:
+        return self.promotion.promoted
+
+
+def _current_model(settings: Settings) -> tuple[ModelArtefact | None, str | None]:
+    """The current artefact, or ``None`` and why not when there is one that cannot be read."""
+    if not (settings.models_dir / CURRENT).is_file():
+        return None, None
+    try:
+        return ModelArtefact.load(settings.models_dir), None
+    except ModelError as e:
+        return None, str(e)
+
+
+def step_train(settings: Settings, config: TrainConfig, *, progress: bool = False, force: bool = False) -> TrainOutcome:
+    """Train GraphSAGE and the tree candidates, ship the winner on validation AUPRC
+    (``gnn.selection``), and make it current only if it is not worse than the current model on
+    the same held-out data (``gnn.promotion``) or ``force`` is set. A model kept back is still
+    saved (not current); the reason is in ``TrainOutcome.promotion`` and the artefact's metadata.
+    """
     with store_for(settings) as store:
         snapshot = store.snapshot()
-    artefact = train(snapshot, config, progress=progress)
-    path = artefact.save(settings.models_dir)
+    artefact = train_and_select(snapshot, config, progress=progress)
+    current, current_error = _current_model(settings)
+    promotion = decide(artefact, current, snapshot, config, force=force, current_error=current_error)
+    artefact = dataclasses.replace(artefact, promotion=promotion)
+    path = artefact.save(settings.models_dir, make_current=promotion.promoted)
     return TrainOutcome(artefact=artefact, path=path)
 
 
@@ -185,9 +220,11 @@ def run_demo(
     log("      " + ingest.render().replace("\n", "\n      "))
     labels = step_label(settings, dataset.labels, progress=progress)
     log(f"      labels: read {labels.read}, loaded {labels.loaded}, quarantined {labels.quarantined}")
-    log("[3/5] training GraphSAGE")
+    log("[3/5] training GraphSAGE and the tree candidates, selecting on validation AUPRC")
     trained = step_train(settings, train_config or TrainConfig(seed=seed), progress=progress)
-    log(f"      model {trained.artefact.version} ({trained.artefact.mode}) on {trained.artefact.device_trained_on}")
+    a = trained.artefact
+    log(f"      model {a.version} ({a.mode}, scorer {a.shipped}) on {a.device_trained_on}")
+    log(f"      {'promoted' if trained.promoted else 'NOT promoted'}: {trained.promotion.reason}")
     log("[4/5] scoring accounts and transactions, detecting rings")
     scored = step_score(settings, out=settings.reports_dir / "scores.csv")
     log("[5/5] comparing with planted truth")
@@ -220,7 +257,11 @@ def render_report(
         f"data: {dataset.n_users} users, {dataset.n_events} events, training seed {m.seed}; "
         f"ingested {ingest.loaded} at {ingest.events_per_second:,.0f} events/s"
     )
-    lines.append(f"model: {a.version}  mode {a.mode}  trained on {a.device_trained_on}  epochs {m.epochs_run}")
+    lines.append(
+        f"model: {a.version}  mode {a.mode}  scorer {a.shipped}  trained on {a.device_trained_on}  "
+        f"epochs {m.epochs_run}  train {m.seconds:.1f} s"
+    )
+    lines.extend(render_selection(a))
     lines.append("held-out (later-in-time) split, against revealed labels:")
     for name, sm in (("accounts", m.accounts_test), ("transactions", m.transactions_test)):
         if sm is None:
@@ -254,6 +295,24 @@ def render_report(
     lines.append(f"  report       {settings.reports_dir / 'demo-report.txt'}")
     lines.append(f"total time {seconds:.1f} s")
     return "\n".join(lines)
+
+
+def render_selection(artefact: ModelArtefact) -> list[str]:
+    """The selection and promotion of ``artefact`` as report lines (none if not recorded)."""
+    lines: list[str] = []
+    sel = artefact.selection
+    if sel is not None:
+        lines.append("candidates (validation AUPRC, accounts / transactions):")
+        for c in sel.candidates:
+            mark = "  <- shipped" if c.name == sel.winner else ""
+            lines.append(
+                f"  {c.name:<17} {c.accounts_val_auprc:.3f} / {c.transactions_val_auprc:.3f}  sum {c.total:.3f}{mark}"
+            )
+        lines.append(f"  rule: {sel.rule}")
+    if artefact.promotion is not None:
+        p = artefact.promotion
+        lines.append(f"{'promoted' if p.promoted else 'NOT promoted (kept back)'}: {p.reason}")
+    return lines
 
 
 # -- evaluation -------------------------------------------------------------------------------

@@ -1,0 +1,174 @@
+"""Pick the shipped model: GraphSAGE, or trees beside it, whichever wins on validation AUPRC.
+
+``train_and_select`` trains GraphSAGE (``gnn.train.train``), then fits the tree candidates of
+``gnn.baselines`` on the same time-ordered split with the same targets and seed: by default
+``trees_aggregated`` (baseline 3, the GADBench bar) and ``hybrid`` (baseline 5: GraphSAGE's
+embeddings + the aggregates). GraphSAGE stays the core: it is always trained, always in the
+artefact, and the hybrid reads its embeddings.
+
+Rule (``RULE``): the highest validation AUPRC for accounts *plus* validation AUPRC for
+transactions wins, the quantity GraphSAGE's early stopping maximises, so one number decides for
+both heads and a model cannot win on accounts while being poor on transactions. A validation
+split without fraud contributes 0 for every candidate. A candidate must beat the one before it
+by more than ``TIE`` to win, so GraphSAGE wins ties (it is first). One model ships for both
+entities (not per-entity winners): the transaction trees stack on their own family's account
+scores, and tiers, rings and reasons then come from one scorer.
+
+The artefact of a tree winner carries the trees (``ModelArtefact.trees``), tier thresholds
+calibrated on the winner's validation scores, and the winner's validation and test metrics.
+Every candidate's validation AUPRCs, the winner and the rule go into ``ModelArtefact.selection``.
+
+With too few fraud labels ``train`` returns the unsupervised artefact; nothing is selected then
+(no trees are fitted) and the artefact is returned unchanged.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import logging
+import math
+import time
+from collections.abc import Sequence
+
+import numpy as np
+
+from gnn.artefact import GRAPHSAGE, SUPERVISED, ModelArtefact, make_version
+from gnn.baselines import BaselineRun, run_baselines
+from gnn.calibrate import Thresholds, calibrate
+from gnn.lineage import CandidateScore, Selection
+from gnn.metrics import SplitMetrics, auprc, split_metrics
+from gnn.train import TrainConfig, train
+from gnn.trees import HYBRID, TREES_AGGREGATED, TreeConfig
+from graph.errors import ValidationError
+from graph.types import Snapshot
+
+__all__ = ["CANDIDATES", "RULE", "TIE", "select", "ship", "train_and_select"]
+
+log = logging.getLogger(__name__)
+
+#: The candidates, in tie-breaking order (GraphSAGE first).
+CANDIDATES: tuple[str, ...] = (GRAPHSAGE, TREES_AGGREGATED, HYBRID)
+#: A later candidate must beat the best so far by more than this (sum of two AUPRCs).
+TIE = 1e-9
+RULE = (
+    "highest validation AUPRC of accounts + validation AUPRC of transactions (a split without fraud "
+    "counts 0); ties go to the earlier candidate in " + ", ".join(CANDIDATES)
+)
+
+
+def _val_auprc(scores: np.ndarray, y: np.ndarray, idx: np.ndarray) -> float:
+    return auprc(scores[idx], y[idx]) if idx.size and y[idx].any() else math.nan
+
+
+def select(run: BaselineRun, candidates: Sequence[str] = CANDIDATES) -> Selection:
+    """Score each candidate of ``run`` on its validation split and name the winner (``RULE``).
+
+    Raises:
+        ValidationError: ``candidates`` is empty or names one that ``run`` lacks.
+    """
+    if not candidates:
+        raise ValidationError("candidates", candidates, "name at least one candidate")
+    missing = [c for c in candidates if c not in {s.name for s in run.scores}]
+    if missing:
+        raise ValidationError("candidates", missing, "not in this baseline run")
+    y, users, txns = run.targets, run.users, run.txns
+    scored = tuple(
+        CandidateScore(
+            name=c,
+            accounts_val_auprc=_val_auprc(run.get(c).account, y.user, users.val),
+            transactions_val_auprc=_val_auprc(run.get(c).txn, y.txn, txns.val),
+        )
+        for c in candidates
+    )
+    best = scored[0]
+    for c in scored[1:]:
+        if c.total > best.total + TIE:
+            best = c
+    return Selection(candidates=scored, winner=best.name, rule=RULE)
+
+
+def _metrics(scores: np.ndarray, y: np.ndarray, idx: np.ndarray) -> SplitMetrics | None:
+    return split_metrics(scores[idx], y[idx]) if idx.size else None
+
+
+def _thresholds(scores: np.ndarray, y: np.ndarray, idx: np.ndarray, config: TrainConfig) -> Thresholds:
+    """Calibrated on the validation split like ``gnn.train`` does (everything if it is empty)."""
+    if idx.size == 0:
+        idx = np.arange(scores.shape[0])
+    if idx.size == 0:
+        return Thresholds(medium=0.5, high=0.9)
+    return calibrate(scores[idx], y[idx], target_precision=config.target_precision, target_recall=config.target_recall)
+
+
+def train_and_select(
+    snapshot: Snapshot,
+    config: TrainConfig = TrainConfig(),
+    *,
+    trees: TreeConfig = TreeConfig(),
+    candidates: Sequence[str] = CANDIDATES,
+    progress: bool = False,
+) -> ModelArtefact:
+    """Train GraphSAGE and the tree ``candidates`` on ``snapshot`` and return the winner's artefact
+    (not saved), its ``selection`` filled in. ``candidates`` must include ``"graphsage"``.
+
+    Raises:
+        ValidationError: an unknown candidate, or ``"graphsage"`` left out.
+        ModelError: the snapshot has no users.
+        ConfigError: ``config.device`` names a device this machine lacks.
+    """
+    unknown = [c for c in candidates if c not in CANDIDATES]
+    if unknown or GRAPHSAGE not in candidates:
+        raise ValidationError("candidates", list(candidates), f"must include 'graphsage' and be some of {CANDIDATES}")
+    started = time.perf_counter()
+    gnn = train(snapshot, config, progress=progress)
+    if gnn.mode != SUPERVISED:
+        return gnn  # too few labels: the unsupervised score, nothing to choose between
+    run = run_baselines(snapshot, config, trees=trees, names=tuple(candidates), artefact=gnn)
+    selection = select(run, candidates)
+    for c in selection.candidates:
+        log.info(
+            "candidate %-16s validation AUPRC accounts %.3f transactions %.3f",
+            c.name,
+            c.accounts_val_auprc,
+            c.transactions_val_auprc,
+        )
+    log.info("selected %s (%s)", selection.winner, RULE)
+    return ship(gnn, run, selection, config, seconds=time.perf_counter() - started)
+
+
+def ship(
+    gnn: ModelArtefact, run: BaselineRun, selection: Selection, config: TrainConfig, *, seconds: float | None = None
+) -> ModelArtefact:
+    """The artefact that ships ``selection.winner``: ``gnn`` (the GraphSAGE artefact ``run`` was
+    made with) plus, for a tree winner, its fitted trees, thresholds calibrated on its validation
+    scores and its metrics. ``seconds``: the whole training time to record (default: unchanged).
+
+    Raises:
+        ValidationError: the winner is not in ``run`` (a tree family that was not fitted).
+    """
+    metrics = gnn.metrics if seconds is None else dataclasses.replace(gnn.metrics, seconds=seconds)
+    if selection.winner == GRAPHSAGE:
+        return dataclasses.replace(gnn, selection=selection, metrics=metrics)
+    if selection.winner not in run.models:
+        raise ValidationError("selection.winner", selection.winner, f"no fitted trees of that name ({sorted(run.models)})")
+    won = run.get(selection.winner)
+    fitted = run.models[selection.winner]
+    y, users, txns = run.targets, run.users, run.txns
+    created = time.time()
+    return dataclasses.replace(
+        gnn,
+        version=make_version(created, SUPERVISED, {**gnn.state_dict, **fitted.tensors()}),
+        created_at=created,
+        account_thresholds=_thresholds(won.account, y.user, users.val, config),
+        transaction_thresholds=_thresholds(won.txn, y.txn, txns.val, config),
+        metrics=dataclasses.replace(
+            metrics,
+            accounts_val=_metrics(won.account, y.user, users.val),
+            accounts_test=_metrics(won.account, y.user, users.test),
+            transactions_val=_metrics(won.txn, y.txn, txns.val),
+            transactions_test=_metrics(won.txn, y.txn, txns.test),
+        ),
+        scorer=selection.winner,
+        trees=fitted,
+        selection=selection,
+    )

@@ -1,0 +1,588 @@
+"""Gradient-boosted trees on account features and their neighbourhood: inputs, fit, and a fitted
+model that a ``ModelArtefact`` can hold and score with.
+
+Baselines 2, 3 and 5 of issue 4 (``gnn.baselines``) and a shipped tree scorer (``gnn.selection``
+picks it, ``gnn.scoring`` scores with it) read their columns from one place, ``TreeInputs``, so
+that what was fitted and what is scored later are the same columns in the same order:
+
+* ``trees_own``: the account's own features (``OWN_USER_FEATURES``, no graph features);
+* ``trees_aggregated``: every user feature plus ``neighbour_aggregates`` (1–2 hops through
+  devices, IPs and merchants);
+* ``hybrid``: the columns of ``trees_aggregated`` plus GraphSAGE's final user embeddings.
+
+Transactions: ``TXN_FEATURES`` + ``velocity_1h`` (+ the transaction's device, IP and merchant
+features for the two graph families) + the score the same family's account trees give the
+transaction's account (stacking, see ``gnn.baselines``).
+
+A fitted ``HistGradientBoostingClassifier`` becomes a ``TreeEnsemble``: its nodes as plain arrays
+(feature, threshold, where missing values go, children, leaf value). Why not pickle: the artefact
+is read with ``torch.load(weights_only=True)`` so that loading a model cannot run code, and a
+pickled estimator would break that. ``TreeEnsemble.decision`` walks the same nodes with the same
+comparisons (``x <= threshold``, NaN to the stored side) and adds the leaves in the same order as
+scikit-learn's ``decision_function``, so the scores are bit-identical (a test checks it).
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+from dataclasses import dataclass
+
+import numpy as np
+import scipy.sparse as sp
+import torch
+from threadpoolctl import threadpool_limits
+
+from gnn.features import (
+    DEVICE_FEATURES,
+    IP_FEATURES,
+    MERCHANT_FEATURES,
+    USER_FEATURES,
+    FeatureSet,
+)
+from graph.errors import ModelError, ValidationError
+from graph.types import EVENT_KINDS, EventKind, NodeType, Snapshot
+
+__all__ = [
+    "TREES_OWN",
+    "TREES_AGGREGATED",
+    "HYBRID",
+    "TREE_FAMILIES",
+    "GRAPH_USER_FEATURES",
+    "OWN_USER_FEATURES",
+    "VELOCITY_WINDOW",
+    "TreeConfig",
+    "TreeEnsemble",
+    "TreeInputs",
+    "TreeScorer",
+    "fit_trees",
+    "fit_tree_scorer",
+    "neighbour_aggregates",
+    "txn_velocity",
+]
+
+log = logging.getLogger(__name__)
+
+TREES_OWN = "trees_own"
+TREES_AGGREGATED = "trees_aggregated"
+HYBRID = "hybrid"
+#: The tree families, by their baseline names (``gnn.baselines.BASELINES``).
+TREE_FAMILIES: tuple[str, ...] = (TREES_OWN, TREES_AGGREGATED, HYBRID)
+#: User-block columns that look at other accounts (graph features); dropped for ``trees_own``.
+GRAPH_USER_FEATURES: tuple[str, ...] = ("max_device_users_log", "max_ip_users_log")
+#: The account's own behaviour: every other user-block column.
+OWN_USER_FEATURES: tuple[str, ...] = tuple(f for f in USER_FEATURES if f not in GRAPH_USER_FEATURES)
+#: Window of the velocity rule and the ``velocity_1h`` transaction feature, in seconds.
+VELOCITY_WINDOW = 3600.0
+#: Rows scored per block: bounds the [rows, trees] traversal state to a few MB.
+_PREDICT_BLOCK = 4096
+
+_PAY = EVENT_KINDS.index(EventKind.PAYMENT.value)
+_MONEY = (_PAY, EVENT_KINDS.index(EventKind.REFUND.value))
+
+
+@dataclass(frozen=True, slots=True)
+class TreeConfig:
+    """Knobs of the gradient-boosted trees (``sklearn.ensemble.HistGradientBoostingClassifier``);
+    no early stopping, so the fit is a pure function of the data and the seed.
+
+    Raises:
+        ValidationError: a value out of range (names the field).
+    """
+
+    max_iter: int = 100
+    learning_rate: float = 0.1
+    max_leaf_nodes: int = 15
+    min_samples_leaf: int = 20
+    l2_regularization: float = 1.0
+
+    def __post_init__(self) -> None:
+        for name in ("max_iter", "max_leaf_nodes", "min_samples_leaf"):
+            v = getattr(self, name)
+            if isinstance(v, bool) or not isinstance(v, int) or v < 1:
+                raise ValidationError(f"TreeConfig.{name}", v, "must be an integer >= 1")
+        if not self.learning_rate > 0:
+            raise ValidationError("TreeConfig.learning_rate", self.learning_rate, "must be > 0")
+        if self.l2_regularization < 0:
+            raise ValidationError("TreeConfig.l2_regularization", self.l2_regularization, "must be >= 0")
+
+
+# -- point-in-time velocity and neighbour aggregates ----------------------------------------------
+
+
+def txn_velocity(snapshot: Snapshot, window: float = VELOCITY_WINDOW) -> np.ndarray:
+    """Per transaction: the same account's payments in ``(ts - window, ts]`` (itself included
+    when it is a payment). float64 [T]. Point in time: reads only events at or before ``ts``."""
+    t = snapshot.transactions
+    n = len(t)
+    if n == 0:
+        return np.zeros(0)
+    ts = t.ts.astype(np.float64)
+    u = t.user.astype(np.int64)
+    base = ts.min()
+    stride = float(ts.max() - base) + 2.0 * window + 1.0  # users' time ranges never overlap
+    key = u * stride + (ts - base)
+    pay_key = np.sort(key[t.event.astype(np.int64) == _PAY])
+    hi = np.searchsorted(pay_key, key, side="right")
+    lo = np.searchsorted(pay_key, key - window, side="right")
+    return (hi - lo).astype(np.float64)
+
+
+def _segment_max(group: np.ndarray, values: np.ndarray, n_groups: int) -> np.ndarray:
+    """Per group the column-wise max of ``values`` rows [E, F]; NaN for empty groups."""
+    out = np.full((n_groups, values.shape[1]), np.nan)
+    if group.size == 0:
+        return out
+    order = np.argsort(group, kind="stable")
+    g = group[order]
+    starts = np.r_[0, np.flatnonzero(np.diff(g)) + 1]
+    out[g[starts]] = np.maximum.reduceat(values[order], starts, axis=0)
+    return out
+
+
+def _mean_rows(mat: sp.csr_matrix, x: np.ndarray) -> np.ndarray:
+    """Row-normalised ``mat @ x``; NaN for rows with no entries."""
+    deg = np.asarray(mat.sum(axis=1)).ravel()
+    s = np.asarray(mat @ x)
+    with np.errstate(invalid="ignore", divide="ignore"):
+        return np.where(deg[:, None] > 0, s / np.maximum(deg, 1.0)[:, None], np.nan)
+
+
+def _merchant_pairs(snapshot: Snapshot) -> tuple[np.ndarray, np.ndarray]:
+    """Distinct (user, merchant) pairs of payments and refunds (the model's ``pays`` relation)."""
+    t = snapshot.transactions
+    m = t.merchant.astype(np.int64)
+    ok = (m >= 0) & np.isin(t.event.astype(np.int64), _MONEY)
+    n_mer = max(snapshot.num_nodes(NodeType.MERCHANT), 1)
+    pairs = np.unique(t.user[ok].astype(np.int64) * n_mer + m[ok])
+    return pairs // n_mer, pairs % n_mer
+
+
+def neighbour_aggregates(snapshot: Snapshot, features: FeatureSet) -> tuple[np.ndarray, tuple[str, ...]]:
+    """Neighbour-aggregated account features over devices, IPs and merchants.
+
+    For each relation ``r`` in (device, ip, merchant), with ``x`` = the own user features
+    (``OWN_USER_FEATURES``, raw):
+
+    * ``{r}_n``: how many distinct ``r`` the account used (hop-1 count);
+    * ``{r}_mean_*`` / ``{r}_max_*``: mean / max of those identifiers' own features (hop 1);
+    * ``{r}2_mean_*``: mean over its identifiers of the mean ``x`` of the *other* accounts on
+      each (hop 2; identifiers it uses alone do not count);
+    * ``{r}2_max_*``: max of ``x`` over all accounts on its identifiers (itself included);
+    * ``{r}2_n``: sum over its identifiers of the other accounts on each (hop-2 count).
+
+    Absent values (no identifier of that kind, no other account) are NaN, which the trees
+    handle natively. Returns float64 [N_user, F_agg] and the column names.
+    """
+    n_user = snapshot.num_nodes(NodeType.USER)
+    x = features.user[:, [USER_FEATURES.index(f) for f in OWN_USER_FEATURES]].astype(np.float64)
+    pay_u, pay_m = _merchant_pairs(snapshot)
+    relations = (
+        ("device", snapshot.user_device.src, snapshot.user_device.dst, features.device, DEVICE_FEATURES),
+        ("ip", snapshot.user_ip.src, snapshot.user_ip.dst, features.ip, IP_FEATURES),
+        ("merchant", pay_u, pay_m, features.merchant, MERCHANT_FEATURES),
+    )
+    cols: list[np.ndarray] = []
+    names: list[str] = []
+    for rel, src, dst, ident_x, ident_names in relations:
+        src = src.astype(np.int64)
+        dst = dst.astype(np.int64)
+        n_ident = ident_x.shape[0]
+        b = sp.csr_matrix((np.ones(src.size), (src, dst)), shape=(n_user, n_ident))
+        b.data[:] = 1.0  # links are distinct pairs already; guard against duplicates
+        deg_u = np.asarray(b.sum(axis=1)).ravel()
+        deg_i = np.asarray(b.sum(axis=0)).ravel()
+        fx = ident_x.astype(np.float64)
+        # Hop 1: the identifiers themselves.
+        mean1 = _mean_rows(b, fx)
+        max1 = _segment_max(src, fx[dst], n_user)
+        # Hop 2: the other accounts behind them. Per link: mean x of the others on that identifier.
+        ident_sum = np.asarray(b.T @ x)
+        others = deg_i[dst] - 1.0
+        with np.errstate(invalid="ignore", divide="ignore"):
+            other_mean = (ident_sum[dst] - x[src]) / np.where(others > 0, others, np.nan)[:, None]
+        has = others > 0
+        w = sp.csr_matrix((np.ones(int(has.sum())), (src[has], np.flatnonzero(has))), shape=(n_user, src.size))
+        mean2 = _mean_rows(w, np.nan_to_num(other_mean))
+        ident_max = _segment_max(dst, x[src], n_ident)
+        max2 = _segment_max(src, ident_max[dst], n_user)
+        n2 = np.bincount(src, weights=others, minlength=n_user)[:n_user] if src.size else np.zeros(n_user)
+        cols += [deg_u[:, None], mean1, max1, mean2, max2, n2[:, None]]
+        names += [f"{rel}_n"]
+        names += [f"{rel}_mean_{f}" for f in ident_names] + [f"{rel}_max_{f}" for f in ident_names]
+        names += [f"{rel}2_mean_{f}" for f in OWN_USER_FEATURES] + [f"{rel}2_max_{f}" for f in OWN_USER_FEATURES]
+        names += [f"{rel}2_n"]
+    out = np.concatenate(cols, axis=1)
+    if out.shape[1] != len(names):  # a programming error, caught by the tests
+        raise ModelError(f"neighbour aggregates: {out.shape[1]} columns vs {len(names)} names")
+    return out, tuple(names)
+
+
+def _gather(block: np.ndarray, index: np.ndarray) -> np.ndarray:
+    """Rows ``block[index]``; NaN rows where ``index`` is -1 (absent)."""
+    out = np.full((index.shape[0], block.shape[1]), np.nan)
+    ok = index >= 0
+    out[ok] = block[index[ok]]
+    return out
+
+
+@dataclass(frozen=True, slots=True)
+class TreeInputs:
+    """The tree families' input columns on one snapshot, built once and shared by the families.
+
+    ``own`` float64 [N_user, F_own]; ``txn_base`` float64 [T, F_txn + 1] (``TXN_FEATURES`` +
+    ``velocity_1h``); ``txn_user`` int64 [T]. ``account_agg`` (user features + aggregates) and
+    ``txn_ctx`` (``txn_base`` + device, IP, merchant features) are ``None`` when built with
+    ``aggregates=False``; ``aggregate_names`` names the aggregate columns.
+    """
+
+    own: np.ndarray
+    txn_base: np.ndarray
+    txn_user: np.ndarray
+    account_agg: np.ndarray | None
+    txn_ctx: np.ndarray | None
+    aggregate_names: tuple[str, ...]
+
+    @classmethod
+    def build(cls, snapshot: Snapshot, features: FeatureSet, *, aggregates: bool = True) -> TreeInputs:
+        """Compute the columns; ``aggregates=False`` skips the (costlier) graph families' ones."""
+        t = snapshot.transactions
+        txn_base = np.concatenate([features.txn.astype(np.float64), txn_velocity(snapshot)[:, None]], axis=1)
+        own = features.user[:, [USER_FEATURES.index(f) for f in OWN_USER_FEATURES]].astype(np.float64)
+        account_agg = txn_ctx = None
+        names: tuple[str, ...] = ()
+        if aggregates:
+            agg, names = neighbour_aggregates(snapshot, features)
+            account_agg = np.concatenate([features.user.astype(np.float64), agg], axis=1)
+            txn_ctx = np.concatenate(
+                [
+                    txn_base,
+                    _gather(features.device.astype(np.float64), t.device.astype(np.int64)),
+                    _gather(features.ip.astype(np.float64), t.ip.astype(np.int64)),
+                    _gather(features.merchant.astype(np.float64), t.merchant.astype(np.int64)),
+                ],
+                axis=1,
+            )
+        return cls(
+            own=own,
+            txn_base=txn_base,
+            txn_user=t.user.astype(np.int64),
+            account_agg=account_agg,
+            txn_ctx=txn_ctx,
+            aggregate_names=names,
+        )
+
+    def account_x(self, family: str, embeddings: np.ndarray | None = None) -> np.ndarray:
+        """Account columns of ``family``; ``hybrid`` needs the GraphSAGE ``embeddings`` [N_user, D].
+
+        Raises:
+            ValidationError: unknown family, or ``hybrid`` without embeddings.
+            ModelError: the inputs were built without aggregates.
+        """
+        if family == TREES_OWN:
+            return self.own
+        if family not in TREE_FAMILIES:
+            raise ValidationError("family", family, f"must be one of {TREE_FAMILIES}")
+        if self.account_agg is None:
+            raise ModelError(f"tree inputs built without aggregates cannot feed {family!r}")
+        if family == TREES_AGGREGATED:
+            return self.account_agg
+        if embeddings is None:
+            raise ValidationError("embeddings", None, "the hybrid trees need GraphSAGE's user embeddings")
+        return np.concatenate([self.account_agg, np.asarray(embeddings, dtype=np.float64)], axis=1)
+
+    def txn_x(self, family: str, account_scores: np.ndarray) -> np.ndarray:
+        """Transaction columns of ``family`` with the stacked account score as the last column."""
+        if family == TREES_OWN:
+            base = self.txn_base
+        elif self.txn_ctx is None:
+            raise ModelError(f"tree inputs built without aggregates cannot feed {family!r}")
+        else:
+            base = self.txn_ctx
+        return np.concatenate([base, np.asarray(account_scores, dtype=np.float64)[self.txn_user][:, None]], axis=1)
+
+
+# -- a fitted ensemble as plain arrays -------------------------------------------------------------
+
+
+@dataclass(frozen=True, slots=True)
+class TreeEnsemble:
+    """A fitted binary ``HistGradientBoostingClassifier`` as arrays, padded to [n_trees, M] nodes.
+
+    Node ``j`` of tree ``i``: ``feature[i, j]`` and ``threshold[i, j]`` (go left when
+    ``x <= threshold``), ``missing_left[i, j]`` (where NaN goes), children ``left`` / ``right``
+    (a leaf and padding point at themselves), ``value[i, j]`` (the leaf's raw score). The
+    probability is ``sigmoid(baseline + sum of leaves - shift)``: ``shift`` undoes the odds
+    inflation of balanced class weights (``log(n_neg / n_pos)``). ``n_features`` is the width
+    the trees were fitted on; ``depth`` the longest root-to-leaf path.
+    """
+
+    feature: np.ndarray  # int64 [n_trees, M]
+    threshold: np.ndarray  # float64 [n_trees, M]
+    missing_left: np.ndarray  # bool [n_trees, M]
+    left: np.ndarray  # int64 [n_trees, M]
+    right: np.ndarray  # int64 [n_trees, M]
+    value: np.ndarray  # float64 [n_trees, M]
+    baseline: float
+    shift: float
+    n_features: int
+    depth: int
+
+    @property
+    def n_trees(self) -> int:
+        return int(self.feature.shape[0])
+
+    @classmethod
+    def constant(cls, probability: float, n_features: int) -> TreeEnsemble:
+        """No trees: every row gets ``probability`` (a fit with one class only)."""
+        p = min(max(float(probability), 1e-12), 1.0 - 1e-12)
+        z = np.zeros((0, 1))
+        return cls(
+            feature=z.astype(np.int64),
+            threshold=z.copy(),
+            missing_left=z.astype(bool),
+            left=z.astype(np.int64),
+            right=z.astype(np.int64),
+            value=z.copy(),
+            baseline=math.log(p / (1.0 - p)),
+            shift=0.0,
+            n_features=int(n_features),
+            depth=0,
+        )
+
+    @classmethod
+    def from_classifier(cls, clf: object, shift: float) -> TreeEnsemble:
+        """Copy the nodes out of a fitted binary classifier without categorical features.
+
+        Raises:
+            ModelError: not a fitted binary ``HistGradientBoostingClassifier``, or it uses
+                categorical splits (not supported here).
+        """
+        predictors = getattr(clf, "_predictors", None)
+        baseline = getattr(clf, "_baseline_prediction", None)
+        if predictors is None or baseline is None or getattr(clf, "n_trees_per_iteration_", 0) != 1:
+            raise ModelError("expected a fitted binary HistGradientBoostingClassifier")
+        nodes = [it[0].nodes for it in predictors]
+        if any(n["is_categorical"].any() for n in nodes):
+            raise ModelError("categorical tree splits cannot be stored in an artefact")
+        n_trees = len(nodes)
+        m = max((n.shape[0] for n in nodes), default=1)
+        own = np.broadcast_to(np.arange(m, dtype=np.int64), (n_trees, m))
+        feature = np.zeros((n_trees, m), dtype=np.int64)
+        threshold = np.zeros((n_trees, m))
+        missing_left = np.zeros((n_trees, m), dtype=bool)
+        left = own.copy()
+        right = own.copy()
+        value = np.zeros((n_trees, m))
+        depth = 0
+        for i, n in enumerate(nodes):
+            k = n.shape[0]
+            leaf = n["is_leaf"].astype(bool)
+            feature[i, :k] = np.where(leaf, 0, n["feature_idx"])
+            threshold[i, :k] = n["num_threshold"]
+            missing_left[i, :k] = n["missing_go_to_left"].astype(bool)
+            left[i, :k] = np.where(leaf, np.arange(k), n["left"])
+            right[i, :k] = np.where(leaf, np.arange(k), n["right"])
+            value[i, :k] = n["value"]
+            depth = max(depth, int(n["depth"].max()))
+        return cls(
+            feature=feature,
+            threshold=threshold,
+            missing_left=missing_left,
+            left=left,
+            right=right,
+            value=value,
+            baseline=float(np.asarray(baseline).ravel()[0]),
+            shift=float(shift),
+            n_features=int(getattr(clf, "n_features_in_")),
+            depth=depth,
+        )
+
+    def decision(self, x: np.ndarray) -> np.ndarray:
+        """Raw scores (log-odds before ``shift``), float64 [N]; equal to the classifier's
+        ``decision_function(x)``.
+
+        Raises:
+            ModelError: ``x`` is not [N, n_features].
+        """
+        x = np.asarray(x, dtype=np.float64)
+        if x.ndim != 2 or x.shape[1] != self.n_features:
+            raise ModelError(f"tree inputs have shape {x.shape}; the trees were fitted on {self.n_features} columns")
+        out = np.full(x.shape[0], self.baseline, dtype=np.float64)
+        if self.n_trees == 0:
+            return out
+        m = self.feature.shape[1]
+        # One flat node table; a row's position in each tree is a global node number.
+        feat, thr = self.feature.ravel(), self.threshold.ravel()
+        miss = self.missing_left.ravel()
+        offset = (np.arange(self.n_trees, dtype=np.int64) * m)[None, :]
+        left, right = (self.left + offset.T).ravel(), (self.right + offset.T).ravel()
+        value = self.value.ravel()
+        for lo in range(0, x.shape[0], _PREDICT_BLOCK):
+            xb = x[lo : lo + _PREDICT_BLOCK]
+            node = np.repeat(offset, xb.shape[0], axis=0)  # [rows, trees], all at their roots
+            for _ in range(self.depth):
+                xv = np.take_along_axis(xb, feat[node], axis=1)
+                go_left = np.where(np.isnan(xv), miss[node], xv <= thr[node])
+                node = np.where(go_left, left[node], right[node])
+            leaves = value[node]
+            acc = out[lo : lo + _PREDICT_BLOCK]
+            for i in range(self.n_trees):  # tree by tree, like scikit-learn: identical sums
+                acc += leaves[:, i]
+        return out
+
+    def predict_proba(self, x: np.ndarray) -> np.ndarray:
+        """Probability of fraud, float64 [N] in [0, 1]."""
+        logit = self.decision(x) - self.shift
+        return 1.0 / (1.0 + np.exp(-logit))
+
+    def to_dict(self) -> dict[str, object]:
+        """Tensors and plain values only (``torch.load(weights_only=True)`` can read it)."""
+        return {
+            "feature": torch.from_numpy(np.ascontiguousarray(self.feature, dtype=np.int64)),
+            "threshold": torch.from_numpy(np.ascontiguousarray(self.threshold, dtype=np.float64)),
+            "missing_left": torch.from_numpy(np.ascontiguousarray(self.missing_left, dtype=bool)),
+            "left": torch.from_numpy(np.ascontiguousarray(self.left, dtype=np.int64)),
+            "right": torch.from_numpy(np.ascontiguousarray(self.right, dtype=np.int64)),
+            "value": torch.from_numpy(np.ascontiguousarray(self.value, dtype=np.float64)),
+            "baseline": float(self.baseline),
+            "shift": float(self.shift),
+            "n_features": int(self.n_features),
+            "depth": int(self.depth),
+        }
+
+    @classmethod
+    def from_dict(cls, d: dict[str, object]) -> TreeEnsemble:
+        """Inverse of ``to_dict``; checks that the node table is consistent.
+
+        Raises:
+            ModelError: arrays of different shapes, or children outside their tree.
+        """
+        arrays = {k: d[k].numpy() for k in ("feature", "threshold", "missing_left", "left", "right", "value")}  # type: ignore[attr-defined]
+        shape = arrays["feature"].shape
+        if any(a.shape != shape for a in arrays.values()) or len(shape) != 2:
+            raise ModelError(f"tree ensemble arrays disagree in shape ({ {k: a.shape for k, a in arrays.items()} })")
+        m = shape[1]
+        for k in ("left", "right"):
+            if arrays[k].size and (arrays[k].min() < 0 or arrays[k].max() >= m):
+                raise ModelError(f"tree ensemble: a {k} child points outside its tree")
+        n_features = int(d["n_features"])  # type: ignore[call-overload]
+        if arrays["feature"].size and (arrays["feature"].min() < 0 or arrays["feature"].max() >= n_features):
+            raise ModelError("tree ensemble: a split reads a column outside the inputs")
+        return cls(
+            feature=arrays["feature"].astype(np.int64),
+            threshold=arrays["threshold"].astype(np.float64),
+            missing_left=arrays["missing_left"].astype(bool),
+            left=arrays["left"].astype(np.int64),
+            right=arrays["right"].astype(np.int64),
+            value=arrays["value"].astype(np.float64),
+            baseline=float(d["baseline"]),  # type: ignore[arg-type]
+            shift=float(d["shift"]),  # type: ignore[arg-type]
+            n_features=n_features,
+            depth=int(d["depth"]),  # type: ignore[call-overload]
+        )
+
+
+def fit_trees(x: np.ndarray, y: np.ndarray, fit_rows: np.ndarray, seed: int, config: TreeConfig) -> TreeEnsemble:
+    """Fit balanced trees on rows ``fit_rows`` of ``x`` against ``y`` (bool [N]).
+
+    Trees are weighted to balance the classes; the ensemble's ``shift`` moves the probabilities
+    back by the class-weight ratio (like GraphSAGE's prior shift). A single class in the fit rows
+    gives a constant ensemble (logged).
+    """
+    # Imported here: scikit-learn's estimators are only needed to fit, not to score.
+    from sklearn.ensemble import HistGradientBoostingClassifier
+
+    yy = y[fit_rows].astype(bool)
+    n_pos = int(yy.sum())
+    n_neg = int(yy.size - n_pos)
+    if n_pos == 0 or n_neg == 0:
+        log.warning("trees: the training rows hold only one class (%d fraud of %d); constant scores", n_pos, yy.size)
+        return TreeEnsemble.constant(n_pos / max(yy.size, 1), x.shape[1])
+    clf = HistGradientBoostingClassifier(
+        max_iter=config.max_iter,
+        learning_rate=config.learning_rate,
+        max_leaf_nodes=config.max_leaf_nodes,
+        min_samples_leaf=config.min_samples_leaf,
+        l2_regularization=config.l2_regularization,
+        class_weight="balanced",
+        early_stopping=False,
+        random_state=seed,
+    )
+    # One OpenMP thread: on a busy two-core machine (torch beside us, other jobs) the threads'
+    # spin-waits at every barrier made a fit 3x slower than single-threaded.
+    xf = x[fit_rows]
+    empty = np.isnan(xf).all(axis=0)
+    if empty.any():
+        # scikit-learn fails on a column with no value at all (e.g. IP features on data without
+        # IPs); a constant column is never split on, so 0 there changes nothing else.
+        xf = xf.copy()
+        xf[:, empty] = 0.0
+    with threadpool_limits(limits=1, user_api="openmp"):
+        clf.fit(xf, yy)
+    # Balanced weights inflate the odds by n_neg / n_pos; the shift takes that back.
+    return TreeEnsemble.from_classifier(clf, shift=math.log(n_neg / n_pos))
+
+
+# -- one family: account trees + stacked transaction trees ----------------------------------------
+
+
+@dataclass(frozen=True, slots=True)
+class TreeScorer:
+    """One fitted tree family (``family`` in ``TREE_FAMILIES``): the account trees and the
+    transaction trees stacked on their account scores."""
+
+    family: str
+    account: TreeEnsemble
+    txn: TreeEnsemble
+
+    def __post_init__(self) -> None:
+        if self.family not in TREE_FAMILIES:
+            raise ValidationError("family", self.family, f"must be one of {TREE_FAMILIES}")
+
+    def predict(self, inputs: TreeInputs, embeddings: np.ndarray | None = None) -> tuple[np.ndarray, np.ndarray]:
+        """Account scores float64 [N_user] and transaction scores float64 [T], in [0, 1].
+        ``embeddings``: GraphSAGE's user embeddings, needed by ``hybrid`` only."""
+        account = self.account.predict_proba(inputs.account_x(self.family, embeddings))
+        txn = self.txn.predict_proba(inputs.txn_x(self.family, account))
+        return account, txn
+
+    def tensors(self) -> dict[str, torch.Tensor]:
+        """Every array as a named tensor (for the artefact's version digest)."""
+        out: dict[str, torch.Tensor] = {}
+        for part, ens in (("account", self.account), ("txn", self.txn)):
+            for k, v in ens.to_dict().items():
+                out[f"trees.{self.family}.{part}.{k}"] = v if isinstance(v, torch.Tensor) else torch.tensor(float(v))
+        return out
+
+    def to_dict(self) -> dict[str, object]:
+        return {"family": self.family, "account": self.account.to_dict(), "txn": self.txn.to_dict()}
+
+    @classmethod
+    def from_dict(cls, d: dict[str, object]) -> TreeScorer:
+        return cls(
+            family=str(d["family"]),
+            account=TreeEnsemble.from_dict(d["account"]),  # type: ignore[arg-type]
+            txn=TreeEnsemble.from_dict(d["txn"]),  # type: ignore[arg-type]
+        )
+
+
+def fit_tree_scorer(
+    family: str,
+    inputs: TreeInputs,
+    y_user: np.ndarray,
+    y_txn: np.ndarray,
+    user_rows: np.ndarray,
+    txn_rows: np.ndarray,
+    seed: int,
+    config: TreeConfig,
+    embeddings: np.ndarray | None = None,
+) -> tuple[TreeScorer, np.ndarray, np.ndarray]:
+    """Fit ``family`` on the training accounts ``user_rows`` and transactions ``txn_rows``;
+    returns the scorer and its account [N_user] and transaction [T] scores on every row."""
+    ax = inputs.account_x(family, embeddings)
+    account_trees = fit_trees(ax, y_user, user_rows, seed, config)
+    account = account_trees.predict_proba(ax)
+    tx = inputs.txn_x(family, account)
+    txn_trees = fit_trees(tx, y_txn, txn_rows, seed, config)
+    return TreeScorer(family, account_trees, txn_trees), account, txn_trees.predict_proba(tx)
