@@ -8,6 +8,7 @@ passed in, never created here), takes one snapshot and the last scores, builds t
 
 from __future__ import annotations
 
+import logging
 from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
@@ -22,8 +23,11 @@ from api.deps import ServiceState
 from api.index import ScoringIndex
 from api.models import ErrorBody, ErrorResponse
 from api.routes import accounts, health, rings
-from graph.errors import ConfigError, NotFoundError, RingwatchError, StoreError, ValidationError
+from gnn.artefact import ModelArtefact
+from graph.errors import ConfigError, ModelError, NotFoundError, RingwatchError, StoreError, ValidationError
 from graph.store import GraphStore
+
+log = logging.getLogger(__name__)
 
 #: File in ``models_dir`` whose first line names the model artefact in use.
 CURRENT_FILE = "CURRENT"
@@ -35,21 +39,28 @@ class ApiConfig:
 
     Attributes:
         store_factory: opens the graph store; called once by the lifespan, which closes it.
-        models_dir: where model artefacts live; only ``models_dir/CURRENT`` is read, to report
-            which artefact is current. None: not reported.
+        models_dir: where model artefacts live; ``models_dir/CURRENT`` is read to report which
+            artefact is current, and the artefact that made the served scores to report its
+            ``mode``. None: neither is reported.
     """
 
     store_factory: Callable[[], GraphStore]
     models_dir: Path | None = None
 
 
-def model_mode(model_version: str | None) -> str | None:
-    """``"unsupervised"`` when the scoring run's version says so (the anomaly score used when
-    labels are too few), ``"supervised"`` otherwise; None when never scored."""
-    if model_version is None:
+def artefact_mode(models_dir: Path | None, model_version: str | None) -> str | None:
+    """The ``mode`` recorded in the artefact that made the served scores
+    (``models_dir/model-<model_version>.pt``): ``"supervised"`` or ``"unsupervised"`` (the graph
+    anomaly score used when labels are too few). None when nothing was scored, no ``models_dir``
+    is configured, or that artefact is not there (the service still starts; the mode is unknown).
+    """
+    if models_dir is None or model_version is None:
         return None
-    lowered = model_version.lower()
-    return "unsupervised" if ("unsup" in lowered or "anomaly" in lowered) else "supervised"
+    try:
+        return ModelArtefact.load(Path(models_dir), model_version).mode
+    except (ModelError, ValidationError) as e:
+        log.warning("mode of model %s unknown: %s", model_version, e)
+        return None
 
 
 def read_artifact_version(models_dir: Path | None) -> str | None:
@@ -81,7 +92,7 @@ def create_app(config: ApiConfig) -> FastAPI:
             snapshot = store.snapshot()
             scores = store.last_scores()
             version = scores.model_version if scores is not None else None
-            index = ScoringIndex.build(snapshot, scores, mode=model_mode(version) or "supervised")
+            index = ScoringIndex.build(snapshot, scores, mode=artefact_mode(config.models_dir, version))
             app.state.service = ServiceState(
                 store=store,
                 index=index,

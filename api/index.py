@@ -60,13 +60,15 @@ _DAY = 86400.0
 
 @dataclass(frozen=True, slots=True)
 class AccountView:
-    """One account as the API reports it. ``score`` and ``tier`` are None until scored."""
+    """One account as the API reports it. ``score`` and ``tier`` are None until scored; ``mode``
+    is the scoring artefact's (``"supervised"`` / ``"unsupervised"``), None when unknown."""
 
     user_id: str
     score: float | None
     tier: Tier | None
     ring_id: str | None
     model_version: str | None
+    mode: str | None
     reasons: tuple[str, ...]
     devices: tuple[str, ...]
     ips: tuple[str, ...]
@@ -115,7 +117,7 @@ class ScoringIndex:
     """
 
     def __init__(self) -> None:  # filled by build(); not meant to be called directly
-        self.mode: str = "supervised"
+        self.mode: str | None = None
         self.model_version: str | None = None
         self.scored_at: float | None = None
         self.snapshot_taken_at: float = 0.0
@@ -125,16 +127,17 @@ class ScoringIndex:
     # -- construction ---------------------------------------------------------------------
 
     @classmethod
-    def build(cls, snapshot: Snapshot, scores: ScoreWriteback | None, *, mode: str = "supervised") -> ScoringIndex:
+    def build(cls, snapshot: Snapshot, scores: ScoreWriteback | None, *, mode: str | None = None) -> ScoringIndex:
         """Prepare lookups, per-identifier counts and the adjacency from one snapshot.
 
         Args:
             snapshot: the graph as the store holds it now.
             scores: the last scoring run, or None if the store was never scored.
-            mode: how the scores were made ("supervised" or "unsupervised"), reported as is.
+            mode: how the scores were made, from their artefact ("supervised" or "unsupervised");
+                None when unknown. Reported as is; ignored (None) when ``scores`` is None.
         """
         index = cls()
-        index.mode = mode
+        index.mode = mode if scores is not None else None
         index.model_version = scores.model_version if scores is not None else None
         index.scored_at = scores.scored_at if scores is not None else None
         index.snapshot_taken_at = float(snapshot.taken_at)
@@ -315,6 +318,7 @@ class ScoringIndex:
             tier=tier,
             ring_id=self._rings[ring_pos].ring_id if ring_pos >= 0 else None,
             model_version=self.model_version,
+            mode=self.mode,
             reasons=self._reasons(pos),
             devices=tuple(self._keys[NodeType.DEVICE][dev_csr.neighbours(pos)].tolist()),
             ips=tuple(self._keys[NodeType.IP][ip_csr.neighbours(pos)].tolist()),

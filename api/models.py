@@ -6,6 +6,8 @@ Response models are built from the domain records in ``graph.types`` and ``api.i
 
 from __future__ import annotations
 
+from typing import Literal
+
 from pydantic import BaseModel, Field
 
 from api.index import AccountView
@@ -15,6 +17,15 @@ from graph.types import Decision, NodeType, Ring, Subgraph, SubgraphEdge, Subgra
 def node_id(node_type: NodeType, key: str) -> str:
     """How the API names a node: ``"User:u0001"``, ``"Device:d12"``, ``"Ring:ring-ab12"``."""
     return f"{node_type.value}:{key}"
+
+
+#: How a model scores: trained on fraud labels, or the unsupervised graph anomaly score that
+#: ringwatch ships when labels are too few (``gnn.train.TrainConfig.min_fraud_labels``).
+Mode = Literal["supervised", "unsupervised"]
+_MODE_DOC = (
+    "supervised (trained on fraud labels) or unsupervised (graph anomaly score, too few labels), "
+    "as recorded in the scoring model's artefact; null until scored or when that artefact is not available"
+)
 
 
 class ErrorBody(BaseModel):
@@ -34,7 +45,7 @@ class HealthResponse(BaseModel):
     store: str = Field(description="backend name of the graph store, e.g. sqlite or neo4j")
     scored: bool = Field(description="false until `ringwatch score` has written scores")
     model_version: str | None
-    model_mode: str | None = Field(description="supervised or unsupervised; null until scored")
+    model_mode: Mode | None = Field(description=_MODE_DOC)
     artifact_version: str | None = Field(description="first line of models_dir/CURRENT, if any")
     users: int
     transactions: int
@@ -50,6 +61,7 @@ class AccountRiskResponse(BaseModel):
     decision: Decision | None = Field(description="high → block, medium → review, low → allow")
     ring_id: str | None
     model_version: str | None
+    mode: Mode | None = Field(description=_MODE_DOC)
     reasons: list[str] = Field(description="at most 4 short facts, most relevant first")
     devices: list[str]
     ips: list[str]
@@ -63,6 +75,7 @@ class AccountRiskResponse(BaseModel):
             decision=view.tier.decision if view.tier is not None else None,
             ring_id=view.ring_id,
             model_version=view.model_version,
+            mode=view.mode,  # type: ignore[arg-type]  # an artefact's mode is one of gnn.artefact.MODES
             reasons=list(view.reasons),
             devices=list(view.devices),
             ips=list(view.ips),

@@ -12,6 +12,9 @@ on the validation and the held-out test split (later in time than training):
   against truly legitimate test accounts), and ring precision / recall / purity
   (``graph.ring_recovery``) of rings detected from each baseline's scores.
 
+``label_budget`` (``gnn.label_budget``) adds the few-labels table: the shipped training with 0 %,
+1 %, 10 % and 100 % of the training part's fraud labels revealed, on the same test split.
+
 The winner is the baseline with the best validation AUPRC (accounts and transactions chosen
 separately; ties go to the earlier baseline in ``BASELINES``). ``report.md`` holds the tables,
 ``evaluation.json`` the same numbers, and four PNG plots the curves. The same snapshot, config
@@ -33,6 +36,7 @@ import pandas as pd
 
 from gnn.baselines import BASELINE_TITLES, BASELINES, GRAPH_USER_FEATURES, BaselineRun, BaselineScores, TreeConfig, run_baselines
 from gnn.calibrate import Thresholds, calibrate, tier_codes
+from gnn.label_budget import LABEL_FRACTIONS, LabelBudget, label_budget, render_label_budget
 from gnn.leakage import WHOLE_HISTORY, LeakageAudit, audit_leakage
 from gnn.metrics import SplitMetrics, split_metrics
 from gnn.train import TrainConfig
@@ -158,6 +162,7 @@ class EvaluationReport:
     report_path: Path
     plots: tuple[Path, ...]
     seconds: float
+    label_budget: LabelBudget | None = None  # None: not asked for (``label_fractions=()``)
 
     def get(self, name: str) -> BaselineEvaluation:
         """One baseline's evaluation. Raises ``ModelError`` if it was not run."""
@@ -178,6 +183,7 @@ class EvaluationReport:
             "winner_transactions": self.winner_transactions,
             "graph_only_size": None if self.graph_only_size is None else list(self.graph_only_size),
             "leakage": dataclasses.asdict(self.leakage),
+            "label_budget": None if self.label_budget is None else self.label_budget.numbers(),
             "baselines": [],
         }
         for b in self.baselines:
@@ -258,11 +264,15 @@ def evaluate(
     trees: TreeConfig = TreeConfig(),
     ring_config: RingConfig = RingConfig(),
     baselines: Sequence[str] = BASELINES,
+    label_fractions: Sequence[float] = LABEL_FRACTIONS,
+    label_budget_epochs: int | None = None,
 ) -> EvaluationReport:
     """Run every baseline on ``snapshot`` and write ``out_dir/report.md``, ``evaluation.json``
     and the PNG plots (``PLOT_FILES``). ``config`` sets the split, the seed and GraphSAGE's
     training; ``truth`` (synthetic data only) adds the truth, graph-only and ring sections.
     ``baselines`` picks a subset (default all; the winner is chosen among those run).
+    ``label_fractions``: the few-labels table's fractions (``()`` leaves the table out); its runs
+    train with ``config``, capped at ``label_budget_epochs`` epochs when given.
 
     Raises:
         ModelError: the snapshot has no users; ``out_dir`` is not writable.
@@ -300,6 +310,10 @@ def evaluate(
     t = snapshot.transactions
     cut_ts = float(t.ts[txns.val[0]]) if txns.val.size else float(np.median(t.ts)) if n_txn else 0.0
     leakage = audit_leakage(snapshot, cut_ts)
+    budget = None
+    if label_fractions:
+        budget_config = config if label_budget_epochs is None else dataclasses.replace(config, epochs=label_budget_epochs)
+        budget = label_budget(snapshot, budget_config, label_fractions, trees=trees)
 
     out_dir = Path(out_dir)
     try:
@@ -323,11 +337,12 @@ def evaluate(
         report_path=out_dir / REPORT_FILE,
         plots=tuple(out_dir / p for p in PLOT_FILES),
         seconds=0.0,
+        label_budget=budget,
     )
     _plots(report, run, config)
     report = dataclasses.replace(report, seconds=time.perf_counter() - started)
     (out_dir / JSON_FILE).write_text(json.dumps(report.numbers(), indent=1, sort_keys=True) + "\n")
-    report.report_path.write_text(render_markdown(report, run))
+    report.report_path.write_text(render_markdown(report, run, main_epochs=config.epochs))
     return report
 
 
@@ -461,8 +476,9 @@ def _size(m: SplitMetrics | None, n: int) -> str:
     return f"n={n:,}, no fraud" if m is None else f"n={m.n:,}, fraud={m.n_fraud} (K={m.k})"
 
 
-def render_markdown(report: EvaluationReport, run: BaselineRun) -> str:
-    """The report as Markdown (tables, then the plots)."""
+def render_markdown(report: EvaluationReport, run: BaselineRun, *, main_epochs: int | None = None) -> str:
+    """The report as Markdown (tables, then the plots). ``main_epochs``: GraphSAGE's epoch cap in
+    the main table, so the few-labels section can say when its runs had fewer."""
     seed = report.seed
     b0 = report.baselines[0]
     su, st = report.split_users, report.split_txns
@@ -587,6 +603,10 @@ def render_markdown(report: EvaluationReport, run: BaselineRun) -> str:
                 lines.append(
                     f"| {b.title} | {r.detected} | {_f(r.member_precision)} | {_f(r.member_recall)} | {_f(r.purity)} | {r.recovered}/{r.planted} |"
                 )
+
+    if report.label_budget is not None:
+        lines += ["", *render_label_budget(report.label_budget, main_epochs=main_epochs)]
+        lines.pop()  # the section ends with a blank line; the next one starts with one
 
     lk = report.leakage
     whole = "; ".join(f"{k} ({'all' if v == ('all',) else len(v)})" for k, v in WHOLE_HISTORY.items())

@@ -18,7 +18,7 @@ async def healthz(service: ServiceDep) -> HealthResponse:
         store=service.store.backend,
         scored=index.scored,
         model_version=index.model_version,
-        model_mode=index.mode if index.scored else None,
+        model_mode=index.mode,  # type: ignore[arg-type]  # from the artefact (gnn.artefact.MODES)
         artifact_version=service.artifact_version,
         users=index.num_users,
         transactions=index.num_transactions,

@@ -7,7 +7,7 @@ from pathlib import Path
 import pytest
 from fastapi.testclient import TestClient
 
-from api.app import ApiConfig, create_app, model_mode
+from api.app import ApiConfig, create_app
 from graph.types import Snapshot
 from tests.api.fixtures import MODEL_VERSION, FakeGraphStore, T0, events, make_snapshot
 
@@ -34,7 +34,7 @@ def test_healthz_reports_store_scores_and_sizes(client: TestClient) -> None:
     body = r.json()
     assert body["status"] == "ok" and body["store"] == "fake"
     assert body["scored"] is True and body["model_version"] == MODEL_VERSION
-    assert body["model_mode"] == "supervised"
+    assert body["model_mode"] is None  # no models_dir: no artefact to read it from (tests/api/test_mode.py)
     assert (body["users"], body["transactions"], body["rings"]) == (10, len(events()), 2)
     assert body["snapshot_taken_at"] == pytest.approx(T0 + 60 * 86400.0)
     assert body["artifact_version"] is None
@@ -145,12 +145,6 @@ def test_artifact_version_comes_from_models_dir_current(store: FakeGraphStore, t
     config = ApiConfig(store_factory=lambda: store, models_dir=tmp_path)
     with TestClient(create_app(config)) as client:
         assert client.get("/healthz").json()["artifact_version"] == "sage-20240101-abc"
-
-
-def test_model_mode_follows_the_version_name() -> None:
-    assert model_mode(None) is None
-    assert model_mode("sage-v3") == "supervised"
-    assert model_mode("anomaly-unsupervised-v1") == "unsupervised"
 
 
 def test_empty_store_starts_and_answers_404() -> None:

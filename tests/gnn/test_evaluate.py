@@ -21,13 +21,19 @@ CONFIG = TrainConfig(device="cpu", epochs=25, seed=7)
 PNG_MAGIC = b"\x89PNG\r\n\x1a\n"
 
 
+def _seconds(text: pd.Series) -> pd.Series:
+    """ISO-8601 text to UTC epoch seconds, whatever unit pandas parses into (pandas 3 picks
+    microseconds, so ``astype("int64") / 1e9`` would be 1,000x too small)."""
+    return (pd.to_datetime(text, utc=True, format="ISO8601") - pd.Timestamp(0, tz="UTC")) / pd.Timedelta(seconds=1)
+
+
 def _synthetic(tmp: Path, users: int, seed: int) -> tuple[object, PlantedTruth]:
     """A dataset of ``ingestion.synthetic`` as a snapshot (no store needed) and its truth."""
     ds = generate(SyntheticConfig(users=users, seed=seed), tmp)
     ev = pd.read_csv(ds.events, dtype={c: str for c in ("txn_id", "user_id", "device_id", "ip", "merchant_id")})
-    ev["ts"] = pd.to_datetime(ev["ts"], utc=True).astype("int64") / 1e9
+    ev["ts"] = _seconds(ev["ts"])
     labels = pd.read_csv(ds.labels, dtype=str)
-    labels["ts"] = pd.to_datetime(labels["ts"], utc=True).astype("int64") / 1e9
+    labels["ts"] = _seconds(labels["ts"])
     snap = snapshot_from_events(ev.drop(columns=["currency"]), labels)
     tu = pd.read_csv(ds.truth_users, dtype={"user_id": str, "ring_id": str, "ring_kind": str})
     tt = pd.read_csv(ds.truth_transactions, dtype={"txn_id": str})
