@@ -71,7 +71,8 @@ def _output_text(notebook: nbformat.NotebookNode) -> str:
     for cell in notebook.cells:
         for out in cell.get("outputs", []):
             parts.append(out.get("text", ""))
-            parts.append(out.get("data", {}).get("text/plain", ""))
+            for mime in ("text/plain", "text/markdown"):  # Markdown(...) shows as text/markdown
+                parts.append(out.get("data", {}).get(mime, ""))
     return "\n".join(parts)
 
 
