@@ -175,7 +175,7 @@ class ModelArtefact:
         """Everything but the weights and trees, JSON-ready (``nan`` becomes ``null``)."""
         d = {k: v for k, v in self.to_dict().items() if k not in ("state_dict", "trees", "normalisation", "anomaly")}
         d["shipped"] = self.shipped
-        return _jsonable(d)  # type: ignore[return-value]
+        return jsonable(d)  # type: ignore[return-value]
 
     @classmethod
     def from_dict(cls, d: dict[str, object]) -> ModelArtefact:
@@ -257,15 +257,19 @@ class ModelArtefact:
             raise ModelError(f"{path} is not a valid ringwatch model artefact ({e!r}); retrain the model") from e
 
 
-def _jsonable(x: object) -> object:
+def jsonable(x: object) -> object:
+    """``x`` with tuples as lists, numpy and torch numbers as Python numbers, and floats that are
+    not finite as ``None``: ready for ``json.dumps`` (artefact metadata, evaluation reports)."""
     if isinstance(x, dict):
-        return {str(k): _jsonable(v) for k, v in x.items()}
+        return {str(k): jsonable(v) for k, v in x.items()}
     if isinstance(x, (list, tuple)):
-        return [_jsonable(v) for v in x]
+        return [jsonable(v) for v in x]
     if isinstance(x, float) and not math.isfinite(x):
         return None
     if isinstance(x, torch.Tensor):
-        return _jsonable(x.tolist())
+        return jsonable(x.tolist())
+    if isinstance(x, (np.floating, np.integer)):
+        return jsonable(x.item())
     return x
 
 

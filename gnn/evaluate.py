@@ -34,6 +34,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
+from gnn.artefact import jsonable
 from gnn.baselines import BASELINE_TITLES, BASELINES, GRAPH_USER_FEATURES, BaselineRun, BaselineScores, TreeConfig, run_baselines
 from gnn.calibrate import Thresholds, calibrate, tier_codes
 from gnn.label_budget import LABEL_FRACTIONS, LabelBudget, label_budget, render_label_budget
@@ -190,19 +191,7 @@ class EvaluationReport:
             bd = dataclasses.asdict(b)
             bd.pop("seconds")
             d["baselines"].append(bd)  # type: ignore[union-attr]
-        return _jsonable(d)  # type: ignore[return-value]
-
-
-def _jsonable(x: object) -> object:
-    if isinstance(x, dict):
-        return {str(k): _jsonable(v) for k, v in x.items()}
-    if isinstance(x, (list, tuple)):
-        return [_jsonable(v) for v in x]
-    if isinstance(x, float) and not math.isfinite(x):
-        return None
-    if isinstance(x, (np.floating, np.integer)):
-        return _jsonable(x.item())
-    return x
+        return jsonable(d)  # type: ignore[return-value]
 
 
 # -- measuring ----------------------------------------------------------------------------------

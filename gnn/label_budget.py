@@ -35,6 +35,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from gnn.artefact import jsonable
 from gnn.baselines import TREES_AGGREGATED, TreeConfig, run_baselines
 from gnn.metrics import SplitMetrics, split_metrics
 from gnn.scoring import score_snapshot
@@ -112,19 +113,7 @@ class LabelBudget:
         d = dataclasses.asdict(self)
         for row in d["rows"]:
             row.pop("seconds")
-        return _jsonable(d)  # type: ignore[return-value]
-
-
-def _jsonable(x: object) -> object:
-    if isinstance(x, dict):
-        return {str(k): _jsonable(v) for k, v in x.items()}
-    if isinstance(x, (list, tuple)):
-        return [_jsonable(v) for v in x]
-    if isinstance(x, float) and not math.isfinite(x):
-        return None
-    if isinstance(x, (np.floating, np.integer)):
-        return _jsonable(x.item())
-    return x
+        return jsonable(d)  # type: ignore[return-value]
 
 
 def _check_fraction(fraction: float) -> None:
