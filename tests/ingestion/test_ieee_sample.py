@@ -3,7 +3,6 @@ around (missing cells, a second file to join, no user id, no timestamp column)."
 
 from __future__ import annotations
 
-import os
 from collections import Counter
 from pathlib import Path
 
@@ -12,6 +11,7 @@ import pytest
 from graph.types import LabelEntity, Verdict
 from ingestion.loader import load_events
 from ingestion.mapping import ColumnMapping
+from tests.conftest import skip_outside_ci
 from tests.ingestion.fakes import FakeGraphStore
 
 REPO = Path(__file__).resolve().parents[2]
@@ -23,9 +23,7 @@ MAPPING = REPO / "mappings" / "ieee_cis.yaml"
 @pytest.fixture(scope="module")
 def transactions() -> Path:
     if not TRANSACTIONS.is_file():
-        if os.environ.get("CI"):
-            pytest.fail(f"IEEE-CIS sample missing at {DATASET}; CI must provide it")
-        pytest.skip(f"IEEE-CIS sample not found at {DATASET}")
+        skip_outside_ci(f"IEEE-CIS sample not found at {DATASET}")
     return TRANSACTIONS
 
 

@@ -18,7 +18,7 @@ import nbformat
 import pytest
 from nbclient import NotebookClient
 
-from tests.conftest import Neo4jServer
+from tests.conftest import Neo4jServer, skip_outside_ci
 
 REPO = Path(__file__).resolve().parents[2]
 NOTEBOOKS = REPO / "notebooks"
@@ -107,8 +107,6 @@ def test_notebook_runs_top_to_bottom(name: str, tmp_path: Path, monkeypatch: pyt
     for var in _STORE_ENV:
         monkeypatch.delenv(var, raising=False)
     if name.startswith("04") and not (REPO.parent / "shared" / "datasets" / "ieee_cis_sample").is_dir():
-        from tests.conftest import skip_outside_ci
-
         skip_outside_ci("the IEEE-CIS sample is not in ../shared/datasets")
     notebook = nbformat.read(NOTEBOOKS / name, as_version=4)
     started = time.perf_counter()

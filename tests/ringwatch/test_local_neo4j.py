@@ -9,7 +9,7 @@ import pytest
 from graph.errors import ConfigError
 from ringwatch import local_neo4j
 from ringwatch.cli import main as cli_main
-from tests.conftest import Neo4jServer
+from tests.conftest import Neo4jServer, skip_outside_ci
 
 
 def test_unknown_verb_is_refused() -> None:
@@ -30,7 +30,7 @@ def test_status_sees_the_running_test_server(
     neo4j_server: Neo4jServer, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
 ) -> None:
     if not neo4j_server.managed:
-        pytest.skip("external server: not started by scripts/neo4j.sh")
+        skip_outside_ci("external server (RINGWATCH_TEST_NEO4J_URI): not started by scripts/neo4j.sh")
     for key, value in neo4j_server.env.items():
         monkeypatch.setenv(key, value)
     assert cli_main(["neo4j", "status"]) == 0
