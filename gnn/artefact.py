@@ -257,6 +257,25 @@ class ModelArtefact:
             raise ModelError(f"{path} is not a valid ringwatch model artefact ({e!r}); retrain the model") from e
 
 
+def read_current_version(models_dir: Path) -> str | None:
+    """The version ``models_dir/CURRENT`` names (``model-<version>.pt`` -> ``<version>``), or
+    None when there is no such file yet. Cheap: the API polls it to pick up promoted models.
+
+    Raises:
+        ModelError: the file exists but cannot be read or names no model file.
+    """
+    current = Path(models_dir) / CURRENT
+    try:
+        name = current.read_text(encoding="utf-8").strip()
+    except FileNotFoundError:
+        return None
+    except (OSError, UnicodeDecodeError) as e:
+        raise ModelError(f"cannot read {current}: {e}") from e
+    if not (name.startswith("model-") and name.endswith(".pt")):
+        raise ModelError(f"{current} names {name!r}, not a model-<version>.pt file")
+    return name[len("model-") : -len(".pt")]
+
+
 def jsonable(x: object) -> object:
     """``x`` with tuples as lists, numpy and torch numbers as Python numbers, and floats that are
     not finite as ``None``: ready for ``json.dumps`` (artefact metadata, evaluation reports)."""

@@ -19,6 +19,22 @@ them) and, per call, cuts that neighbourhood out and runs the shipped model on i
   ``max_device_users_log`` is stale by one). These are 2-hop effects, damped by the mean
   aggregation; the event's own score reads them only through its neighbours' embeddings.
 
+**Incremental updates.** ``add_events`` folds events that arrived after the snapshot into the
+scorer's graph without a rebuild: new nodes get ids past the snapshot's, new edges join the
+adjacency, and the features of every node an event touches are recomputed (as above, from all
+of that node's stored and added events). Later calls see them: a second payment from a new
+device is scored with the first one counted. The scorer is not locked: the API calls
+``add_events`` and the ``score_*`` methods from one thread (its event loop).
+
+**Layer-1 cache.** The first message-passing layer of a node reads the encoded inputs
+``relu(encode(x))`` of its in-neighbours, and a hub (a busy merchant, whose sources are every
+account that paid there) makes that most of a call's work. The scorer keeps, per node, its encoded
+input and, per relation and destination, the float64 sum and count of its sources' encoded inputs;
+``add_events`` updates both (a touched node's change is added to its out-neighbours' sums, a new
+edge adds its source), so a call runs layer 1 from the sums for the nodes within k - 1 hops and the
+remaining layers on that smaller neighbourhood. A pending event's own feature changes and new edges
+are applied to the sums of that call only. Equal to the direct computation up to summation order.
+
 The event's transaction score needs the final embeddings of the event's merchant, device and IP
 as well, so its neighbourhood is k hops around all four; a popular merchant makes that the
 largest part of the call (see ``bench/explain_bench.py``). Unsupervised artefacts have no
@@ -28,7 +44,7 @@ neighbour aggregates: ``InductiveScorer.build`` raises ``ModelError`` for both.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import numpy as np
 import torch
@@ -121,10 +137,31 @@ class _Hood:
         return sum(int(v.size) for v in self.ids.values()), sum(int(e[0].shape[0]) for e in self.edges.values())
 
 
+@dataclass(slots=True)
+class _Delta:
+    """What ``add_events`` added since the snapshot: new node ids per type (past the snapshot's),
+    the events with the node ids they touch, and the new edges (both directions) as destination
+    -> sources per relation (``arrays``: the same as (source, destination) arrays, built on
+    demand for lookups of many destinations at once)."""
+
+    pos: dict[str, dict[str, int]] = field(default_factory=lambda: {t: {} for t in NODE_TYPES})
+    events: list[tuple[Event, dict[str, int]]] = field(default_factory=list)
+    by_node: dict[tuple[str, int], list[int]] = field(default_factory=dict)
+    into: dict[Relation, dict[int, list[int]]] = field(default_factory=dict)
+    edge_set: set[tuple[Relation, int, int]] = field(default_factory=set)
+    txn_ids: set[str] = field(default_factory=set)
+    arrays: dict[Relation, tuple[np.ndarray, np.ndarray]] = field(default_factory=dict)
+
+
+#: Destination sets at most this large look up added edges one by one (else with ``np.isin``).
+_FEW = 64
+
+
 class InductiveScorer:
     """Scores from k-hop neighbourhoods (see the module docstring). Build once per snapshot and
-    artefact with :meth:`build`; calls are read-only and thread-safe (torch runs in no-grad
-    inference mode)."""
+    artefact with :meth:`build`; ``add_events`` folds later events in. Scoring calls only read
+    (torch runs in inference mode) and may run in parallel with each other, not with
+    ``add_events``."""
 
     def __init__(self) -> None:  # filled by build()
         self.model_version = ""
@@ -174,7 +211,106 @@ class InductiveScorer:
             col = col.astype(np.int64)
             ok = col >= 0
             self._rows[name] = _Csr.build(col[ok], rows[ok], self._n[name])
+        self._txn_ids = frozenset(t.txn_id.tolist())
+        self._delta = _Delta()
+        self._last_touch: tuple[Event, int, dict[str, dict[int, np.ndarray]]] | None = None
+        self._build_layer1_cache(g)
         return self
+
+    def _build_layer1_cache(self, g: GraphInput) -> None:
+        """Encoded inputs per node and, per relation, the sum and count of the sources' encoded
+        inputs per destination (see "Layer-1 cache" in the module docstring)."""
+        with torch.inference_mode():
+            h0 = {t: torch.relu(self._model.encode[t](torch.from_numpy(self._x[t]))) for t in NODE_TYPES}
+        self._count = dict(self._n)  # nodes with rows: the snapshot's, then the added ones
+        self._h0 = {t: h0[t].numpy().copy() for t in NODE_TYPES}
+        self._s1: dict[Relation, np.ndarray] = {}
+        self._deg: dict[Relation, np.ndarray] = {}
+        for rel in RELATIONS:
+            src, dst = g.data[rel].edge_index
+            n = self._n[rel[2]]
+            self._s1[rel] = torch.zeros(n, h0[rel[0]].shape[1], dtype=torch.float64).index_add_(0, dst, h0[rel[0]][src].double()).numpy()
+            self._deg[rel] = np.bincount(dst.numpy(), minlength=n)[:n].astype(np.float64)
+
+    def _ensure_rows(self, name: str, gid: int) -> None:
+        """Room for node ``gid`` of type ``name`` in the layer-1 cache (zero rows; doubling)."""
+        self._count[name] = max(self._count[name], gid + 1)
+        cap = self._h0[name].shape[0]
+        if gid < cap:
+            return
+        size = max(gid + 1, 2 * cap, 16)
+        self._h0[name] = _grown(self._h0[name], size)
+        for rel in RELATIONS:
+            if rel[2] == name:
+                self._s1[rel] = _grown(self._s1[rel], size)
+                self._deg[rel] = _grown(self._deg[rel], size)
+
+    @property
+    def added_events(self) -> int:
+        """How many events ``add_events`` folded in since the snapshot."""
+        return len(self._delta.events)
+
+    def knows_account(self, user_id: str) -> bool:
+        """Whether the snapshot or an added event has this account."""
+        return user_id in self._pos["user"] or user_id in self._delta.pos["user"]
+
+    def touched_since_snapshot(self, user_id: str) -> bool:
+        """Whether an added event involves this account (its batch score may be stale)."""
+        gid = self._gid("user", user_id)
+        return gid is not None and ("user", gid) in self._delta.by_node
+
+    def add_events(self, events: list[Event]) -> int:
+        """Fold ``events`` into the graph (see the module docstring), in the order given; an
+        event whose ``txn_id`` the snapshot or an earlier call holds is skipped. Returns how
+        many were added.
+
+        Raises:
+            ValidationError: an event's ``user_id`` is empty (nothing is added from it on).
+        """
+        added = 0
+        d = self._delta
+        for event in events:
+            if event.txn_id in self._txn_ids or event.txn_id in d.txn_ids:
+                continue
+            if not event.user_id:
+                raise ValidationError("user_id", event.user_id, "must not be empty")
+            gid, _ = self._event_gids(event)
+            last = self._last_touch
+            if last is not None and last[0] == event and last[1] == len(d.events):
+                override = last[2]  # score_event just computed them for this event
+            else:
+                override, _ = self._touched_features(event, gid)
+            self._last_touch = None
+            for name, g in gid.items():
+                key = getattr(event, _EVENT_KEY[name])
+                if g >= self._n[name] and key not in d.pos[name]:
+                    d.pos[name][key] = g
+                self._ensure_rows(name, g)
+            # Layer-1 cache: first the touched nodes' new inputs reach their existing
+            # out-neighbours, then the new edges add their (new) sources.
+            with torch.inference_mode():
+                for name, vecs in override.items():
+                    for g, vec in vecs.items():
+                        h0 = torch.relu(self._model.encode[name](torch.from_numpy(np.asarray(vec, dtype=np.float32)))).numpy()
+                        dh = h0 - self._h0[name][g]
+                        for rel in RELATIONS:
+                            if rel[0] == name:
+                                out = self._sources(_reverse(rel), np.array([g], dtype=np.int64), {})[0]
+                                np.add.at(self._s1[rel], out, dh.astype(np.float64))
+                        self._h0[name][g] = h0
+            for rel, (src, dst) in self._new_edges(gid).items():
+                a, b = int(src[0]), int(dst[0])
+                d.into.setdefault(rel, {}).setdefault(b, []).append(a)
+                d.edge_set.add((rel, a, b))
+                d.arrays.pop(rel, None)
+                self._s1[rel][b] += self._h0[rel[0]][a]
+                self._deg[rel][b] += 1.0
+            d.events.append((event, gid))
+            for name, g in gid.items():
+                d.by_node.setdefault((name, g), []).append(len(d.events) - 1)
+            d.txn_ids.add(event.txn_id)
+            added += 1
+        return added
 
     # -- public calls ---------------------------------------------------------------------
 
@@ -184,12 +320,12 @@ class InductiveScorer:
         Raises:
             NotFoundError: the snapshot has no such account.
         """
-        pos = self._pos["user"].get(user_id)
+        pos = self._gid("user", user_id)
         if pos is None:
             raise NotFoundError("account", user_id)
-        hood = self._neighbourhood({"user": np.array([pos])}, {}, {})
+        hood = self._neighbourhood({"user": np.array([pos])}, {})
         with torch.inference_mode():
-            h = self._embed_roots(hood)
+            h = self._embed_roots(hood, {}, {})
             logit = self._model.user_head(h["user"][0]).squeeze(-1)
         score = self._prob(logit, self._model.config.user_prior_shift)
         nodes, edges = hood.size
@@ -204,21 +340,12 @@ class InductiveScorer:
         """
         if not event.user_id:
             raise ValidationError("user_id", event.user_id, "must not be empty")
-        gid: dict[str, int] = {}
-        new: list[str] = []
-        for name, attr in _EVENT_KEY.items():
-            key = getattr(event, attr)
-            if key is None or key == "":
-                continue
-            pos = self._pos[name].get(key)
-            if pos is None:
-                pos = self._n[name]  # the new node's id: one past the snapshot's nodes
-                new.append(name)
-            gid[name] = pos
-        x_override, txn_x = self._touched_features(event, gid)
+        gid, new = self._event_gids(event)
+        x_event, txn_x = self._touched_features(event, gid)
+        self._last_touch = (event, len(self._delta.events), x_event)
         extra = self._new_edges(gid)
         roots = {name: np.array([g]) for name, g in gid.items()}
-        hood = self._neighbourhood(roots, extra, x_override)
+        hood = self._neighbourhood(roots, extra)
         model, cfg = self._model, self._model.config
         idx = {name: torch.tensor([0 if name in gid else -1]) for name in NODE_TYPES}  # one root per type
         g = GraphInput(
@@ -230,7 +357,7 @@ class InductiveScorer:
             txn_ip=idx["ip"],
         )
         with torch.inference_mode():
-            h = self._embed_roots(hood)
+            h = self._embed_roots(hood, x_event, extra)
             user_logit = model.user_head(h["user"][0]).squeeze(-1)
             txn_logit = model.txn_logits(h, g)[0]
         account = self._prob(user_logit, cfg.user_prior_shift)
@@ -248,30 +375,69 @@ class InductiveScorer:
             edges=edges,
         )
 
+    def _gid(self, name: str, key: str) -> int | None:
+        """The node id of ``key``: the snapshot's position, else the id ``add_events`` gave it."""
+        pos = self._pos[name].get(key)
+        return pos if pos is not None else self._delta.pos[name].get(key)
+
+    def _event_gids(self, event: Event) -> tuple[dict[str, int], list[str]]:
+        """The node id of the event's user, device, IP and merchant (absent ones left out), and
+        the types that neither the snapshot nor an added event knows (they get the next id)."""
+        gid: dict[str, int] = {}
+        new: list[str] = []
+        for name, attr in _EVENT_KEY.items():
+            key = getattr(event, attr)
+            if key is None or key == "":
+                continue
+            pos = self._gid(name, key)
+            if pos is None:
+                pos = self._n[name] + len(self._delta.pos[name])  # one past every known node
+                new.append(name)
+            gid[name] = pos
+        return gid, new
+
     # -- the neighbourhood ----------------------------------------------------------------
 
     def _sources(self, rel: Relation, dst: np.ndarray, extra: dict[Relation, tuple[np.ndarray, np.ndarray]]) -> tuple[np.ndarray, np.ndarray]:
-        """(source, destination) pairs of ``rel`` into the nodes ``dst``, new edges included."""
+        """(source, destination) pairs of ``rel`` into the nodes ``dst``: the snapshot's edges,
+        the added events' and ``extra`` (a pending event's)."""
         owner, src = self._in[rel].gather(dst)
+        srcs, owners = [src], [owner]
+        into = self._delta.into.get(rel)
+        if into:
+            if dst.size <= _FEW:
+                for v in dst.tolist():
+                    if (found := into.get(v)) is not None:
+                        srcs.append(np.array(found, dtype=np.int64))
+                        owners.append(np.full(len(found), v, dtype=np.int64))
+            else:
+                arrays = self._delta.arrays.get(rel)
+                if arrays is None:
+                    pairs = [(s, v) for v, ss in into.items() for s in ss]
+                    arrays = self._delta.arrays[rel] = (np.array([p[0] for p in pairs], dtype=np.int64),
+                                                        np.array([p[1] for p in pairs], dtype=np.int64))  # fmt: skip
+                keep = np.isin(arrays[1], dst)
+                srcs.append(arrays[0][keep])
+                owners.append(arrays[1][keep])
         if rel in extra:
             es, ed = extra[rel]
             keep = np.isin(ed, dst)
-            src, owner = np.concatenate([src, es[keep]]), np.concatenate([owner, ed[keep]])
-        return src, owner
+            srcs.append(es[keep])
+            owners.append(ed[keep])
+        if len(srcs) == 1:
+            return src, owner
+        return np.concatenate(srcs), np.concatenate(owners)
 
-    def _neighbourhood(
-        self,
-        roots: dict[str, np.ndarray],
-        extra: dict[Relation, tuple[np.ndarray, np.ndarray]],
-        x_override: dict[str, dict[int, np.ndarray]],
-    ) -> _Hood:
-        """Nodes within k hops of ``roots`` and every edge into the nodes within k - 1 hops:
-        exactly what k rounds of message passing read for the roots."""
+    def _neighbourhood(self, roots: dict[str, np.ndarray], extra: dict[Relation, tuple[np.ndarray, np.ndarray]]) -> _Hood:
+        """Nodes within k - 1 hops of ``roots`` and every edge into the nodes within k - 2 hops:
+        what rounds 2..k of message passing read for the roots (round 1 comes from the layer-1
+        cache). ``extra``: a pending event's new edges."""
+        hops = self.layers - 1
         empty = np.zeros(0, dtype=np.int64)
         frontier = {t: np.unique(roots.get(t, empty)).astype(np.int64) for t in NODE_TYPES}
         seen = dict(frontier)
         levels = {t: [frontier[t]] for t in NODE_TYPES}
-        for _ in range(self.layers):
+        for _ in range(hops):
             found: dict[str, list[np.ndarray]] = {t: [] for t in NODE_TYPES}
             for rel in RELATIONS:
                 if frontier[rel[2]].size:
@@ -288,25 +454,77 @@ class InductiveScorer:
             depth[t] = d[order]
         edges: dict[Relation, tuple[torch.Tensor, torch.Tensor]] = {}
         for rel in RELATIONS:
-            inner = seen[rel[2]][depth[rel[2]] < self.layers]
+            inner = seen[rel[2]][depth[rel[2]] < hops]
             src, dst = self._sources(rel, inner, extra) if inner.size else (empty, empty)
             edges[rel] = (
                 torch.from_numpy(np.searchsorted(seen[rel[0]], src)),
                 torch.from_numpy(np.searchsorted(seen[rel[2]], dst)),
             )
-        x: dict[str, torch.Tensor] = {}
-        for t in NODE_TYPES:
-            ids = seen[t]
-            known = ids[ids < self._n[t]]
-            rows = self._x[t][known]
-            if known.size < ids.size or x_override.get(t):
-                rows = np.concatenate([rows, np.zeros((ids.size - known.size, rows.shape[1]), dtype=np.float32)])
-                for gid, vec in x_override.get(t, {}).items():
-                    rows[np.searchsorted(ids, gid)] = vec
-            x[t] = torch.from_numpy(np.ascontiguousarray(rows))
-        return _Hood(ids=seen, depth=depth, x=x, edges=edges)
+        return _Hood(ids=seen, depth=depth, x={}, edges=edges)
 
-    def _embed_roots(self, hood: _Hood) -> dict[str, torch.Tensor]:
+    def _layer1(
+        self,
+        hood: _Hood,
+        x_event: dict[str, dict[int, np.ndarray]],
+        extra: dict[Relation, tuple[np.ndarray, np.ndarray]],
+    ) -> dict[str, torch.Tensor]:
+        """Layer-1 outputs of every node of ``hood`` from the cache, with a pending event's
+        changes (``x_event``: its touched nodes' new standardised features; ``extra``: its new
+        edges) applied to this call's copy only."""
+        model = self._model
+        conv = model.convs[0]
+        ids = hood.ids
+        h0: dict[str, np.ndarray] = {}
+        changed: dict[str, dict[int, np.ndarray]] = {t: {} for t in NODE_TYPES}  # new h0 - cached h0
+        for t in NODE_TYPES:
+            known = ids[t] < self._count[t]
+            rows = np.zeros((ids[t].size, self._h0[t].shape[1]), dtype=np.float32)
+            rows[known] = self._h0[t][ids[t][known]]
+            for gid, vec in x_event.get(t, {}).items():
+                new = torch.relu(model.encode[t](torch.from_numpy(np.asarray(vec, dtype=np.float32)))).numpy()
+                old = self._h0[t][gid] if gid < self._count[t] else 0.0
+                changed[t][gid] = new - old
+                i = int(np.searchsorted(ids[t], gid))
+                if i < ids[t].size and ids[t][i] == gid:
+                    rows[i] = new
+            h0[t] = rows
+        out: dict[str, torch.Tensor | None] = {t: None for t in NODE_TYPES}
+        for rel in RELATIONS:
+            s_t, _, d_t = rel
+            dst_ids = ids[d_t]
+            known = dst_ids < self._count[d_t]
+            total = np.zeros((dst_ids.size, self._s1[rel].shape[1]), dtype=np.float64)
+            total[known] = self._s1[rel][dst_ids[known]]
+            deg = np.zeros(dst_ids.size, dtype=np.float64)
+            deg[known] = self._deg[rel][dst_ids[known]]
+            for gid, dh in changed[s_t].items():  # a touched node's existing out-edges
+                if gid >= self._count[s_t]:
+                    continue
+                targets = self._sources(_reverse(rel), np.array([gid], dtype=np.int64), {})[0]
+                pos = np.searchsorted(dst_ids, targets)
+                ok = pos < dst_ids.size
+                ok[ok] = dst_ids[pos[ok]] == targets[ok]
+                np.add.at(total, pos[ok], dh.astype(np.float64))
+            if rel in extra:  # the event's new edges, from its (new) sources
+                es, ed = extra[rel]
+                for a, b in zip(es.tolist(), ed.tolist(), strict=True):
+                    j = int(np.searchsorted(dst_ids, b))
+                    if j < dst_ids.size and dst_ids[j] == b:
+                        i = int(np.searchsorted(ids[s_t], a))
+                        total[j] += h0[s_t][i]
+                        deg[j] += 1.0
+            mean = torch.from_numpy((total / np.maximum(deg, 1.0)[:, None]).astype(np.float32))
+            sage = conv.convs[rel]  # type: ignore[index]
+            o = sage.lin_l(mean) + sage.lin_r(torch.from_numpy(h0[d_t]))
+            out[d_t] = o if out[d_t] is None else out[d_t] + o
+        return {t: torch.relu(v) for t, v in out.items()}  # type: ignore[arg-type]
+
+    def _embed_roots(
+        self,
+        hood: _Hood,
+        x_event: dict[str, dict[int, np.ndarray]],
+        extra: dict[Relation, tuple[np.ndarray, np.ndarray]],
+    ) -> dict[str, torch.Tensor]:
         """Final embeddings [n_roots_t, hidden] of the roots (depth 0) per node type.
 
         The same function as ``RingSAGE.embed`` in eval mode (``SAGEConv`` with mean
@@ -314,11 +532,12 @@ class InductiveScorer:
         destination type, then ReLU; dropout is the identity), but layer ``l`` computes only
         the nodes within ``k - l`` hops, which is all the roots need. PyG's generic
         ``HeteroConv`` costs milliseconds of Python per call here; this costs a few
-        tensor ops. The equality with batch scoring is tested."""
+        tensor ops. Layer 1 comes from the layer-1 cache (``_layer1``), for every node of the
+        (k - 1)-hop ``hood``. The equality with batch scoring is tested."""
         model, k = self._model, self.layers
-        h = {t: torch.relu(model.encode[t](hood.x[t])) for t in NODE_TYPES}
+        h = self._layer1(hood, x_event, extra)
         rows = {t: torch.arange(hood.ids[t].size) for t in NODE_TYPES}  # h[t][i] is node rows[t][i]
-        for layer, conv in enumerate(model.convs, start=1):
+        for layer, conv in enumerate(model.convs[1:], start=2):
             keep = {t: torch.from_numpy(np.flatnonzero(hood.depth[t] <= k - layer)) for t in NODE_TYPES}
             pos = {t: torch.full((hood.ids[t].size,), -1, dtype=torch.long) for t in NODE_TYPES}
             prev = {t: torch.full((hood.ids[t].size,), -1, dtype=torch.long) for t in NODE_TYPES}
@@ -354,8 +573,8 @@ class InductiveScorer:
                 continue
             rel = (a, rel_name, b)
             owner, src = self._in[rel].gather(np.array([gid[b]]))
-            if np.any(src == gid[a]):
-                continue  # the snapshot has this edge already
+            if np.any(src == gid[a]) or (rel, gid[a], gid[b]) in self._delta.edge_set:
+                continue  # the snapshot or an added event has this edge already
             extra[rel] = (np.array([gid[a]]), np.array([gid[b]]))
             extra[(b, f"rev_{rel_name}", a)] = (np.array([gid[b]]), np.array([gid[a]]))
         return extra
@@ -367,30 +586,35 @@ class InductiveScorer:
         t = self._snapshot.transactions
         parts = [self._rows[name].gather(np.array([g]))[1] for name, g in gid.items()]
         rows = np.unique(np.concatenate(parts)) if parts else np.zeros(0, dtype=np.int64)
-        amount = np.nan if event.amount is None else float(event.amount)
+        # Events added since the snapshot that touch the same nodes, in the order added, then
+        # the event itself (once, even when it was added before).
+        d = self._delta
+        later = sorted({i for name, g in gid.items() for i in d.by_node.get((name, g), ())})
+        added = [d.events[i] for i in later if d.events[i][0].txn_id != event.txn_id] + [(event, gid)]
         cols: dict[str, np.ndarray] = {}
         local: dict[str, int] = {}
         nodes: dict[NodeType, np.ndarray] = {}
         for name, nt in NODE_TYPES.items():
             col = getattr(t, name)[rows].astype(np.int64)
-            col = np.concatenate([col, [gid.get(name, -1)]])
+            col = np.concatenate([col, [g.get(name, -1) for _, g in added]])
             present = np.unique(col[col >= 0])
             cols[name] = np.where(col >= 0, np.searchsorted(present, col), -1)
             nodes[nt] = present.astype(object)  # only the count matters to build_features
             if name in gid:
                 local[name] = int(np.searchsorted(present, gid[name]))
-        ts = np.concatenate([t.ts[rows], [float(event.ts)]])
+        evs = [e for e, _ in added]
+        ts = np.concatenate([t.ts[rows], [float(e.ts) for e in evs]])
         table = TransactionTable(
-            txn_id=np.concatenate([t.txn_id[rows], [event.txn_id]]).astype(object),
+            txn_id=np.concatenate([t.txn_id[rows], [e.txn_id for e in evs]]).astype(object),
             ts=ts,
             user=cols["user"],
             merchant=cols["merchant"],
             device=cols["device"],
             ip=cols["ip"],
-            amount=np.concatenate([t.amount[rows], [amount]]),
-            currency=np.concatenate([t.currency[rows], [event.currency]]).astype(object),
-            event=np.concatenate([t.event[rows], [EVENT_KINDS.index(event.event.value)]]).astype(np.int8),
-            status=np.concatenate([t.status[rows], [event.status]]).astype(object),
+            amount=np.concatenate([t.amount[rows], [np.nan if e.amount is None else float(e.amount) for e in evs]]),
+            currency=np.concatenate([t.currency[rows], np.array([e.currency for e in evs], dtype=object)]).astype(object),
+            event=np.concatenate([t.event[rows], [EVENT_KINDS.index(e.event.value) for e in evs]]).astype(np.int8),
+            status=np.concatenate([t.status[rows], np.array([e.status for e in evs], dtype=object)]).astype(object),
         )
         no_labels = LabelTable(np.zeros(0, np.int64), np.zeros(0, bool), np.zeros(0), np.zeros(0, object))
         mini = Snapshot(
@@ -415,6 +639,19 @@ class InductiveScorer:
     def _tier(self, score: float, *, account: bool) -> Tier:
         thr = self._artefact.account_thresholds if account else self._artefact.transaction_thresholds
         return assign_tiers(np.array([score]), thr)[0]
+
+
+def _reverse(rel: Relation) -> Relation:
+    """The relation with the same edges the other way (``gnn.model.RELATIONS`` has both)."""
+    s, name, d = rel
+    return (d, name[4:], s) if name.startswith("rev_") else (d, f"rev_{name}", s)
+
+
+def _grown(a: np.ndarray, size: int) -> np.ndarray:
+    """``a`` with zero rows appended up to ``size`` rows."""
+    out = np.zeros((size, *a.shape[1:]), dtype=a.dtype)
+    out[: a.shape[0]] = a
+    return out
 
 
 def _links(src: np.ndarray, dst: np.ndarray, ts: np.ndarray) -> LinkTable:
