@@ -1,14 +1,20 @@
-"""The FastAPI application: configuration, lifespan and the mapping of domain errors to HTTP.
+"""The FastAPI application: configuration, lifespan, key checks, metrics and the mapping of
+domain errors to HTTP (the only place that knows HTTP status codes).
 
 ``create_app(ApiConfig(store_factory=...))`` builds the app; nothing is opened until the
-lifespan starts. The lifespan opens the store through the factory it is given (the store is
-passed in, never created here), takes one snapshot and the last scores, builds the in-memory
-``ScoringIndex`` and closes the store at shutdown. Requests never touch the store.
+lifespan starts. The lifespan starts a ``RiskService`` (``api.service``): it loads the serving
+view (snapshot, scores, model) through the store factory it is given, opens this worker's event
+journal and starts the background threads; requests are answered from memory.
+
+Routes: ``/v1/score`` (scope ``score``), ``/v1/accounts/...`` and ``/v1/rings...`` (scope
+``investigate``), ``/v1/labels`` (scope ``label``); ``/healthz``, ``/readyz`` and ``/metrics``
+need no key.
 """
 
 from __future__ import annotations
 
 import logging
+import time
 from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
@@ -18,19 +24,19 @@ from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 from starlette.exceptions import HTTPException as StarletteHTTPException
+from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
-from api.deps import ServiceState
-from api.index import ScoringIndex
+from api.alerts import AlertConfig
+from api.metrics import ServiceMetrics
 from api.models import ErrorBody, ErrorResponse
-from api.routes import accounts, health, rings
-from gnn.artefact import ModelArtefact
-from graph.errors import ConfigError, ModelError, NotFoundError, RingwatchError, StoreError, ValidationError
+from api.routes import accounts, health, labels, rings, score
+from api.security import AuthenticationError, KeyRing, PermissionDeniedError, RateLimitedError, RateLimiter
+from api.service import RiskService, ServiceConfig
+from graph.errors import ModelError, NotFoundError, RingwatchError, StoreError, ValidationError
 from graph.store import GraphStore
 
 log = logging.getLogger(__name__)
 
-#: File in ``models_dir`` whose first line names the model artefact in use.
-CURRENT_FILE = "CURRENT"
 
 
 @dataclass(frozen=True)
@@ -38,80 +44,108 @@ class ApiConfig:
     """How the service starts.
 
     Attributes:
-        store_factory: opens the graph store; called once by the lifespan, which closes it.
-        models_dir: where model artefacts live; ``models_dir/CURRENT`` is read to report which
-            artefact is current, and the artefact that made the served scores to report its
-            ``mode``. None: neither is reported.
+        store_factory: opens the graph store; the service and each of its background threads
+            open their own connection through it.
+        models_dir: model artefacts; ``CURRENT`` names the one served (watched for promotions).
+            None: the stored scores are served and unseen events scored from their identifiers.
+        journal_dir: root of the event journals (one slot per worker). None: events are scored
+            but not recorded (read-only tests).
+        alerts: webhook for high-tier decisions and new high-tier rings; None: no alerts.
+        keys: the API keys (``api.security.load_keys``). None turns authentication off
+            (``ringwatch serve --no-auth``, tests): every caller has every scope.
+        rate_limit: per-key token bucket; None: no limit.
+        reload_interval / refresh_interval / tail_interval / probe_interval / fsync: see
+            ``api.service.ServiceConfig``.
     """
 
     store_factory: Callable[[], GraphStore]
     models_dir: Path | None = None
+    journal_dir: Path | None = None
+    alerts: AlertConfig | None = None
+    keys: KeyRing | None = None
+    rate_limit: RateLimiter | None = None
+    reload_interval: float = 2.0
+    refresh_interval: float = 300.0
+    tail_interval: float = 1.0
+    probe_interval: float = 2.0
+    fsync: bool = True
 
-
-def artefact_mode(models_dir: Path | None, model_version: str | None) -> str | None:
-    """The ``mode`` recorded in the artefact that made the served scores
-    (``models_dir/model-<model_version>.pt``): ``"supervised"`` or ``"unsupervised"`` (the graph
-    anomaly score used when labels are too few). None when nothing was scored, no ``models_dir``
-    is configured, or that artefact is not there (the service still starts; the mode is unknown).
-    """
-    if models_dir is None or model_version is None:
-        return None
-    try:
-        return ModelArtefact.load(Path(models_dir), model_version).mode
-    except (ModelError, ValidationError) as e:
-        log.warning("mode of model %s unknown: %s", model_version, e)
-        return None
-
-
-def read_artifact_version(models_dir: Path | None) -> str | None:
-    """First line of ``models_dir/CURRENT``, or None when there is no such file.
-
-    Raises:
-        ConfigError: the file exists but cannot be read.
-    """
-    if models_dir is None:
-        return None
-    path = Path(models_dir) / CURRENT_FILE
-    if not path.is_file():
-        return None
-    try:
-        lines = path.read_text(encoding="utf-8").splitlines()
-    except (OSError, UnicodeDecodeError) as e:
-        raise ConfigError(f"models_dir={str(models_dir)!r}: cannot read {CURRENT_FILE}: {e}") from e
-    first = lines[0].strip() if lines else ""
-    return first or None
+    def service(self) -> ServiceConfig:
+        return ServiceConfig(
+            store_factory=self.store_factory,
+            models_dir=self.models_dir,
+            journal_dir=self.journal_dir,
+            alerts=self.alerts,
+            reload_interval=self.reload_interval,
+            refresh_interval=self.refresh_interval,
+            tail_interval=self.tail_interval,
+            probe_interval=self.probe_interval,
+            fsync=self.fsync,
+        )
 
 
 def create_app(config: ApiConfig) -> FastAPI:
     """Build the app; the store is opened only when the lifespan starts."""
+    metrics = ServiceMetrics()
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
-        store = config.store_factory()
+        service = RiskService(config.service(), metrics)
+        with config.store_factory() as store:
+            app.state.store_backend = store.backend
+        service.start()
+        app.state.service = service
         try:
-            snapshot = store.snapshot()
-            scores = store.last_scores()
-            version = scores.model_version if scores is not None else None
-            index = ScoringIndex.build(snapshot, scores, mode=artefact_mode(config.models_dir, version))
-            app.state.service = ServiceState(
-                store=store,
-                index=index,
-                artifact_version=read_artifact_version(config.models_dir),
-            )
             yield
         finally:
-            store.close()
+            service.stop()
 
     app = FastAPI(
         title="ringwatch",
-        summary="Fraud-ring risk for accounts, served from an in-memory graph index.",
+        version="1",
+        summary="Fraud-ring risk for checkout events and accounts, served from an in-memory graph.",
         lifespan=lifespan,
     )
-    app.include_router(health.router)
-    app.include_router(accounts.router)
-    app.include_router(rings.router)
-    _register_error_handlers(app)
+    app.state.keys = config.keys
+    app.state.rate_limiter = config.rate_limit
+    if config.keys is None:
+        log.warning("API keys are OFF: every caller may score, investigate and label (ringwatch serve --no-auth)")
+    for router in (health.router, score.router, accounts.router, rings.router, labels.router):
+        app.include_router(router)
+    _register_error_handlers(app, metrics)
+    app.add_middleware(LatencyMiddleware, metrics=metrics)
     return app
+
+
+class LatencyMiddleware:
+    """Observes every request's latency by route template (``/v1/accounts/{user_id}/risk``, not
+    the id), method and status. Plain ASGI: a few microseconds per request."""
+
+    def __init__(self, app: ASGIApp, metrics: ServiceMetrics) -> None:
+        self.app = app
+        self.metrics = metrics
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        started = time.perf_counter()
+        status = 500
+
+        async def send_status(message: Message) -> None:
+            nonlocal status
+            if message["type"] == "http.response.start":
+                status = int(message["status"])
+            await send(message)
+
+        try:
+            await self.app(scope, receive, send_status)
+        finally:
+            route = scope.get("route")
+            name = getattr(route, "path", None) or "unmatched"
+            self.metrics.latency.labels(route=name, method=scope["method"], status=str(status)).observe(
+                time.perf_counter() - started
+            )
 
 
 # -- errors: one shape, {"error": {"code", "message", "field"}} ---------------------------------
@@ -122,7 +156,7 @@ def _error(status: int, code: str, message: str, field: str | None = None) -> JS
     return JSONResponse(status_code=status, content=body.model_dump())
 
 
-def _register_error_handlers(app: FastAPI) -> None:
+def _register_error_handlers(app: FastAPI, metrics: ServiceMetrics) -> None:
     async def not_found(_: Request, exc: Exception) -> JSONResponse:
         assert isinstance(exc, NotFoundError)
         return _error(404, "not_found", str(exc))
@@ -144,6 +178,26 @@ def _register_error_handlers(app: FastAPI) -> None:
     async def store_failed(_: Request, exc: Exception) -> JSONResponse:
         return _error(503, "store_unavailable", str(exc))
 
+    async def not_ready(_: Request, exc: Exception) -> JSONResponse:
+        return _error(503, "not_ready", str(exc))
+
+    async def unauthenticated(_: Request, exc: Exception) -> JSONResponse:
+        metrics.rejected.labels(reason="401").inc()
+        response = _error(401, "unauthenticated", str(exc))
+        response.headers["WWW-Authenticate"] = "ApiKey"
+        return response
+
+    async def forbidden(_: Request, exc: Exception) -> JSONResponse:
+        metrics.rejected.labels(reason="403").inc()
+        return _error(403, "forbidden", str(exc))
+
+    async def rate_limited(_: Request, exc: Exception) -> JSONResponse:
+        assert isinstance(exc, RateLimitedError)
+        metrics.rejected.labels(reason="429").inc()
+        response = _error(429, "rate_limited", str(exc))
+        response.headers["Retry-After"] = str(max(1, round(exc.retry_after + 0.5)))
+        return response
+
     async def ringwatch_failed(_: Request, exc: Exception) -> JSONResponse:
         return _error(500, "internal", str(exc))
 
@@ -156,5 +210,9 @@ def _register_error_handlers(app: FastAPI) -> None:
     app.add_exception_handler(ValidationError, invalid)
     app.add_exception_handler(RequestValidationError, request_invalid)
     app.add_exception_handler(StoreError, store_failed)
+    app.add_exception_handler(ModelError, not_ready)
+    app.add_exception_handler(AuthenticationError, unauthenticated)
+    app.add_exception_handler(PermissionDeniedError, forbidden)
+    app.add_exception_handler(RateLimitedError, rate_limited)
     app.add_exception_handler(RingwatchError, ringwatch_failed)
     app.add_exception_handler(StarletteHTTPException, http_error)

@@ -1,33 +1,55 @@
-"""Dependencies of the routes, as ``Annotated[..., Depends(...)]`` aliases (one place)."""
+"""Dependencies of the routes, as ``Annotated[..., Depends(...)]`` aliases (one place): the
+service, and the API-key check per scope."""
 
 from __future__ import annotations
 
-from dataclasses import dataclass
 from typing import Annotated
 
-from fastapi import Depends, Request
+from fastapi import Depends, Request, Security
+from fastapi.security import APIKeyHeader
 
-from api.index import ScoringIndex
-from graph.store import GraphStore
+from api.security import KEY_HEADER, ApiKey, KeyRing, RateLimiter, Scope
+from api.service import RiskService
 
+#: Documents the key header in the OpenAPI schema; the check itself is ``_authorise``.
+_key_header = APIKeyHeader(name=KEY_HEADER, auto_error=False, description="an API key with the route's scope")
 
-@dataclass(frozen=True, slots=True)
-class ServiceState:
-    """What the lifespan opens and the routes read: the store (off the hot path) and the index."""
-
-    store: GraphStore
-    index: ScoringIndex
-    artifact_version: str | None = None
+#: Who a request is when the service runs without keys (``ringwatch serve --no-auth``).
+ANONYMOUS = ApiKey(name="anonymous", scopes=frozenset(Scope), digest=b"")
 
 
-def get_service(request: Request) -> ServiceState:
-    """The state the lifespan put on ``app.state.service``."""
+async def get_service(request: Request) -> RiskService:
+    """The service the lifespan put on ``app.state.service``."""
     return request.app.state.service
 
 
-def get_index(service: Annotated[ServiceState, Depends(get_service)]) -> ScoringIndex:
-    return service.index
+ServiceDep = Annotated[RiskService, Depends(get_service)]
 
 
-ServiceDep = Annotated[ServiceState, Depends(get_service)]
-IndexDep = Annotated[ScoringIndex, Depends(get_index)]
+def _authorise(request: Request, presented: str | None, scope: Scope) -> ApiKey:
+    keys: KeyRing | None = request.app.state.keys
+    if keys is None:
+        return ANONYMOUS
+    key = keys.authorise(presented, scope)
+    limiter: RateLimiter | None = request.app.state.rate_limiter
+    if limiter is not None:
+        limiter.take(key.name)
+    request.state.key_name = key.name
+    return key
+
+
+async def _score_key(request: Request, presented: Annotated[str | None, Security(_key_header)]) -> ApiKey:
+    return _authorise(request, presented, Scope.SCORE)
+
+
+async def _investigate_key(request: Request, presented: Annotated[str | None, Security(_key_header)]) -> ApiKey:
+    return _authorise(request, presented, Scope.INVESTIGATE)
+
+
+async def _label_key(request: Request, presented: Annotated[str | None, Security(_key_header)]) -> ApiKey:
+    return _authorise(request, presented, Scope.LABEL)
+
+
+ScoreKey = Annotated[ApiKey, Depends(_score_key)]
+InvestigateKey = Annotated[ApiKey, Depends(_investigate_key)]
+LabelKey = Annotated[ApiKey, Depends(_label_key)]

@@ -75,6 +75,18 @@ class AccountView:
 
 
 @dataclass(frozen=True, slots=True)
+class IdentifierFacts:
+    """One device or IP as the snapshot knows it (``ScoringIndex.identifier``)."""
+
+    node_type: NodeType
+    key: str
+    accounts: int
+    high: int
+    fraud: int
+    ring: Ring | None
+
+
+@dataclass(frozen=True, slots=True)
 class _Csr:
     """Compressed adjacency: the neighbours of row ``i`` are ``indices[indptr[i]:indptr[i+1]]``,
     sorted by neighbour id. ``order[k]`` is the input edge that entry ``k`` came from."""
@@ -215,6 +227,14 @@ class ScoringIndex:
             high = np.bincount(dst, weights=is_high[src], minlength=n).astype(np.int64)
             fraud = np.bincount(dst, weights=is_fraud[src], minlength=n).astype(np.int64)
             self._share[node_type] = (_Csr.build(src, dst, n_users), users, high, fraud)
+        self._identifier_pos = {t: {k: i for i, k in enumerate(self._keys[t].tolist())} for t in (NodeType.DEVICE, NodeType.IP)}
+        # The highest-scoring ring that shares each device / IP (rings are listed best first).
+        self._identifier_ring: dict[NodeType, dict[str, int]] = {NodeType.DEVICE: {}, NodeType.IP: {}}
+        for ring in self._ring_listing:
+            pos = self._ring_pos[ring.ring_id]
+            for node_type, keys in ((NodeType.DEVICE, ring.shared_devices), (NodeType.IP, ring.shared_ips)):
+                for key in keys:
+                    self._identifier_ring[node_type].setdefault(key, pos)
 
     def _build_activity(self, snapshot: Snapshot) -> None:
         """Per user: first and last event time and the most payments in one clock hour."""
@@ -324,9 +344,11 @@ class ScoringIndex:
             ips=tuple(self._keys[NodeType.IP][ip_csr.neighbours(pos)].tolist()),
         )
 
-    def subgraph(self, user_id: str, hops: int, limit: int = 500) -> Subgraph:
+    def subgraph(self, user_id: str, hops: int, limit: int = 500, *, min_tier: Tier | None = None) -> Subgraph:
         """Nodes within ``hops`` of an account (breadth first, at most ``limit`` nodes) and the
         edges among them (at most ``EDGES_PER_NODE * limit``). ``truncated`` says a cap was hit.
+        With ``min_tier`` the walk neither enters nor passes through other accounts below that
+        tier (unscored ones included), as the Browser query ``account_subgraph`` does.
 
         Raises:
             ValidationError: ``hops`` outside 1..3 or ``limit`` < 1.
@@ -339,6 +361,11 @@ class ScoringIndex:
         center = self._position(user_id) + int(self._offsets[0])
         graph = self._graph
         selected = np.zeros(int(self._offsets[-1]), dtype=bool)
+        blocked = np.zeros_like(selected)
+        if min_tier is not None:
+            users = slice(int(self._offsets[0]), int(self._offsets[0]) + len(self._user_pos))
+            blocked[users] = self._user_tier < min_tier.rank
+            blocked[center] = False
         selected[center] = True
         order = [center]  # by (depth, node id): node ids follow (type, key) order
         frontier = [center]
@@ -351,7 +378,7 @@ class ScoringIndex:
                     break
                 nbrs = graph.neighbours(node)
                 # unique: parallel edges (many payments to one merchant) repeat a neighbour
-                fresh = np.unique(nbrs[~selected[nbrs]])[:room]
+                fresh = np.unique(nbrs[~selected[nbrs] & ~blocked[nbrs]])[:room]
                 selected[fresh] = True
                 nxt.extend(fresh.tolist())
             nxt.sort()
@@ -391,6 +418,31 @@ class ScoringIndex:
         if pos is None:
             raise NotFoundError("ring", ring_id)
         return self._rings[pos]
+
+    def find_ring(self, ring_id: str) -> Ring | None:
+        pos = self._ring_pos.get(ring_id)
+        return self._rings[pos] if pos is not None else None
+
+    def has_account(self, user_id: str) -> bool:
+        return user_id in self._user_pos
+
+    def identifier(self, node_type: NodeType, key: str) -> IdentifierFacts | None:
+        """What the snapshot knows about one device or IP: how many accounts use it, how many of
+        them are high tier or confirmed fraud, and the ring (highest score) that shares it.
+        None when the snapshot has no such identifier."""
+        pos = self._identifier_pos[node_type].get(key)
+        if pos is None:
+            return None
+        _, users, high, fraud = self._share[node_type]
+        ring = self._identifier_ring[node_type].get(key)
+        return IdentifierFacts(
+            node_type=node_type,
+            key=key,
+            accounts=int(users[pos]),
+            high=int(high[pos]),
+            fraud=int(fraud[pos]),
+            ring=self._rings[ring] if ring is not None else None,
+        )
 
     # -- helpers --------------------------------------------------------------------------
 

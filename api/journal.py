@@ -14,6 +14,12 @@ Files in the journal folder:
 - ``rejected.jsonl``: lines that could not be read back (a torn or corrupted line), with their
   offset and the reason. They are counted in ``JournalStatus.rejected``, never dropped silently.
 
+Several workers (``JournalSlots``): under N uvicorn workers each process claims its own slot
+folder ``slot-<i>`` under the journal root, held by an exclusive ``flock`` for the process's
+life. A slot whose process died (its lock is free) is drained by any live worker's loader, so a
+restart with fewer workers loses nothing. Workers read each other's ``events.jsonl`` (read-only)
+to see every event in memory within a second (``api.service``).
+
 Crash safety: a crash after the store write but before the offset moved replays those events on
 start; the stores skip a ``txn_id`` they hold already, so nothing is doubled. A crash in the
 middle of an append leaves a line without its newline: that request was never answered (the
@@ -24,6 +30,7 @@ the end of the file reads as 0).
 
 from __future__ import annotations
 
+import fcntl
 import json
 import logging
 import os
@@ -200,6 +207,32 @@ class EventJournal:
         with self._lock:
             self._file.close()
 
+    @staticmethod
+    def read_file(path: Path, offset: int, limit: int = 100_000) -> tuple[list[Event], int]:
+        """Complete, readable events of another process's ``events.jsonl`` from ``offset``
+        (read-only; unreadable lines are that journal's loader's to reject): the events and the
+        offset after them. An offset past the end (the file was compacted) reads from 0."""
+        try:
+            size = path.stat().st_size
+        except FileNotFoundError:
+            return [], 0
+        if offset > size:
+            offset = 0
+        events: list[Event] = []
+        pos = offset
+        with open(path, "rb") as f:
+            f.seek(offset)
+            while len(events) < limit:
+                line = f.readline()
+                if not line.endswith(b"\n"):
+                    break
+                pos += len(line)
+                try:
+                    events.append(_decode(line))
+                except ValidationError:
+                    continue
+        return events, pos
+
     # -- internals ---------------------------------------------------------------------------
 
     def _cut_torn_tail(self) -> None:
@@ -286,6 +319,86 @@ class EventJournal:
             log.info("journal %s: compacted (%d bytes, all loaded)", self._path, size)
 
 
+class JournalSlots:
+    """The journal root shared by the workers: ``claim`` locks the first free ``slot-<i>``
+    folder for this process (``flock``, released when the process dies); ``orphans`` are slot
+    folders no live process holds, whose events a loader drains.
+
+    Raises:
+        StoreError: the root cannot be created or a lock file cannot be opened.
+    """
+
+    def __init__(self, root: Path, *, max_slots: int = 256) -> None:
+        self.root = Path(root)
+        self._max = max_slots
+        self._held: tuple[Path, int] | None = None
+        try:
+            self.root.mkdir(parents=True, exist_ok=True)
+        except OSError as e:
+            raise StoreError(f"journal root {self.root}: cannot create: {e}") from e
+
+    def claim(self) -> Path:
+        """This process's slot folder (the same one on every call)."""
+        if self._held is not None:
+            return self._held[0]
+        for i in range(self._max):
+            folder = self.root / f"slot-{i}"
+            fd = self._try_lock(folder)
+            if fd is not None:
+                self._held = (folder, fd)
+                return folder
+        raise StoreError(f"journal root {self.root}: all {self._max} slots are held by live processes")
+
+    def release(self) -> None:
+        if self._held is not None:
+            os.close(self._held[1])
+            self._held = None
+
+    def event_files(self) -> list[Path]:
+        """Every slot's ``events.jsonl`` (live or not), in slot order."""
+        return sorted(self.root.glob(f"slot-*/{EVENTS_FILE}"), key=lambda p: int(p.parent.name.split("-")[1]))
+
+    def drain_orphans(self, store: GraphStore) -> int:
+        """Load the events of every slot no live process holds into ``store``; returns how many.
+
+        Raises:
+            StoreError / StoreUnavailableError: from the store (the slot's offset stays put).
+        """
+        done = 0
+        for path in self.event_files():
+            folder = path.parent
+            if self._held is not None and folder == self._held[0]:
+                continue
+            fd = self._try_lock(folder)
+            if fd is None:
+                continue  # a live worker's: its own loader drains it
+            try:
+                journal = EventJournal(folder)
+                try:
+                    n = journal.load_pending(store)
+                finally:
+                    journal.close()
+                if n:
+                    log.info("journal %s: drained %d events left by a stopped worker", folder, n)
+                done += n
+            finally:
+                os.close(fd)
+        return done
+
+    def _try_lock(self, folder: Path) -> int | None:
+        try:
+            folder.mkdir(parents=True, exist_ok=True)
+            fd = os.open(folder / "owner.lock", os.O_RDWR | os.O_CREAT, 0o600)
+        except OSError as e:
+            raise StoreError(f"journal slot {folder}: cannot open its lock: {e}") from e
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except OSError:
+            os.close(fd)
+            return None
+        return fd
+
+
 class JournalLoader:
     """A daemon thread that loads the journal into the store every ``interval`` seconds, backing
     off (doubling up to ``max_backoff``) while the store fails. The first pass replays whatever
@@ -297,6 +410,7 @@ class JournalLoader:
             connection must stay in the thread that made it).
         interval: seconds between passes when all is well.
         max_backoff: the longest wait after failures.
+        slots: when given, each pass also drains slots left by stopped workers.
     """
 
     def __init__(
@@ -306,8 +420,10 @@ class JournalLoader:
         *,
         interval: float = 0.5,
         max_backoff: float = 30.0,
+        slots: JournalSlots | None = None,
     ) -> None:
         self.journal = journal
+        self._slots = slots
         self._factory = store_factory
         self._interval = interval
         self._max_backoff = max_backoff
@@ -338,6 +454,8 @@ class JournalLoader:
                 if store is None:
                     store = self._factory()
                 self.journal.load_pending(store)
+                if self._slots is not None:
+                    self._slots.drain_orphans(store)
                 self.journal.record_error(None)
                 delay = self._interval
             except Exception as e:  # noqa: BLE001 - the loader must outlive any one failure

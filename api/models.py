@@ -6,12 +6,37 @@ Response models are built from the domain records in ``graph.types`` and ``api.i
 
 from __future__ import annotations
 
-from typing import Literal
+import ipaddress
+import time
+from datetime import UTC, datetime
+from typing import Annotated, Literal
 
-from pydantic import BaseModel, Field
+from pydantic import BaseModel, ConfigDict, Field, field_validator
 
 from api.index import AccountView
-from graph.types import Decision, NodeType, Ring, Subgraph, SubgraphEdge, SubgraphNode, Tier
+from graph.types import (
+    Decision,
+    Event,
+    EventKind,
+    Label,
+    LabelEntity,
+    NodeType,
+    Ring,
+    Subgraph,
+    SubgraphEdge,
+    SubgraphNode,
+    Tier,
+    Verdict,
+)
+from ingestion.validate import MAX_ID_LENGTH, MIN_YEAR
+
+#: An identifier in a request: 1..128 characters, no control characters (the store's limits).
+Identifier = Annotated[str, Field(min_length=1, max_length=MAX_ID_LENGTH, pattern=r"^[^\x00-\x1f\x7f]+$")]
+#: The largest amount a checkout event may carry.
+MAX_AMOUNT = 1_000_000_000.0
+#: How far in the future an event's timestamp may be (clock skew between services).
+MAX_FUTURE_SECONDS = 86_400.0
+_MIN_TS = datetime(MIN_YEAR, 1, 1, tzinfo=UTC)
 
 
 def node_id(node_type: NodeType, key: str) -> str:
@@ -82,6 +107,12 @@ class AccountRiskResponse(BaseModel):
         )
 
 
+class BrowserQuery(BaseModel):
+    cypher: str = Field(description="parameterised Cypher that opens the same subgraph in Neo4j Browser")
+    params: dict[str, str | int | list[str]]
+    browser: str = Field(description="the :param lines and the query, ready to paste into Neo4j Browser")
+
+
 class SubgraphNodeResponse(BaseModel):
     id: str = Field(description='"Type:key", e.g. "User:u0001"')
     type: NodeType
@@ -124,6 +155,7 @@ class SubgraphResponse(BaseModel):
     nodes: list[SubgraphNodeResponse]
     edges: list[SubgraphEdgeResponse]
     truncated: bool = Field(description="true when the node or edge cap cut the answer short")
+    browser: BrowserQuery | None = Field(default=None, description="the same subgraph in Neo4j Browser")
 
     @classmethod
     def from_subgraph(cls, sub: Subgraph) -> SubgraphResponse:
@@ -158,6 +190,133 @@ class RingResponse(BaseModel):
             score=ring.score,
             tier=ring.tier,
         )
+
+
+def _check_ts(value: datetime, field: str) -> datetime:
+    """UTC (a naive time is read as UTC), not before ``MIN_YEAR``, at most a day ahead."""
+    ts = value if value.tzinfo is not None else value.replace(tzinfo=UTC)
+    if ts < _MIN_TS:
+        raise ValueError(f"{field} must not be before {_MIN_TS.date().isoformat()}")
+    if ts.timestamp() > time.time() + MAX_FUTURE_SECONDS:
+        raise ValueError(f"{field} must not be more than a day in the future")
+    return ts.astimezone(UTC)
+
+
+class CheckoutRequest(BaseModel):
+    """One checkout event, as the checkout service sends it (DESIGN §5). The user, device, IP
+    and merchant may all be new to ringwatch."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    txn_id: Identifier
+    ts: datetime = Field(description="ISO-8601; UTC when no zone is given; not before 2000, at most a day ahead")
+    user_id: Identifier
+    device_id: Identifier | None = None
+    ip: Annotated[str, Field(max_length=64)] | None = Field(default=None, description="IPv4 or IPv6 text")
+    merchant_id: Identifier
+    amount: float = Field(ge=0.0, le=MAX_AMOUNT, allow_inf_nan=False)
+    currency: Annotated[str, Field(pattern=r"^[A-Z]{3}$")] | None = Field(default=None, description="ISO 4217")
+    event: Literal["payment", "refund"] = "payment"
+
+    @field_validator("ts")
+    @classmethod
+    def _ts(cls, value: datetime) -> datetime:
+        return _check_ts(value, "ts")
+
+    @field_validator("ip")
+    @classmethod
+    def _ip(cls, value: str | None) -> str | None:
+        if value is None:
+            return None
+        try:
+            return str(ipaddress.ip_address(value.strip()))
+        except ValueError:
+            raise ValueError("ip must be an IPv4 or IPv6 address") from None
+
+    def to_event(self) -> Event:
+        return Event(
+            txn_id=self.txn_id,
+            ts=self.ts.timestamp(),
+            user_id=self.user_id,
+            device_id=self.device_id,
+            ip=self.ip,
+            merchant_id=self.merchant_id,
+            amount=float(self.amount),
+            currency=self.currency,
+            event=EventKind(self.event),
+        )
+
+
+class CheckoutResponse(BaseModel):
+    txn_id: str
+    user_id: str
+    score: float = Field(description="the score behind the tier: the riskier of account and payment, in [0, 1]")
+    tier: Tier
+    decision: Decision = Field(description="high -> block, medium -> review, low -> allow")
+    reasons: list[str] = Field(description="at most 4 short facts, most telling first")
+    ring_id: str | None = Field(description="the account's ring, or the ring that shares the event's device or IP")
+    model_version: str | None
+    mode: Mode | None = Field(description=_MODE_DOC)
+    account_score: float = Field(description="the account's score with this event counted")
+    transaction_score: float = Field(description="this payment's score")
+    new_entities: list[str] = Field(description="what ringwatch had never seen: user, device, ip, merchant")
+    scoring: Literal["inductive", "identifiers"] = Field(
+        description="inductive: GraphSAGE on the neighbourhood the event creates; identifiers: the fallback "
+        "when the served model has no network to run (unsupervised or tree scorer)"
+    )
+
+
+class LabelIn(BaseModel):
+    """One investigator verdict (DESIGN §5): the latest verdict per entity wins."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    entity: LabelEntity
+    entity_id: Identifier
+    label: Verdict
+    ts: datetime | None = Field(default=None, description="when the verdict was given; default: now")
+    source: Annotated[str, Field(min_length=1, max_length=64, pattern=r"^[A-Za-z0-9_.-]+$")] = "investigator"
+
+    @field_validator("ts")
+    @classmethod
+    def _ts(cls, value: datetime | None) -> datetime | None:
+        return None if value is None else _check_ts(value, "ts")
+
+    def to_label(self, now: float) -> Label:
+        ts = self.ts.timestamp() if self.ts is not None else now
+        return Label(entity=self.entity, entity_id=self.entity_id, label=self.label, ts=ts, source=self.source)
+
+
+class LabelsRequest(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    labels: list[LabelIn] = Field(min_length=1, max_length=10_000)
+
+
+class LabelsResponse(BaseModel):
+    received: int
+    stored: int = Field(description="verdicts the store took (what the next training run reads)")
+
+
+class StoreHealthResponse(BaseModel):
+    reachable: bool | None = Field(description="null until the first check")
+    checked_at: float | None
+    error: str | None
+
+
+class ReadinessResponse(BaseModel):
+    status: Literal["ready", "degraded", "not_ready"]
+    model_loaded: bool
+    model_version: str | None
+    mode: Mode | None = Field(description=_MODE_DOC)
+    artifact_version: str | None
+    inductive: bool = Field(description="unseen events are scored by GraphSAGE on their neighbourhood")
+    snapshot_age_seconds: float | None
+    store: StoreHealthResponse
+    journal_depth: int = Field(description="accepted events not yet in the store")
+    journal_error: str | None
+    events_since_snapshot: int
+    reasons: list[str]
 
 
 class RingListResponse(BaseModel):

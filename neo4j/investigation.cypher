@@ -87,3 +87,12 @@ RETURN u.user_id AS user_id, t.txn_id AS txn_id, t.ts AS ts, t.event AS event, t
        t.currency AS currency, t.status AS status, t.device_id AS device_id, t.ip AS ip,
        t.risk_score AS risk_score, t.risk_tier AS risk_tier, p
 ORDER BY ts, txn_id;
+
+// name: account_subgraph
+// purpose: One account's neighbourhood within $hops hops (1 to 3), leaving out accounts whose tier is not in $tiers (what the API's subgraph draws).
+// params: $user_id, $hops, $tiers, $limit
+MATCH p = (a:User {user_id: $user_id})-[*1..3]-(n)
+WHERE length(p) <= $hops
+  AND all(x IN nodes(p) WHERE NOT x:User OR x = a OR coalesce(x.risk_tier, 'low') IN $tiers)
+RETURN p
+LIMIT $limit;

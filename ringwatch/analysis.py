@@ -31,7 +31,7 @@ import pandas as pd
 from gnn.calibrate import Thresholds, calibrate
 from gnn.metrics import auprc
 from graph.errors import ValidationError
-from graph.investigation import InvestigationQuery
+from graph.investigation import browser_snippet
 from graph.rings import RingConfig
 from graph.types import EVENT_KINDS, EventKind, NodeType, Ring, ScoreWriteback, Snapshot, StoreStats, Tier
 from ingestion.loader import LabelLoadSummary, LoadSummary
@@ -1007,27 +1007,3 @@ def export_ring(
     return RingExport(members_csv, transactions_csv, len(rows), len(timeline))
 
 
-def _cypher_literal(value: object) -> str:
-    if isinstance(value, bool):
-        return "true" if value else "false"
-    if isinstance(value, (int, float)):
-        return repr(value)
-    if isinstance(value, str):
-        return "'" + value.replace("\\", "\\\\").replace("'", "\\'") + "'"
-    if isinstance(value, (list, tuple)):
-        return "[" + ", ".join(_cypher_literal(v) for v in value) + "]"
-    raise ValidationError("value", value, "only text, numbers, booleans and lists can be shown as :param")
-
-
-def browser_snippet(query: InvestigationQuery, values: Mapping[str, object]) -> str:
-    """What to paste into Neo4j Browser to run ``query``: one ``:param name => value`` line per
-    parameter, then the query. Values go in as parameters, never into the Cypher text.
-
-    Raises:
-        ValidationError: a parameter is missing or unknown, or a value is not text, a number, a
-            boolean or a list of those.
-    """
-    params = query.parameters(values)
-    lines = [f"// {query.name}: {query.purpose}"]
-    lines += [f":param {k} => {_cypher_literal(v)}" for k, v in params.items()]
-    return "\n".join(lines) + "\n\n" + query.cypher + ";"

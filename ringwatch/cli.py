@@ -6,7 +6,7 @@ import argparse
 import sys
 from pathlib import Path
 
-from graph.errors import RingwatchError
+from graph.errors import ConfigError, RingwatchError
 from ringwatch.settings import Settings
 
 
@@ -55,6 +55,12 @@ def _parser() -> argparse.ArgumentParser:
     sv = sub.add_parser("serve", help="start the risk API (FastAPI) on 127.0.0.1")
     sv.add_argument("--host", default="127.0.0.1")
     sv.add_argument("--port", type=int, default=8000)
+    sv.add_argument("--workers", type=int, default=1, help="uvicorn worker processes (default 1)")
+    sv.add_argument("--no-auth", action="store_true", help="serve without API keys (local exploration only)")
+
+    k = sub.add_parser("apikey", help="make a new API key; prints the secret once and its hashed keys-file entry")
+    k.add_argument("--name", required=True, help="who uses it, e.g. checkout (logged; the key never is)")
+    k.add_argument("--scopes", required=True, help="comma-separated: score, investigate, label")
 
     d = sub.add_parser("demo", help="the main job end to end: generate, ingest, train, score, rings, report")
     d.add_argument("--users", type=int, default=5000)
@@ -151,18 +157,45 @@ def _run(args: argparse.Namespace, settings: Settings, progress: bool) -> int:
             print(f"  devices: {', '.join(ring.shared_devices) or '-'}  ips: {', '.join(ring.shared_ips) or '-'}"
                   f"  merchants: {', '.join(ring.shared_merchants) or '-'}")
     elif args.command == "serve":
-        import uvicorn
+        return _serve(args, settings)
+    elif args.command == "apikey":
+        from api.security import KEYS_FILE_ENV, new_key
 
-        from api.app import ApiConfig, create_app
-
-        app = create_app(ApiConfig(store_factory=lambda: pipeline.store_for(settings), models_dir=settings.models_dir))
-        uvicorn.run(app, host=args.host, port=args.port)
+        secret, entry = new_key(args.name, [s.strip() for s in args.scopes.split(",") if s.strip()])
+        print(f"API key for {args.name} (shown once; give it to the caller, keep only the entry below):\n  {secret}")
+        print(f"keys-file entry (add it to the file named by {KEYS_FILE_ENV}, or to RINGWATCH_API_KEYS):\n  {entry}")
     elif args.command == "evaluate":
         rep = pipeline.step_evaluate(settings, out=args.out, seed=args.seed)
         print(rep.report_path.read_text())
         print(f"wrote {rep.report_path} and {len(rep.plots)} plots in {rep.seconds:.1f} s")
     elif args.command == "demo":
         pipeline.run_demo(settings, users=args.users, seed=args.seed, progress=progress, log=print)
+    return 0
+
+
+def _serve(args: argparse.Namespace, settings: Settings) -> int:
+    """Run uvicorn with ``--workers`` processes, each building its app from the environment."""
+    import os
+    import shutil
+
+    import uvicorn
+
+    from api.metrics import MULTIPROC_ENV
+    from api.server import NO_AUTH_ENV, config_from_env
+
+    if args.workers < 1:
+        raise ConfigError(f"--workers={args.workers}: must be at least 1")
+    os.environ["RINGWATCH_HOME"] = str(settings.home)
+    if args.no_auth:
+        os.environ[NO_AUTH_ENV] = "1"
+    config_from_env()  # fail here, once, with a clear message rather than in every worker
+    if args.workers > 1 and not os.environ.get(MULTIPROC_ENV):
+        metrics_dir = settings.home / "run" / "prometheus"
+        shutil.rmtree(metrics_dir, ignore_errors=True)
+        metrics_dir.mkdir(parents=True)
+        os.environ[MULTIPROC_ENV] = str(metrics_dir)
+    uvicorn.run("api.server:app_from_env", factory=True, host=args.host, port=args.port, workers=args.workers,
+                log_level="info", access_log=False)  # fmt: skip
     return 0
 
 

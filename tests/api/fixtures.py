@@ -173,12 +173,14 @@ class FakeGraphStore(GraphStore):
         self._writeback = writeback
         self.closed = False
         self.snapshots_taken = 0
+        self.labels: list[Label] = []
 
     def _upsert_events(self, events: Sequence[Event]) -> UpsertResult:
         raise NotImplementedError("the API never writes events")
 
     def _upsert_labels(self, labels: Sequence[Label]) -> int:
-        raise NotImplementedError("the API never writes labels")
+        self.labels.extend(labels)
+        return len(labels)
 
     def _write_scores(self, writeback: ScoreWriteback) -> None:
         self._writeback = writeback

@@ -9,7 +9,7 @@ from fastapi.testclient import TestClient
 
 from api.app import ApiConfig, create_app
 from graph.types import Snapshot
-from tests.api.fixtures import MODEL_VERSION, FakeGraphStore, T0, events, make_snapshot
+from tests.api.fixtures import MODEL_VERSION, FakeGraphStore, T0, events, make_snapshot, scores
 
 
 def _assert_error(body: dict, code: str) -> dict:
@@ -18,14 +18,20 @@ def _assert_error(body: dict, code: str) -> dict:
     return body["error"]
 
 
-def test_lifespan_opens_once_and_closes_the_store(store: FakeGraphStore) -> None:
-    app = create_app(ApiConfig(store_factory=lambda: store))
-    assert store.snapshots_taken == 0  # nothing opened before the lifespan starts
+def test_lifespan_takes_one_snapshot_and_closes_every_connection(snapshot: Snapshot) -> None:
+    opened: list[FakeGraphStore] = []
+
+    def factory() -> FakeGraphStore:
+        opened.append(FakeGraphStore(snapshot, scores()))
+        return opened[-1]
+
+    app = create_app(ApiConfig(store_factory=factory))
+    assert not opened  # nothing opened before the lifespan starts
     with TestClient(app) as client:
         assert client.get("/healthz").status_code == 200
-        client.get("/accounts/u01/subgraph", params={"hops": 3})
-        assert store.snapshots_taken == 1 and not store.closed
-    assert store.closed
+        client.get("/v1/accounts/u01/subgraph", params={"hops": 3})  # answered from memory
+        assert sum(s.snapshots_taken for s in opened) == 1
+    assert opened and all(s.closed for s in opened)
 
 
 def test_healthz_reports_store_scores_and_sizes(client: TestClient) -> None:
@@ -41,7 +47,7 @@ def test_healthz_reports_store_scores_and_sizes(client: TestClient) -> None:
 
 
 def test_risk_of_ring_member_blocks_and_names_the_shared_device(client: TestClient) -> None:
-    r = client.get("/accounts/u03/risk")
+    r = client.get("/v1/accounts/u03/risk")
     assert r.status_code == 200
     body = r.json()
     assert body["tier"] == "high" and body["decision"] == "block"
@@ -53,12 +59,12 @@ def test_risk_of_ring_member_blocks_and_names_the_shared_device(client: TestClie
 
 
 def test_risk_of_low_account_allows(client: TestClient) -> None:
-    body = client.get("/accounts/u08/risk").json()
+    body = client.get("/v1/accounts/u08/risk").json()
     assert (body["tier"], body["decision"], body["ring_id"]) == ("low", "allow", None)
 
 
 def test_unknown_account_is_404_with_error_shape(client: TestClient) -> None:
-    for path in ("/accounts/nobody/risk", "/accounts/nobody/subgraph"):
+    for path in ("/v1/accounts/nobody/risk", "/v1/accounts/nobody/subgraph"):
         r = client.get(path)
         assert r.status_code == 404
         assert "nobody" in _assert_error(r.json(), "not_found")["message"]
@@ -66,20 +72,20 @@ def test_unknown_account_is_404_with_error_shape(client: TestClient) -> None:
 
 @pytest.mark.parametrize("hops", [0, 4])
 def test_hops_out_of_range_is_422_naming_hops(client: TestClient, hops: int) -> None:
-    r = client.get("/accounts/u01/subgraph", params={"hops": hops})
+    r = client.get("/v1/accounts/u01/subgraph", params={"hops": hops})
     assert r.status_code == 422
     assert _assert_error(r.json(), "invalid")["field"] == "hops"
 
 
 def test_non_integer_query_is_422_naming_the_field(client: TestClient) -> None:
-    r = client.get("/rings", params={"min_size": "many"})
+    r = client.get("/v1/rings", params={"min_size": "many"})
     assert r.status_code == 422
     assert _assert_error(r.json(), "invalid")["field"] == "min_size"
 
 
 def test_subgraph_grows_with_hops_and_holds_the_shared_device(client: TestClient) -> None:
-    one = client.get("/accounts/u01/subgraph", params={"hops": 1}).json()
-    two = client.get("/accounts/u01/subgraph", params={"hops": 2}).json()
+    one = client.get("/v1/accounts/u01/subgraph", params={"hops": 1}).json()
+    two = client.get("/v1/accounts/u01/subgraph", params={"hops": 2}).json()
     assert one["center"] == "User:u01" and two["hops"] == 2
     assert len(two["nodes"]) > len(one["nodes"])
     ids = {n["id"] for n in two["nodes"]}
@@ -92,32 +98,32 @@ def test_subgraph_grows_with_hops_and_holds_the_shared_device(client: TestClient
 
 
 def test_subgraph_limit_marks_truncated(client: TestClient) -> None:
-    body = client.get("/accounts/u01/subgraph", params={"hops": 3, "limit": 4}).json()
+    body = client.get("/v1/accounts/u01/subgraph", params={"hops": 3, "limit": 4}).json()
     assert len(body["nodes"]) == 4 and body["truncated"] is True
 
 
 def test_rings_filter_and_paginate(client: TestClient) -> None:
-    everything = client.get("/rings").json()
+    everything = client.get("/v1/rings").json()
     assert everything["total"] == 2
     assert [r["ring_id"] for r in everything["items"]] == ["ring-0001", "ring-0002"]
-    high = client.get("/rings", params={"min_tier": "high"}).json()
+    high = client.get("/v1/rings", params={"min_tier": "high"}).json()
     assert high["total"] == 1 and high["items"][0]["tier"] == "high"
-    big = client.get("/rings", params={"min_size": 3}).json()
+    big = client.get("/v1/rings", params={"min_size": 3}).json()
     assert [r["ring_id"] for r in big["items"]] == ["ring-0001"] and big["items"][0]["size"] == 5
-    page = client.get("/rings", params={"limit": 1, "offset": 1}).json()
+    page = client.get("/v1/rings", params={"limit": 1, "offset": 1}).json()
     assert page["total"] == 2 and [r["ring_id"] for r in page["items"]] == ["ring-0002"]
-    past_end = client.get("/rings", params={"offset": 5}).json()
+    past_end = client.get("/v1/rings", params={"offset": 5}).json()
     assert past_end == {"total": 2, "items": []}
-    r = client.get("/rings", params={"min_tier": "extreme"})
+    r = client.get("/v1/rings", params={"min_tier": "extreme"})
     assert r.status_code == 422 and r.json()["error"]["field"] == "min_tier"
 
 
 def test_one_ring_and_ring_404(client: TestClient) -> None:
-    ring = client.get("/rings/ring-0001").json()
+    ring = client.get("/v1/rings/ring-0001").json()
     assert ring["members"] == ["u01", "u02", "u03", "u04", "u05"]
     assert ring["shared_devices"] == ["d01"] and ring["shared_ips"] == ["10.0.0.1"]
     assert ring["shared_merchants"] == ["m01"] and ring["tier"] == "high"
-    r = client.get("/rings/ring-9999")
+    r = client.get("/v1/rings/ring-9999")
     assert r.status_code == 404
     _assert_error(r.json(), "not_found")
 
@@ -133,11 +139,11 @@ def test_unscored_store_starts_and_answers(snapshot: Snapshot) -> None:
     with TestClient(create_app(ApiConfig(store_factory=lambda: store))) as client:
         health = client.get("/healthz").json()
         assert health["scored"] is False and health["model_version"] is None and health["rings"] == 0
-        body = client.get("/accounts/u02/risk").json()
+        body = client.get("/v1/accounts/u02/risk").json()
         assert (body["score"], body["tier"], body["decision"], body["ring_id"]) == (None, None, None, None)
         assert "not scored yet" in body["reasons"][0] and "ringwatch score" in body["reasons"][0]
-        assert client.get("/rings").json() == {"total": 0, "items": []}
-        assert client.get("/accounts/u02/subgraph", params={"hops": 2}).status_code == 200
+        assert client.get("/v1/rings").json() == {"total": 0, "items": []}
+        assert client.get("/v1/accounts/u02/subgraph", params={"hops": 2}).status_code == 200
 
 
 def test_artifact_version_comes_from_models_dir_current(store: FakeGraphStore, tmp_path: Path) -> None:
@@ -152,4 +158,4 @@ def test_empty_store_starts_and_answers_404() -> None:
     with TestClient(create_app(ApiConfig(store_factory=lambda: store))) as client:
         health = client.get("/healthz").json()
         assert (health["users"], health["transactions"], health["scored"]) == (0, 0, False)
-        assert client.get("/accounts/u01/risk").status_code == 404
+        assert client.get("/v1/accounts/u01/risk").status_code == 404

@@ -41,7 +41,7 @@ def save_artefact(models_dir: Path, version: str, mode: str) -> None:
 
 def _health_and_risk(store: FakeGraphStore, models_dir: Path | None) -> tuple[dict, dict]:
     with TestClient(create_app(ApiConfig(store_factory=lambda: store, models_dir=models_dir))) as client:
-        return client.get("/healthz").json(), client.get("/accounts/u03/risk").json()
+        return client.get("/healthz").json(), client.get("/v1/accounts/u03/risk").json()
 
 
 @pytest.mark.parametrize("mode", [SUPERVISED, UNSUPERVISED])

@@ -30,11 +30,11 @@ def test_serves_scores_and_rings_from_a_sqlite_store(store_path: Path) -> None:
         health = client.get("/healthz").json()
         assert (health["store"], health["scored"], health["model_version"]) == ("sqlite", True, MODEL_VERSION)
         assert (health["users"], health["rings"]) == (10, 2)
-        risk = client.get("/accounts/u03/risk").json()
+        risk = client.get("/v1/accounts/u03/risk").json()
         assert (risk["tier"], risk["decision"], risk["ring_id"]) == ("high", "block", "ring-0001")
         assert any("d01" in reason for reason in risk["reasons"])
-        assert client.get("/rings", params={"min_tier": "high"}).json()["total"] == 1
-        assert client.get("/accounts/nobody/risk").status_code == 404
+        assert client.get("/v1/rings", params={"min_tier": "high"}).json()["total"] == 1
+        assert client.get("/v1/accounts/nobody/risk").status_code == 404
 
 
 def test_in_memory_subgraph_matches_the_store_neighbourhood(store_path: Path) -> None:

@@ -306,11 +306,45 @@ def test_ring_transactions_at_merchant_lists_the_rings_payments_there(
     assert run(driver, queries["ring_transactions_at_merchant"], ring_id=ring.ring_id, merchant_id="no-such") == []
 
 
+def test_account_subgraph_walks_to_the_rings_shared_identifiers_and_keeps_only_the_asked_tiers(
+    driver: Driver, queries: dict[str, InvestigationQuery], demo: Neo4jDemo
+) -> None:
+    ring = ring_linked_by_identifiers(demo)
+    member = ring.members[0]
+    q = queries["account_subgraph"]
+    rows = run(driver, q, user_id=member, hops=2, tiers=["medium", "high"], limit=5000)
+    assert rows
+    seen_users: set[str] = set()
+    seen_idents: set[str] = set()
+    for r in rows:
+        path = r["p"]
+        assert path.start_node["user_id"] == member and len(path) <= 2
+        for node in path.nodes:
+            if "User" in node.labels:
+                seen_users.add(node["user_id"])
+                assert node["user_id"] == member or node["risk_tier"] in {"medium", "high"}
+            if "Device" in node.labels or "IP" in node.labels:
+                seen_idents.add(node["device_id"] if "Device" in node.labels else node["ip"])
+    mine = {x for _, x in links_of(demo.snapshot)[member]}
+    shared = set(ring.shared_devices) | set(ring.shared_ips)
+    assert shared & mine and shared & mine <= seen_idents
+    tiers = dict(driver.execute_query(
+        "MATCH (u:User) WHERE u.user_id IN $ids RETURN u.user_id, u.risk_tier", ids=list(ring.members)).records)  # fmt: skip
+    risky_members = {m for m in ring.members if m != member and tiers[m] in {"medium", "high"}}
+    by_ident = users_of(links_of(demo.snapshot))
+    linked = {u for ident in shared & mine
+              for u in by_ident[("Device", ident) if ident in ring.shared_devices else ("IP", ident)]}  # fmt: skip
+    assert risky_members & linked and risky_members & linked <= seen_users
+    one_hop = run(driver, q, user_id=member, hops=1, tiers=["low", "medium", "high"], limit=5000)
+    assert all(len(r["p"]) == 1 for r in one_hop) and len(one_hop) < len(rows) + len(one_hop)
+    assert run(driver, q, user_id="no-such-user", hops=2, tiers=["high"], limit=10) == []
+
+
 def test_every_named_query_ran_here() -> None:
     """Guard: a query added to the file must get a test above."""
     tested = {
         "top_rings", "expand_ring", "shared_identifiers", "shortest_path", "new_accounts_near_ring",
-        "ring_transactions_at_merchant",
+        "ring_transactions_at_merchant", "account_subgraph",
     }  # fmt: skip
     assert set(load_queries()) == tested
 

@@ -1,0 +1,389 @@
+"""The /v1 service end to end on a trained, scored embedded store: checkout scoring of unseen
+events (inductive), journaling and loading, freshness, keys and scopes, input limits, verdicts,
+subgraphs, metrics, model swaps, restarts, and alerts to a real local webhook."""
+
+from __future__ import annotations
+
+import dataclasses
+import hashlib
+import hmac
+import json
+import threading
+import time
+from collections.abc import Callable, Iterator
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from pathlib import Path
+from typing import Any
+
+import pytest
+from fastapi.testclient import TestClient
+
+from api.alerts import SIGNATURE_HEADER, TIMESTAMP_HEADER, AlertConfig
+from api.app import ApiConfig, create_app
+from api.journal import EventJournal
+from api.security import RateLimiter
+from gnn.artefact import ModelArtefact
+from graph.errors import StoreUnavailableError
+from graph.sqlite_store import SQLiteGraphStore
+from graph.types import Event, NodeType
+from ringwatch.settings import Settings
+from tests.api.served import ServedHome, served_home
+
+NOW = "2026-11-20T12:00:00Z"
+
+
+@pytest.fixture(scope="session")
+def home(tmp_path_factory: pytest.TempPathFactory) -> ServedHome:
+    return served_home(tmp_path_factory.mktemp("v1"))
+
+
+def config_for(home: ServedHome, settings: Settings | None = None, **kw: Any) -> ApiConfig:
+    s = settings or home.settings
+    base: dict[str, Any] = dict(
+        store_factory=lambda: SQLiteGraphStore(s.store_path),
+        models_dir=s.models_dir,
+        journal_dir=s.home / "journal",
+        keys=home.ring,
+        reload_interval=0.2,
+        tail_interval=0.2,
+        probe_interval=0.2,
+    )
+    base.update(kw)
+    return ApiConfig(**base)
+
+
+@pytest.fixture
+def client(home: ServedHome) -> Iterator[TestClient]:
+    with TestClient(create_app(config_for(home))) as c:
+        yield c
+
+
+def key(home: ServedHome, name: str) -> dict[str, str]:
+    return {"X-API-Key": home.keys[name]}
+
+
+def checkout(txn_id: str, user: str, device: str | None, ip: str | None = "198.51.100.7", **kw: Any) -> dict[str, Any]:
+    body = {"txn_id": txn_id, "ts": NOW, "user_id": user, "device_id": device, "ip": ip, "merchant_id": "m0003",
+            "amount": 25.0, "currency": "USD"}  # fmt: skip
+    body.update(kw)
+    return body
+
+
+def wait_for(check: Callable[[], bool], timeout: float = 15.0) -> bool:
+    end = time.monotonic() + timeout
+    while time.monotonic() < end:
+        if check():
+            return True
+        time.sleep(0.1)
+    return check()
+
+
+def stored_txn_ids(settings: Settings) -> list[str]:
+    with SQLiteGraphStore(settings.store_path) as store:
+        return store.snapshot().transactions.txn_id.tolist()
+
+
+# -- scoring ------------------------------------------------------------------------------------
+
+
+def test_an_unseen_account_on_a_ring_device_is_flagged_and_a_clean_newcomer_allowed(
+    client: TestClient, home: ServedHome
+) -> None:
+    h = key(home, "checkout")
+    ring = client.post("/v1/score", json=checkout("t-ring-1", "newcomer-1", home.ring_device), headers=h)
+    clean = client.post("/v1/score", json=checkout("t-clean-1", "newcomer-2", "never-seen-device", ip="198.51.100.99"),
+                        headers=h)  # fmt: skip
+    assert ring.status_code == clean.status_code == 200, (ring.text, clean.text)
+    r, c = ring.json(), clean.json()
+    assert r["scoring"] == c["scoring"] == "inductive"
+    assert r["model_version"] == home.model_version and r["mode"] == "supervised"
+    assert r["new_entities"] == ["user", "ip"] and c["new_entities"] == ["user", "device", "ip"]
+    assert r["decision"] in ("review", "block") and c["decision"] == "allow"
+    assert r["score"] > c["score"] + 0.2 and r["account_score"] > c["account_score"]
+    assert any(home.ring_device in reason for reason in r["reasons"]), r["reasons"]
+    assert r["ring_id"] is not None and c["ring_id"] is None
+
+
+def test_a_scored_event_is_journaled_loaded_once_and_seen_by_the_next_request(
+    home: ServedHome, tmp_path: Path
+) -> None:
+    settings = home.copy(tmp_path / "home")
+    h = key(home, "all")
+    with TestClient(create_app(config_for(home, settings))) as client:
+        fresh = {"ip": "203.0.113.201"}
+        first = client.post("/v1/score", json=checkout("t-fresh-1", "fresh-user-1", "fresh-device-1", **fresh), headers=h).json()
+        journal = (settings.home / "journal" / "slot-0" / "events.jsonl").read_text()
+        assert '"txn_id":"t-fresh-1"' in journal  # on disk before the answer
+        # The next event on the same device sees the first: the device is no longer new.
+        second = client.post("/v1/score", json=checkout("t-fresh-2", "fresh-user-2", "fresh-device-1", **fresh), headers=h).json()
+        assert first["new_entities"] == ["user", "device", "ip"] and second["new_entities"] == ["user"]
+        # The new account is known to the service at once (scored on its neighbourhood).
+        risk = client.get("/v1/accounts/fresh-user-1/risk", headers=h)
+        assert risk.status_code == 200 and risk.json()["score"] is not None
+        assert wait_for(lambda: {"t-fresh-1", "t-fresh-2"} <= set(stored_txn_ids(settings)))
+        # The same event again (a retry) is answered but stored once.
+        client.post("/v1/score", json=checkout("t-fresh-1", "fresh-user-1", "fresh-device-1", **fresh), headers=h)
+        assert wait_for(lambda: client.get("/readyz").json()["journal_depth"] == 0)
+    ids = stored_txn_ids(settings)
+    assert ids.count("t-fresh-1") == 1 and ids.count("t-fresh-2") == 1
+
+
+# -- keys, limits, input --------------------------------------------------------------------------
+
+
+def test_keys_401_without_or_with_a_wrong_key_403_for_the_wrong_scope(client: TestClient, home: ServedHome) -> None:
+    body = checkout("t-auth-1", "auth-user", "auth-device")
+    missing = client.post("/v1/score", json=body)
+    wrong = client.post("/v1/score", json=body, headers={"X-API-Key": "rw_not-a-key"})
+    assert missing.status_code == wrong.status_code == 401
+    assert missing.json()["error"]["code"] == "unauthenticated" and missing.headers["WWW-Authenticate"] == "ApiKey"
+    scope = client.post("/v1/score", json=body, headers=key(home, "analyst"))
+    assert scope.status_code == 403 and "score" in scope.json()["error"]["message"]
+    assert client.get("/v1/rings", headers=key(home, "checkout")).status_code == 403
+    assert client.get("/v1/rings", headers=key(home, "analyst")).status_code == 200
+    assert client.post("/v1/labels", json={"labels": [{"entity": "user", "entity_id": "x", "label": "legit"}]},
+                       headers=key(home, "analyst")).status_code == 403  # fmt: skip
+    for open_route in ("/healthz", "/readyz", "/metrics", "/ping"):
+        assert client.get(open_route).status_code == 200
+    # The key never reaches the logs or the answers.
+    assert home.keys["analyst"] not in scope.text
+
+
+def test_a_key_over_its_rate_limit_gets_429_with_retry_after(home: ServedHome) -> None:
+    config = config_for(home, rate_limit=RateLimiter(rate=0.5, burst=3), journal_dir=None)
+    with TestClient(create_app(config)) as client:
+        codes = [client.get("/v1/rings", headers=key(home, "analyst")).status_code for _ in range(5)]
+        assert codes[:3] == [200, 200, 200] and codes[3:] == [429, 429]
+        r = client.get("/v1/rings", headers=key(home, "analyst"))
+        assert r.json()["error"]["code"] == "rate_limited" and int(r.headers["Retry-After"]) >= 1
+        assert client.get("/v1/rings", headers=key(home, "all")).status_code == 200  # per key
+
+
+@pytest.mark.parametrize(
+    ("change", "field"),
+    [
+        ({"txn_id": ""}, "txn_id"),
+        ({"txn_id": "x" * 129}, "txn_id"),
+        ({"user_id": "tab\there"}, "user_id"),
+        ({"amount": -1}, "amount"),
+        ({"amount": 1e12}, "amount"),
+        ({"ts": "1990-01-01T00:00:00Z"}, "ts"),
+        ({"ts": "2999-01-01T00:00:00Z"}, "ts"),
+        ({"ts": "yesterday"}, "ts"),
+        ({"ip": "999.1.1.1"}, "ip"),
+        ({"currency": "dollars"}, "currency"),
+        ({"merchant_id": None}, "merchant_id"),
+        ({"surprise": 1}, "surprise"),
+    ],
+)
+def test_bad_input_is_422_naming_the_field(client: TestClient, home: ServedHome, change: dict, field: str) -> None:
+    body = {**checkout("t-bad", "bad-user", "bad-device"), **change}
+    r = client.post("/v1/score", json=body, headers=key(home, "checkout"))
+    assert r.status_code == 422, r.text
+    assert r.json()["error"]["field"] == field and field in r.json()["error"]["message"]
+
+
+# -- investigators ------------------------------------------------------------------------------
+
+
+def test_verdicts_are_stored_for_the_next_training_run(home: ServedHome, tmp_path: Path) -> None:
+    settings = home.copy(tmp_path / "home")
+    with TestClient(create_app(config_for(home, settings))) as client:
+        user = home.ring_members[0]
+        r = client.post(
+            "/v1/labels",
+            json={"labels": [{"entity": "user", "entity_id": user, "label": "legit", "ts": NOW},
+                             {"entity": "transaction", "entity_id": "no-such-txn", "label": "fraud"}]},  # fmt: skip
+            headers=key(home, "desk"),
+        )
+        assert r.status_code == 200 and r.json()["received"] == 2
+    with SQLiteGraphStore(settings.store_path) as store:
+        snap = store.snapshot()
+    pos = snap.index_of(NodeType.USER)[user]
+    labels = snap.user_labels
+    assert [bool(f) for i, f in zip(labels.index.tolist(), labels.is_fraud.tolist(), strict=True) if i == pos] == [False]
+
+
+def test_subgraph_keeps_the_asked_tiers_and_gives_the_browser_query(client: TestClient, home: ServedHome) -> None:
+    h = key(home, "analyst")
+    member = home.ring_members[0]
+    every = client.get(f"/v1/accounts/{member}/subgraph", params={"hops": 2}, headers=h).json()
+    high = client.get(f"/v1/accounts/{member}/subgraph", params={"hops": 2, "min_tier": "high"}, headers=h).json()
+    users = lambda sub: {n["id"] for n in sub["nodes"] if n["type"] == "User"}  # noqa: E731
+    tier_of = {n["id"]: n["risk_tier"] for n in every["nodes"]}
+    assert any(tier_of[u] != "high" for u in users(every) - {f"User:{member}"})  # so the filter has work
+    assert all(n["risk_tier"] == "high" or n["id"] == f"User:{member}" for n in high["nodes"] if n["type"] == "User")
+    assert f"Device:{home.ring_device}" in {n["id"] for n in high["nodes"]}
+    b = high["browser"]
+    assert b["params"] == {"user_id": member, "hops": 2, "tiers": ["high"], "limit": 500}
+    assert "$user_id" in b["cypher"] and member not in b["cypher"]
+    assert f":param user_id => '{member}'" in b["browser"]
+    ring = client.get("/v1/rings", params={"min_tier": "high", "limit": 1}, headers=h).json()
+    assert ring["total"] >= 1 and len(ring["items"]) == 1
+    one = client.get(f"/v1/rings/{ring['items'][0]['ring_id']}", headers=h).json()
+    assert one == ring["items"][0]
+
+
+def test_metrics_show_latency_per_route_decisions_and_journal_depth(client: TestClient, home: ServedHome) -> None:
+    client.post("/v1/score", json=checkout("t-metrics-1", "metrics-user", "metrics-device"), headers=key(home, "checkout"))
+    client.get("/v1/rings")  # 401
+    text = client.get("/metrics").text
+    assert 'ringwatch_request_seconds_bucket{le="0.01",method="POST",route="/v1/score",status="200"}' in text
+    assert 'ringwatch_decisions_total{decision="allow",tier="low"}' in text or "ringwatch_decisions_total{" in text
+    assert "ringwatch_journal_depth" in text
+    assert 'ringwatch_auth_rejections_total{reason="401"} 1.0' in text
+
+
+# -- model swaps, faults, restarts ----------------------------------------------------------------
+
+
+def test_a_promoted_model_is_swapped_in_while_requests_keep_being_answered(home: ServedHome, tmp_path: Path) -> None:
+    settings = home.copy(tmp_path / "home")
+    h = key(home, "all")
+    answers: list[tuple[int, str | None]] = []
+    stop = threading.Event()
+    with TestClient(create_app(config_for(home, settings))) as client:
+
+        def hammer() -> None:
+            i = 0
+            while not stop.is_set():
+                r = client.post("/v1/score", json=checkout(f"t-swap-{i}", f"swap-user-{i}", home.ring_device), headers=h)
+                answers.append((r.status_code, r.json().get("model_version")))
+                i += 1
+
+        worker = threading.Thread(target=hammer)
+        worker.start()
+        try:
+            old = ModelArtefact.load(settings.models_dir)
+            new = dataclasses.replace(old, version=old.version + "-b")
+            new.save(settings.models_dir)  # promoted: CURRENT names it now
+            assert wait_for(lambda: client.get("/readyz").json()["model_version"] == new.version, timeout=60)
+            time.sleep(0.5)
+        finally:
+            stop.set()
+            worker.join()
+        seen = [v for _, v in answers]
+        assert all(code == 200 for code, _ in answers)
+        assert set(seen) <= {old.version, new.version} and seen[-1] == new.version
+        assert seen == sorted(seen, key=lambda v: v == new.version)  # old ones, then new ones: no flapping
+        # Events scored before the swap are still known to the new view (re-applied).
+        assert client.get("/v1/accounts/swap-user-0/risk", headers=h).status_code == 200
+
+
+def test_store_down_scoring_answers_readyz_degraded_and_a_restart_loads_every_event(
+    home: ServedHome, tmp_path: Path
+) -> None:
+    settings = home.copy(tmp_path / "home")
+    down = threading.Event()
+
+    class FlakyStore(SQLiteGraphStore):
+        """The embedded store, but every call fails while ``down`` is set (as Neo4j's would)."""
+
+        def _check(self) -> None:
+            if down.is_set():
+                raise StoreUnavailableError(f"store at {settings.store_path} is down (test)")
+
+        def _stats(self):  # type: ignore[no-untyped-def]
+            self._check()
+            return super()._stats()
+
+        def _upsert_events(self, events):  # type: ignore[no-untyped-def]
+            self._check()
+            return super()._upsert_events(events)
+
+    def factory() -> SQLiteGraphStore:
+        if down.is_set():
+            raise StoreUnavailableError(f"store at {settings.store_path} is down (test)")
+        return FlakyStore(settings.store_path)
+
+    h = key(home, "all")
+    with TestClient(create_app(config_for(home, settings, store_factory=factory))) as client:
+        down.set()
+        assert wait_for(lambda: client.get("/readyz").json()["status"] == "degraded")
+        for i in range(3):
+            r = client.post("/v1/score", json=checkout(f"t-down-{i}", f"down-user-{i}", "down-device"), headers=h)
+            assert r.status_code == 200
+        ready = client.get("/readyz").json()
+        assert ready["status"] == "degraded" and ready["store"]["reachable"] is False and ready["journal_depth"] == 3
+        assert any("store unreachable" in reason for reason in ready["reasons"])
+    assert not {"t-down-0", "t-down-1", "t-down-2"} & set(stored_txn_ids(settings))  # nothing reached it
+    down.clear()
+    with TestClient(create_app(config_for(home, settings, store_factory=factory))) as client:
+        assert wait_for(lambda: client.get("/readyz").json()["journal_depth"] == 0)
+        assert client.get("/v1/accounts/down-user-1/risk", headers=h).status_code == 200  # replayed in memory too
+    ids = stored_txn_ids(settings)
+    assert all(ids.count(f"t-down-{i}") == 1 for i in range(3))
+
+
+def test_a_stopped_workers_journal_is_drained_by_a_live_one(home: ServedHome, tmp_path: Path) -> None:
+    settings = home.copy(tmp_path / "home")
+    orphan = EventJournal(settings.home / "journal" / "slot-3", fsync=False)
+    for i in range(4):
+        orphan.append(Event(txn_id=f"t-orphan-{i}", ts=time.time() - 60, user_id="orphan-user", device_id="orphan-device",
+                            merchant_id="m0003", amount=5.0))  # fmt: skip
+    orphan.close()
+    with TestClient(create_app(config_for(home, settings))) as client:
+        assert wait_for(lambda: {f"t-orphan-{i}" for i in range(4)} <= set(stored_txn_ids(settings)))
+        # The live worker also read them into memory (the other slot's journal is tailed).
+        assert client.get("/v1/accounts/orphan-user/risk", headers=key(home, "all")).status_code == 200
+
+
+# -- alerts -------------------------------------------------------------------------------------
+
+
+class _Receiver(BaseHTTPRequestHandler):
+    received: list[tuple[dict[str, str], bytes]] = []
+
+    def do_POST(self) -> None:  # noqa: N802 - http.server's name
+        body = self.rfile.read(int(self.headers["Content-Length"]))
+        type(self).received.append((dict(self.headers), body))
+        self.send_response(204)
+        self.end_headers()
+
+    def log_message(self, *args: object) -> None:
+        pass
+
+
+@pytest.fixture
+def webhook() -> Iterator[tuple[str, list[tuple[dict[str, str], bytes]]]]:
+    _Receiver.received = []
+    server = ThreadingHTTPServer(("127.0.0.1", 0), _Receiver)
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    try:
+        yield f"http://127.0.0.1:{server.server_address[1]}/hook", _Receiver.received
+    finally:
+        server.shutdown()
+        server.server_close()
+
+
+def test_high_rings_and_decisions_raise_signed_alerts_deduplicated_per_ring(
+    home: ServedHome, tmp_path: Path, webhook: tuple[str, list[tuple[dict[str, str], bytes]]]
+) -> None:
+    url, received = webhook
+    secret = "whsec-test"
+    alerts = AlertConfig(url=url, secret=secret, log_path=tmp_path / "alerts.jsonl", backoff=0.05)
+    with TestClient(create_app(config_for(home, alerts=alerts, journal_dir=None))) as client:
+        high_rings = client.get("/v1/rings", params={"min_tier": "high"}, headers=key(home, "all")).json()["items"]
+        assert high_rings
+        assert wait_for(lambda: len(received) >= len(high_rings))
+        # A ring member pays again: high tier, but its ring alerted already within the window.
+        member = next(m for r in high_rings for m in r["members"])
+        r = client.post("/v1/score", json=checkout("t-alert-1", member, None, ip=None), headers=key(home, "all")).json()
+    bodies = [json.loads(b) for _, b in received]
+    assert {b["ring_id"] for b in bodies if b["kind"] == "high_ring"} == {r_["ring_id"] for r_ in high_rings}
+    for headers, body in received:
+        ts = headers[TIMESTAMP_HEADER]
+        expected = hmac.new(secret.encode(), f"{ts}.".encode() + body, hashlib.sha256).hexdigest()
+        assert headers[SIGNATURE_HEADER].endswith(expected)
+    log = [json.loads(line) for line in (tmp_path / "alerts.jsonl").read_text().splitlines()]
+    if r["tier"] == "high" and r["ring_id"] is not None:
+        assert any(entry["status"] == "deduplicated" for entry in log)
+    assert sum(entry["status"] == "sent" for entry in log) == len(received)
+
+
+def test_openapi_documents_the_key_header_and_every_v1_route(client: TestClient) -> None:
+    spec = client.get("/openapi.json").json()
+    assert {"/v1/score", "/v1/accounts/{user_id}/risk", "/v1/accounts/{user_id}/subgraph", "/v1/rings",
+            "/v1/rings/{ring_id}", "/v1/labels", "/healthz", "/readyz", "/metrics"} <= set(spec["paths"])  # fmt: skip
+    assert spec["components"]["securitySchemes"]["APIKeyHeader"]["name"] == "X-API-Key"
