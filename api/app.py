@@ -203,8 +203,12 @@ def _register_error_handlers(app: FastAPI, metrics: ServiceMetrics) -> None:
 
     async def http_error(_: Request, exc: Exception) -> JSONResponse:
         assert isinstance(exc, StarletteHTTPException)
+        if exc.status_code == 400:  # a body that is not JSON: one error shape for bad input
+            return _error(422, "invalid", f"body: {exc.detail}", "body")
         code = {404: "not_found", 405: "method_not_allowed"}.get(exc.status_code, "http_error")
-        return _error(exc.status_code, code, str(exc.detail))
+        response = _error(exc.status_code, code, str(exc.detail))
+        response.headers.update(exc.headers or {})  # e.g. 405's Allow
+        return response
 
     app.add_exception_handler(NotFoundError, not_found)
     app.add_exception_handler(ValidationError, invalid)

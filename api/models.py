@@ -32,6 +32,8 @@ from ingestion.validate import MAX_ID_LENGTH, MIN_YEAR
 
 #: An identifier in a request: 1..128 characters, no control characters (the store's limits).
 Identifier = Annotated[str, Field(min_length=1, max_length=MAX_ID_LENGTH, pattern=r"^[^\x00-\x1f\x7f]+$")]
+#: An IP address as text; the schema says so with the standard formats (checked by ``_ip``).
+IpText = Annotated[str, Field(max_length=64, json_schema_extra={"anyOf": [{"format": "ipv4"}, {"format": "ipv6"}]})]
 #: The largest amount a checkout event may carry.
 MAX_AMOUNT = 1_000_000_000.0
 #: How far in the future an event's timestamp may be (clock skew between services).
@@ -212,9 +214,9 @@ class CheckoutRequest(BaseModel):
     ts: datetime = Field(description="ISO-8601; UTC when no zone is given; not before 2000, at most a day ahead")
     user_id: Identifier
     device_id: Identifier | None = None
-    ip: Annotated[str, Field(max_length=64)] | None = Field(default=None, description="IPv4 or IPv6 text")
+    ip: IpText | None = Field(default=None, description="IPv4 or IPv6 text")
     merchant_id: Identifier
-    amount: float = Field(ge=0.0, le=MAX_AMOUNT, allow_inf_nan=False)
+    amount: float = Field(ge=0.0, le=MAX_AMOUNT, allow_inf_nan=False, strict=True)
     currency: Annotated[str, Field(pattern=r"^[A-Z]{3}$")] | None = Field(default=None, description="ISO 4217")
     event: Literal["payment", "refund"] = "payment"
 

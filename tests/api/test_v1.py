@@ -37,13 +37,19 @@ def home(tmp_path_factory: pytest.TempPathFactory) -> ServedHome:
     return served_home(tmp_path_factory.mktemp("v1"))
 
 
-def config_for(home: ServedHome, settings: Settings | None = None, **kw: Any) -> ApiConfig:
-    s = settings or home.settings
-    base: dict[str, Any] = dict(
-        store_factory=lambda: SQLiteGraphStore(s.store_path),
-        models_dir=s.models_dir,
-        journal_dir=s.home / "journal",
-        keys=home.ring,
+def config_for(home: ServedHome | None, settings: Settings | None = None, **kw: Any) -> ApiConfig:
+    """The test configuration: the served home's store, models, journal and keys (``home``
+    None: the caller gives ``store_factory``, ``models_dir``, ``journal_dir`` and ``keys``)."""
+    base: dict[str, Any] = {}
+    if home is not None:
+        s = settings or home.settings
+        base.update(
+            store_factory=lambda: SQLiteGraphStore(s.store_path),
+            models_dir=s.models_dir,
+            journal_dir=s.home / "journal",
+            keys=home.ring,
+        )
+    base.update(
         reload_interval=0.2,
         tail_interval=0.2,
         probe_interval=0.2,
