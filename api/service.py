@@ -25,6 +25,7 @@ swapped in, after the events added since are applied to the new scorer.
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import logging
 import math
 import threading
@@ -34,13 +35,16 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
+import numpy as np
+
 from api.alerts import Alert, AlertConfig, AlertKind, AlertSender
 from api.index import AccountView, IdentifierFacts, ScoringIndex
 from api.journal import EventJournal, JournalLoader, JournalSlots
 from api.metrics import ServiceMetrics
 from gnn.artefact import ModelArtefact, read_current_version
+from gnn.explain import Explainer
 from gnn.inductive import InductiveScorer
-from gnn.scoring import score_snapshot, to_writeback
+from gnn.scoring import ScoreResult, score_snapshot, to_writeback
 from graph.errors import ModelError, RingwatchError, ValidationError
 from graph.rings import detect_rings
 from graph.store import GraphStore
@@ -91,6 +95,7 @@ class ServingModel:
     scored_in_memory: bool  # the store had no scores of this artefact: scored at load time
     loaded_at: float
     scorer_note: str | None = None  # why there is no inductive scorer
+    explainer: Explainer | None = None  # reasons from the model (gnn.explain); None: the index's facts
 
     @property
     def model_version(self) -> str | None:
@@ -176,6 +181,7 @@ def load_serving_model(store: GraphStore, models_dir: Path | None) -> ServingMod
     mode = artefact.mode if artefact is not None and scores is not None and scores.model_version == artefact.version else None
     index = ScoringIndex.build(snapshot, scores, mode=mode)
     scorer, note = _inductive_scorer(artefact, snapshot, scores)
+    explainer = _explainer(artefact, snapshot, scores) if mode is not None else None
     return ServingModel(
         index=index,
         scorer=scorer,
@@ -184,6 +190,7 @@ def load_serving_model(store: GraphStore, models_dir: Path | None) -> ServingMod
         scored_in_memory=in_memory,
         loaded_at=time.time(),
         scorer_note=note,
+        explainer=explainer,
     )
 
 
@@ -226,6 +233,35 @@ def _score_in_memory(artefact: ModelArtefact, snapshot: Snapshot) -> ScoreWriteb
     thr = artefact.account_thresholds
     rings = detect_rings(snapshot, result.account_scores, medium=thr.medium, high=thr.high)
     return to_writeback(result, snapshot, rings, scored_at=time.time())
+
+
+def _explainer(artefact: ModelArtefact | None, snapshot: Snapshot, scores: ScoreWriteback | None) -> Explainer | None:
+    """The reasons of the served scores (surrogate contributions + risky neighbours), or None
+    (with a warning) when they cannot be built: the index's fact-based reasons are served then."""
+    if artefact is None or scores is None or snapshot.num_nodes(NodeType.USER) == 0:
+        return None
+    users = snapshot.nodes[NodeType.USER].tolist()
+    txns = snapshot.transactions.txn_id.tolist()
+    acc = {s.key: s for s in scores.accounts}
+    txn = {s.key: s for s in scores.transactions}
+    if any(u not in acc for u in users) or any(t not in txn for t in txns):
+        log.warning("some accounts or transactions have no score yet: serving fact-based reasons until the next scoring run")
+        return None
+    result = ScoreResult(
+        account_scores=np.array([acc[u].score for u in users], dtype=np.float64),
+        account_tiers=[acc[u].tier for u in users],
+        txn_scores=np.array([txn[t].score for t in txns], dtype=np.float64),
+        txn_tiers=[txn[t].tier for t in txns],
+        embeddings=np.zeros((len(users), 0), dtype=np.float32),
+        mode=artefact.mode,
+        model_version=scores.model_version,
+        scorer=artefact.shipped,
+    )
+    try:
+        return Explainer.build(artefact, snapshot, scores=result)
+    except (RingwatchError, ValueError) as e:
+        log.warning("reasons fall back to the graph's facts: %s", e)
+        return None
 
 
 def _inductive_scorer(
@@ -334,6 +370,8 @@ class RiskService:
         if scorer is not None and scorer.touched_since_snapshot(user_id):
             fresh = scorer.score_account(user_id)
             base = model.index.account(user_id) if known else None
+            if base is not None and model.explainer is not None:
+                base = dataclasses.replace(base, reasons=model.explainer.account(user_id).texts)
             reasons = (base.reasons if base is not None else ()) + (
                 f"scored on its latest events (after the {'snapshot' if known else 'account first appeared'})",
             )
@@ -348,7 +386,10 @@ class RiskService:
                 devices=base.devices if base is not None else (),
                 ips=base.ips if base is not None else (),
             )
-        return model.index.account(user_id)
+        view = model.index.account(user_id)
+        if model.explainer is not None:
+            view = dataclasses.replace(view, reasons=model.explainer.account(user_id).texts)
+        return view
 
     # -- scoring a checkout event --------------------------------------------------------------
 

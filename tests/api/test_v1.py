@@ -393,3 +393,30 @@ def test_openapi_documents_the_key_header_and_every_v1_route(client: TestClient)
     assert {"/v1/score", "/v1/accounts/{user_id}/risk", "/v1/accounts/{user_id}/subgraph", "/v1/rings",
             "/v1/rings/{ring_id}", "/v1/labels", "/healthz", "/readyz", "/metrics"} <= set(spec["paths"])  # fmt: skip
     assert spec["components"]["securitySchemes"]["APIKeyHeader"]["name"] == "X-API-Key"
+
+
+def test_account_reasons_come_from_the_model_and_name_the_rings_shared_device(client: TestClient, home: ServedHome) -> None:
+    """Account reasons are the explainer's (gnn.explain: surrogate contributions + risky
+    neighbours): a planted ring member's reasons name a device its ring shares."""
+    h = key(home, "analyst")
+    named = 0
+    for member in home.ring_members[:4]:
+        risk = client.get(f"/v1/accounts/{member}/risk", headers=h).json()
+        if risk["ring_id"] is None:
+            continue
+        ring = client.get(f"/v1/rings/{risk['ring_id']}", headers=h).json()
+        assert 1 <= len(risk["reasons"]) <= 4
+        named += any(f"device {d}" in r for d in ring["shared_devices"] for r in risk["reasons"])
+    assert named >= 1
+
+
+def test_no_key_or_request_body_reaches_the_logs(home: ServedHome, caplog: pytest.LogCaptureFixture) -> None:
+    caplog.set_level("DEBUG")
+    secret = home.keys["checkout"]
+    marker = "body-marker-7f3a"
+    with TestClient(create_app(config_for(home, journal_dir=None))) as client:
+        client.post("/v1/score", json=checkout(f"t-{marker}", marker, marker), headers={"X-API-Key": secret})
+        client.post("/v1/score", json=checkout("t-log-2", "u", "d", amount=-5), headers={"X-API-Key": secret})
+        client.get("/v1/rings", headers={"X-API-Key": secret + "x"})
+    assert caplog.records  # something was logged (the test would be empty otherwise)
+    assert secret not in caplog.text and marker not in caplog.text
