@@ -15,10 +15,9 @@ from __future__ import annotations
 
 import logging
 import time
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
-from pathlib import Path
 
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
@@ -26,62 +25,30 @@ from fastapi.responses import JSONResponse
 from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
-from api.alerts import AlertConfig
 from api.metrics import ServiceMetrics
 from api.models import ErrorBody, ErrorResponse
 from api.routes import accounts, health, labels, rings, score
 from api.security import AuthenticationError, KeyRing, PermissionDeniedError, RateLimitedError, RateLimiter
 from api.service import RiskService, ServiceConfig
 from graph.errors import ModelError, NotFoundError, RingwatchError, StoreError, ValidationError
-from graph.store import GraphStore
 
 log = logging.getLogger(__name__)
 
 
 
 @dataclass(frozen=True)
-class ApiConfig:
-    """How the service starts.
+class ApiConfig(ServiceConfig):
+    """How the service starts: ``api.service.ServiceConfig`` (store factory, models, journal,
+    alerts, intervals) plus who may call it.
 
     Attributes:
-        store_factory: opens the graph store; the service and each of its background threads
-            open their own connection through it.
-        models_dir: model artefacts; ``CURRENT`` names the one served (watched for promotions).
-            None: the stored scores are served and unseen events scored from their identifiers.
-        journal_dir: root of the event journals (one slot per worker). None: events are scored
-            but not recorded (read-only tests).
-        alerts: webhook for high-tier decisions and new high-tier rings; None: no alerts.
         keys: the API keys (``api.security.load_keys``). None turns authentication off
             (``ringwatch serve --no-auth``, tests): every caller has every scope.
         rate_limit: per-key token bucket; None: no limit.
-        reload_interval / refresh_interval / tail_interval / probe_interval / fsync: see
-            ``api.service.ServiceConfig``.
     """
 
-    store_factory: Callable[[], GraphStore]
-    models_dir: Path | None = None
-    journal_dir: Path | None = None
-    alerts: AlertConfig | None = None
     keys: KeyRing | None = None
     rate_limit: RateLimiter | None = None
-    reload_interval: float = 2.0
-    refresh_interval: float = 300.0
-    tail_interval: float = 1.0
-    probe_interval: float = 2.0
-    fsync: bool = True
-
-    def service(self) -> ServiceConfig:
-        return ServiceConfig(
-            store_factory=self.store_factory,
-            models_dir=self.models_dir,
-            journal_dir=self.journal_dir,
-            alerts=self.alerts,
-            reload_interval=self.reload_interval,
-            refresh_interval=self.refresh_interval,
-            tail_interval=self.tail_interval,
-            probe_interval=self.probe_interval,
-            fsync=self.fsync,
-        )
 
 
 def create_app(config: ApiConfig) -> FastAPI:
@@ -90,7 +57,7 @@ def create_app(config: ApiConfig) -> FastAPI:
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
-        service = RiskService(config.service(), metrics)
+        service = RiskService(config, metrics)
         with config.store_factory() as store:
             app.state.store_backend = store.backend
         service.start()
