@@ -84,5 +84,10 @@ def _rate_limit(text: str) -> RateLimiter | None:
 
 
 def app_from_env() -> FastAPI:
-    """The app of one worker process (uvicorn ``--factory``)."""
+    """The app of one worker process (uvicorn ``--factory``). Torch runs on one thread: a
+    worker scores one small neighbourhood at a time, and torch's thread pool spinning on two
+    cores under several workers cost 3x the throughput in ``bench/api_bench.py``."""
+    import torch
+
+    torch.set_num_threads(1)
     return create_app(config_from_env())

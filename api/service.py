@@ -39,7 +39,7 @@ import numpy as np
 
 from api.alerts import Alert, AlertConfig, AlertKind, AlertSender
 from api.index import AccountView, IdentifierFacts, ScoringIndex
-from api.journal import EventJournal, JournalLoader, JournalSlots
+from api.journal import EventJournal, GroupCommit, JournalLoader, JournalSlots
 from api.metrics import ServiceMetrics
 from gnn.artefact import ModelArtefact, read_current_version
 from gnn.explain import Explainer
@@ -54,6 +54,8 @@ log = logging.getLogger(__name__)
 
 #: The most events kept in memory for re-applying to a reloaded scorer.
 RECENT_EVENTS = 200_000
+#: Other workers' events folded in per event-loop turn.
+TAIL_CHUNK = 32
 
 
 @dataclass(frozen=True, slots=True)
@@ -299,6 +301,7 @@ class RiskService:
         self._slots: JournalSlots | None = None
         self.journal: EventJournal | None = None
         self._loader: JournalLoader | None = None
+        self._writer: GroupCommit | None = None
         self._alerts: AlertSender | None = None
         self._tail_offsets: dict[Path, int] = {}
         self._pending_tail: list[Event] = []
@@ -322,6 +325,7 @@ class RiskService:
         if self.config.journal_dir is not None:
             self._slots = JournalSlots(self.config.journal_dir)
             self.journal = EventJournal(self._slots.claim(), fsync=self.config.fsync)
+            self._writer = GroupCommit(self.journal)
             self._loader = JournalLoader(self.journal, self.config.store_factory, slots=self._slots)
             self._loader.start()
             self._tail_once(include_own=True)  # what this slot (a replay) and the others hold
@@ -335,6 +339,8 @@ class RiskService:
         self._stop.set()
         for t in self._threads:
             t.join(5.0)
+        if self._writer is not None:
+            self._writer.stop()
         if self._loader is not None:
             self._loader.stop()
         if self.journal is not None:
@@ -393,19 +399,19 @@ class RiskService:
 
     # -- scoring a checkout event --------------------------------------------------------------
 
-    def score(self, event: Event) -> CheckoutResult:
-        """Journal the event (durably), score it, add it to the in-memory graph, count the
-        decision and raise an alert when it is high tier.
+    async def score(self, event: Event) -> CheckoutResult:
+        """Journal the event (durably: the answer waits for the disk, the event loop does not),
+        score it, add it to the in-memory graph, count the decision and raise an alert when it
+        is high tier. The loader moves journaled events to the store on its own tick.
 
         Raises:
             StoreError: the journal write failed (the event must not be acknowledged).
             ModelError: no view is loaded yet.
         """
-        model = self.view()
-        if self.journal is not None:
-            self.journal.append(event)
-            if self._loader is not None:
-                self._loader.wake()
+        self.view()
+        if self._writer is not None:
+            await asyncio.wrap_future(self._writer.submit(event))
+        model = self.view()  # after the wait: a swap may have happened meanwhile
         result = self._score(model, event)
         if model.scorer is not None:
             model.scorer.add_events([event])
@@ -570,7 +576,9 @@ class RiskService:
 
     def _tail_loop(self) -> None:
         while not self._stop.wait(self.config.tail_interval):
-            if self._tail_once() and self._loop is not None:
+            with self._tail_lock:
+                busy = bool(self._pending_tail)  # the loop is still folding in the last read
+            if not busy and self._tail_once() and self._loop is not None:
                 self._loop.call_soon_threadsafe(self._apply_tailed)
 
     def _tail_once(self, *, include_own: bool = False) -> bool:
@@ -594,14 +602,18 @@ class RiskService:
         return True
 
     def _apply_tailed(self) -> None:
+        """Fold in tailed events a chunk at a time, yielding the event loop between chunks, so
+        that a request waits behind at most one chunk, not the whole backlog."""
         with self._tail_lock:
-            events, self._pending_tail = self._pending_tail, []
-        if not events:
-            return
-        self._recent.extend(events)
-        model = self.model
-        if model is not None and model.scorer is not None:
-            model.scorer.add_events(events)
+            events, self._pending_tail = self._pending_tail[:TAIL_CHUNK], self._pending_tail[TAIL_CHUNK:]
+            more = bool(self._pending_tail)
+        if events:
+            self._recent.extend(events)
+            model = self.model
+            if model is not None and model.scorer is not None:
+                model.scorer.add_events(events)
+        if more and self._loop is not None:
+            self._loop.call_soon(self._apply_tailed)
 
     # -- background: store reachability ---------------------------------------------------------
 
@@ -611,7 +623,7 @@ class RiskService:
             try:
                 if store is None:
                     store = self.config.store_factory()
-                store.stats()
+                store.ping()
                 self._store_health = StoreHealth(True, time.time(), None)
             except RingwatchError as e:
                 self._store_health = StoreHealth(False, time.time(), str(e))

@@ -29,7 +29,7 @@ device is scored with the first one counted. The scorer is not locked: the API c
 **Layer-1 cache.** The first message-passing layer of a node reads the encoded inputs
 ``relu(encode(x))`` of its in-neighbours, and a hub (a busy merchant, whose sources are every
 account that paid there) makes that most of a call's work. The scorer keeps, per node, its encoded
-input and, per relation and destination, the float64 sum and count of its sources' encoded inputs;
+input and, per relation and destination, the sum and count of its sources' encoded inputs;
 ``add_events`` updates both (a touched node's change is added to its out-neighbours' sums, a new
 edge adds its source), so a call runs layer 1 from the sums for the nodes within k - 1 hops and the
 remaining layers on that smaller neighbourhood. A pending event's own feature changes and new edges
@@ -67,7 +67,7 @@ _EVENT_KEY = {"user": "user_id", "device": "device_id", "ip": "ip", "merchant": 
 @dataclass(frozen=True, slots=True)
 class AccountScore:
     """A known account's score from its k-hop neighbourhood; ``nodes``/``edges`` the size of the
-    neighbourhood the model ran on."""
+    neighbourhood the model ran on past layer 1 (k - 1 hops; layer 1 comes from the cache)."""
 
     user_id: str
     score: float
@@ -81,7 +81,7 @@ class AccountScore:
 class EventScore:
     """Scores of one unseen event: its account after the event (``account_score``) and the event
     itself as a transaction (``txn_score``). ``new`` lists the node types the snapshot did not
-    know (e.g. ``("user", "device")``)."""
+    know (e.g. ``("user", "device")``); ``nodes``/``edges`` as in ``AccountScore``."""
 
     user_id: str
     account_score: float
@@ -123,9 +123,9 @@ class _Csr:
 
 @dataclass(slots=True)
 class _Hood:
-    """A neighbourhood: per node type the sorted global ids, each node's hop distance from the
-    roots, its standardised input features, and per relation the (source, destination) local
-    index pairs of the edges into nodes closer than k hops."""
+    """A neighbourhood: per node type the sorted global ids and each node's hop distance from
+    the roots, and per relation the (source, destination) local index pairs of the edges into
+    nodes closer than k - 1 hops. ``x`` is unused (empty): layer 1 reads the layer-1 cache."""
 
     ids: dict[str, np.ndarray]
     depth: dict[str, np.ndarray]
@@ -229,8 +229,8 @@ class InductiveScorer:
         for rel in RELATIONS:
             src, dst = g.data[rel].edge_index
             n = self._n[rel[2]]
-            self._s1[rel] = torch.zeros(n, h0[rel[0]].shape[1], dtype=torch.float64).index_add_(0, dst, h0[rel[0]][src].double()).numpy()
-            self._deg[rel] = np.bincount(dst.numpy(), minlength=n)[:n].astype(np.float64)
+            self._s1[rel] = torch.zeros(n, h0[rel[0]].shape[1]).index_add_(0, dst, h0[rel[0]][src]).numpy()
+            self._deg[rel] = np.bincount(dst.numpy(), minlength=n)[:n].astype(np.float32)
 
     def _ensure_rows(self, name: str, gid: int) -> None:
         """Room for node ``gid`` of type ``name`` in the layer-1 cache (zero rows; doubling)."""
@@ -296,7 +296,7 @@ class InductiveScorer:
                         for rel in RELATIONS:
                             if rel[0] == name:
                                 out = self._sources(_reverse(rel), np.array([g], dtype=np.int64), {})[0]
-                                np.add.at(self._s1[rel], out, dh.astype(np.float64))
+                                np.add.at(self._s1[rel], out, dh)
                         self._h0[name][g] = h0
             for rel, (src, dst) in self._new_edges(gid).items():
                 a, b = int(src[0]), int(dst[0])
@@ -492,10 +492,12 @@ class InductiveScorer:
         for rel in RELATIONS:
             s_t, _, d_t = rel
             dst_ids = ids[d_t]
+            if dst_ids.size == 0:  # nothing of this type within reach: skip its linear maps
+                continue
             known = dst_ids < self._count[d_t]
-            total = np.zeros((dst_ids.size, self._s1[rel].shape[1]), dtype=np.float64)
+            total = np.zeros((dst_ids.size, self._s1[rel].shape[1]), dtype=np.float32)
             total[known] = self._s1[rel][dst_ids[known]]
-            deg = np.zeros(dst_ids.size, dtype=np.float64)
+            deg = np.zeros(dst_ids.size, dtype=np.float32)
             deg[known] = self._deg[rel][dst_ids[known]]
             for gid, dh in changed[s_t].items():  # a touched node's existing out-edges
                 if gid >= self._count[s_t]:
@@ -504,7 +506,7 @@ class InductiveScorer:
                 pos = np.searchsorted(dst_ids, targets)
                 ok = pos < dst_ids.size
                 ok[ok] = dst_ids[pos[ok]] == targets[ok]
-                np.add.at(total, pos[ok], dh.astype(np.float64))
+                np.add.at(total, pos[ok], dh)
             if rel in extra:  # the event's new edges, from its (new) sources
                 es, ed = extra[rel]
                 for a, b in zip(es.tolist(), ed.tolist(), strict=True):
@@ -513,11 +515,12 @@ class InductiveScorer:
                         i = int(np.searchsorted(ids[s_t], a))
                         total[j] += h0[s_t][i]
                         deg[j] += 1.0
-            mean = torch.from_numpy((total / np.maximum(deg, 1.0)[:, None]).astype(np.float32))
+            mean = torch.from_numpy(total / np.maximum(deg, np.float32(1.0))[:, None])
             sage = conv.convs[rel]  # type: ignore[index]
             o = sage.lin_l(mean) + sage.lin_r(torch.from_numpy(h0[d_t]))
             out[d_t] = o if out[d_t] is None else out[d_t] + o
-        return {t: torch.relu(v) for t, v in out.items()}  # type: ignore[arg-type]
+        hidden = self._h0["user"].shape[1]
+        return {t: torch.relu(v) if v is not None else torch.zeros(0, hidden) for t, v in out.items()}
 
     def _embed_roots(
         self,
@@ -544,20 +547,22 @@ class InductiveScorer:
             for t in NODE_TYPES:
                 pos[t][keep[t]] = torch.arange(keep[t].numel())
                 prev[t][rows[t]] = torch.arange(rows[t].numel())
-            out = {t: None for t in NODE_TYPES}
+            out: dict[str, torch.Tensor | None] = {t: None for t in NODE_TYPES}
             for rel in RELATIONS:
                 s_t, _, d_t = rel
                 sage = conv.convs[rel]  # type: ignore[index]
                 src, dst = hood.edges[rel]
+                n = keep[d_t].numel()
+                if n == 0:  # no node of this type is needed from this layer on
+                    continue
                 p = pos[d_t][dst]
                 ok = p >= 0
                 src, p = src[ok], p[ok]
-                n = keep[d_t].numel()
                 agg = torch.zeros(n, h[s_t].shape[1]).index_add_(0, p, h[s_t][prev[s_t][src]])
                 deg = torch.zeros(n).index_add_(0, p, torch.ones(p.numel()))
                 o = sage.lin_l(agg / deg.clamp(min=1.0)[:, None]) + sage.lin_r(h[d_t][prev[d_t][keep[d_t]]])
                 out[d_t] = o if out[d_t] is None else out[d_t] + o
-            h = {t: torch.relu(v) for t, v in out.items()}  # type: ignore[arg-type]
+            h = {t: torch.relu(v) if v is not None else torch.zeros(0, h[t].shape[1]) for t, v in out.items()}
             rows = keep
         return h
 

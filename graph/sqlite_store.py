@@ -302,6 +302,7 @@ SQL_RING_USERS: LiteralString = (
 
 # -- stats ------------------------------------------------------------------------------------
 
+SQL_PING: LiteralString = "SELECT 1"
 SQL_COUNT_NODES: dict[NodeType, LiteralString] = {
     **{t: f"SELECT COUNT(*) FROM {table}" for t, (table, _key) in _NODE_TABLES.items()},
     NodeType.RING: "SELECT COUNT(*) FROM rings",
@@ -748,6 +749,10 @@ class SQLiteGraphStore(GraphStore):
         return tuple(props.get(n, SubgraphNode(n[0], n[1])) for n in ordered)
 
     # -- stats ------------------------------------------------------------------------------
+
+    def _ping(self) -> None:
+        with self._transaction("ping", write=False) as conn:
+            conn.execute(SQL_PING).fetchone()
 
     def _stats(self) -> StoreStats:
         with self._transaction("stats", write=False) as conn:

@@ -94,6 +94,14 @@ class GraphStore(abc.ABC):
     def stats(self) -> StoreStats:
         return self._stats()
 
+    def ping(self) -> None:
+        """A round trip to the store, as cheap as the backend allows (the API's readiness probe).
+
+        Raises:
+            StoreUnavailableError / StoreError: the store cannot answer.
+        """
+        self._ping()
+
     def close(self) -> None:
         """Release connections. Safe to call twice."""
         self._close()
@@ -137,3 +145,7 @@ class GraphStore(abc.ABC):
 
     @abc.abstractmethod
     def _close(self) -> None: ...
+
+    def _ping(self) -> None:
+        """Default: ``stats()``; backends override it with something cheaper."""
+        self._stats()

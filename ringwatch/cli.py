@@ -186,6 +186,7 @@ def _serve(args: argparse.Namespace, settings: Settings) -> int:
     if args.workers < 1:
         raise ConfigError(f"--workers={args.workers}: must be at least 1")
     os.environ["RINGWATCH_HOME"] = str(settings.home)
+    os.environ.setdefault("OMP_NUM_THREADS", "1")  # one compute thread per worker (see api.server)
     if args.no_auth:
         os.environ[NO_AUTH_ENV] = "1"
     config_from_env()  # fail here, once, with a clear message rather than in every worker

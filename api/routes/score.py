@@ -28,7 +28,7 @@ async def score(body: CheckoutRequest, service: ServiceDep, _: ScoreKey) -> Chec
     The user, device and IP may be new: the event's own edges attach them to the in-memory
     graph and GraphSAGE scores that neighbourhood. The event is journaled durably before the
     answer and reaches the graph store in the background."""
-    r = service.score(body.to_event())
+    r = await service.score(body.to_event())
     return CheckoutResponse(
         txn_id=r.txn_id,
         user_id=r.user_id,
