@@ -151,8 +151,10 @@ class Normalisation:
                     f"feature block {b!r} has {x.shape[1]} columns, the model expects "
                     f"{self.means[b].shape[0]}; retrain the model (`ringwatch train`)"
                 )
-            z = (x - self.means[b]) / self.stds[b]
-            out[b] = np.clip(z, -CLIP_STD, CLIP_STD).astype(np.float32)
+            # In place after the first subtraction: one [n, F] float32 array, not three.
+            z = np.subtract(x, self.means[b], dtype=np.float32)
+            z /= self.stds[b]
+            out[b] = np.clip(z, -CLIP_STD, CLIP_STD, out=z)
         return FeatureSet(**out, names=features.names)
 
 
@@ -217,7 +219,7 @@ def build_features(snapshot: Snapshot) -> FeatureSet:
         device=device.astype(np.float32),
         ip=ip.astype(np.float32),
         merchant=merchant.astype(np.float32),
-        txn=txn.astype(np.float32),
+        txn=txn.astype(np.float32, copy=False),  # built float32 already (the biggest block)
         names=names,
     )
     for b in BLOCKS:
@@ -372,7 +374,7 @@ def _txn_features(
     declined: np.ndarray,
 ) -> np.ndarray:
     n_txn = u.shape[0]
-    one_hot = np.zeros((n_txn, len(EVENT_KINDS)))
+    one_hot = np.zeros((n_txn, len(EVENT_KINDS)), dtype=np.float32)
     if n_txn:
         one_hot[np.arange(n_txn), ev] = 1.0
     hour = (ts % 86400.0) / 3600.0
@@ -394,19 +396,24 @@ def _txn_features(
         so_far[order] = rows - start
         is_first[order] = new_group.astype(np.float64)
 
-    return np.column_stack(
-        [
-            log_amount,
-            has_amount.astype(np.float64),
-            is_tiny.astype(np.float64),
-            declined.astype(np.float64),
-            one_hot,
-            np.sin(angle),
-            np.cos(angle),
-            np.log1p(gap),
-            is_first,
-            np.log1p(so_far),
-            (device >= 0).astype(np.float64),
-            (ip >= 0).astype(np.float64),
-        ]
-    ).reshape(n_txn, len(TXN_FEATURES))
+    # Filled column by column into float32 (the values computed in float64, then rounded, as
+    # a float64 table cast at the end would be): at millions of rows a float64 table and its
+    # float32 copy would double the peak of this step.
+    columns = [
+        log_amount,
+        has_amount,
+        is_tiny,
+        declined,
+        *(one_hot[:, k] for k in range(one_hot.shape[1])),
+        np.sin(angle),
+        np.cos(angle),
+        np.log1p(gap),
+        is_first,
+        np.log1p(so_far),
+        device >= 0,
+        ip >= 0,
+    ]
+    out = np.empty((n_txn, len(columns)), dtype=np.float32)
+    for k, col in enumerate(columns):
+        out[:, k] = col
+    return out

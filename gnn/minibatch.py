@@ -22,9 +22,9 @@ with the run's seed and deals them into ``ceil((accounts + transactions) / batch
 batches, each holding its share of both, so both heads learn in every step. The loss per
 batch is the full-batch loss (weighted BCE with the same ``pos_weight`` per head, mean over
 the batch's seeds). Early stopping on validation AUPRC stays in ``gnn.train``: validation is
-scored by full-batch inference under ``no_grad``, which holds no activations for backward
-and so needs a fraction of full-batch training's memory (the scale benchmark measures it).
-Graphs whose inference does not fit either would need layer-wise inference; not built yet.
+scored by ``gnn.model.predict``, layer-wise and in chunks under ``inference_mode``, which holds
+a few [nodes, hidden] embedding tables and one chunk of messages, not the whole graph's
+activations (the scale benchmark measures it).
 
 Determinism: the sampler draws from a ``numpy.random.Generator`` seeded with the training
 seed and the dropout masks from torch's seeded generator, so the same seed gives the same

@@ -22,6 +22,7 @@ from dataclasses import asdict, dataclass
 import numpy as np
 import torch
 from torch import Tensor, nn
+from torch.utils.checkpoint import checkpoint
 from torch_geometric.data import HeteroData
 from torch_geometric.nn import HeteroConv, SAGEConv
 
@@ -41,6 +42,20 @@ RELATIONS: tuple[tuple[str, str, str], ...] = (
 )
 #: Node types whose embedding enters the transaction head, besides the user.
 TXN_CONTEXT: tuple[str, ...] = ("merchant", "device", "ip")
+#: Transactions per chunk of the edge head (training: checkpointed; inference: a loop). At
+#: hidden 64 a chunk's activations are a few tens of MB, whatever the graph's size.
+TXN_CHUNK = 1 << 17
+#: Destination nodes per chunk of a message-passing layer in ``RingSAGE.embed_layerwise``.
+NODE_CHUNK = 1 << 16
+#: Graphs with more nodes than this train with checkpointed message-passing layers: each
+#: layer keeps only its input for the backward pass and is recomputed there, which costs about
+#: one more forward pass of the layers and saves most of their activations (issue 4: the 5M
+#: transaction graph has about 1.1M nodes; the 1M one, 230k, trains without).
+CHECKPOINT_NODES = 500_000
+#: Likewise, the edge head is checkpointed chunk by chunk when training on more transactions
+#: than this (5M transactions: 3M training rows; 1M: 600k, trained without: the 1M epoch time
+#: target of DESIGN §7 does not pay for the recomputation).
+CHECKPOINT_TXNS = 1_000_000
 
 
 @dataclass(frozen=True, slots=True)
@@ -110,7 +125,20 @@ class GraphInput:
 
 
 def _edges(src: np.ndarray, dst: np.ndarray) -> Tensor:
-    return torch.from_numpy(np.stack([src.astype(np.int64), dst.astype(np.int64)])).contiguous()
+    """[2, E] int64 edge index in (destination, source) order, so that the edges into a range of
+    destination nodes are one slice (``RingSAGE.embed_layerwise`` reads them in chunks)."""
+    order = np.lexsort((src, dst))
+    return torch.from_numpy(np.stack([src[order].astype(np.int64), dst[order].astype(np.int64)])).contiguous()
+
+
+def _dst_sorted(edge_index: Tensor) -> tuple[Tensor, Tensor]:
+    """(sources, destinations) of ``edge_index`` ordered by destination (stable; a no-op for
+    ``build_graph_input``'s edges, which are built in that order)."""
+    src, dst = edge_index[0], edge_index[1]
+    if dst.numel() > 1 and bool((dst[1:] < dst[:-1]).any()):
+        order = torch.argsort(dst, stable=True)
+        src, dst = src[order], dst[order]
+    return src, dst
 
 
 def build_graph_input(snapshot: Snapshot, features: FeatureSet) -> GraphInput:
@@ -121,7 +149,7 @@ def build_graph_input(snapshot: Snapshot, features: FeatureSet) -> GraphInput:
     for name in NODE_TYPES:
         data[name].x = torch.from_numpy(np.ascontiguousarray(features.block(name)))
     t = snapshot.transactions
-    m = t.merchant.astype(np.int64)
+    m = t.merchant.astype(np.int64, copy=False)  # int64 already: shared, not copied
     money = m >= 0
     n_mer = max(snapshot.num_nodes(NodeType.MERCHANT), 1)
     pairs = np.unique(t.user[money].astype(np.int64) * n_mer + m[money])
@@ -142,10 +170,10 @@ def build_graph_input(snapshot: Snapshot, features: FeatureSet) -> GraphInput:
     return GraphInput(
         data=data,
         txn_x=torch.from_numpy(np.ascontiguousarray(features.txn)),
-        txn_user=torch.from_numpy(t.user.astype(np.int64)),
+        txn_user=torch.from_numpy(t.user.astype(np.int64, copy=False)),
         txn_merchant=torch.from_numpy(m),
-        txn_device=torch.from_numpy(t.device.astype(np.int64)),
-        txn_ip=torch.from_numpy(t.ip.astype(np.int64)),
+        txn_device=torch.from_numpy(t.device.astype(np.int64, copy=False)),
+        txn_ip=torch.from_numpy(t.ip.astype(np.int64, copy=False)),
     )
 
 
@@ -174,6 +202,10 @@ class RingSAGE(nn.Module):
         # No dropout here: the embeddings feeding the head are already dropped out, and a mask
         # over every transaction's hidden vector is the most expensive op of an epoch.
         self.txn_out = nn.Sequential(nn.ReLU(), nn.Linear(h, 1))
+        #: Training memory (not part of the config: it changes no result): graphs with more
+        #: nodes than this checkpoint their message-passing layers (see ``CHECKPOINT_NODES``).
+        self.checkpoint_nodes = CHECKPOINT_NODES
+        self.checkpoint_txns = CHECKPOINT_TXNS
 
     def embed(self, x_dict: dict[str, Tensor], edge_index_dict: dict[tuple[str, str, str], Tensor]) -> dict[str, Tensor]:
         """Node embeddings [N_t, hidden] per node type after all message-passing layers."""
@@ -182,33 +214,105 @@ class RingSAGE(nn.Module):
             keep = torch.rand(x.shape[0], 1, device=x.device) >= self.config.user_feature_drop
             x_dict = {**x_dict, "user": x * keep}
         h = {t: torch.relu(self.encode[t](x)) for t, x in x_dict.items()}
+        big = sum(int(x.shape[0]) for x in x_dict.values()) > self.checkpoint_nodes
         for conv in self.convs:
-            h = conv(h, edge_index_dict)
-            h = {t: self.dropout(torch.relu(v)) for t, v in h.items()}
+            if big and torch.is_grad_enabled():
+                # Keeps the layer's input only; the backward pass reruns the layer with the same
+                # dropout masks (the RNG state is restored), so gradients are unchanged.
+                h = checkpoint(self._layer, conv, h, edge_index_dict, use_reentrant=False)
+            else:
+                h = self._layer(conv, h, edge_index_dict)
         return h
 
-    def txn_logits(self, h: dict[str, Tensor], g: GraphInput, rows: Tensor | None = None) -> Tensor:
-        """Edge-head logits for transaction ``rows`` (all when ``None``).
+    def _layer(
+        self, conv: nn.Module, h: dict[str, Tensor], edge_index_dict: dict[tuple[str, str, str], Tensor]
+    ) -> dict[str, Tensor]:
+        """One message-passing layer: ``HeteroConv``, ReLU, dropout."""
+        return {t: self.dropout(torch.relu(v)) for t, v in conv(h, edge_index_dict).items()}
 
-        The per-part projections are stacked into one table (user rows, then merchant, device,
-        IP, then one zero row for "absent") and summed per transaction by ``embedding_bag``,
-        one fused gather instead of four gathers and three additions over [T, hidden].
+    def embed_layerwise(self, g: GraphInput, chunk: int | None = None) -> dict[str, Tensor]:
+        """``embed`` in eval mode (no dropout, no feature hiding), layer by layer and in chunks
+        of ``chunk`` destination nodes (default ``NODE_CHUNK``): layer ``l`` is computed for every
+        node from layer ``l - 1``'s, a chunk of destinations at a time, with only the edges into
+        that chunk. Peak memory is the embeddings of two layers plus one chunk's messages,
+        instead of every relation's [E, hidden] messages at once. Same function as ``embed``
+        (mean-aggregating ``SAGEConv`` per relation, summed per destination type, then ReLU);
+        ``tests/gnn/test_model.py`` checks the equality. Call it without autograd (``predict`` does).
         """
+        step = max(int(chunk or NODE_CHUNK), 1)
+        edges = {rel: _dst_sorted(ei) for rel, ei in g.edge_index_dict.items()}
+        h = {t: torch.relu(self.encode[t](x)) for t, x in g.x_dict.items()}
+        for conv in self.convs:
+            nxt: dict[str, Tensor] = {}
+            for t, x_t in h.items():
+                n = int(x_t.shape[0])
+                starts = list(range(0, n, step))
+                cuts = torch.tensor(starts + [n])
+                rels = [(rel, *edges[rel]) for rel in RELATIONS if rel[2] == t]
+                bounds = [torch.searchsorted(dst, cuts.to(dst.device)).tolist() for _, _, dst in rels]
+                out = x_t.new_empty(n, self.config.hidden)
+                for k, a in enumerate(starts):
+                    b = min(a + step, n)
+                    acc: Tensor | None = None
+                    for (rel, src, dst), bd in zip(rels, bounds, strict=True):
+                        ei = torch.stack([src[bd[k] : bd[k + 1]], dst[bd[k] : bd[k + 1]] - a])
+                        part = conv.convs[rel]((h[rel[0]], x_t[a:b]), ei)  # type: ignore[index]
+                        acc = part if acc is None else acc + part
+                    assert acc is not None  # every node type receives at least one relation
+                    out[a:b] = torch.relu(acc)
+                nxt[t] = out
+            h = nxt
+        return h
+
+    def txn_logits(
+        self, h: dict[str, Tensor], g: GraphInput, rows: Tensor | None = None, *, chunk: int | None = None
+    ) -> Tensor:
+        """Edge-head logits [R] for transaction ``rows`` (all when ``None``).
+
+        The per-part projections are stacked into one table (``txn_table``) and summed per
+        transaction by ``embedding_bag``, one fused gather instead of four gathers and three
+        additions over [T, hidden]. Transactions pass through the head ``chunk`` rows at a time
+        (default ``TXN_CHUNK``). Under autograd with more than ``checkpoint_txns`` rows each
+        chunk is checkpointed, i.e. only its inputs are kept and its [chunk, hidden]
+        activations are recomputed in the backward pass, so full-batch training holds
+        O(chunk · hidden) head activations instead of O(T · hidden); the head has no dropout,
+        so the recomputation is exact and the gradients are those of the unchunked head (with
+        fewer rows, one chunk). Without autograd the chunks bound inference's transient memory.
+        """
+        step = max(int(chunk or TXN_CHUNK), 1)
+        table, offsets = self.txn_table(h)
+        n = int(g.txn_x.shape[0] if rows is None else rows.shape[0])
+        grad = torch.is_grad_enabled() and table.requires_grad
+        if grad and n <= self.checkpoint_txns:
+            step = max(n, 1)  # small enough: one chunk, nothing recomputed
+        parts = (g.txn_user, g.txn_merchant, g.txn_device, g.txn_ip, g.txn_x)
+        out = []
+        for a in range(0, n, step):
+            sel = slice(a, min(a + step, n)) if rows is None else rows[a : a + step]
+            if grad and step < n:  # the checkpoint keeps the arguments: views and the shared table
+                out.append(checkpoint(self._txn_head, table, offsets, parts, sel, use_reentrant=False))
+            else:
+                out.append(self._txn_head(table, offsets, parts, sel))
+        if not out:
+            return table.new_zeros(0)
+        return out[0] if len(out) == 1 else torch.cat(out)
+
+    def txn_table(self, h: dict[str, Tensor]) -> tuple[Tensor, tuple[int, ...]]:
+        """The edge head's first layer applied once per node: a table [N_user + N_merchant +
+        N_device + N_ip + 1, hidden] (the last row zeros, for an absent part) and the row
+        offsets of the user, merchant, device and IP parts in it."""
         parts = [self.txn_user(h["user"])] + [self.txn_ctx[t](h[t]) for t in TXN_CONTEXT]
-        table = torch.cat(parts + [parts[0].new_zeros(1, parts[0].shape[1])], dim=0)
+        offsets = tuple(int(x) for x in np.cumsum([0] + [p.shape[0] for p in parts[:-1]]))
+        return torch.cat(parts + [parts[0].new_zeros(1, parts[0].shape[1])], dim=0), offsets
+
+    def _txn_head(self, table: Tensor, offsets: tuple[int, ...], parts: tuple[Tensor, ...], sel: slice | Tensor) -> Tensor:
+        """Logits of the transactions ``sel`` (a slice or row indices) from ``txn_table``'s
+        output; ``parts`` = the transaction table's (user, merchant, device, IP) index tensors
+        (``-1`` = absent) and its standardised features [T, F_txn]."""
+        *nodes, x = (p[sel] for p in parts)
         zero_row = table.shape[0] - 1
-        idx = [g.txn_user, g.txn_merchant, g.txn_device, g.txn_ip]
-        x = g.txn_x
-        if rows is not None:
-            idx = [i[rows] for i in idx]
-            x = x[rows]
-        offset = 0
-        cols = []
-        for part, i in zip(parts, idx, strict=True):
-            cols.append(torch.where(i < 0, zero_row, i + offset))
-            offset += part.shape[0]
-        bags = torch.stack(cols, dim=1)
-        z = nn.functional.embedding_bag(bags, table, mode="sum") + self.txn_feat(x)
+        cols = [torch.where(i < 0, zero_row, i + o) for i, o in zip(nodes, offsets, strict=True)]
+        z = nn.functional.embedding_bag(torch.stack(cols, dim=1), table, mode="sum") + self.txn_feat(x)
         return self.txn_out(z).squeeze(-1)
 
     def forward(self, g: GraphInput, txn_rows: Tensor | None = None) -> tuple[Tensor, Tensor, Tensor]:
@@ -227,22 +331,41 @@ class Prediction:
     embeddings: np.ndarray
 
 
-@torch.no_grad()
-def predict(model: RingSAGE, g: GraphInput, txn_rows: Tensor | None = None) -> Prediction:
+def predict(
+    model: RingSAGE,
+    g: GraphInput,
+    txn_rows: Tensor | None = None,
+    *,
+    node_chunk: int | None = None,
+    txn_chunk: int | None = None,
+) -> Prediction:
     """Evaluate ``model`` (in eval mode, no dropout) on ``g``; float64 probabilities in [0, 1].
     ``txn_rows`` limits the edge head to those transactions (``Prediction.txn`` then has one
-    score per row given); ``None`` scores them all."""
+    score per row given); ``None`` scores them all.
+
+    Runs under ``torch.inference_mode`` and layer-wise (``RingSAGE.embed_layerwise``, chunks of
+    ``node_chunk`` destination nodes), the heads in chunks (``txn_chunk`` transactions): memory
+    is a few [N, hidden] embedding tables plus one chunk, so a graph whose training fits also
+    scores (issue 4: 5M transactions under 8 GB). Same scores as ``model(g)`` in eval mode.
+    """
     was_training = model.training
     model.eval()
     try:
-        user_logits, txn_logits, emb = model(g, txn_rows)
+        with torch.inference_mode():
+            h = model.embed_layerwise(g, node_chunk)
+            cfg = model.config
+            step = max(int(node_chunk or NODE_CHUNK), 1)
+            user_logits = torch.cat(
+                [model.user_head(h["user"][a : a + step]).squeeze(-1) for a in range(0, h["user"].shape[0], step)]
+                or [h["user"].new_zeros(0)]
+            )
+            txn_logits = model.txn_logits(h, g, txn_rows, chunk=txn_chunk)
+            account = torch.sigmoid(user_logits.double() - cfg.user_prior_shift)
+            txn = torch.sigmoid(txn_logits.double() - cfg.txn_prior_shift)
+            return Prediction(
+                account=account.cpu().numpy(),
+                txn=txn.cpu().numpy(),
+                embeddings=h["user"].float().cpu().numpy(),
+            )
     finally:
         model.train(was_training)
-    cfg = model.config
-    account = torch.sigmoid(user_logits.double() - cfg.user_prior_shift)
-    txn = torch.sigmoid(txn_logits.double() - cfg.txn_prior_shift)
-    return Prediction(
-        account=account.cpu().numpy(),
-        txn=txn.cpu().numpy(),
-        embeddings=emb.float().cpu().numpy(),
-    )

@@ -82,7 +82,10 @@ def score_snapshot(artefact: ModelArtefact, snapshot: Snapshot, *, device: str |
     if artefact.mode == SUPERVISED:
         model = load_model(artefact, device)
         g = build_graph_input(snapshot, artefact.normalisation.apply(features)).to(next(model.parameters()).device)
+        # Layer-wise and chunked under inference mode (``gnn.model.predict``): at 5M
+        # transactions this holds a few [nodes, hidden] tables, not every activation.
         pred = predict(model, g)
+        del g  # the standardised copy of the features: the trees below read the raw ones
         account, txn, emb = pred.account, pred.txn, pred.embeddings
         if artefact.scorer != GRAPHSAGE:
             if artefact.trees is None:

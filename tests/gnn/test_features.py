@@ -85,3 +85,34 @@ def test_normalisation_fits_and_checks_width(synth: SynthData) -> None:
     bad = type(wrong)(user=wrong.user[:, :3], device=wrong.device, ip=wrong.ip, merchant=wrong.merchant, txn=wrong.txn, names=wrong.names)
     with pytest.raises(ModelError, match="'user'"):
         norm.apply(bad)
+
+
+def test_normalisation_is_the_clipped_standard_score_and_leaves_the_input(synth: SynthData) -> None:
+    """``apply`` works in place on its own copy: the same numbers as the textbook formula, and
+    the raw features it was given are unchanged (training and scoring reuse them)."""
+    from gnn.features import CLIP_STD
+
+    f = build_features(synth.snapshot)
+    raw = {b: f.block(b).copy() for b in BLOCKS}
+    norm = Normalisation.fit(f)
+    z = norm.apply(f)
+    for b in BLOCKS:
+        want = np.clip((raw[b] - norm.means[b]) / norm.stds[b], -CLIP_STD, CLIP_STD).astype(np.float32)
+        assert z.block(b).dtype == np.float32
+        np.testing.assert_array_equal(z.block(b), want)
+        np.testing.assert_array_equal(f.block(b), raw[b])
+
+
+def test_transaction_block_is_built_in_float32_with_the_float64_values(synth: SynthData) -> None:
+    """The transaction block is filled in float32 column by column (memory at millions of rows);
+    its values are the float64 ones rounded once (checked on columns computed independently)."""
+    t = synth.snapshot.transactions
+    f = build_features(synth.snapshot)
+    col = {n: i for i, n in enumerate(f.names["txn"])}
+    assert f.txn.dtype == np.float32 and f.txn.flags.c_contiguous
+    amount = t.amount.astype(np.float64)
+    log_amount = np.log1p(np.maximum(np.where(np.isfinite(amount), amount, 0.0), 0.0))
+    np.testing.assert_array_equal(f.txn[:, col["amount_log"]], log_amount.astype(np.float32))
+    hour = (t.ts.astype(np.float64) % 86400.0) / 3600.0
+    np.testing.assert_array_equal(f.txn[:, col["hour_sin"]], np.sin(2.0 * np.pi * hour / 24.0).astype(np.float32))
+    np.testing.assert_array_equal(f.txn[:, col["has_device"]], (t.device >= 0).astype(np.float32))
