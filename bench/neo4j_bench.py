@@ -7,9 +7,10 @@ snapshot export rate (rows/s: transactions + link rows + node keys). ``--warmup`
 loaded and deleted before timing, so a fresh JVM's JIT work is not counted. Server CPU seconds
 are printed beside wall time because the machine may be shared.
 
-Starts its own Neo4j (``scripts/neo4j.sh``, instance ``.neo4j/bench``, Bolt 27687, HTTP 27474)
-and stops it by PID at the end, unless ``NEO4J_URI`` (+ ``NEO4J_USER``, ``NEO4J_PASSWORD``)
-names a server to use instead; the bench deletes everything in that database.
+Starts its own Neo4j (``scripts/neo4j.sh``, instance ``.neo4j/bench``, Bolt 27687, HTTP 27474,
+2 GiB heap: see ``BENCH_ENV``, whose values the environment can replace) and stops it by PID at
+the end, unless ``NEO4J_URI`` (+ ``NEO4J_USER``, ``NEO4J_PASSWORD``) names a server to use
+instead; the bench deletes everything in that database.
 
     python bench/neo4j_bench.py [--events 200000] [--batch 10000] [--naive-events 5000]
 """
@@ -33,11 +34,21 @@ from graph.neo4j_store import Neo4jGraphStore  # noqa: E402
 from graph.types import Event, NodeType  # noqa: E402
 
 REPO = Path(__file__).resolve().parents[1]
+# The bench server's settings; each can be replaced from the environment (e.g. another instance
+# dir and ports while a second bench runs). Heap: 2 GiB with a 1 GiB young generation, so a
+# 10,000-event transaction's short-lived objects die young (with scripts/neo4j.sh's small test
+# default, 1 GiB, G1 ran about twice as many young collections during the load).
 BENCH_ENV = {
-    "NEO4J_INSTANCE_DIR": str(REPO / ".neo4j" / "bench"),
-    "NEO4J_BOLT_PORT": "27687",
-    "NEO4J_HTTP_PORT": "27474",
-    "NEO4J_PASSWORD": "ringwatch-bench",
+    name: os.environ.get(name, default)
+    for name, default in {
+        "NEO4J_INSTANCE_DIR": str(REPO / ".neo4j" / "bench"),
+        "NEO4J_BOLT_PORT": "27687",
+        "NEO4J_HTTP_PORT": "27474",
+        "NEO4J_PASSWORD": "ringwatch-bench",
+        "NEO4J_HEAP_INIT": "2g",
+        "NEO4J_HEAP_MAX": "2g",
+        "NEO4J_JAVA_OPTS": "-Xmn1g",
+    }.items()
 }
 
 # The naive loader: one statement per event, auto-commit, same nodes, edges and link counts.

@@ -77,11 +77,16 @@ GET_SCHEMA_VERSION: LiteralString = "MATCH (m:RingwatchMeta {key: 'schema'}) RET
 # Events
 # ============================================================================================
 
-#: Which of ``$ids`` are stored already, as either kind of event edge.
+#: Which of ``$ids`` are stored already, as either kind of event edge. The index hints pin the
+#: plan to one unique-index seek per id: a plan cached while the database was nearly empty (after
+#: ``delete_all``, or on a first load) was sometimes an index *scan* plus a filter per id, which
+#: profiling showed costing up to ~200 µs of server CPU per event until the planner replanned.
 EXISTING_TXN_IDS: LiteralString = (
-    "UNWIND $ids AS id MATCH ()-[t:TRANSACTED {txn_id: id}]->() RETURN t.txn_id AS id"
+    "UNWIND $ids AS id MATCH ()-[t:TRANSACTED {txn_id: id}]->() USING INDEX t:TRANSACTED(txn_id)"
+    " RETURN t.txn_id AS id"
     " UNION ALL"
-    " UNWIND $ids AS id MATCH ()-[a:ACTED {txn_id: id}]->() RETURN a.txn_id AS id"
+    " UNWIND $ids AS id MATCH ()-[a:ACTED {txn_id: id}]->() USING INDEX a:ACTED(txn_id)"
+    " RETURN a.txn_id AS id"
 )
 # One batch of new events travels as separate, client-side deduplicated lists, so the server
 # looks every key up once (profiling showed the index seeks, about 100,000 a batch when each
@@ -184,9 +189,10 @@ SET_USER_SCORES: LiteralString = (
     + _TIER_LABELS
     + " RETURN count(u) AS n"
 )
-#: Rows: [txn_id, score, tier], once per edge type. Returns how many rows matched an event.
+#: Rows: [txn_id, score, tier], once per edge type (index hint: see EXISTING_TXN_IDS). Returns how
+#: many rows matched an event.
 SET_EVENT_SCORES: tuple[LiteralString, ...] = tuple(
-    f"UNWIND $rows AS r MATCH ()-[t:{rel} {{txn_id: r[0]}}]->()"
+    f"UNWIND $rows AS r MATCH ()-[t:{rel} {{txn_id: r[0]}}]->() USING INDEX t:{rel}(txn_id)"
     " SET t.risk_score = r[1], t.risk_tier = r[2] RETURN count(t) AS n"
     for rel in EVENT_RELS
 )
