@@ -131,7 +131,9 @@ class BaselineScores:
 class BaselineRun:
     """All baselines on one snapshot, with the targets and split they were fitted on, the
     GraphSAGE artefact (``None`` if GraphSAGE was not run), the neighbour-aggregate names and the
-    fitted tree families by name (``models``: what ``gnn.selection`` ships when trees win)."""
+    fitted tree families by name (``models``: what ``gnn.selection`` ships when trees win).
+    ``features`` / ``inputs``: the feature set and tree columns the run was made with (``None``
+    in hand-made runs), for callers that fit again on the same graph (``gnn.label_budget``)."""
 
     scores: tuple[BaselineScores, ...]
     targets: Targets
@@ -140,6 +142,8 @@ class BaselineRun:
     artefact: ModelArtefact | None
     aggregate_names: tuple[str, ...]
     models: dict[str, TreeScorer] = field(default_factory=dict)
+    features: FeatureSet | None = None
+    inputs: TreeInputs | None = None
 
     def get(self, name: str) -> BaselineScores:
         """The scores of baseline ``name``.
@@ -199,6 +203,8 @@ def run_baselines(
     trees: TreeConfig = TreeConfig(),
     names: Sequence[str] = BASELINES,
     artefact: ModelArtefact | None = None,
+    features: FeatureSet | None = None,
+    inputs: TreeInputs | None = None,
 ) -> BaselineRun:
     """Fit and score the baselines ``names`` (default all, see the module docstring) on the
     time-ordered split of ``gnn.train`` (``config.val_fraction`` / ``test_fraction``, seed
@@ -207,6 +213,11 @@ def run_baselines(
     ``artefact``: a GraphSAGE artefact already trained on this snapshot with ``config`` (what
     ``gnn.selection`` has in hand); ``None`` trains one when ``graphsage`` or ``hybrid`` is asked
     for. The fitted tree families are kept in ``BaselineRun.models``.
+
+    ``features`` / ``inputs``: ``build_features(snapshot)`` and ``TreeInputs.build`` of this graph
+    when the caller has them (built here otherwise; ``inputs`` must hold the aggregates when a
+    graph family is asked for). Labels never enter either, so snapshots that differ only in their
+    labels (``gnn.label_budget``) share them.
 
     Raises:
         ValidationError: an unknown baseline name, or ``artefact`` does not score with GraphSAGE.
@@ -219,7 +230,8 @@ def run_baselines(
         raise ValidationError("artefact", artefact.scorer, "must be a GraphSAGE artefact (scorer 'graphsage')")
     if snapshot.num_nodes(NodeType.USER) == 0:
         raise ModelError("snapshot has no users: load events first (`ringwatch ingest`)")
-    features = build_features(snapshot)
+    if features is None:
+        features = build_features(snapshot)
     y = targets(snapshot)
     users = user_split(snapshot, config.val_fraction, config.test_fraction)
     txns = txn_split(snapshot, config.val_fraction, config.test_fraction)
@@ -242,7 +254,8 @@ def run_baselines(
 
     started = time.perf_counter()
     graph_families = TREES_AGGREGATED in names or HYBRID in names
-    inputs = TreeInputs.build(snapshot, features, aggregates=graph_families)
+    if inputs is None or (graph_families and inputs.account_agg is None):
+        inputs = TreeInputs.build(snapshot, features, aggregates=graph_families)
     input_seconds = time.perf_counter() - started
     if TREES_OWN in names:
         fit(TREES_OWN, inputs, None, input_seconds)
@@ -252,7 +265,7 @@ def run_baselines(
     if GRAPHSAGE in names or HYBRID in names:
         started = time.perf_counter()
         if artefact is None:
-            artefact = train(snapshot, config)
+            artefact = train(snapshot, config, features=features)
         scored = score_snapshot(artefact, snapshot, device=config.device)
         gnn_seconds = time.perf_counter() - started
         if GRAPHSAGE in names:
@@ -270,4 +283,6 @@ def run_baselines(
         artefact=artefact,
         aggregate_names=inputs.aggregate_names,
         models=models,
+        features=features,
+        inputs=inputs,
     )

@@ -15,10 +15,18 @@ on the validation and the held-out test split (later in time than training):
 ``label_budget`` (``gnn.label_budget``) adds the few-labels table: the shipped training with 0 %,
 1 %, 10 % and 100 % of the training part's fraud labels revealed, on the same test split.
 
-The winner is the baseline with the best validation AUPRC (accounts and transactions chosen
-separately; ties go to the earlier baseline in ``BASELINES``). ``report.md`` holds the tables,
-``evaluation.json`` the same numbers, and four PNG plots the curves. The same snapshot, config
-and truth give the same numbers (timings aside), on the CPU.
+The winner is picked by the rule ``ringwatch train`` ships with (``gnn.selection.select``,
+``gnn.selection.RULE``): among the selection candidates that were run (GraphSAGE, trees on
+aggregates, hybrid), the highest validation AUPRC of accounts *plus* transactions, one model for
+both; it is the model ``ringwatch train`` would ship on this snapshot with this config. (With no
+candidate run, the same rule picks among the baselines that were.) ``report.md`` holds the
+tables, ``evaluation.json`` the same numbers, and four PNG plots the curves. The same snapshot,
+config and truth give the same numbers (timings aside), on the CPU.
+
+Cost: the features and the trees' neighbour aggregates are built once and shared by every
+baseline and by the few-labels runs; GraphSAGE is trained once for the main table and the hybrid
+reads its embeddings; a few-labels row whose revealed labels give the main run's training
+targets takes the main run's models (``gnn.label_budget``).
 """
 
 from __future__ import annotations
@@ -37,9 +45,12 @@ import pandas as pd
 from gnn.artefact import jsonable
 from gnn.baselines import BASELINE_TITLES, BASELINES, GRAPH_USER_FEATURES, BaselineRun, BaselineScores, TreeConfig, run_baselines
 from gnn.calibrate import Thresholds, calibrate, tier_codes
+from gnn.features import build_features
 from gnn.label_budget import LABEL_FRACTIONS, LabelBudget, label_budget, render_label_budget
 from gnn.leakage import WHOLE_HISTORY, LeakageAudit, audit_leakage
+from gnn.lineage import CandidateScore, Selection
 from gnn.metrics import SplitMetrics, split_metrics
+from gnn.selection import CANDIDATES, TIE, select
 from gnn.train import TrainConfig
 from graph.errors import ModelError, ValidationError
 from graph.ring_recovery import RingRecovery, ring_recovery
@@ -155,8 +166,7 @@ class EvaluationReport:
     split_users: tuple[int, int, int]  # train, val, test sizes
     split_txns: tuple[int, int, int]
     baselines: tuple[BaselineEvaluation, ...]
-    winner_accounts: str
-    winner_transactions: str
+    selection: Selection  # the winner by training's rule (``gnn.selection``) and what it compared
     graph_only_size: tuple[int, int] | None  # (graph-only frauds, legitimate) in the test split
     leakage: LeakageAudit
     out_dir: Path
@@ -164,6 +174,11 @@ class EvaluationReport:
     plots: tuple[Path, ...]
     seconds: float
     label_budget: LabelBudget | None = None  # None: not asked for (``label_fractions=()``)
+
+    @property
+    def winner(self) -> str:
+        """The baseline that wins by training's selection rule: what ``ringwatch train`` ships."""
+        return self.selection.winner
 
     def get(self, name: str) -> BaselineEvaluation:
         """One baseline's evaluation. Raises ``ModelError`` if it was not run."""
@@ -180,8 +195,7 @@ class EvaluationReport:
             "n_transactions": self.n_transactions,
             "split_users": list(self.split_users),
             "split_txns": list(self.split_txns),
-            "winner_accounts": self.winner_accounts,
-            "winner_transactions": self.winner_transactions,
+            "selection": self.selection.to_dict(),
             "graph_only_size": None if self.graph_only_size is None else list(self.graph_only_size),
             "leakage": dataclasses.asdict(self.leakage),
             "label_budget": None if self.label_budget is None else self.label_budget.numbers(),
@@ -234,14 +248,24 @@ def _entity(
     )
 
 
-def _winner(evals: list[BaselineEvaluation], entity: str) -> str:
-    best, best_ap = evals[0].name, -math.inf
-    for e in evals:
-        m = getattr(e, entity).val
-        ap = m.auprc if m is not None and math.isfinite(m.auprc) else -math.inf
-        if ap > best_ap:
-            best, best_ap = e.name, ap
-    return best
+def _selection(run: BaselineRun) -> Selection:
+    """Training's selection (``gnn.selection.select``) among the candidates that were run; with
+    none of them, the same rule among every baseline run (report order breaks ties)."""
+    run_names = [s.name for s in run.scores]
+    candidates = [c for c in CANDIDATES if c in run_names]
+    if candidates:
+        return select(run, candidates)
+    sel = select(run, run_names)
+    return dataclasses.replace(sel, rule=sel.rule.replace(", ".join(CANDIDATES), ", ".join(run_names)))
+
+
+def _val_sum(b: BaselineEvaluation) -> CandidateScore:
+    """A baseline's validation AUPRCs as training's selection scores them."""
+
+    def ap(m: SplitMetrics | None) -> float:
+        return m.auprc if m is not None else math.nan
+
+    return CandidateScore(b.name, ap(b.accounts.val), ap(b.transactions.val))
 
 
 def evaluate(
@@ -272,7 +296,8 @@ def evaluate(
     n_txn = len(snapshot.transactions)
     if truth is not None and (truth.user_is_fraud.shape[0] != n_user or truth.txn_is_fraud.shape[0] != n_txn):
         raise ValidationError("truth", "shape", "truth arrays must align with the snapshot (PlantedTruth.from_frames)")
-    run = run_baselines(snapshot, config, trees=trees, names=baselines)
+    features = build_features(snapshot)  # once: every baseline and few-labels run shares it
+    run = run_baselines(snapshot, config, trees=trees, names=baselines, features=features)
     y = run.targets
     users, txns = run.users, run.txns
 
@@ -302,7 +327,10 @@ def evaluate(
     budget = None
     if label_fractions:
         budget_config = config if label_budget_epochs is None else dataclasses.replace(config, epochs=label_budget_epochs)
-        budget = label_budget(snapshot, budget_config, label_fractions, trees=trees)
+        # The main run's models are only the same models under the same training config.
+        budget = label_budget(
+            snapshot, budget_config, label_fractions, trees=trees, main=run if budget_config == config else None
+        )
 
     out_dir = Path(out_dir)
     try:
@@ -316,8 +344,7 @@ def evaluate(
         split_users=(users.train.size, users.val.size, users.test.size),
         split_txns=(txns.train.size, txns.val.size, txns.test.size),
         baselines=tuple(evals),
-        winner_accounts=_winner(evals, "accounts"),
-        winner_transactions=_winner(evals, "transactions"),
+        selection=_selection(run),
         graph_only_size=None
         if slice_idx is None or truth is None
         else (int(truth.user_graph_only[slice_idx].sum()), int((~truth.user_graph_only[slice_idx]).sum())),
@@ -426,9 +453,10 @@ def _plots(report: EvaluationReport, run: BaselineRun, config: TrainConfig) -> N
     fig.savefig(report.plots[2], dpi=90)
     plt.close(fig)
 
-    # Tier confusion of the winners.
+    # Tier confusion of the winner (one model for both entities, as training ships).
     fig, axes = plt.subplots(1, 2, figsize=(11, 4.2))
-    for ax, (name, idx, yy, get), winner in zip(axes, parts, (report.winner_accounts, report.winner_transactions), strict=True):
+    winner = report.winner
+    for ax, (name, idx, yy, get) in zip(axes, parts, strict=True):
         ev = getattr(report.get(winner), name)
         codes = tier_codes(get(run.get(winner))[idx], ev.thresholds)
         lab = yy[idx].astype(bool)
@@ -444,7 +472,7 @@ def _plots(report: EvaluationReport, run: BaselineRun, config: TrainConfig) -> N
         ax.set_xlabel("tier (thresholds calibrated on validation)")
         ax.set_ylabel("label")
         ax.set_title(f"{name}: winner {winner}\n" + caption(name, idx, yy), fontsize=9)
-    fig.suptitle("Tier confusion matrix of the validation winner, test split")
+    fig.suptitle(f"Tier confusion matrix of the selected model ({winner}), test split")
     fig.tight_layout()
     fig.savefig(report.plots[3], dpi=90)
     plt.close(fig)
@@ -470,6 +498,8 @@ def render_markdown(report: EvaluationReport, run: BaselineRun, *, main_epochs: 
     the main table, so the few-labels section can say when its runs had fewer."""
     seed = report.seed
     b0 = report.baselines[0]
+    sel = report.selection
+    candidates = {c.name for c in sel.candidates}
     su, st = report.split_users, report.split_txns
     y = run.targets
     lines = [
@@ -499,18 +529,28 @@ def render_markdown(report: EvaluationReport, run: BaselineRun, *, main_epochs: 
         "## Validation split and the winner",
         "",
         f"Accounts: {_size(b0.accounts.val, su[1])}; transactions: {_size(b0.transactions.val, st[1])}; seed {seed}. "
-        "The winner is the best validation AUPRC.",
+        f"The winner is picked by the rule `ringwatch train` ships with (`gnn.selection`): {sel.rule}. "
+        "One model is chosen for both accounts and transactions.",
         "",
-        "| baseline | acc AUPRC (val) | txn AUPRC (val) |",
-        "|---|---|---|",
+        "| baseline | acc AUPRC (val) | txn AUPRC (val) | sum | selection candidate |",
+        "|---|---|---|---|---|",
     ]
     for b in report.baselines:
-        wa = " **(winner)**" if b.name == report.winner_accounts else ""
-        wt = " **(winner)**" if b.name == report.winner_transactions else ""
-        lines.append(f"| {b.title} | {_sm(b.accounts.val)[0]}{wa} | {_sm(b.transactions.val)[0]}{wt} |")
+        cand = "yes" if b.name in candidates else "no"
+        win = " **(winner)**" if b.name == sel.winner else ""
+        lines.append(
+            f"| {b.title} | {_sm(b.accounts.val)[0]} | {_sm(b.transactions.val)[0]} | {_val_sum(b).total:.3f}{win} | {cand} |"
+        )
+    best = max(report.baselines, key=lambda b: _val_sum(b).total)  # first of equals: report order
     lines += [
         "",
-        f"Winner for accounts: **{report.winner_accounts}**; for transactions: **{report.winner_transactions}**.",
+        f"Winner: **{sel.winner}** (sum {sel.get(sel.winner).total:.3f}): `ringwatch train` with this config on "
+        f"this snapshot would ship {BASELINE_TITLES[sel.winner]}."
+        + (
+            f" Not a candidate, {best.title} has a higher sum ({_val_sum(best).total:.3f}); training does not ship it."
+            if best.name not in candidates and _val_sum(best).total > sel.get(sel.winner).total + TIE
+            else ""
+        ),
         "",
         "## Tiers: thresholds calibrated on validation, precision and recall on test",
         "",
@@ -629,7 +669,7 @@ def render_markdown(report: EvaluationReport, run: BaselineRun, *, main_epochs: 
         "pr_curves.png": "Precision-recall curves, test split",
         "score_distributions.png": "Score distributions by class, test split",
         "calibration.png": "Reliability curves of the trained models, test split",
-        "tier_confusion.png": "Tier confusion matrix of the validation winners, test split",
+        "tier_confusion.png": "Tier confusion matrix of the selected model, test split",
     }
     for p in report.plots:
         lines += [f"![{titles[p.name]}]({p.name})", ""]
@@ -639,7 +679,7 @@ def render_markdown(report: EvaluationReport, run: BaselineRun, *, main_epochs: 
         *[f"- {BASELINE_TITLES[n]}" + ("" if any(b.name == n for b in report.baselines) else " (not run)") for n in BASELINES],
         "",
         "Definitions: `gnn/baselines.py` (module docstring). Trees: scikit-learn HistGradientBoostingClassifier, "
-        f"balanced class weights, seed {seed}.",
+        f"balanced class weights, feature bins from unweighted quantiles (as scikit-learn <= 1.5 did; `gnn.trees`), seed {seed}.",
         "",
     ]
     return "\n".join(lines)

@@ -21,6 +21,11 @@ are all known, on the time-ordered split of ``gnn.train``:
   (``gnn.train.targets`` of the full snapshot). The ``trees_aggregated`` baseline
   (``gnn.baselines``) is fitted on the same revealed labels where it can be (at least one
   positive in its training rows), to compare.
+* Given the main table's run (``gnn.evaluate`` passes it), features and tree inputs are built
+  once (labels never enter them), and a model whose training would read exactly the targets the
+  main run's did (the rows it learns from and validates on) is taken from the main run instead
+  of being fitted again: the same inputs, seed and config give the same model. Such a row lists
+  it in ``BudgetRow.from_main``.
 
 The same snapshot, config and fractions give the same numbers on the CPU.
 """
@@ -35,11 +40,13 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from gnn.artefact import jsonable
-from gnn.baselines import TREES_AGGREGATED, TreeConfig, run_baselines
+from gnn.artefact import SUPERVISED, jsonable
+from gnn.baselines import GRAPHSAGE, TREES_AGGREGATED, BaselineRun, TreeConfig, run_baselines
+from gnn.features import build_features
 from gnn.metrics import SplitMetrics, split_metrics
 from gnn.scoring import score_snapshot
-from gnn.train import Split, TrainConfig, targets, train, txn_split, user_split
+from gnn.train import Split, Targets, TrainConfig, targets, train, txn_split, user_split
+from gnn.trees import TreeInputs
 from graph.errors import ValidationError
 from graph.types import EVENT_KINDS, EventKind, LabelTable, NodeType, Snapshot
 
@@ -80,7 +87,9 @@ class BudgetRow:
     """One fraction: the mode the shipped training ended in, the fraud labels it had
     (``fraud_labels`` in train + validation, ``fraud_labels_train`` in the training split) and
     test-split quality of it and of ``trees_aggregated`` (``None``: not trainable or no fraud in
-    the test split). ``seconds`` (not reproducible) is the run's training and scoring time."""
+    the test split). ``from_main``: the models (``graphsage``, ``trees_aggregated``) taken from
+    the main table's run because they would be trained on the same targets (module docstring).
+    ``seconds`` (not reproducible) is the run's training and scoring time."""
 
     fraction: float
     mode: str
@@ -92,6 +101,7 @@ class BudgetRow:
     trees_accounts: SplitMetrics | None
     trees_transactions: SplitMetrics | None
     seconds: float
+    from_main: tuple[str, ...] = ()
 
 
 @dataclass(frozen=True, slots=True)
@@ -190,17 +200,36 @@ def _metrics(scores: np.ndarray, y: np.ndarray, idx: np.ndarray) -> SplitMetrics
     return split_metrics(scores[idx], y[idx]) if idx.size else None
 
 
+def _same(a: np.ndarray, b: np.ndarray, idx: np.ndarray) -> bool:
+    return bool(np.array_equal(a[idx], b[idx]))
+
+
+def _same_gnn_training(seen: Targets, main: Targets, users: Split, txns: Split) -> bool:
+    """``gnn.train.train`` reads targets on the train and validation rows only (loss, class
+    weights, early stopping, calibration) besides the fraud count that picks the mode, which the
+    caller checks: equal targets there train the same model."""
+    return (
+        _same(seen.user, main.user, users.train)
+        and _same(seen.user, main.user, users.val)
+        and _same(seen.txn, main.txn, txns.train)
+        and _same(seen.txn, main.txn, txns.val)
+    )
+
+
 def label_budget(
     snapshot: Snapshot,
     config: TrainConfig = TrainConfig(),
     fractions: Sequence[float] = LABEL_FRACTIONS,
     *,
     trees: TreeConfig = TreeConfig(),
+    main: BaselineRun | None = None,
 ) -> LabelBudget:
     """Train and measure once per fraction of revealed fraud labels (module docstring).
 
     ``config`` is the training config of every run (its seed also seeds the draw); pass fewer
-    ``epochs`` to make the table cheaper. Runs are independent: each fraction trains from scratch.
+    ``epochs`` to make the table cheaper. Runs are independent: each fraction trains from scratch,
+    except that with ``main`` (``run_baselines`` on this ``snapshot`` with this ``config`` and
+    ``trees``) a model whose training targets equal the main run's is taken from it.
 
     Raises:
         ValidationError: a fraction outside [0, 1].
@@ -214,6 +243,16 @@ def label_budget(
     t = snapshot.transactions
     money = np.isin(t.event.astype(np.int64), _MONEY)
     txn_fit = txns.train[money[txns.train]]
+    features = main.features if main is not None and main.features is not None else build_features(snapshot)
+    inputs: TreeInputs | None = None
+    if main is not None and main.inputs is not None and main.inputs.account_agg is not None:
+        inputs = main.inputs
+    main_gnn = None
+    if main is not None and main.artefact is not None and main.artefact.mode == SUPERVISED and any(
+        s.name == GRAPHSAGE for s in main.scores
+    ):
+        main_gnn = main.get(GRAPHSAGE)
+    main_trees = main.get(TREES_AGGREGATED) if main is not None and any(s.name == TREES_AGGREGATED for s in main.scores) else None
     rows: list[BudgetRow] = []
     n_cases = 0
     for f in fractions:
@@ -223,26 +262,50 @@ def label_budget(
         )
         n_cases = int(reveal.cases.size)
         seen = targets(reveal.snapshot)
-        artefact = train(reveal.snapshot, config)
-        scored = score_snapshot(artefact, snapshot, device=config.device)
+        from_main: list[str] = []
+        supervised = int(seen.user.sum()) >= config.min_fraud_labels and bool(seen.user[users.train].any())
+        if main_gnn is not None and main is not None and supervised and _same_gnn_training(seen, main.targets, users, txns):
+            assert main.artefact is not None
+            mode, epochs_run = main.artefact.mode, main.artefact.metrics.epochs_run
+            account, txn = main_gnn.account, main_gnn.txn
+            from_main.append(GRAPHSAGE)
+        else:
+            artefact = train(reveal.snapshot, config, features=features)
+            scored = score_snapshot(artefact, snapshot, device=config.device)
+            mode, epochs_run = artefact.mode, artefact.metrics.epochs_run
+            account, txn = scored.account_scores.astype(np.float64), scored.txn_scores.astype(np.float64)
         trees_acc = trees_txn = None
         if seen.user[users.train].any():
-            tree = run_baselines(reveal.snapshot, config, trees=trees, names=(TREES_AGGREGATED,)).get(TREES_AGGREGATED)
+            if (
+                main_trees is not None
+                and main is not None
+                and _same(seen.user, main.targets.user, users.train)
+                and _same(seen.txn, main.targets.txn, txn_fit)
+            ):
+                tree = main_trees
+                from_main.append(TREES_AGGREGATED)
+            else:
+                run = run_baselines(
+                    reveal.snapshot, config, trees=trees, names=(TREES_AGGREGATED,), features=features, inputs=inputs
+                )
+                inputs = run.inputs
+                tree = run.get(TREES_AGGREGATED)
             trees_acc = _metrics(tree.account, full.user, users.test)
             if seen.txn[txn_fit].any():
                 trees_txn = _metrics(tree.txn, full.txn, txns.test)
         rows.append(
             BudgetRow(
                 fraction=float(f),
-                mode=artefact.mode,
+                mode=mode,
                 fraud_labels=int(seen.user.sum()),
                 fraud_labels_train=int(seen.user[users.train].sum()),
-                epochs_run=artefact.metrics.epochs_run,
-                accounts=_metrics(scored.account_scores.astype(np.float64), full.user, users.test),
-                transactions=_metrics(scored.txn_scores.astype(np.float64), full.txn, txns.test),
+                epochs_run=epochs_run,
+                accounts=_metrics(account, full.user, users.test),
+                transactions=_metrics(txn, full.txn, txns.test),
                 trees_accounts=trees_acc,
                 trees_transactions=trees_txn,
                 seconds=time.perf_counter() - started,
+                from_main=tuple(from_main),
             )
         )
     return LabelBudget(
@@ -317,6 +380,16 @@ def render_label_budget(budget: LabelBudget, main_epochs: int | None = None) -> 
         f"{k_txn / max(n_txn, 1):.3f}. trees+agg is baseline 3 (trees on neighbour aggregates) fitted on the same "
         "revealed labels; n/a where its training rows hold no fraud.",
         "",
+    ]
+    reused = [f"{_pct(r.fraction)}: {', '.join(r.from_main)}" for r in budget.rows if r.from_main]
+    if reused:
+        lines += [
+            "Taken from the main table's run, not fitted again, because the revealed labels give exactly the "
+            "training targets (train and validation rows) that run had, so the same seed and config give the same "
+            f"model: {'; '.join(reused)}.",
+            "",
+        ]
+    lines += [
         f"**Threshold.** With fewer than `min_fraud_labels` = {budget.min_fraud_labels} fraud accounts (or none in "
         "the training split), `ringwatch train` trains no GraphSAGE and ships the unsupervised graph anomaly score "
         "(`gnn.anomaly`); the artefact, the scores and the API then say `mode: unsupervised`. Why the default 20: "

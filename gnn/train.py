@@ -221,13 +221,22 @@ def _calibrate(scores: np.ndarray, y: np.ndarray, idx: np.ndarray, config: Train
     return calibrate(scores[idx], y[idx], target_precision=config.target_precision, target_recall=config.target_recall)
 
 
-def train(snapshot: Snapshot, config: TrainConfig = TrainConfig(), *, progress: bool = False) -> ModelArtefact:
+def train(
+    snapshot: Snapshot,
+    config: TrainConfig = TrainConfig(),
+    *,
+    progress: bool = False,
+    features: FeatureSet | None = None,
+) -> ModelArtefact:
     """Train on ``snapshot`` and return the artefact (not saved; call ``artefact.save``).
 
     Falls back to the unsupervised anomaly score (``mode="unsupervised"``, with a logged warning)
     when fewer than ``config.min_fraud_labels`` accounts are labelled fraud or none of them is in
     the training split. ``progress`` shows a tqdm bar over epochs with the loss and validation
     AUPRC. Same snapshot and seed give identical weights and scores on the CPU.
+    ``features``: ``build_features(snapshot)`` when the caller has it already (``gnn.evaluate``
+    trains several times on one graph); labels never enter features, so a snapshot that differs
+    only in its labels shares them.
 
     Raises:
         ModelError: the snapshot has no users.
@@ -236,7 +245,8 @@ def train(snapshot: Snapshot, config: TrainConfig = TrainConfig(), *, progress: 
     started = time.perf_counter()
     if snapshot.num_nodes(NodeType.USER) == 0:
         raise ModelError("snapshot has no users: load events first (`ringwatch ingest`)")
-    features = build_features(snapshot)
+    if features is None:
+        features = build_features(snapshot)
     y = targets(snapshot)
     users = user_split(snapshot, config.val_fraction, config.test_fraction)
     txns = txn_split(snapshot, config.val_fraction, config.test_fraction)

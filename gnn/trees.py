@@ -24,6 +24,7 @@ scikit-learn's ``decision_function``, so the scores are bit-identical (a test ch
 
 from __future__ import annotations
 
+import functools
 import logging
 import math
 from dataclasses import dataclass
@@ -483,6 +484,26 @@ class TreeEnsemble:
         )
 
 
+@functools.lru_cache(maxsize=1)
+def _classifier() -> type:
+    """``HistGradientBoostingClassifier`` whose feature bins are unweighted quantiles of the fit
+    rows, as scikit-learn computed them up to 1.5 (``pyproject`` allows >= 1.4). From 1.6 on, with
+    class weights, each bin edge is a separate weighted-percentile pass over the column: 254 per
+    column, 90 % of a fit's time on the demo data (~12 s of CPU for the aggregated family against
+    ~3 s unweighted). The class weights still weight the loss, as before."""
+    # Imported here: scikit-learn's estimators are only needed to fit, not to score.
+    from sklearn.ensemble import HistGradientBoostingClassifier
+
+    if not hasattr(HistGradientBoostingClassifier, "_bin_data"):  # another layout: its own binning
+        return HistGradientBoostingClassifier
+
+    class _UnweightedBins(HistGradientBoostingClassifier):
+        def _bin_data(self, X: np.ndarray, sample_weight: np.ndarray | None, is_training_data: bool) -> np.ndarray:
+            return super()._bin_data(X, None, is_training_data)
+
+    return _UnweightedBins
+
+
 def fit_trees(x: np.ndarray, y: np.ndarray, fit_rows: np.ndarray, seed: int, config: TreeConfig) -> TreeEnsemble:
     """Fit balanced trees on rows ``fit_rows`` of ``x`` against ``y`` (bool [N]).
 
@@ -490,16 +511,13 @@ def fit_trees(x: np.ndarray, y: np.ndarray, fit_rows: np.ndarray, seed: int, con
     back by the class-weight ratio (like GraphSAGE's prior shift). A single class in the fit rows
     gives a constant ensemble (logged).
     """
-    # Imported here: scikit-learn's estimators are only needed to fit, not to score.
-    from sklearn.ensemble import HistGradientBoostingClassifier
-
     yy = y[fit_rows].astype(bool)
     n_pos = int(yy.sum())
     n_neg = int(yy.size - n_pos)
     if n_pos == 0 or n_neg == 0:
         log.warning("trees: the training rows hold only one class (%d fraud of %d); constant scores", n_pos, yy.size)
         return TreeEnsemble.constant(n_pos / max(yy.size, 1), x.shape[1])
-    clf = HistGradientBoostingClassifier(
+    clf = _classifier()(
         max_iter=config.max_iter,
         learning_rate=config.learning_rate,
         max_leaf_nodes=config.max_leaf_nodes,

@@ -11,6 +11,7 @@ import pytest
 
 from gnn.evaluate import JSON_FILE, PLOT_FILES, EvaluationReport, PlantedTruth, evaluate
 from gnn.leakage import POINT_IN_TIME_TXN_FEATURES, audit_leakage, truncate
+from gnn.selection import CANDIDATES, RULE
 from gnn.train import TrainConfig
 from graph.types import NodeType
 from ingestion.synthetic import SyntheticConfig, generate
@@ -71,10 +72,18 @@ def test_report_and_plots_are_written(planted: EvaluationReport) -> None:
 
 
 @slow
-def test_winner_is_the_best_validation_auprc(planted: EvaluationReport) -> None:
-    for entity, winner in (("accounts", planted.winner_accounts), ("transactions", planted.winner_transactions)):
-        vals = {b.name: getattr(b, entity).val.auprc for b in planted.baselines if getattr(b, entity).val}
-        assert vals[winner] == max(vals.values())
+def test_winner_is_picked_by_the_rule_training_ships_with(planted: EvaluationReport) -> None:
+    """One winner for both entities, among training's candidates, by the sum of validation AUPRCs."""
+    sel = planted.selection
+    assert sel.rule == RULE and [c.name for c in sel.candidates] == list(CANDIDATES)
+    for c in sel.candidates:
+        b = planted.get(c.name)
+        assert c.accounts_val_auprc == b.accounts.val.auprc
+        assert c.transactions_val_auprc == b.transactions.val.auprc
+    assert sel.get(planted.winner).total == max(c.total for c in sel.candidates)
+    text = planted.report_path.read_text()
+    assert f"Winner: **{planted.winner}**" in text and "would ship" in text and RULE in text
+    assert planted.numbers()["selection"]["winner"] == planted.winner  # type: ignore[index]
 
 
 @slow

@@ -9,6 +9,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
+from gnn.baselines import GRAPHSAGE, TREES_AGGREGATED, run_baselines
 from gnn.evaluate import JSON_FILE, evaluate
 from gnn.label_budget import LABEL_FRACTIONS, LabelBudget, label_budget, reveal_labels
 from gnn.train import TrainConfig, targets, txn_split, user_split
@@ -133,6 +134,20 @@ def test_same_snapshot_and_seed_give_the_same_table(synth: SynthData, budget: La
     again = label_budget(synth.snapshot, CONFIG, fractions=(0.0, 0.1))
     first = budget.numbers()
     assert again.numbers()["rows"] == [r for r in first["rows"] if r["fraction"] in (0.0, 0.1)]  # type: ignore[union-attr]
+
+
+def test_a_row_taken_from_the_main_run_equals_the_row_fitted_again(synth: SynthData, budget: LabelBudget) -> None:
+    """Reuse is only a shortcut: where the revealed labels give the main run's training targets
+    (here by construction: the main run is made on the 100 % reveal), the row is the same."""
+    revealed = reveal_labels(synth.snapshot, 1.0, seed=SEED).snapshot
+    main = run_baselines(revealed, CONFIG, names=(GRAPHSAGE, TREES_AGGREGATED))
+    again = label_budget(synth.snapshot, CONFIG, fractions=(1.0,), main=main)
+    assert again.rows[0].from_main == (GRAPHSAGE, TREES_AGGREGATED)
+    row = again.numbers()["rows"][0]  # type: ignore[index]
+    assert row.pop("from_main") == [GRAPHSAGE, TREES_AGGREGATED]
+    fitted = budget.numbers()["rows"][-1]  # type: ignore[index]
+    assert fitted.pop("from_main") == []
+    assert row == fitted
 
 
 def test_the_evaluation_report_carries_the_table(synth: SynthData, tmp_path: Path) -> None:
