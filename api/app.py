@@ -58,8 +58,6 @@ def create_app(config: ApiConfig) -> FastAPI:
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         service = RiskService(config, metrics)
-        with config.store_factory() as store:
-            app.state.store_backend = store.backend
         service.start()
         app.state.service = service
         try:

@@ -105,6 +105,29 @@ def _decode(line: bytes) -> Event:
         raise ValidationError("journal line", line[:80], f"not a journal record: {e}") from e
 
 
+def _read_events(
+    path: Path, offset: int, limit: int, reject: Callable[[int, bytes, str], None] | None
+) -> tuple[list[Event], int]:
+    """The events of up to ``limit`` newline-terminated lines from ``offset`` and the offset after
+    them. A last line without its newline (an append in progress, or torn) is left for later;
+    an unreadable line is handed to ``reject`` (offset, line, reason), or skipped without one."""
+    events: list[Event] = []
+    pos = offset
+    with open(path, "rb") as f:
+        f.seek(offset)
+        for _ in range(limit):
+            line = f.readline()
+            if not line.endswith(b"\n"):
+                break
+            try:
+                events.append(_decode(line))
+            except ValidationError as e:
+                if reject is not None:
+                    reject(pos, line, str(e))
+            pos += len(line)
+    return events, pos
+
+
 class EventJournal:
     """Append-only, fsync-ed log of accepted events with a 'loaded up to here' offset.
 
@@ -226,22 +249,7 @@ class EventJournal:
             size = path.stat().st_size
         except FileNotFoundError:
             return [], 0
-        if offset > size:
-            offset = 0
-        events: list[Event] = []
-        pos = offset
-        with open(path, "rb") as f:
-            f.seek(offset)
-            while len(events) < limit:
-                line = f.readline()
-                if not line.endswith(b"\n"):
-                    break
-                pos += len(line)
-                try:
-                    events.append(_decode(line))
-                except ValidationError:
-                    continue
-        return events, pos
+        return _read_events(path, 0 if offset > size else offset, limit, None)
 
     # -- internals ---------------------------------------------------------------------------
 
@@ -287,20 +295,7 @@ class EventJournal:
     def _read_batch(self, offset: int, limit: int) -> tuple[list[Event], int]:
         """Up to ``limit`` complete lines from ``offset``: the events and the offset after them.
         Unreadable lines go to the rejected file (counted) and are stepped over."""
-        events: list[Event] = []
-        pos = offset
-        with open(self._path, "rb") as f:
-            f.seek(offset)
-            while len(events) < limit:
-                line = f.readline()
-                if not line.endswith(b"\n"):  # end of file (or an append in progress)
-                    break
-                try:
-                    events.append(_decode(line))
-                except ValidationError as e:
-                    self._reject(pos, line, str(e))
-                pos += len(line)
-        return events, pos
+        return _read_events(self._path, offset, limit, self._reject)
 
     def _reject(self, offset: int, line: bytes, reason: str) -> None:
         self._rejected += 1

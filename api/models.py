@@ -14,6 +14,7 @@ from typing import Annotated, Literal
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 
 from api.index import AccountView
+from api.service import CheckoutResult
 from graph.types import (
     Decision,
     Event,
@@ -266,6 +267,24 @@ class CheckoutResponse(BaseModel):
         description="inductive: GraphSAGE on the neighbourhood the event creates; identifiers: the fallback "
         "when the served model has no network to run (unsupervised or tree scorer)"
     )
+
+    @classmethod
+    def from_result(cls, r: CheckoutResult) -> CheckoutResponse:
+        return cls(
+            txn_id=r.txn_id,
+            user_id=r.user_id,
+            score=r.score,
+            tier=r.tier,
+            decision=r.decision,
+            reasons=list(r.reasons),
+            ring_id=r.ring_id,
+            model_version=r.model_version,
+            mode=r.mode,  # type: ignore[arg-type]  # an artefact's mode is one of gnn.artefact.MODES
+            account_score=r.account_score,
+            transaction_score=r.transaction_score,
+            new_entities=list(r.new_entities),
+            scoring=r.scoring,  # type: ignore[arg-type]  # "inductive" or "identifiers"
+        )
 
 
 class LabelIn(BaseModel):

@@ -41,7 +41,7 @@ from api.alerts import Alert, AlertConfig, AlertKind, AlertSender
 from api.index import AccountView, IdentifierFacts, ScoringIndex
 from api.journal import EventJournal, GroupCommit, JournalLoader, JournalSlots
 from api.metrics import ServiceMetrics
-from gnn.artefact import ModelArtefact, read_current_version
+from gnn.artefact import CURRENT, ModelArtefact, read_current_version
 from gnn.explain import Explainer
 from gnn.inductive import InductiveScorer
 from gnn.scoring import ScoreResult, score_snapshot, to_writeback
@@ -212,7 +212,7 @@ def _current_line(models_dir: Path | None) -> str | None:
     if models_dir is None:
         return None
     try:
-        lines = (Path(models_dir) / "CURRENT").read_text(encoding="utf-8").splitlines()
+        lines = (Path(models_dir) / CURRENT).read_text(encoding="utf-8").splitlines()
     except (OSError, UnicodeDecodeError):
         return None
     return lines[0].strip() or None if lines else None
@@ -292,6 +292,7 @@ class RiskService:
         self.config = config
         self.metrics = metrics
         self.model: ServingModel | None = None
+        self.store_backend = ""  # the store's backend name (sqlite, neo4j), known after start()
         self._recent: deque[Event] = deque(maxlen=RECENT_EVENTS)
         self._loop: asyncio.AbstractEventLoop | None = None
         self._stop = threading.Event()
@@ -319,6 +320,7 @@ class RiskService:
             self._alerts = AlertSender(self.config.alerts)
             self._alerts.start()
         with self.config.store_factory() as store:
+            self.store_backend = store.backend
             self.model = load_serving_model(store, self.config.models_dir)
         self._last_refresh = time.monotonic()
         self._announce_rings(None, self.model)
@@ -444,8 +446,8 @@ class RiskService:
             )
             if f is not None
         ]
-        known_user = index.has_account(event.user_id)
-        ring_id = index.account(event.user_id).ring_id if known_user else None
+        known = index.account(event.user_id) if index.has_account(event.user_id) else None
+        ring_id = known.ring_id if known is not None else None
         if ring_id is None:
             ring_id = next((f.ring.ring_id for f in facts if f.ring is not None), None)
         if model.scorer is not None:
@@ -474,7 +476,7 @@ class RiskService:
             account_tier=account_tier,
             transaction_score=txn_score,
             transaction_tier=txn_tier,
-            reasons=_event_reasons(index, event, facts, new, ring_id, known_user),
+            reasons=_event_reasons(index, facts, new, ring_id, known),
             ring_id=ring_id,
             new_entities=tuple(new),
             model_version=model.model_version,
@@ -684,17 +686,16 @@ class RiskService:
 
 def _event_reasons(
     index: ScoringIndex,
-    event: Event,
     facts: list[IdentifierFacts],
     new: tuple[str, ...] | list[str],
     ring_id: str | None,
-    known_user: bool,
+    known: AccountView | None,
 ) -> tuple[str, ...]:
     """Short facts behind an event's score, most telling first: the event's device / IP and the
     risky accounts on them, the ring, what is new, the account's own reasons."""
     found: list[tuple[float, str]] = []
     for f in facts:
-        others = f.accounts - int(known_user)
+        others = f.accounts - int(known is not None)
         noun = "device" if f.node_type is NodeType.DEVICE else "IP"
         if others <= 0:
             continue
@@ -714,8 +715,8 @@ def _event_reasons(
     if new:
         names = {"user": "account", "device": "device", "ip": "IP", "merchant": "merchant"}
         found.append((40.0, "first time seen: " + ", ".join(names.get(n, n) for n in new)))
-    if known_user:
-        for i, text in enumerate(index.account(event.user_id).reasons):
+    if known is not None:
+        for i, text in enumerate(known.reasons):
             found.append((50.0 - i, text))
     found.sort(key=lambda item: -item[0])
     out: list[str] = []

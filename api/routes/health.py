@@ -3,7 +3,7 @@
 
 from __future__ import annotations
 
-from fastapi import APIRouter, Request, Response
+from fastapi import APIRouter, Response
 from fastapi.responses import JSONResponse
 
 from api.deps import ServiceDep
@@ -13,12 +13,12 @@ router = APIRouter(tags=["health"])
 
 
 @router.get("/healthz", response_model=HealthResponse)
-async def healthz(request: Request, service: ServiceDep) -> HealthResponse:
+async def healthz(service: ServiceDep) -> HealthResponse:
     model = service.view()
     index = model.index
     return HealthResponse(
         status="ok",
-        store=request.app.state.store_backend,
+        store=service.store_backend,
         scored=index.scored,
         model_version=index.model_version,
         model_mode=index.mode,  # type: ignore[arg-type]  # from the artefact (gnn.artefact.MODES)

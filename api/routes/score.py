@@ -28,19 +28,4 @@ async def score(body: CheckoutRequest, service: ServiceDep, _: ScoreKey) -> Chec
     The user, device and IP may be new: the event's own edges attach them to the in-memory
     graph and GraphSAGE scores that neighbourhood. The event is journaled durably before the
     answer and reaches the graph store in the background."""
-    r = await service.score(body.to_event())
-    return CheckoutResponse(
-        txn_id=r.txn_id,
-        user_id=r.user_id,
-        score=r.score,
-        tier=r.tier,
-        decision=r.decision,
-        reasons=list(r.reasons),
-        ring_id=r.ring_id,
-        model_version=r.model_version,
-        mode=r.mode,  # type: ignore[arg-type]  # an artefact's mode is one of gnn.artefact.MODES
-        account_score=r.account_score,
-        transaction_score=r.transaction_score,
-        new_entities=list(r.new_entities),
-        scoring=r.scoring,  # type: ignore[arg-type]  # "inductive" or "identifiers"
-    )
+    return CheckoutResponse.from_result(await service.score(body.to_event()))

@@ -19,6 +19,7 @@ from api.app import create_app
 from api.security import KeyRing, Scope, new_key, parse_entry
 from ringwatch import pipeline
 from tests.api.test_v1 import checkout, config_for, wait_for
+from tests.conftest import skip_outside_ci
 from tests.graph.neo4j_demo import neo4j_demo
 
 pytestmark = pytest.mark.neo4j
@@ -36,7 +37,7 @@ def test_neo4j_stopped_mid_test_scoring_answers_readyz_degrades_and_no_event_is_
     neo4j_server: Any, tmp_path_factory: pytest.TempPathFactory, tmp_path: Path
 ) -> None:
     if not neo4j_server.managed:
-        pytest.skip("needs a Neo4j this test can stop (not RINGWATCH_TEST_NEO4J_URI)")
+        skip_outside_ci("needs a Neo4j this test can stop, not an external one (RINGWATCH_TEST_NEO4J_URI)")
     demo = neo4j_demo(neo4j_server, tmp_path_factory)
     secret, entry = new_key("checkout", [Scope.SCORE])
     h = {"X-API-Key": secret}
