@@ -53,12 +53,12 @@ import torch.nn.functional as F  # noqa: E402
 
 from gnn.device import pick_device  # noqa: E402
 from gnn.features import Normalisation, build_features  # noqa: E402
-from gnn.leakage import link_table  # noqa: E402
+from gnn.leakage import snapshot_from_frames  # noqa: E402
 from gnn.minibatch import MiniBatchEpochs  # noqa: E402
 from gnn.model import ModelConfig, RingSAGE, build_graph_input  # noqa: E402
 from gnn.scoring import score_snapshot  # noqa: E402
 from gnn.train import TrainConfig, targets, train, txn_split, user_split  # noqa: E402
-from graph.types import EVENT_KINDS, LabelTable, NodeType, Snapshot, TransactionTable  # noqa: E402
+from graph.types import NodeType, Snapshot  # noqa: E402
 from ingestion.synthetic import SyntheticConfig, generate  # noqa: E402
 
 #: The generator makes about 19 events per account (measured at 5,000 and 50,000 accounts).
@@ -75,73 +75,15 @@ def _seconds(text: pd.Series) -> pd.Series:
     return (pd.to_datetime(text, utc=True, format="ISO8601") - pd.Timestamp(0, tz="UTC")) / pd.Timedelta(seconds=1)
 
 
-def _interned(col: pd.Series) -> np.ndarray:
-    """An object column whose equal values share one ``str`` (a handful of currencies and
-    statuses): 8 bytes a row instead of a string object a row (about 60 bytes), as a store's
-    snapshot of a few distinct values would hold them."""
-    codes, uniques = pd.factorize(col, use_na_sentinel=True)
-    values = np.asarray(list(uniques) + [None], dtype=object)
-    return values[codes]  # code -1 (missing) picks the trailing None
-
-
 def snapshot_from_csv(events_csv: Path, labels_csv: Path) -> Snapshot:
     """A ``Snapshot`` of the generator's events and labels, built the way the stores build one
-    (sorted node keys, rows in (ts, txn_id) order, links from every event, the latest verdict
-    wins), vectorised for millions of rows."""
+    (``gnn.leakage.snapshot_from_frames``: vectorised for millions of rows)."""
     key_cols = ("txn_id", "user_id", "device_id", "ip", "merchant_id")
     ev = pd.read_csv(events_csv, dtype={c: str for c in (*key_cols, "currency", "event", "status")}, engine="pyarrow")
     ev["ts"] = _seconds(ev["ts"])
-    ev = ev.sort_values(["ts", "txn_id"], kind="stable").reset_index(drop=True)
-    nodes: dict[NodeType, np.ndarray] = {}
-    idx: dict[NodeType, np.ndarray] = {}
-    for node_type, col in (
-        (NodeType.USER, "user_id"),
-        (NodeType.DEVICE, "device_id"),
-        (NodeType.IP, "ip"),
-        (NodeType.MERCHANT, "merchant_id"),
-    ):
-        codes, uniques = pd.factorize(ev[col].replace("", None), sort=True)
-        nodes[node_type] = np.asarray(uniques, dtype=object)
-        idx[node_type] = codes.astype(np.int64)
-    ts = ev["ts"].to_numpy(np.float64)
-    kinds = {k: i for i, k in enumerate(EVENT_KINDS)}
-    table = TransactionTable(
-        txn_id=ev["txn_id"].to_numpy(object),
-        ts=ts,
-        user=idx[NodeType.USER],
-        merchant=idx[NodeType.MERCHANT],
-        device=idx[NodeType.DEVICE],
-        ip=idx[NodeType.IP],
-        amount=ev["amount"].to_numpy(np.float64),
-        currency=_interned(ev["currency"]),
-        event=ev["event"].map(kinds).to_numpy(np.int8),
-        status=_interned(ev["status"]),
-    )
-    del ev, idx  # the frame's columns are copied out: free it before the labels are read
     labels = pd.read_csv(labels_csv, dtype=str)
     labels["ts"] = _seconds(labels["ts"])
-
-    def label_table(entity: str, keys: np.ndarray) -> LabelTable:
-        sel = labels[labels["entity"] == entity].copy()
-        sel["index"] = pd.Index(keys).get_indexer(sel["entity_id"])
-        sel = sel[sel["index"] >= 0].sort_values(["index", "ts"], kind="stable").groupby("index").tail(1)
-        return LabelTable(
-            index=sel["index"].to_numpy(np.int64),
-            is_fraud=(sel["label"] == "fraud").to_numpy(bool),
-            ts=sel["ts"].to_numpy(np.float64),
-            source=sel["source"].to_numpy(object),
-        )
-
-    return Snapshot(
-        nodes=nodes,
-        transactions=table,
-        user_device=link_table(table.user, table.device, ts),
-        user_ip=link_table(table.user, table.ip, ts),
-        device_ip=link_table(table.device, table.ip, ts),
-        user_labels=label_table("user", nodes[NodeType.USER]),
-        txn_labels=label_table("transaction", table.txn_id),
-        taken_at=time.time(),
-    )
+    return snapshot_from_frames(ev, labels, taken_at=time.time())
 
 
 # -- measuring --------------------------------------------------------------------------------

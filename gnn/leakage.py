@@ -31,7 +31,7 @@ from gnn.features import (
     build_features,
 )
 from graph.errors import ValidationError
-from graph.types import LabelTable, LinkTable, NodeType, Snapshot, TransactionTable
+from graph.types import EVENT_KINDS, LabelTable, LinkTable, NodeType, Snapshot, TransactionTable
 
 #: Transaction features whose value reads only events at or before the transaction.
 POINT_IN_TIME_TXN_FEATURES: tuple[str, ...] = (*TXN_FEATURES, "velocity_1h")
@@ -79,6 +79,75 @@ def link_table(src: np.ndarray, dst: np.ndarray, ts: np.ndarray) -> LinkTable:
         first_seen=g["min"].to_numpy(np.float64),
         last_seen=g["max"].to_numpy(np.float64),
         count=g["count"].to_numpy(np.int64),
+    )
+
+
+def snapshot_from_frames(events: pd.DataFrame, labels: pd.DataFrame, *, taken_at: float = 0.0) -> Snapshot:
+    """A ``Snapshot`` of in-memory frames, derived the way a store derives it, for code that has
+    frames rather than a store (tests, ``bench/scale_bench.py``).
+
+    ``events``: ``txn_id``, ``ts`` (UTC epoch seconds), ``user_id``, ``device_id``, ``ip``,
+    ``merchant_id``, ``amount``, ``event``, ``status`` and optionally ``currency``; None, NaN or
+    "" where absent. Rows are ordered by (ts, txn_id), node keys sorted, links from
+    ``link_table``. ``labels``: ``entity``, ``entity_id``, ``label``, ``ts`` and optionally
+    ``source``; the latest verdict per entity wins. Text columns with few distinct values
+    (currency, status) share one ``str`` per value, as a store's snapshot holds them.
+    """
+    ev = events.sort_values(["ts", "txn_id"], kind="stable").reset_index(drop=True)
+    nodes: dict[NodeType, np.ndarray] = {}
+    idx: dict[NodeType, np.ndarray] = {}
+    for node_type, col in (
+        (NodeType.USER, "user_id"),
+        (NodeType.DEVICE, "device_id"),
+        (NodeType.IP, "ip"),
+        (NodeType.MERCHANT, "merchant_id"),
+    ):
+        codes, uniques = pd.factorize(ev[col].replace("", None), sort=True)
+        nodes[node_type] = np.asarray(uniques, dtype=object)
+        idx[node_type] = codes.astype(np.int64)
+    ts = ev["ts"].to_numpy(np.float64)
+    kinds = {k: i for i, k in enumerate(EVENT_KINDS)}
+    table = TransactionTable(
+        txn_id=ev["txn_id"].to_numpy(object),
+        ts=ts,
+        user=idx[NodeType.USER],
+        merchant=idx[NodeType.MERCHANT],
+        device=idx[NodeType.DEVICE],
+        ip=idx[NodeType.IP],
+        amount=ev["amount"].to_numpy(np.float64),
+        currency=_interned(ev["currency"]) if "currency" in ev else np.full(len(ev), None, dtype=object),
+        event=ev["event"].map(kinds).to_numpy(np.int8),
+        status=_interned(ev["status"]),
+    )
+    return Snapshot(
+        nodes=nodes,
+        transactions=table,
+        user_device=link_table(table.user, table.device, ts),
+        user_ip=link_table(table.user, table.ip, ts),
+        device_ip=link_table(table.device, table.ip, ts),
+        user_labels=_winning_labels(labels, "user", nodes[NodeType.USER]),
+        txn_labels=_winning_labels(labels, "transaction", table.txn_id),
+        taken_at=taken_at,
+    )
+
+
+def _interned(col: pd.Series) -> np.ndarray:
+    """An object column whose equal values share one ``str`` (None where missing)."""
+    codes, uniques = pd.factorize(col, use_na_sentinel=True)
+    values = np.asarray(list(uniques) + [None], dtype=object)
+    return values[codes]  # code -1 (missing) picks the trailing None
+
+
+def _winning_labels(labels: pd.DataFrame, entity: str, keys: np.ndarray) -> LabelTable:
+    sel = labels[labels["entity"] == entity].copy()
+    sel["index"] = pd.Index(keys, dtype=object).get_indexer(sel["entity_id"])
+    sel = sel[sel["index"] >= 0].sort_values(["index", "ts"], kind="stable").groupby("index").tail(1)
+    source = sel["source"].to_numpy(object) if "source" in sel else np.full(len(sel), "unknown", dtype=object)
+    return LabelTable(
+        index=sel["index"].to_numpy(np.int64),
+        is_fraud=(sel["label"] == "fraud").to_numpy(bool),
+        ts=sel["ts"].to_numpy(np.float64),
+        source=source,
     )
 
 

@@ -23,8 +23,8 @@ from dataclasses import dataclass
 import numpy as np
 import pandas as pd
 
-from gnn.leakage import link_table
-from graph.types import EVENT_KINDS, LabelTable, NodeType, Snapshot, TransactionTable
+from gnn.leakage import snapshot_from_frames
+from graph.types import EVENT_KINDS, NodeType, Snapshot
 
 T0 = 1_767_225_600.0  # 2026-01-01T00:00:00Z
 DAY = 86_400.0
@@ -181,56 +181,9 @@ def generate(
     )
 
 
-def _label_table(labels: pd.DataFrame, entity: str, keys: pd.Index) -> LabelTable:
-    sel = labels[labels["entity"] == entity].copy()
-    sel["index"] = keys.get_indexer(sel["entity_id"])
-    sel = sel[sel["index"] >= 0].sort_values(["index", "ts"], kind="stable").groupby("index").tail(1)
-    return LabelTable(
-        index=sel["index"].to_numpy(np.int64),
-        is_fraud=(sel["label"] == "fraud").to_numpy(bool),
-        ts=sel["ts"].to_numpy(np.float64),
-        source=np.array(["test"] * len(sel), dtype=object),
-    )
-
-
 def snapshot_from_events(events: pd.DataFrame, labels: pd.DataFrame) -> Snapshot:
     """A ``Snapshot`` of ``events`` (EVENT_COLUMNS; None/NaN for absent values) and ``labels``."""
-    ev = events.sort_values(["ts", "txn_id"], kind="stable").reset_index(drop=True)
-    nodes: dict[NodeType, np.ndarray] = {}
-    idx: dict[NodeType, np.ndarray] = {}
-    for node_type, col in (
-        (NodeType.USER, "user_id"),
-        (NodeType.DEVICE, "device_id"),
-        (NodeType.IP, "ip"),
-        (NodeType.MERCHANT, "merchant_id"),
-    ):
-        values = [v if isinstance(v, str) else None for v in ev[col].tolist()]
-        keys = np.array(sorted({v for v in values if v is not None}), dtype=object)
-        nodes[node_type] = keys
-        idx[node_type] = pd.Index(keys, dtype=object).get_indexer(pd.Index(values, dtype=object)).astype(np.int64)
-    ts = ev["ts"].to_numpy(np.float64)
-    kinds = {k: i for i, k in enumerate(EVENT_KINDS)}
-    table = TransactionTable(
-        txn_id=ev["txn_id"].to_numpy(object),
-        ts=ts,
-        user=idx[NodeType.USER],
-        merchant=idx[NodeType.MERCHANT],
-        device=idx[NodeType.DEVICE],
-        ip=idx[NodeType.IP],
-        amount=ev["amount"].to_numpy(np.float64),
-        currency=np.array([None] * len(ev), dtype=object),
-        event=ev["event"].map(kinds).to_numpy(np.int8),
-        status=ev["status"].to_numpy(object),
-    )
-    return Snapshot(
-        nodes=nodes,
-        transactions=table,
-        user_device=link_table(table.user, table.device, ts),
-        user_ip=link_table(table.user, table.ip, ts),
-        device_ip=link_table(table.device, table.ip, ts),
-        user_labels=_label_table(labels, "user", pd.Index(nodes[NodeType.USER], dtype=object)),
-        txn_labels=_label_table(labels, "transaction", pd.Index(table.txn_id, dtype=object)),
-    )
+    return snapshot_from_frames(events, labels)
 
 
 def with_events(data: SynthData, new_rows: list[tuple[object, ...]]) -> Snapshot:
