@@ -176,11 +176,19 @@ def main() -> None:
         results[kind] = [scorer.score_event(e) for e in evs[:100]]
     ring_scores = np.array([r.account_score for r in results["ring"]])
     fresh_scores = np.array([r.account_score for r in results["fresh"]])
-    biggest = max((r.nodes, r.edges) for rs in results.values() for r in rs)
     print(f"  new user on a ring device: median account score {np.median(ring_scores):.3f} "
           f"(MEDIUM threshold {artefact.account_thresholds.medium:.3f}, {np.mean(ring_scores >= artefact.account_thresholds.medium):.0%} at or above);"
           f" on a new device: median {np.median(fresh_scores):.3f}")  # fmt: skip
-    print(f"  largest neighbourhood: {biggest[0]} nodes, {biggest[1]} edges")
+    # What the API does per checkout: score the event, then fold it into the graph.
+    evs = events("fresh")
+    folded = InductiveScorer.build(artefact, snap, features=features)
+
+    def score_and_add(e: Event) -> None:
+        folded.score_event(e)
+        folded.add_events([e])
+
+    walls, cpu = _timed(score_and_add, evs)
+    print(_line("score_event + add_events", walls, cpu))
     print(f"load average at end: {' '.join(f'{v:.1f}' for v in os.getloadavg())}")
 
 

@@ -16,7 +16,7 @@ import numpy as np
 import pandas as pd
 
 from graph.errors import ModelError
-from graph.types import EVENT_KINDS, EventKind, NodeType, Snapshot
+from graph.types import EVENT_KINDS, Event, EventKind, NodeType, Snapshot
 
 #: Model node-type name -> graph node type.
 NODE_TYPES: dict[str, NodeType] = {
@@ -143,19 +143,23 @@ class Normalisation:
         Raises:
             ModelError: a block's width differs from the fitted one.
         """
-        out: dict[str, np.ndarray] = {}
-        for b in BLOCKS:
-            x = features.block(b)
-            if x.shape[1] != self.means[b].shape[0]:
-                raise ModelError(
-                    f"feature block {b!r} has {x.shape[1]} columns, the model expects "
-                    f"{self.means[b].shape[0]}; retrain the model (`ringwatch train`)"
-                )
-            # In place after the first subtraction: one [n, F] float32 array, not three.
-            z = np.subtract(x, self.means[b], dtype=np.float32)
-            z /= self.stds[b]
-            out[b] = np.clip(z, -CLIP_STD, CLIP_STD, out=z)
-        return FeatureSet(**out, names=features.names)
+        return FeatureSet(**{b: self.apply_block(b, features.block(b)) for b in BLOCKS}, names=features.names)
+
+    def apply_block(self, name: str, x: np.ndarray) -> np.ndarray:
+        """Standardise one block's rows ``x`` [n, F] (or one row [F]), as ``apply`` does.
+
+        Raises:
+            ModelError: the width differs from the fitted one.
+        """
+        if x.shape[-1] != self.means[name].shape[0]:
+            raise ModelError(
+                f"feature block {name!r} has {x.shape[-1]} columns, the model expects "
+                f"{self.means[name].shape[0]}; retrain the model (`ringwatch train`)"
+            )
+        # In place after the first subtraction: one [n, F] float32 array, not three.
+        z = np.subtract(x, self.means[name], dtype=np.float32)
+        z /= self.stds[name]
+        return np.clip(z, -CLIP_STD, CLIP_STD, out=z)
 
 
 def build_features(snapshot: Snapshot) -> FeatureSet:
@@ -166,73 +170,332 @@ def build_features(snapshot: Snapshot) -> FeatureSet:
     devices / IPs, active span, peak payments per clock hour, night-time share. Device/IP/merchant: how many users and transactions touch them (log1p),
     plus merchant tiny/declined shares. Transaction: amount, tiny/declined flags, event one-hot,
     hour of day (sin/cos), time since the user's previous event and the user's event count so
-    far. No labels are read.
+    far. No labels are read. The node blocks are ``FeatureStats.from_snapshot(snapshot)``'s
+    statistics turned into features, the definition that online updates share.
     """
+    cols = _EventColumns.of(snapshot)
+    stats = FeatureStats._from_columns(snapshot, cols)
     t = snapshot.transactions
-    n_user = snapshot.num_nodes(NodeType.USER)
-    n_dev = snapshot.num_nodes(NodeType.DEVICE)
-    n_ip = snapshot.num_nodes(NodeType.IP)
-    n_mer = snapshot.num_nodes(NodeType.MERCHANT)
-
-    u = t.user.astype(np.int64)
-    ev = t.event.astype(np.int64)
-    ts = t.ts.astype(np.float64)
-    amount = t.amount.astype(np.float64)
-    has_amount = np.isfinite(amount)
-    amount0 = np.where(has_amount, amount, 0.0)
-    log_amount = np.log1p(np.maximum(amount0, 0.0))
-    declined = pd.Series(t.status, dtype=object).isin(DECLINED_STATUSES).to_numpy(dtype=bool)
-    is_pay = ev == _PAY
-    is_money = is_pay | (ev == _REFUND)
-    is_tiny = has_amount & (amount0 < TINY_AMOUNT)
-    pay_amt = is_pay & has_amount
-
-    user = _user_features(snapshot, n_user, u, ev, ts, log_amount, declined, is_pay, is_money, is_tiny, pay_amt)
-    device = np.stack(
-        [
-            _log_count(snapshot.user_device.dst, n_dev),
-            _log_count(t.device[t.device >= 0], n_dev),
-            _log_count(snapshot.device_ip.src, n_dev),
-        ],
-        axis=1,
-    )
-    ip = np.stack(
-        [
-            _log_count(snapshot.user_ip.dst, n_ip),
-            _log_count(snapshot.device_ip.dst, n_ip),
-            _log_count(t.ip[t.ip >= 0], n_ip),
-        ],
-        axis=1,
-    )
-    merchant = _merchant_features(t.merchant.astype(np.int64), u, n_mer, n_user, log_amount, declined, is_money, is_tiny, pay_amt)
-    txn = _txn_features(t.device, t.ip, u, ev, ts, log_amount, has_amount, is_tiny, declined)
-
-    names = {
-        "user": USER_FEATURES,
-        "device": DEVICE_FEATURES,
-        "ip": IP_FEATURES,
-        "merchant": MERCHANT_FEATURES,
-        "txn": TXN_FEATURES,
-    }
+    txn = _txn_features(t.device, t.ip, cols.u, cols.ev, cols.ts, cols.log_amount, cols.has_amount, cols.is_tiny, cols.declined)
     out = FeatureSet(
-        user=user.astype(np.float32),
-        device=device.astype(np.float32),
-        ip=ip.astype(np.float32),
-        merchant=merchant.astype(np.float32),
+        user=stats.features("user"),
+        device=stats.features("device"),
+        ip=stats.features("ip"),
+        merchant=stats.features("merchant"),
         txn=txn.astype(np.float32, copy=False),  # built float32 already (the biggest block)
-        names=names,
+        names=dict(FEATURE_NAMES),
     )
     for b in BLOCKS:
-        if out.block(b).shape[1] != len(names[b]):  # a programming error, caught by the tests
-            raise ModelError(f"feature block {b!r}: {out.block(b).shape[1]} columns vs {len(names[b])} names")
+        if out.block(b).shape[1] != len(FEATURE_NAMES[b]):  # a programming error, caught by the tests
+            raise ModelError(f"feature block {b!r}: {out.block(b).shape[1]} columns vs {len(FEATURE_NAMES[b])} names")
     return out
+
+
+#: Column names per feature block.
+FEATURE_NAMES: dict[str, tuple[str, ...]] = {
+    "user": USER_FEATURES,
+    "device": DEVICE_FEATURES,
+    "ip": IP_FEATURES,
+    "merchant": MERCHANT_FEATURES,
+    "txn": TXN_FEATURES,
+}
+
+#: Per-node sufficient statistics behind the node features (``FeatureStats``): counts and sums
+#: that one more event updates in O(1), from which ``FeatureStats.features`` derives the
+#: features. Device and IP features are ``log1p`` of their statistics, column for column.
+USER_STATS: tuple[str, ...] = (
+    "n_payments",
+    "n_refunds",
+    "n_logins",
+    "n_signups",
+    "n_money",  # payments and refunds
+    "n_money_declined",
+    "n_amounts",  # payments with an amount
+    "amount_log_sum",
+    "amount_log_sq_sum",
+    "amount_log_max",
+    "n_tiny",  # payments with an amount below TINY_AMOUNT
+    "n_merchants",  # distinct merchants of its payments and refunds
+    "n_devices",
+    "n_ips",
+    "max_device_users",  # most other accounts on one of its devices
+    "max_ip_users",
+    "first_ts",  # +inf without events
+    "last_ts",  # -inf without events
+    "max_payments_per_hour",
+    "n_night_payments",
+)
+DEVICE_STATS: tuple[str, ...] = ("n_users", "n_txns", "n_ips")
+IP_STATS: tuple[str, ...] = ("n_users", "n_devices", "n_txns")
+MERCHANT_STATS: tuple[str, ...] = ("n_users", "n_txns", "n_amounts", "n_tiny", "n_money", "n_money_declined", "amount_log_sum")
+STAT_NAMES: dict[str, tuple[str, ...]] = {"user": USER_STATS, "device": DEVICE_STATS, "ip": IP_STATS, "merchant": MERCHANT_STATS}
+_U = {n: i for i, n in enumerate(USER_STATS)}
+_M = {n: i for i, n in enumerate(MERCHANT_STATS)}
+
+
+@dataclass(frozen=True, slots=True)
+class UserHistory:
+    """One account's earlier events, for updating its statistics with one more: time, kind
+    (index into ``EVENT_KINDS``), merchant node id (-1 none) and ``txn_id`` (orders events with
+    the same time, as the snapshot's rows are ordered by (ts, txn_id))."""
+
+    ts: np.ndarray
+    kind: np.ndarray
+    merchant: np.ndarray
+    txn_id: np.ndarray
+
+
+@dataclass(frozen=True, slots=True)
+class EventContext:
+    """What one event's statistics update reads from the graph around it (the caller gathers
+    it from its adjacency): the node id per type the event names (absent types left out),
+    which of its links are new, the account's devices and IPs *with* the event's, and the
+    account's earlier events."""
+
+    gid: dict[str, int]
+    new_user_device: bool
+    new_user_ip: bool
+    new_device_ip: bool
+    user_devices: np.ndarray
+    user_ips: np.ndarray
+    history: UserHistory
+
+
+@dataclass(slots=True)
+class FeatureStats:
+    """Per-node sufficient statistics (``STAT_NAMES``), float64 [N_t, S_t] per node type.
+
+    ``from_snapshot`` computes them in bulk; ``with_event`` gives the rows of the nodes one
+    more event touches, as ``from_snapshot`` of the snapshot with that event would give them,
+    and ``put`` stores such rows (growing the arrays for new nodes). ``features`` turns
+    statistics into raw features: ``build_features`` uses the same function, so a node's
+    features after online updates equal the batch definition. Only the event's own nodes are
+    updated: e.g. the other accounts on its device keep their ``max_device_users``.
+    """
+
+    user: np.ndarray
+    device: np.ndarray
+    ip: np.ndarray
+    merchant: np.ndarray
+
+    @classmethod
+    def from_snapshot(cls, snapshot: Snapshot) -> FeatureStats:
+        """The statistics of every node of ``snapshot``."""
+        return cls._from_columns(snapshot, _EventColumns.of(snapshot))
+
+    @classmethod
+    def _from_columns(cls, snapshot: Snapshot, c: _EventColumns) -> FeatureStats:
+        t = snapshot.transactions
+        n_user = snapshot.num_nodes(NodeType.USER)
+        n_dev = snapshot.num_nodes(NodeType.DEVICE)
+        n_ip = snapshot.num_nodes(NodeType.IP)
+        n_mer = snapshot.num_nodes(NodeType.MERCHANT)
+        device = np.stack(
+            [_count(snapshot.user_device.dst, n_dev), _count(t.device[t.device >= 0], n_dev), _count(snapshot.device_ip.src, n_dev)],
+            axis=1,
+        )
+        ip = np.stack(
+            [_count(snapshot.user_ip.dst, n_ip), _count(snapshot.device_ip.dst, n_ip), _count(t.ip[t.ip >= 0], n_ip)],
+            axis=1,
+        )
+        return cls(
+            user=_user_stats(snapshot, n_user, c),
+            device=device,
+            ip=ip,
+            merchant=_merchant_stats(t.merchant.astype(np.int64), n_mer, n_user, c),
+        )
+
+    def block(self, name: str) -> np.ndarray:
+        """The statistics array of one node type (``"user"``, ``"device"``, ``"ip"``, ``"merchant"``)."""
+        if name not in STAT_NAMES:
+            raise ModelError(f"node type {name!r} unknown; expected one of {tuple(STAT_NAMES)}")
+        return getattr(self, name)
+
+    def row(self, name: str, gid: int) -> np.ndarray:
+        """A copy of node ``gid``'s statistics; a node past the arrays (new) has none yet."""
+        a = self.block(name)
+        return a[gid].copy() if gid < a.shape[0] else _blank(name)
+
+    def features(self, name: str, stats: np.ndarray | None = None) -> np.ndarray:
+        """Raw features float32 [n, F] of ``stats`` rows of type ``name`` (all nodes when None)."""
+        s = self.block(name) if stats is None else np.atleast_2d(stats)
+        if name == "user":
+            out = _user_rows(s)
+        elif name == "merchant":
+            out = _merchant_rows(s)
+        else:
+            out = np.log1p(s)
+        return out.astype(np.float32)
+
+    def put(self, name: str, gid: int, stats: np.ndarray) -> None:
+        """Store node ``gid``'s statistics; arrays grow (doubling) for nodes past their end."""
+        a = self.block(name)
+        if gid >= a.shape[0]:
+            grown = np.repeat(_blank(name)[None, :], max(gid + 1, 2 * a.shape[0], 16), axis=0)
+            grown[: a.shape[0]] = a
+            setattr(self, name, grown)
+            a = grown
+        a[gid] = stats
+
+    def with_event(self, event: Event, ctx: EventContext) -> dict[str, np.ndarray]:
+        """The statistics rows of the event's user, device, IP and merchant with ``event``
+        counted (keyed by node type; nothing is stored)."""
+        kind = EVENT_KINDS.index(event.event.value)
+        amount = np.nan if event.amount is None else float(event.amount)
+        has_amount = bool(np.isfinite(amount))
+        log_amount = float(np.log1p(max(amount, 0.0))) if has_amount else 0.0
+        declined = event.status in DECLINED_STATUSES
+        is_pay = kind == _PAY
+        is_money = is_pay or kind == _REFUND
+        pay_amt = is_pay and has_amount
+        tiny = pay_amt and amount < TINY_AMOUNT
+        h = ctx.history
+        h_money = (h.kind == _PAY) | (h.kind == _REFUND)
+        g = ctx.gid
+        new_money_pair = is_money and "merchant" in g and not bool(np.any(h_money & (h.merchant == g["merchant"])))
+        out: dict[str, np.ndarray] = {}
+        if "device" in g:
+            d = self.row("device", g["device"])
+            d += (ctx.new_user_device, 1.0, ctx.new_device_ip)
+            out["device"] = d
+        if "ip" in g:
+            i = self.row("ip", g["ip"])
+            i += (ctx.new_user_ip, ctx.new_device_ip, 1.0)
+            out["ip"] = i
+        if "merchant" in g:
+            m = self.row("merchant", g["merchant"])
+            m[_M["n_users"]] += new_money_pair
+            m[_M["n_txns"]] += 1.0
+            m[_M["n_money"]] += is_money
+            m[_M["n_money_declined"]] += is_money and declined
+            if pay_amt:
+                m[_M["n_amounts"]] += 1.0
+                m[_M["n_tiny"]] += tiny
+                m[_M["amount_log_sum"]] += log_amount
+            out["merchant"] = m
+        u = self.row("user", g["user"])
+        u[_U["n_payments"]] += is_pay
+        u[_U["n_refunds"]] += kind == _REFUND
+        u[_U["n_logins"]] += kind == _LOGIN
+        u[_U["n_signups"]] += kind == _SIGNUP
+        u[_U["n_money"]] += is_money
+        u[_U["n_money_declined"]] += is_money and declined
+        if pay_amt:
+            u[_U["n_amounts"]] += 1.0
+            u[_U["amount_log_sum"]] += log_amount
+            u[_U["amount_log_sq_sum"]] += log_amount**2
+            u[_U["amount_log_max"]] = max(u[_U["amount_log_max"]], log_amount)
+            u[_U["n_tiny"]] += tiny
+        u[_U["n_merchants"]] += new_money_pair
+        u[_U["n_devices"]] += ctx.new_user_device
+        u[_U["n_ips"]] += ctx.new_user_ip
+        u[_U["max_device_users"]] = self._most_other_users(ctx.user_devices, "device", 0, g.get("device"), out.get("device"))
+        u[_U["max_ip_users"]] = self._most_other_users(ctx.user_ips, "ip", 0, g.get("ip"), out.get("ip"))
+        u[_U["first_ts"]] = min(u[_U["first_ts"]], float(event.ts))
+        u[_U["last_ts"]] = max(u[_U["last_ts"]], float(event.ts))
+        if is_pay:
+            hour = np.floor(float(event.ts) / 3600.0)
+            same_hour = int(np.count_nonzero((h.kind == _PAY) & (np.floor(h.ts / 3600.0) == hour)))
+            u[_U["max_payments_per_hour"]] = max(u[_U["max_payments_per_hour"]], same_hour + 1.0)
+            u[_U["n_night_payments"]] += np.floor((float(event.ts) % 86400.0) / 3600.0) < NIGHT_END_HOUR
+        out["user"] = u
+        return out
+
+    def _most_other_users(self, idents: np.ndarray, name: str, col: int, event_gid: int | None, event_row: np.ndarray | None) -> float:
+        """The most other accounts on one of ``idents`` (column ``col`` counts accounts), the
+        event's identifier counted from its updated row."""
+        a = self.block(name)
+        best = 0.0
+        for gid in idents.tolist():
+            if gid == event_gid and event_row is not None:
+                n = event_row[col]
+            else:
+                n = a[gid, col] if gid < a.shape[0] else 0.0
+            best = max(best, n - 1.0)
+        return best
+
+
+def event_txn_features(event: Event, history: UserHistory) -> np.ndarray:
+    """Raw transaction features float32 [F_txn] of ``event`` given its account's earlier events:
+    ``build_features``' definition on the events before it in (ts, txn_id) order."""
+    ts = float(event.ts)
+    before = (history.ts < ts) | ((history.ts == ts) & (history.txn_id.astype(str) < event.txn_id))
+    prior = history.ts[before]
+    n = prior.size + 1
+    amount = np.nan if event.amount is None else float(event.amount)
+    has_amount = np.zeros(n, dtype=bool)
+    has_amount[-1] = np.isfinite(amount)
+    amount0 = np.zeros(n)
+    amount0[-1] = amount if has_amount[-1] else 0.0
+    ev = np.zeros(n, dtype=np.int64)
+    ev[-1] = EVENT_KINDS.index(event.event.value)
+    declined = np.zeros(n, dtype=bool)
+    declined[-1] = event.status in DECLINED_STATUSES
+    absent = np.full(n, -1, dtype=np.int64)
+    device, ip = absent.copy(), absent.copy()
+    device[-1] = 0 if event.device_id else -1
+    ip[-1] = 0 if event.ip else -1
+    txn = _txn_features(
+        device,
+        ip,
+        np.zeros(n, dtype=np.int64),
+        ev,
+        np.append(prior, ts),
+        np.log1p(np.maximum(amount0, 0.0)),
+        has_amount,
+        has_amount & (amount0 < TINY_AMOUNT),
+        declined,
+    )
+    return txn[-1]
 
 
 # -- helpers ------------------------------------------------------------------------------------
 
 
-def _log_count(index: np.ndarray, n: int, weights: np.ndarray | None = None) -> np.ndarray:
-    return np.log1p(np.bincount(index.astype(np.int64), weights=weights, minlength=n)[:n].astype(np.float64))
+@dataclass(frozen=True, slots=True)
+class _EventColumns:
+    """Per-transaction columns that several feature blocks read."""
+
+    u: np.ndarray
+    ev: np.ndarray
+    ts: np.ndarray
+    log_amount: np.ndarray
+    has_amount: np.ndarray
+    declined: np.ndarray
+    is_pay: np.ndarray
+    is_money: np.ndarray
+    is_tiny: np.ndarray
+    pay_amt: np.ndarray
+
+    @classmethod
+    def of(cls, snapshot: Snapshot) -> _EventColumns:
+        t = snapshot.transactions
+        ev = t.event.astype(np.int64)
+        amount = t.amount.astype(np.float64)
+        has_amount = np.isfinite(amount)
+        amount0 = np.where(has_amount, amount, 0.0)
+        is_pay = ev == _PAY
+        return cls(
+            u=t.user.astype(np.int64),
+            ev=ev,
+            ts=t.ts.astype(np.float64),
+            log_amount=np.log1p(np.maximum(amount0, 0.0)),
+            has_amount=has_amount,
+            declined=pd.Series(t.status, dtype=object).isin(DECLINED_STATUSES).to_numpy(dtype=bool),
+            is_pay=is_pay,
+            is_money=is_pay | (ev == _REFUND),
+            is_tiny=has_amount & (amount0 < TINY_AMOUNT),
+            pay_amt=is_pay & has_amount,
+        )
+
+
+def _blank(name: str) -> np.ndarray:
+    """The statistics of a node without events."""
+    row = np.zeros(len(STAT_NAMES[name]))
+    if name == "user":
+        row[_U["first_ts"]] = np.inf
+        row[_U["last_ts"]] = -np.inf
+    return row
 
 
 def _count(index: np.ndarray, n: int, weights: np.ndarray | None = None) -> np.ndarray:
@@ -260,49 +523,16 @@ def _max_other_users(src: np.ndarray, dst: np.ndarray, n_user: int, n_ident: int
     return out
 
 
-def _user_features(
-    snapshot: Snapshot,
-    n: int,
-    u: np.ndarray,
-    ev: np.ndarray,
-    ts: np.ndarray,
-    log_amount: np.ndarray,
-    declined: np.ndarray,
-    is_pay: np.ndarray,
-    is_money: np.ndarray,
-    is_tiny: np.ndarray,
-    pay_amt: np.ndarray,
-) -> np.ndarray:
-    n_pay = _count(u[is_pay], n)
-    n_ref = _count(u[ev == _REFUND], n)
-    n_login = _count(u[ev == _LOGIN], n)
-    n_signup = _count(u[ev == _SIGNUP], n)
-    n_money = _count(u[is_money], n)
-    declined_share = _share(_count(u[is_money & declined], n), n_money)
-
-    n_amt = _count(u[pay_amt], n)
-    s1 = _count(u[pay_amt], n, log_amount[pay_amt])
-    s2 = _count(u[pay_amt], n, log_amount[pay_amt] ** 2)
-    mean = _share(s1, n_amt)
-    std = np.sqrt(np.maximum(_share(s2, n_amt) - mean**2, 0.0))
+def _user_stats(snapshot: Snapshot, n: int, c: _EventColumns) -> np.ndarray:
+    u, ev, ts, log_amount, is_pay, is_money, pay_amt = c.u, c.ev, c.ts, c.log_amount, c.is_pay, c.is_money, c.pay_amt
     amax = np.zeros(n)
     np.maximum.at(amax, u[pay_amt], log_amount[pay_amt])
-    tiny_share = _share(_count(u[pay_amt & is_tiny], n), n_amt)
-
     merchant = snapshot.transactions.merchant.astype(np.int64)
     with_m = is_money & (merchant >= 0)
-    n_merchants = _count(_distinct_pairs(u[with_m], merchant[with_m], snapshot.num_nodes(NodeType.MERCHANT)), n)
-    n_devices = _count(snapshot.user_device.src, n)
-    n_ips = _count(snapshot.user_ip.src, n)
-    max_dev_users = _max_other_users(snapshot.user_device.src, snapshot.user_device.dst, n, snapshot.num_nodes(NodeType.DEVICE))
-    max_ip_users = _max_other_users(snapshot.user_ip.src, snapshot.user_ip.dst, n, snapshot.num_nodes(NodeType.IP))
-
     first = np.full(n, np.inf)
     last = np.full(n, -np.inf)
     np.minimum.at(first, u, ts)
     np.maximum.at(last, u, ts)
-    active_days = np.where(np.isfinite(first), (last - first) / 86400.0, 0.0)
-
     # Peak payments within one clock hour: count per (user, hour bin), then max per user.
     peak = np.zeros(n)
     if is_pay.any():
@@ -312,54 +542,94 @@ def _user_features(
         np.maximum.at(peak, keys // span, counts.astype(np.float64))
     hour_of_day = np.floor((ts % 86400.0) / 3600.0)
     night = is_pay & (hour_of_day < NIGHT_END_HOUR)
-    night_share = _share(_count(u[night], n), n_pay)
+    columns = {
+        "n_payments": _count(u[is_pay], n),
+        "n_refunds": _count(u[ev == _REFUND], n),
+        "n_logins": _count(u[ev == _LOGIN], n),
+        "n_signups": _count(u[ev == _SIGNUP], n),
+        "n_money": _count(u[is_money], n),
+        "n_money_declined": _count(u[is_money & c.declined], n),
+        "n_amounts": _count(u[pay_amt], n),
+        "amount_log_sum": _count(u[pay_amt], n, log_amount[pay_amt]),
+        "amount_log_sq_sum": _count(u[pay_amt], n, log_amount[pay_amt] ** 2),
+        "amount_log_max": amax,
+        "n_tiny": _count(u[pay_amt & c.is_tiny], n),
+        "n_merchants": _count(_distinct_pairs(u[with_m], merchant[with_m], snapshot.num_nodes(NodeType.MERCHANT)), n),
+        "n_devices": _count(snapshot.user_device.src, n),
+        "n_ips": _count(snapshot.user_ip.src, n),
+        "max_device_users": _max_other_users(
+            snapshot.user_device.src, snapshot.user_device.dst, n, snapshot.num_nodes(NodeType.DEVICE)
+        ),
+        "max_ip_users": _max_other_users(snapshot.user_ip.src, snapshot.user_ip.dst, n, snapshot.num_nodes(NodeType.IP)),
+        "first_ts": first,
+        "last_ts": last,
+        "max_payments_per_hour": peak,
+        "n_night_payments": _count(u[night], n),
+    }
+    return np.stack([columns[name] for name in USER_STATS], axis=1)
 
+
+def _user_rows(s: np.ndarray) -> np.ndarray:
+    """User features from user statistics (``USER_FEATURES`` order)."""
+    col = {name: s[:, i] for i, name in enumerate(USER_STATS)}
+    n_amt = col["n_amounts"]
+    mean = _share(col["amount_log_sum"], n_amt)
+    std = np.sqrt(np.maximum(_share(col["amount_log_sq_sum"], n_amt) - mean**2, 0.0))
+    first, last = col["first_ts"], col["last_ts"]
+    active_days = np.where(np.isfinite(first), (last - first) / 86400.0, 0.0)
     return np.stack(
         [
-            np.log1p(n_pay),
-            np.log1p(n_ref),
-            np.log1p(n_login),
-            np.log1p(n_signup),
-            declined_share,
+            np.log1p(col["n_payments"]),
+            np.log1p(col["n_refunds"]),
+            np.log1p(col["n_logins"]),
+            np.log1p(col["n_signups"]),
+            _share(col["n_money_declined"], col["n_money"]),
             mean,
-            amax,
+            col["amount_log_max"],
             std,
-            tiny_share,
-            np.log1p(n_merchants),
-            np.log1p(n_devices),
-            np.log1p(n_ips),
-            np.log1p(max_dev_users),
-            np.log1p(max_ip_users),
+            _share(col["n_tiny"], n_amt),
+            np.log1p(col["n_merchants"]),
+            np.log1p(col["n_devices"]),
+            np.log1p(col["n_ips"]),
+            np.log1p(col["max_device_users"]),
+            np.log1p(col["max_ip_users"]),
             np.log1p(active_days),
-            np.log1p(peak),
-            night_share,
+            np.log1p(col["max_payments_per_hour"]),
+            _share(col["n_night_payments"], col["n_payments"]),
         ],
         axis=1,
     )
 
 
-def _merchant_features(
-    merchant: np.ndarray,
-    u: np.ndarray,
-    n: int,
-    n_user: int,
-    log_amount: np.ndarray,
-    declined: np.ndarray,
-    is_money: np.ndarray,
-    is_tiny: np.ndarray,
-    pay_amt: np.ndarray,
-) -> np.ndarray:
+def _merchant_stats(merchant: np.ndarray, n: int, n_user: int, c: _EventColumns) -> np.ndarray:
     with_m = merchant >= 0
-    m = merchant[with_m]
-    n_txn = _count(m, n)
-    n_users = _count(_distinct_pairs(merchant[with_m & is_money], u[with_m & is_money], n_user), n)
-    amt = with_m & pay_amt
-    n_amt = _count(merchant[amt], n)
-    tiny_share = _share(_count(merchant[amt & is_tiny], n), n_amt)
-    n_money = _count(merchant[with_m & is_money], n)
-    declined_share = _share(_count(merchant[with_m & is_money & declined], n), n_money)
-    amount_mean = _share(_count(merchant[amt], n, log_amount[amt]), n_amt)
-    return np.stack([np.log1p(n_users), np.log1p(n_txn), tiny_share, declined_share, amount_mean], axis=1)
+    amt = with_m & c.pay_amt
+    money = with_m & c.is_money
+    columns = {
+        "n_users": _count(_distinct_pairs(merchant[money], c.u[money], n_user), n),
+        "n_txns": _count(merchant[with_m], n),
+        "n_amounts": _count(merchant[amt], n),
+        "n_tiny": _count(merchant[amt & c.is_tiny], n),
+        "n_money": _count(merchant[money], n),
+        "n_money_declined": _count(merchant[money & c.declined], n),
+        "amount_log_sum": _count(merchant[amt], n, c.log_amount[amt]),
+    }
+    return np.stack([columns[name] for name in MERCHANT_STATS], axis=1)
+
+
+def _merchant_rows(s: np.ndarray) -> np.ndarray:
+    """Merchant features from merchant statistics (``MERCHANT_FEATURES`` order)."""
+    col = {name: s[:, i] for i, name in enumerate(MERCHANT_STATS)}
+    return np.stack(
+        [
+            np.log1p(col["n_users"]),
+            np.log1p(col["n_txns"]),
+            _share(col["n_tiny"], col["n_amounts"]),
+            _share(col["n_money_declined"], col["n_money"]),
+            _share(col["amount_log_sum"], col["n_amounts"]),
+        ],
+        axis=1,
+    )
 
 
 def _txn_features(

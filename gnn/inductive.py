@@ -1,45 +1,45 @@
-"""Inductive scoring: one account, or one unseen checkout event, from its k-hop neighbourhood.
+"""Inductive scoring: one account, or one unseen checkout event, in O(its own nodes) per call.
 
-GraphSAGE with k layers computes a node's output from the input features of the nodes within k
-hops and the edges into the nodes within k - 1 hops; nothing else in the graph matters. An
-``InductiveScorer`` holds what a serving index holds (the standardised node features of the
-whole snapshot and its adjacency, both built exactly as ``gnn.model.build_graph_input`` builds
-them) and, per call, cuts that neighbourhood out and runs the shipped model on it alone.
+GraphSAGE with k layers computes a node's layer ``l`` from the mean of its in-neighbours' layer
+``l - 1`` per relation and its own layer ``l - 1``. An ``InductiveScorer`` holds, for every node
+of the serving snapshot, what those means need:
+
+* the node features' sufficient statistics (``gnn.features.FeatureStats``: counts and sums);
+* every node's layers ``0 .. k - 1`` (layer 0 = the encoded input ``relu(encode(x))``), and per
+  relation and destination the *sum* and count of its sources' layers.
+
+A call then recomputes only its **roots** (an account; or an event's user, device, IP and
+merchant) through all k layers: a root's mean per relation is the cached sum, corrected for the
+roots among its sources (their new layer replaces their cached one) and for the event's new
+edges (their source is added), divided by the count. The cost does not depend on how many
+accounts paid at the event's merchant: that is what lets a checkout call take about a
+millisecond on one core.
 
 * ``score_account`` (a known account): the same score as ``gnn.scoring.score_snapshot`` on the
   same graph, up to float32 summation order (tested with ``np.allclose``).
-* ``score_event`` (an event whose user, device, IP or merchant may be new): the event is added to
-  the neighbourhood (new nodes, new user–device / user–IP / user–merchant / device–IP edges) and
-  the features of the nodes it touches (its user, device, IP, merchant, and the event's own
-  transaction features) are recomputed with ``gnn.features.build_features`` on a small snapshot of
-  every stored event of those nodes plus the new one, so they follow the batch definitions
-  exactly. **Approximation:** features of nodes the event does not touch are read from the
-  serving snapshot and not recomputed, although the event changes a few of them (e.g. the other
-  accounts on the event's device now share it with one more account: their
-  ``max_device_users_log`` is stale by one). These are 2-hop effects, damped by the mean
-  aggregation; the event's own score reads them only through its neighbours' embeddings.
+* ``score_event`` (an event whose user, device, IP or merchant may be new): the roots'
+  statistics are updated with the event (``FeatureStats.with_event``, the batch definitions
+  exactly; the event's transaction features likewise), new nodes and new user–device / user–IP
+  / user–merchant / device–IP edges are added, and the roots are recomputed as above.
 
-**Incremental updates.** ``add_events`` folds events that arrived after the snapshot into the
-scorer's graph without a rebuild: new nodes get ids past the snapshot's, new edges join the
-adjacency, and the features of every node an event touches are recomputed (as above, from all
-of that node's stored and added events). Later calls see them: a second payment from a new
-device is scored with the first one counted. The scorer is not locked: the API calls
+**Incremental updates.** ``add_events`` folds events that arrived after the snapshot in without a
+rebuild: new nodes get ids past the snapshot's, new edges join the adjacency, the roots'
+statistics and layers are stored, and each root's change of layer ``l`` is added to the sums of
+its out-neighbours (a new edge adds its source). Later calls see them: a second payment from a
+new device is scored with the first one counted. The scorer is not locked: the API calls
 ``add_events`` and the ``score_*`` methods from one thread (its event loop).
 
-**Layer-1 cache.** The first message-passing layer of a node reads the encoded inputs
-``relu(encode(x))`` of its in-neighbours, and a hub (a busy merchant, whose sources are every
-account that paid there) makes that most of a call's work. The scorer keeps, per node, its encoded
-input and, per relation and destination, the sum and count of its sources' encoded inputs;
-``add_events`` updates both (a touched node's change is added to its out-neighbours' sums, a new
-edge adds its source), so a call runs layer 1 from the sums for the nodes within k - 1 hops and the
-remaining layers on that smaller neighbourhood. A pending event's own feature changes and new edges
-are applied to the sums of that call only. Equal to the direct computation up to summation order.
+**Approximation.** Only the roots are recomputed. A node next to a root keeps its cached layers
+and statistics although the event changes them a little (the other accounts on the event's
+device now share it with one more account; an account that paid at the merchant reads the
+merchant's new layer 0 in its layer 1). These are effects at two hops, damped by the mean
+aggregation, and they do not accumulate in the roots' own values; the API rebuilds the scorer
+from the store every few minutes (``api.service``), which makes them exact again. Tests bound the
+difference to batch scoring of the same graph with the events added.
 
-The event's transaction score needs the final embeddings of the event's merchant, device and IP
-as well, so its neighbourhood is k hops around all four; a popular merchant makes that the
-largest part of the call (see ``bench/explain_bench.py``). Unsupervised artefacts have no
-network to run, and artefacts whose model selection shipped a tree scorer score with trees over
-neighbour aggregates: ``InductiveScorer.build`` raises ``ModelError`` for both.
+Unsupervised artefacts have no network to run, and artefacts whose model selection shipped a
+tree scorer score with trees over neighbour aggregates: ``InductiveScorer.build`` raises
+``ModelError`` for both.
 """
 
 from __future__ import annotations
@@ -51,37 +51,40 @@ import torch
 
 from gnn.artefact import SUPERVISED, ModelArtefact
 from gnn.calibrate import assign_tiers
-from gnn.features import NODE_TYPES, FeatureSet, build_features
+from gnn.features import NODE_TYPES, EventContext, FeatureSet, FeatureStats, UserHistory, build_features, event_txn_features
 from gnn.model import RELATIONS, GraphInput, build_graph_input
 from gnn.scoring import load_model
 from graph.errors import ModelError, NotFoundError, ValidationError
-from graph.types import EVENT_KINDS, Event, LabelTable, LinkTable, NodeType, Snapshot, Tier, TransactionTable
+from graph.types import EVENT_KINDS, Event, Snapshot, Tier
 
-__all__ = ["AccountScore", "EventScore", "InductiveScorer"]
+__all__ = ["HUB_EDGES", "HUB_PUSH", "AccountScore", "EventScore", "InductiveScorer"]
 
 Relation = tuple[str, str, str]
+#: A node with more out-edges than this (a busy merchant, a shared office IP) is a hub: it
+#: passes its layer changes to its out-neighbours' sums every ``HUB_PUSH``-th event only.
+HUB_EDGES = 64
+HUB_PUSH = 32
 #: Model node-type name -> the event column that names it.
 _EVENT_KEY = {"user": "user_id", "device": "device_id", "ip": "ip", "merchant": "merchant_id"}
+#: The edges one event creates between its own nodes: relation name -> (source, destination).
+_PAIRS = {"uses_device": ("user", "device"), "uses_ip": ("user", "ip"), "pays": ("user", "merchant"), "seen_at": ("device", "ip")}
 
 
 @dataclass(frozen=True, slots=True)
 class AccountScore:
-    """A known account's score from its k-hop neighbourhood; ``nodes``/``edges`` the size of the
-    neighbourhood the model ran on past layer 1 (k - 1 hops; layer 1 comes from the cache)."""
+    """A known account's score as the scorer's graph stands."""
 
     user_id: str
     score: float
     tier: Tier
     model_version: str
-    nodes: int
-    edges: int
 
 
 @dataclass(frozen=True, slots=True)
 class EventScore:
     """Scores of one unseen event: its account after the event (``account_score``) and the event
-    itself as a transaction (``txn_score``). ``new`` lists the node types the snapshot did not
-    know (e.g. ``("user", "device")``); ``nodes``/``edges`` as in ``AccountScore``."""
+    itself as a transaction (``txn_score``). ``new`` lists the node types the scorer did not
+    know (e.g. ``("user", "device")``)."""
 
     user_id: str
     account_score: float
@@ -90,8 +93,6 @@ class EventScore:
     txn_tier: Tier
     model_version: str
     new: tuple[str, ...]
-    nodes: int
-    edges: int
 
 
 @dataclass(frozen=True, slots=True)
@@ -108,41 +109,18 @@ class _Csr:
         np.cumsum(np.bincount(key, minlength=n)[:n], out=indptr[1:])
         return cls(indptr=indptr, indices=value[order].astype(np.int64))
 
-    def gather(self, rows: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-        """(owner row, entry) pairs for every entry of ``rows``; rows >= n (new nodes) have none."""
-        rows = rows[rows < self.indptr.size - 1]
-        starts, ends = self.indptr[rows], self.indptr[rows + 1]
-        lengths = ends - starts
-        total = int(lengths.sum())
-        if total == 0:
-            return np.zeros(0, dtype=np.int64), np.zeros(0, dtype=np.int64)
-        owner = np.repeat(rows, lengths)
-        offs = np.arange(total, dtype=np.int64) - np.repeat(np.cumsum(lengths) - lengths, lengths)
-        return owner, self.indices[np.repeat(starts, lengths) + offs]
-
-
-@dataclass(slots=True)
-class _Hood:
-    """A neighbourhood: per node type the sorted global ids and each node's hop distance from
-    the roots, and per relation the (source, destination) local index pairs of the edges into
-    nodes closer than k - 1 hops. ``x`` is unused (empty): layer 1 reads the layer-1 cache."""
-
-    ids: dict[str, np.ndarray]
-    depth: dict[str, np.ndarray]
-    x: dict[str, torch.Tensor]
-    edges: dict[Relation, tuple[torch.Tensor, torch.Tensor]]
-
-    @property
-    def size(self) -> tuple[int, int]:
-        return sum(int(v.size) for v in self.ids.values()), sum(int(e[0].shape[0]) for e in self.edges.values())
+    def row(self, v: int) -> np.ndarray:
+        """The entries of node ``v`` (none for a node past the snapshot's)."""
+        if v >= self.indptr.size - 1:
+            return np.zeros(0, dtype=np.int64)
+        return self.indices[self.indptr[v] : self.indptr[v + 1]]
 
 
 @dataclass(slots=True)
 class _Delta:
     """What ``add_events`` added since the snapshot: new node ids per type (past the snapshot's),
-    the events with the node ids they touch, and the new edges (both directions) as destination
-    -> sources per relation (``arrays``: the same as (source, destination) arrays, built on
-    demand for lookups of many destinations at once)."""
+    the events with the node ids they touch (and per node, which of them), and the new edges
+    (both directions) as destination -> sources per relation."""
 
     pos: dict[str, dict[str, int]] = field(default_factory=lambda: {t: {} for t in NODE_TYPES})
     events: list[tuple[Event, dict[str, int]]] = field(default_factory=list)
@@ -150,25 +128,105 @@ class _Delta:
     into: dict[Relation, dict[int, list[int]]] = field(default_factory=dict)
     edge_set: set[tuple[Relation, int, int]] = field(default_factory=set)
     txn_ids: set[str] = field(default_factory=set)
-    arrays: dict[Relation, tuple[np.ndarray, np.ndarray]] = field(default_factory=dict)
 
 
-#: Destination sets at most this large look up added edges one by one (else with ``np.isin``).
-_FEW = 64
+@dataclass(frozen=True, slots=True)
+class _Pending:
+    """One event applied to the roots, not stored: node ids, new types, the roots' statistics,
+    which of the event's pairs are new edges (``True``) or existed (``False``), the roots'
+    layers ``0 .. k`` and the event's standardised transaction features. ``at``: how many events
+    had been added when it was computed (valid for that state only)."""
+
+    event: Event
+    at: int
+    gid: dict[str, int]
+    new: tuple[str, ...]
+    stats: dict[str, np.ndarray]
+    pairs: dict[Relation, bool]
+    layers: list[dict[str, np.ndarray]]
+    txn_x: np.ndarray
+
+
+@dataclass(frozen=True, slots=True)
+class _Layer:
+    """One message-passing layer as numpy, per destination type: the relations into it, their
+    ``lin_l`` weights stacked [R * in, out] (applied to the concatenated means), the sum of
+    their ``lin_l`` biases and of their ``lin_r`` weights (applied to the node itself)."""
+
+    rels: dict[str, tuple[Relation, ...]]
+    w_mean: dict[str, np.ndarray]
+    bias: dict[str, np.ndarray]
+    w_self: dict[str, np.ndarray]
+
+    @classmethod
+    def of(cls, conv: torch.nn.Module) -> _Layer:
+        rels, w_mean, bias, w_self = {}, {}, {}, {}
+        for t in NODE_TYPES:
+            into = tuple(r for r in RELATIONS if r[2] == t)
+            sage = [conv.convs[r] for r in into]  # type: ignore[index]
+            rels[t] = into
+            w_mean[t] = np.concatenate([s.lin_l.weight.detach().numpy().T for s in sage], axis=0).copy()
+            bias[t] = np.sum([s.lin_l.bias.detach().numpy() for s in sage], axis=0).astype(np.float32)
+            w_self[t] = np.sum([s.lin_r.weight.detach().numpy().T for s in sage], axis=0).astype(np.float32)
+        return cls(rels=rels, w_mean=w_mean, bias=bias, w_self=w_self)
+
+
+@dataclass(frozen=True, slots=True)
+class _Heads:
+    """The account and transaction heads as numpy (``RingSAGE.user_head`` and the edge head of
+    ``RingSAGE.txn_logits`` for one transaction; dropout is the identity in eval mode)."""
+
+    user: tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]  # W1 [h, h], b1, W2 [h, 1], b2
+    txn_user: tuple[np.ndarray, np.ndarray]  # W [h, h], b
+    txn_ctx: dict[str, np.ndarray]  # per context type, W [h, h] (no bias)
+    txn_feat: np.ndarray  # W [F_txn, h] (no bias)
+    txn_out: tuple[np.ndarray, np.ndarray]  # W [h, 1], b
+
+    @classmethod
+    def of(cls, model: torch.nn.Module) -> _Heads:
+        def w(lin: torch.nn.Module) -> np.ndarray:
+            return lin.weight.detach().numpy().T.copy()
+
+        def b(lin: torch.nn.Module) -> np.ndarray:
+            return lin.bias.detach().numpy().copy()
+
+        u1, u2 = model.user_head[0], model.user_head[3]
+        out = model.txn_out[1]
+        return cls(
+            user=(w(u1), b(u1), w(u2), b(u2)),
+            txn_user=(w(model.txn_user), b(model.txn_user)),
+            txn_ctx={t: w(lin) for t, lin in model.txn_ctx.items()},
+            txn_feat=w(model.txn_feat),
+            txn_out=(w(out), b(out)),
+        )
+
+    def account_logit(self, h_user: np.ndarray) -> float:
+        w1, b1, w2, b2 = self.user
+        return float((np.maximum(h_user @ w1 + b1, 0.0) @ w2 + b2)[0])
+
+    def txn_logit(self, h: dict[str, np.ndarray], x: np.ndarray) -> float:
+        """``h``: the final layer of the transaction's user and of its merchant, device and IP
+        where present (an absent one adds nothing, as the zero row of ``txn_table``)."""
+        w, b = self.txn_user
+        z = h["user"] @ w + b + x @ self.txn_feat
+        for t, wt in self.txn_ctx.items():
+            if t in h:
+                z += h[t] @ wt
+        wo, bo = self.txn_out
+        return float((np.maximum(z, 0.0) @ wo + bo)[0])
 
 
 class InductiveScorer:
-    """Scores from k-hop neighbourhoods (see the module docstring). Build once per snapshot and
-    artefact with :meth:`build`; ``add_events`` folds later events in. Scoring calls only read
-    (torch runs in inference mode) and may run in parallel with each other, not with
-    ``add_events``."""
+    """Scores of accounts and unseen events from cached layers (see the module docstring). Build
+    once per snapshot and artefact with :meth:`build`; ``add_events`` folds later events in.
+    Scoring calls only read and may run in parallel with each other, not with ``add_events``."""
 
     def __init__(self) -> None:  # filled by build()
         self.model_version = ""
 
     @classmethod
     def build(cls, artefact: ModelArtefact, snapshot: Snapshot, *, features: FeatureSet | None = None) -> InductiveScorer:
-        """Prepare the standardised features, the model's adjacency and per-node event rows.
+        """Prepare the statistics, the adjacency, per-account event rows and the layer caches.
 
         Args:
             artefact: a supervised artefact (its network, normalisation and thresholds).
@@ -191,59 +249,72 @@ class InductiveScorer:
         self.model_version = artefact.version
         self._model = load_model(artefact, "cpu")
         self.layers = int(self._model.config.layers)
+        self._norm = artefact.normalisation
         raw = features if features is not None else build_features(snapshot)
         if {k: tuple(v) for k, v in artefact.feature_names.items()} != raw.names:
             raise ModelError(f"artefact {artefact.version} was trained on other features; retrain the model (`ringwatch train`)")
+        self._stats = FeatureStats.from_snapshot(snapshot)
         g = build_graph_input(snapshot, artefact.normalisation.apply(raw))
-        self._x = {t: g.data[t].x.numpy() for t in NODE_TYPES}
-        self._n = {t: int(self._x[t].shape[0]) for t in NODE_TYPES}
+        self._n = {t: int(g.data[t].x.shape[0]) for t in NODE_TYPES}
+        self._count = dict(self._n)  # nodes with cache rows: the snapshot's, then the added ones
         # In-adjacency per relation: the sources that send messages to each destination node.
         self._in: dict[Relation, _Csr] = {}
         for rel in RELATIONS:
             ei = g.data[rel].edge_index.numpy()
             self._in[rel] = _Csr.build(ei[1], ei[0], self._n[rel[2]])
-        self._snapshot = snapshot
         self._pos = {t: {k: i for i, k in enumerate(snapshot.nodes[nt].tolist())} for t, nt in NODE_TYPES.items()}
         t = snapshot.transactions
-        rows = np.arange(len(t), dtype=np.int64)
-        self._rows = {}
-        for name, col in (("user", t.user), ("device", t.device), ("ip", t.ip), ("merchant", t.merchant)):
-            col = col.astype(np.int64)
-            ok = col >= 0
-            self._rows[name] = _Csr.build(col[ok], rows[ok], self._n[name])
+        user = t.user.astype(np.int64)
+        self._user_rows = _Csr.build(user, np.arange(len(t), dtype=np.int64), self._n["user"])
+        self._txn = t
         self._txn_ids = frozenset(t.txn_id.tolist())
         self._delta = _Delta()
-        self._last_touch: tuple[Event, int, dict[str, dict[int, np.ndarray]]] | None = None
-        self._build_layer1_cache(g)
+        self._pending: _Pending | None = None
+        self._lag: dict[tuple[str, int], tuple[int, list[np.ndarray]]] = {}
+        self._encode = {
+            name: (lin.weight.detach().numpy().T.copy(), lin.bias.detach().numpy().copy()) for name, lin in self._model.encode.items()
+        }
+        self._conv = [_Layer.of(conv) for conv in self._model.convs]
+        self._heads = _Heads.of(self._model)
+        self._build_caches(g)
         return self
 
-    def _build_layer1_cache(self, g: GraphInput) -> None:
-        """Encoded inputs per node and, per relation, the sum and count of the sources' encoded
-        inputs per destination (see "Layer-1 cache" in the module docstring)."""
-        with torch.inference_mode():
-            h0 = {t: torch.relu(self._model.encode[t](torch.from_numpy(self._x[t]))) for t in NODE_TYPES}
-        self._count = dict(self._n)  # nodes with rows: the snapshot's, then the added ones
-        self._h0 = {t: h0[t].numpy().copy() for t in NODE_TYPES}
-        self._s1: dict[Relation, np.ndarray] = {}
+    def _build_caches(self, g: GraphInput) -> None:
+        """Layers ``0 .. k - 1`` of every node and, per relation, the per-destination sums and
+        counts of the sources' layers (the batch forward pass, layer by layer)."""
+        k = self.layers
+        self._h: list[dict[str, np.ndarray]] = []
+        self._sum: list[dict[Relation, np.ndarray]] = []
         self._deg: dict[Relation, np.ndarray] = {}
         for rel in RELATIONS:
-            src, dst = g.data[rel].edge_index
             n = self._n[rel[2]]
-            self._s1[rel] = torch.zeros(n, h0[rel[0]].shape[1]).index_add_(0, dst, h0[rel[0]][src]).numpy()
-            self._deg[rel] = np.bincount(dst.numpy(), minlength=n)[:n].astype(np.float32)
+            self._deg[rel] = np.bincount(g.data[rel].edge_index[1].numpy(), minlength=n)[:n].astype(np.float32)
+        with torch.inference_mode():
+            h = {t: torch.relu(self._model.encode[t](g.data[t].x)) for t in NODE_TYPES}
+            for layer in range(k):
+                self._h.append({t: h[t].numpy().copy() for t in NODE_TYPES})
+                sums = {}
+                for rel in RELATIONS:
+                    src, dst = g.data[rel].edge_index
+                    sums[rel] = torch.zeros(self._n[rel[2]], h[rel[0]].shape[1]).index_add_(0, dst, h[rel[0]][src])
+                self._sum.append({rel: s.numpy() for rel, s in sums.items()})
+                if layer == k - 1:
+                    break
+                conv = self._model.convs[layer]
+                nxt = {}
+                for t in NODE_TYPES:
+                    acc = None
+                    for rel in RELATIONS:
+                        if rel[2] != t:
+                            continue
+                        sage = conv.convs[rel]  # type: ignore[index]
+                        mean = sums[rel] / torch.from_numpy(np.maximum(self._deg[rel], 1.0))[:, None]
+                        part = sage.lin_l(mean) + sage.lin_r(h[t])
+                        acc = part if acc is None else acc + part
+                    nxt[t] = torch.relu(acc)
+                h = nxt
 
-    def _ensure_rows(self, name: str, gid: int) -> None:
-        """Room for node ``gid`` of type ``name`` in the layer-1 cache (zero rows; doubling)."""
-        self._count[name] = max(self._count[name], gid + 1)
-        cap = self._h0[name].shape[0]
-        if gid < cap:
-            return
-        size = max(gid + 1, 2 * cap, 16)
-        self._h0[name] = _grown(self._h0[name], size)
-        for rel in RELATIONS:
-            if rel[2] == name:
-                self._s1[rel] = _grown(self._s1[rel], size)
-                self._deg[rel] = _grown(self._deg[rel], size)
+    # -- public calls ---------------------------------------------------------------------
 
     @property
     def added_events(self) -> int:
@@ -259,6 +330,62 @@ class InductiveScorer:
         gid = self._gid("user", user_id)
         return gid is not None and ("user", gid) in self._delta.by_node
 
+    def node_features(self, name: str, key: str) -> np.ndarray:
+        """Raw features float32 [F] of a node as the scorer holds them (diagnostics and tests).
+
+        Raises:
+            NotFoundError: the scorer knows no such node.
+        """
+        gid = self._gid(name, key)
+        if gid is None:
+            raise NotFoundError(name, key)
+        return self._stats.features(name, self._stats.row(name, gid))[0]
+
+    def transaction_features(self, event: Event) -> np.ndarray:
+        """Raw transaction features float32 [F_txn] of ``event`` as ``score_event`` computes them
+        (diagnostics and tests)."""
+        if not event.user_id:
+            raise ValidationError("user_id", event.user_id, "must not be empty")
+        gid, _ = self._event_gids(event)
+        return event_txn_features(event, self._history(gid["user"]))
+
+    def score_account(self, user_id: str) -> AccountScore:
+        """The account's score as the graph stands (equal to batch scoring on the snapshot).
+
+        Raises:
+            NotFoundError: the scorer knows no such account.
+        """
+        gid = self._gid("user", user_id)
+        if gid is None:
+            raise NotFoundError("account", user_id)
+        layers = self._roots({"user": gid}, {"user": self._h[0]["user"][gid]}, {})
+        score = _prob(self._heads.account_logit(layers[-1]["user"]), self._model.config.user_prior_shift)
+        return AccountScore(user_id, score, self._tier(score, account=True), self.model_version)
+
+    def score_event(self, event: Event) -> EventScore:
+        """Score an event that the snapshot does not hold: its account (as it stands with the
+        event) and the event as a transaction. Its user, device, IP and merchant may be new. An
+        event the scorer holds already is scored as it stands (counted once).
+
+        Raises:
+            ValidationError: ``event.user_id`` is empty.
+        """
+        p = self._apply(event)
+        self._pending = p
+        cfg = self._model.config
+        final = p.layers[-1]
+        account = _prob(self._heads.account_logit(final["user"]), cfg.user_prior_shift)
+        txn = _prob(self._heads.txn_logit(final, p.txn_x), cfg.txn_prior_shift)
+        return EventScore(
+            user_id=event.user_id,
+            account_score=account,
+            account_tier=self._tier(account, account=True),
+            txn_score=txn,
+            txn_tier=self._tier(txn, account=False),
+            model_version=self.model_version,
+            new=p.new,
+        )
+
     def add_events(self, events: list[Event]) -> int:
         """Fold ``events`` into the graph (see the module docstring), in the order given; an
         event whose ``txn_id`` the snapshot or an earlier call holds is skipped. Returns how
@@ -270,110 +397,158 @@ class InductiveScorer:
         added = 0
         d = self._delta
         for event in events:
-            if event.txn_id in self._txn_ids or event.txn_id in d.txn_ids:
+            if self._holds(event.txn_id):
                 continue
-            if not event.user_id:
-                raise ValidationError("user_id", event.user_id, "must not be empty")
-            gid, _ = self._event_gids(event)
-            last = self._last_touch
-            if last is not None and last[0] == event and last[1] == len(d.events):
-                override = last[2]  # score_event just computed them for this event
-            else:
-                override, _ = self._touched_features(event, gid)
-            self._last_touch = None
-            for name, g in gid.items():
-                key = getattr(event, _EVENT_KEY[name])
-                if g >= self._n[name] and key not in d.pos[name]:
-                    d.pos[name][key] = g
-                self._ensure_rows(name, g)
-            # Layer-1 cache: first the touched nodes' new inputs reach their existing
-            # out-neighbours, then the new edges add their (new) sources.
-            with torch.inference_mode():
-                for name, vecs in override.items():
-                    for g, vec in vecs.items():
-                        h0 = torch.relu(self._model.encode[name](torch.from_numpy(np.asarray(vec, dtype=np.float32)))).numpy()
-                        dh = h0 - self._h0[name][g]
-                        for rel in RELATIONS:
-                            if rel[0] == name:
-                                out = self._sources(_reverse(rel), np.array([g], dtype=np.int64), {})[0]
-                                np.add.at(self._s1[rel], out, dh)
-                        self._h0[name][g] = h0
-            for rel, (src, dst) in self._new_edges(gid).items():
-                a, b = int(src[0]), int(dst[0])
-                d.into.setdefault(rel, {}).setdefault(b, []).append(a)
-                d.edge_set.add((rel, a, b))
-                d.arrays.pop(rel, None)
-                self._s1[rel][b] += self._h0[rel[0]][a]
-                self._deg[rel][b] += 1.0
-            d.events.append((event, gid))
-            for name, g in gid.items():
-                d.by_node.setdefault((name, g), []).append(len(d.events) - 1)
-            d.txn_ids.add(event.txn_id)
+            p = self._pending
+            if p is None or p.event != event or p.at != len(d.events):
+                p = self._apply(event)  # else: score_event just computed it for this event
+            self._pending = None
+            self._commit(p)
             added += 1
         return added
 
-    # -- public calls ---------------------------------------------------------------------
+    # -- one event ------------------------------------------------------------------------
 
-    def score_account(self, user_id: str) -> AccountScore:
-        """The account's score from its k-hop neighbourhood alone (equal to batch scoring).
-
-        Raises:
-            NotFoundError: the snapshot has no such account.
-        """
-        pos = self._gid("user", user_id)
-        if pos is None:
-            raise NotFoundError("account", user_id)
-        hood = self._neighbourhood({"user": np.array([pos])}, {})
-        with torch.inference_mode():
-            h = self._embed_roots(hood, {}, {})
-            logit = self._model.user_head(h["user"][0]).squeeze(-1)
-        score = self._prob(logit, self._model.config.user_prior_shift)
-        nodes, edges = hood.size
-        return AccountScore(user_id, score, self._tier(score, account=True), self.model_version, nodes, edges)
-
-    def score_event(self, event: Event) -> EventScore:
-        """Score an event that the snapshot does not hold: its account (as it stands with the
-        event) and the event as a transaction. Its user, device, IP and merchant may be new.
-
-        Raises:
-            ValidationError: ``event.user_id`` is empty.
-        """
+    def _apply(self, event: Event) -> _Pending:
+        """The event applied to its roots (nothing stored). An event the scorer holds already
+        changes nothing: its roots are recomputed as they stand."""
         if not event.user_id:
             raise ValidationError("user_id", event.user_id, "must not be empty")
         gid, new = self._event_gids(event)
-        x_event, txn_x = self._touched_features(event, gid)
-        self._last_touch = (event, len(self._delta.events), x_event)
-        extra = self._new_edges(gid)
-        roots = {name: np.array([g]) for name, g in gid.items()}
-        hood = self._neighbourhood(roots, extra)
-        model, cfg = self._model, self._model.config
-        idx = {name: torch.tensor([0 if name in gid else -1]) for name in NODE_TYPES}  # one root per type
-        g = GraphInput(
-            data=None,  # type: ignore[arg-type]  # the edge head reads only the index tensors
-            txn_x=torch.from_numpy(txn_x[None, :]),
-            txn_user=idx["user"],
-            txn_merchant=idx["merchant"],
-            txn_device=idx["device"],
-            txn_ip=idx["ip"],
-        )
-        with torch.inference_mode():
-            h = self._embed_roots(hood, x_event, extra)
-            user_logit = model.user_head(h["user"][0]).squeeze(-1)
-            txn_logit = model.txn_logits(h, g)[0]
-        account = self._prob(user_logit, cfg.user_prior_shift)
-        txn = self._prob(txn_logit, cfg.txn_prior_shift)
-        nodes, edges = hood.size
-        return EventScore(
-            user_id=event.user_id,
-            account_score=account,
-            account_tier=self._tier(account, account=True),
-            txn_score=txn,
-            txn_tier=self._tier(txn, account=False),
-            model_version=self.model_version,
+        held = self._holds(event.txn_id)
+        pairs = {} if held else self._event_pairs(gid)
+        history = self._history(gid["user"])
+        if held:
+            stats = {name: self._stats.row(name, g) for name, g in gid.items()}
+        else:
+            linked = {rel[1] for rel, is_new in pairs.items() if is_new}
+            ctx = EventContext(
+                gid=gid,
+                new_user_device="uses_device" in linked,
+                new_user_ip="uses_ip" in linked,
+                new_device_ip="seen_at" in linked,
+                user_devices=self._neighbours_with(("device", "rev_uses_device", "user"), gid, pairs),
+                user_ips=self._neighbours_with(("ip", "rev_uses_ip", "user"), gid, pairs),
+                history=history,
+            )
+            stats = self._stats.with_event(event, ctx)
+        h0 = {}
+        for name, row in stats.items():
+            x = self._norm.apply_block(name, self._stats.features(name, row))[0]
+            w, b = self._encode[name]
+            h0[name] = np.maximum(x @ w + b, 0.0)
+        txn_x = self._norm.apply_block("txn", event_txn_features(event, history)[None, :])[0]
+        return _Pending(
+            event=event,
+            at=len(self._delta.events),
+            gid=gid,
             new=tuple(new),
-            nodes=nodes,
-            edges=edges,
+            stats=stats,
+            pairs=pairs,
+            layers=self._roots(gid, h0, pairs),
+            txn_x=txn_x,
         )
+
+    def _roots(self, gid: dict[str, int], h0: dict[str, np.ndarray], pairs: dict[Relation, bool]) -> list[dict[str, np.ndarray]]:
+        """Layers ``0 .. k`` of the roots ``gid`` (at most one per type) with their layer 0
+        ``h0``: per relation, the cached sum of the sources' layer with each root source's new
+        layer in place of its cached one (``pairs[rel]`` False) or added as a new edge (True)."""
+        out = [h0]
+        for layer, conv in enumerate(self._conv):
+            prev, sums = out[-1], self._sum[layer]
+            nxt = {}
+            for t, g in gid.items():
+                means = []
+                for rel in conv.rels[t]:
+                    known = g < self._count[t]
+                    total = sums[rel][g].copy() if known else np.zeros_like(prev[t])
+                    deg = float(self._deg[rel][g]) if known else 0.0
+                    s = rel[0]
+                    if s in gid and rel in pairs:
+                        if pairs[rel]:
+                            total += prev[s]
+                            deg += 1.0
+                        else:
+                            total -= self._held(layer, s, gid[s])
+                            total += prev[s]
+                    means.append(total / max(deg, 1.0))
+                nxt[t] = np.maximum(np.concatenate(means) @ conv.w_mean[t] + prev[t] @ conv.w_self[t] + conv.bias[t], 0.0)
+            out.append(nxt)
+        return out
+
+    def _commit(self, p: _Pending) -> None:
+        """Store a pending event: node ids, statistics, layers (each root's change reaches its
+        out-neighbours' sums), new edges, and the event's bookkeeping."""
+        d = self._delta
+        event = p.event
+        for name, g in p.gid.items():
+            key = getattr(event, _EVENT_KEY[name])
+            if g >= self._n[name] and key not in d.pos[name]:
+                d.pos[name][key] = g
+            self._ensure_rows(name, g)
+            self._stats.put(name, g, p.stats[name])
+        for name, g in p.gid.items():
+            self._store_layers(name, g, [p.layers[layer][name] for layer in range(self.layers)])
+        for rel, is_new in p.pairs.items():
+            if not is_new:
+                continue
+            a, b = p.gid[rel[0]], p.gid[rel[2]]
+            d.into.setdefault(rel, {}).setdefault(b, []).append(a)
+            d.edge_set.add((rel, a, b))
+            for layer in range(self.layers):
+                self._sum[layer][rel][b] += self._held(layer, rel[0], a)
+            self._deg[rel][b] += 1.0
+        d.events.append((event, p.gid))
+        for name, g in p.gid.items():
+            d.by_node.setdefault((name, g), []).append(len(d.events) - 1)
+        d.txn_ids.add(event.txn_id)
+
+    def _store_layers(self, name: str, gid: int, layers: list[np.ndarray]) -> None:
+        """Set a node's cached layers and pass the change to its out-neighbours' sums: at once,
+        or for a hub (more than ``HUB_EDGES`` out-edges) every ``HUB_PUSH``-th change, so that
+        a busy merchant does not cost O(its accounts) per event; until then they read the layers
+        it had at its last push (``_held``)."""
+        outs = [(rel, self._neighbours(_reverse(rel), gid)) for rel in RELATIONS if rel[0] == name]
+        key = (name, gid)
+        lag = self._lag.pop(key, None)
+        if sum(int(o.size) for _, o in outs) > HUB_EDGES:
+            count, base = lag if lag is not None else (0, [self._h[layer][name][gid].copy() for layer in range(self.layers)])
+            if count + 1 < HUB_PUSH:
+                self._lag[key] = (count + 1, base)
+                outs = []  # the sums keep ``base`` for now
+        else:
+            base = lag[1] if lag is not None else [self._h[layer][name][gid] for layer in range(self.layers)]
+        for layer in range(self.layers):
+            change = layers[layer] - base[layer]
+            for rel, targets in outs:
+                self._sum[layer][rel][targets] += change
+            self._h[layer][name][gid] = layers[layer]
+
+    def _held(self, layer: int, name: str, gid: int) -> np.ndarray:
+        """Layer ``layer`` of a node as its out-neighbours' sums hold it (``_store_layers``)."""
+        lag = self._lag.get((name, gid))
+        return lag[1][layer] if lag is not None else self._h[layer][name][gid]
+
+    def _ensure_rows(self, name: str, gid: int) -> None:
+        """Room for node ``gid`` of type ``name`` in the layer caches (zero rows; doubling)."""
+        self._count[name] = max(self._count[name], gid + 1)
+        cap = self._h[0][name].shape[0]
+        if gid < cap:
+            return
+        size = max(gid + 1, 2 * cap, 16)
+        for layer in range(self.layers):
+            self._h[layer][name] = _grown(self._h[layer][name], size)
+            for rel in RELATIONS:
+                if rel[2] == name:
+                    self._sum[layer][rel] = _grown(self._sum[layer][rel], size)
+        for rel in RELATIONS:
+            if rel[2] == name:
+                self._deg[rel] = _grown(self._deg[rel], size)
+
+    # -- the graph around an event --------------------------------------------------------
+
+    def _holds(self, txn_id: str) -> bool:
+        return txn_id in self._txn_ids or txn_id in self._delta.txn_ids
 
     def _gid(self, name: str, key: str) -> int | None:
         """The node id of ``key``: the snapshot's position, else the id ``add_events`` gave it."""
@@ -396,254 +571,54 @@ class InductiveScorer:
             gid[name] = pos
         return gid, new
 
-    # -- the neighbourhood ----------------------------------------------------------------
+    def _neighbours(self, rel: Relation, dst: int) -> np.ndarray:
+        """The sources of ``rel`` into node ``dst``: the snapshot's and the added events'."""
+        src = self._in[rel].row(dst)
+        found = self._delta.into.get(rel, {}).get(dst)
+        return np.concatenate([src, np.asarray(found, dtype=np.int64)]) if found else src
 
-    def _sources(self, rel: Relation, dst: np.ndarray, extra: dict[Relation, tuple[np.ndarray, np.ndarray]]) -> tuple[np.ndarray, np.ndarray]:
-        """(source, destination) pairs of ``rel`` into the nodes ``dst``: the snapshot's edges,
-        the added events' and ``extra`` (a pending event's)."""
-        owner, src = self._in[rel].gather(dst)
-        srcs, owners = [src], [owner]
-        into = self._delta.into.get(rel)
-        if into:
-            if dst.size <= _FEW:
-                for v in dst.tolist():
-                    if (found := into.get(v)) is not None:
-                        srcs.append(np.array(found, dtype=np.int64))
-                        owners.append(np.full(len(found), v, dtype=np.int64))
-            else:
-                arrays = self._delta.arrays.get(rel)
-                if arrays is None:
-                    pairs = [(s, v) for v, ss in into.items() for s in ss]
-                    arrays = self._delta.arrays[rel] = (np.array([p[0] for p in pairs], dtype=np.int64),
-                                                        np.array([p[1] for p in pairs], dtype=np.int64))  # fmt: skip
-                keep = np.isin(arrays[1], dst)
-                srcs.append(arrays[0][keep])
-                owners.append(arrays[1][keep])
-        if rel in extra:
-            es, ed = extra[rel]
-            keep = np.isin(ed, dst)
-            srcs.append(es[keep])
-            owners.append(ed[keep])
-        if len(srcs) == 1:
-            return src, owner
-        return np.concatenate(srcs), np.concatenate(owners)
+    def _neighbours_with(self, rel: Relation, gid: dict[str, int], pairs: dict[Relation, bool]) -> np.ndarray:
+        """``_neighbours`` of the event's ``rel[2]`` node, with the pending event's new edge."""
+        src = self._neighbours(rel, gid[rel[2]])
+        return np.append(src, gid[rel[0]]) if pairs.get(rel) else src
 
-    def _neighbourhood(self, roots: dict[str, np.ndarray], extra: dict[Relation, tuple[np.ndarray, np.ndarray]]) -> _Hood:
-        """Nodes within k - 1 hops of ``roots`` and every edge into the nodes within k - 2 hops:
-        what rounds 2..k of message passing read for the roots (round 1 comes from the layer-1
-        cache). ``extra``: a pending event's new edges."""
-        hops = self.layers - 1
-        empty = np.zeros(0, dtype=np.int64)
-        frontier = {t: np.unique(roots.get(t, empty)).astype(np.int64) for t in NODE_TYPES}
-        seen = dict(frontier)
-        levels = {t: [frontier[t]] for t in NODE_TYPES}
-        for _ in range(hops):
-            found: dict[str, list[np.ndarray]] = {t: [] for t in NODE_TYPES}
-            for rel in RELATIONS:
-                if frontier[rel[2]].size:
-                    found[rel[0]].append(self._sources(rel, frontier[rel[2]], extra)[0])
-            for t in NODE_TYPES:
-                cand = np.unique(np.concatenate(found[t])) if found[t] else empty
-                frontier[t] = np.setdiff1d(cand, seen[t], assume_unique=True)
-                seen[t] = np.union1d(seen[t], frontier[t])
-                levels[t].append(frontier[t])
-        depth: dict[str, np.ndarray] = {}
-        for t in NODE_TYPES:
-            d = np.concatenate([np.full(lv.size, i, dtype=np.int64) for i, lv in enumerate(levels[t])])
-            order = np.argsort(np.concatenate(levels[t]), kind="stable")
-            depth[t] = d[order]
-        edges: dict[Relation, tuple[torch.Tensor, torch.Tensor]] = {}
-        for rel in RELATIONS:
-            inner = seen[rel[2]][depth[rel[2]] < hops]
-            src, dst = self._sources(rel, inner, extra) if inner.size else (empty, empty)
-            edges[rel] = (
-                torch.from_numpy(np.searchsorted(seen[rel[0]], src)),
-                torch.from_numpy(np.searchsorted(seen[rel[2]], dst)),
-            )
-        return _Hood(ids=seen, depth=depth, x={}, edges=edges)
-
-    def _layer1(
-        self,
-        hood: _Hood,
-        x_event: dict[str, dict[int, np.ndarray]],
-        extra: dict[Relation, tuple[np.ndarray, np.ndarray]],
-    ) -> dict[str, torch.Tensor]:
-        """Layer-1 outputs of every node of ``hood`` from the cache, with a pending event's
-        changes (``x_event``: its touched nodes' new standardised features; ``extra``: its new
-        edges) applied to this call's copy only."""
-        model = self._model
-        conv = model.convs[0]
-        ids = hood.ids
-        h0: dict[str, np.ndarray] = {}
-        changed: dict[str, dict[int, np.ndarray]] = {t: {} for t in NODE_TYPES}  # new h0 - cached h0
-        for t in NODE_TYPES:
-            known = ids[t] < self._count[t]
-            rows = np.zeros((ids[t].size, self._h0[t].shape[1]), dtype=np.float32)
-            rows[known] = self._h0[t][ids[t][known]]
-            for gid, vec in x_event.get(t, {}).items():
-                new = torch.relu(model.encode[t](torch.from_numpy(np.asarray(vec, dtype=np.float32)))).numpy()
-                old = self._h0[t][gid] if gid < self._count[t] else 0.0
-                changed[t][gid] = new - old
-                i = int(np.searchsorted(ids[t], gid))
-                if i < ids[t].size and ids[t][i] == gid:
-                    rows[i] = new
-            h0[t] = rows
-        out: dict[str, torch.Tensor | None] = {t: None for t in NODE_TYPES}
-        for rel in RELATIONS:
-            s_t, _, d_t = rel
-            dst_ids = ids[d_t]
-            if dst_ids.size == 0:  # nothing of this type within reach: skip its linear maps
-                continue
-            known = dst_ids < self._count[d_t]
-            total = np.zeros((dst_ids.size, self._s1[rel].shape[1]), dtype=np.float32)
-            total[known] = self._s1[rel][dst_ids[known]]
-            deg = np.zeros(dst_ids.size, dtype=np.float32)
-            deg[known] = self._deg[rel][dst_ids[known]]
-            for gid, dh in changed[s_t].items():  # a touched node's existing out-edges
-                if gid >= self._count[s_t]:
-                    continue
-                targets = self._sources(_reverse(rel), np.array([gid], dtype=np.int64), {})[0]
-                pos = np.searchsorted(dst_ids, targets)
-                ok = pos < dst_ids.size
-                ok[ok] = dst_ids[pos[ok]] == targets[ok]
-                np.add.at(total, pos[ok], dh)
-            if rel in extra:  # the event's new edges, from its (new) sources
-                es, ed = extra[rel]
-                for a, b in zip(es.tolist(), ed.tolist(), strict=True):
-                    j = int(np.searchsorted(dst_ids, b))
-                    if j < dst_ids.size and dst_ids[j] == b:
-                        i = int(np.searchsorted(ids[s_t], a))
-                        total[j] += h0[s_t][i]
-                        deg[j] += 1.0
-            mean = torch.from_numpy(total / np.maximum(deg, np.float32(1.0))[:, None])
-            sage = conv.convs[rel]  # type: ignore[index]
-            o = sage.lin_l(mean) + sage.lin_r(torch.from_numpy(h0[d_t]))
-            out[d_t] = o if out[d_t] is None else out[d_t] + o
-        hidden = self._h0["user"].shape[1]
-        return {t: torch.relu(v) if v is not None else torch.zeros(0, hidden) for t, v in out.items()}
-
-    def _embed_roots(
-        self,
-        hood: _Hood,
-        x_event: dict[str, dict[int, np.ndarray]],
-        extra: dict[Relation, tuple[np.ndarray, np.ndarray]],
-    ) -> dict[str, torch.Tensor]:
-        """Final embeddings [n_roots_t, hidden] of the roots (depth 0) per node type.
-
-        The same function as ``RingSAGE.embed`` in eval mode (``SAGEConv`` with mean
-        aggregation: ``lin_l(mean of sources) + lin_r(self)`` per relation, summed per
-        destination type, then ReLU; dropout is the identity), but layer ``l`` computes only
-        the nodes within ``k - l`` hops, which is all the roots need. PyG's generic
-        ``HeteroConv`` costs milliseconds of Python per call here; this costs a few
-        tensor ops. Layer 1 comes from the layer-1 cache (``_layer1``), for every node of the
-        (k - 1)-hop ``hood``. The equality with batch scoring is tested."""
-        model, k = self._model, self.layers
-        h = self._layer1(hood, x_event, extra)
-        rows = {t: torch.arange(hood.ids[t].size) for t in NODE_TYPES}  # h[t][i] is node rows[t][i]
-        for layer, conv in enumerate(model.convs[1:], start=2):
-            keep = {t: torch.from_numpy(np.flatnonzero(hood.depth[t] <= k - layer)) for t in NODE_TYPES}
-            pos = {t: torch.full((hood.ids[t].size,), -1, dtype=torch.long) for t in NODE_TYPES}
-            prev = {t: torch.full((hood.ids[t].size,), -1, dtype=torch.long) for t in NODE_TYPES}
-            for t in NODE_TYPES:
-                pos[t][keep[t]] = torch.arange(keep[t].numel())
-                prev[t][rows[t]] = torch.arange(rows[t].numel())
-            out: dict[str, torch.Tensor | None] = {t: None for t in NODE_TYPES}
-            for rel in RELATIONS:
-                s_t, _, d_t = rel
-                sage = conv.convs[rel]  # type: ignore[index]
-                src, dst = hood.edges[rel]
-                n = keep[d_t].numel()
-                if n == 0:  # no node of this type is needed from this layer on
-                    continue
-                p = pos[d_t][dst]
-                ok = p >= 0
-                src, p = src[ok], p[ok]
-                agg = torch.zeros(n, h[s_t].shape[1]).index_add_(0, p, h[s_t][prev[s_t][src]])
-                deg = torch.zeros(n).index_add_(0, p, torch.ones(p.numel()))
-                o = sage.lin_l(agg / deg.clamp(min=1.0)[:, None]) + sage.lin_r(h[d_t][prev[d_t][keep[d_t]]])
-                out[d_t] = o if out[d_t] is None else out[d_t] + o
-            h = {t: torch.relu(v) if v is not None else torch.zeros(0, h[t].shape[1]) for t, v in out.items()}
-            rows = keep
-        return h
-
-    # -- the event ------------------------------------------------------------------------
-
-    def _new_edges(self, gid: dict[str, int]) -> dict[Relation, tuple[np.ndarray, np.ndarray]]:
-        """The event's edges that the snapshot lacks, both directions, as 1-element arrays."""
-        pairs = {"uses_device": ("user", "device"), "uses_ip": ("user", "ip"), "pays": ("user", "merchant"),
-                 "seen_at": ("device", "ip")}  # fmt: skip
-        extra: dict[Relation, tuple[np.ndarray, np.ndarray]] = {}
-        for rel_name, (a, b) in pairs.items():
+    def _event_pairs(self, gid: dict[str, int]) -> dict[Relation, bool]:
+        """The edges between the event's nodes, both directions: True = new with the event,
+        False = the snapshot or an added event has it already."""
+        pairs: dict[Relation, bool] = {}
+        for name, (a, b) in _PAIRS.items():
             if a not in gid or b not in gid:
                 continue
-            rel = (a, rel_name, b)
-            owner, src = self._in[rel].gather(np.array([gid[b]]))
-            if np.any(src == gid[a]) or (rel, gid[a], gid[b]) in self._delta.edge_set:
-                continue  # the snapshot or an added event has this edge already
-            extra[rel] = (np.array([gid[a]]), np.array([gid[b]]))
-            extra[(b, f"rev_{rel_name}", a)] = (np.array([gid[b]]), np.array([gid[a]]))
-        return extra
+            rel = (a, name, b)
+            exists = (rel, gid[a], gid[b]) in self._delta.edge_set or bool(np.any(self._in[rel].row(gid[b]) == gid[a]))
+            pairs[rel] = pairs[_reverse(rel)] = not exists
+        return pairs
 
-    def _touched_features(self, event: Event, gid: dict[str, int]) -> tuple[dict[str, dict[int, np.ndarray]], np.ndarray]:
-        """Standardised features of the event's user, device, IP and merchant with the event
-        counted, and of the event itself: ``build_features`` on every stored event of those
-        nodes plus the new one (the batch definitions, exactly)."""
-        t = self._snapshot.transactions
-        parts = [self._rows[name].gather(np.array([g]))[1] for name, g in gid.items()]
-        rows = np.unique(np.concatenate(parts)) if parts else np.zeros(0, dtype=np.int64)
-        # Events added since the snapshot that touch the same nodes, in the order added, then
-        # the event itself (once, even when it was added before).
-        d = self._delta
-        later = sorted({i for name, g in gid.items() for i in d.by_node.get((name, g), ())})
-        added = [d.events[i] for i in later if d.events[i][0].txn_id != event.txn_id] + [(event, gid)]
-        cols: dict[str, np.ndarray] = {}
-        local: dict[str, int] = {}
-        nodes: dict[NodeType, np.ndarray] = {}
-        for name, nt in NODE_TYPES.items():
-            col = getattr(t, name)[rows].astype(np.int64)
-            col = np.concatenate([col, [g.get(name, -1) for _, g in added]])
-            present = np.unique(col[col >= 0])
-            cols[name] = np.where(col >= 0, np.searchsorted(present, col), -1)
-            nodes[nt] = present.astype(object)  # only the count matters to build_features
-            if name in gid:
-                local[name] = int(np.searchsorted(present, gid[name]))
-        evs = [e for e, _ in added]
-        ts = np.concatenate([t.ts[rows], [float(e.ts) for e in evs]])
-        table = TransactionTable(
-            txn_id=np.concatenate([t.txn_id[rows], [e.txn_id for e in evs]]).astype(object),
-            ts=ts,
-            user=cols["user"],
-            merchant=cols["merchant"],
-            device=cols["device"],
-            ip=cols["ip"],
-            amount=np.concatenate([t.amount[rows], [np.nan if e.amount is None else float(e.amount) for e in evs]]),
-            currency=np.concatenate([t.currency[rows], np.array([e.currency for e in evs], dtype=object)]).astype(object),
-            event=np.concatenate([t.event[rows], [EVENT_KINDS.index(e.event.value) for e in evs]]).astype(np.int8),
-            status=np.concatenate([t.status[rows], np.array([e.status for e in evs], dtype=object)]).astype(object),
+    def _history(self, user: int) -> UserHistory:
+        """The account's events so far: the snapshot's rows, then the added events."""
+        t = self._txn
+        rows = self._user_rows.row(user)
+        later = [self._delta.events[i] for i in self._delta.by_node.get(("user", user), ())]
+        if not later:
+            return UserHistory(ts=t.ts[rows], kind=t.event[rows].astype(np.int64), merchant=t.merchant[rows].astype(np.int64),
+                               txn_id=t.txn_id[rows])  # fmt: skip
+        return UserHistory(
+            ts=np.append(t.ts[rows], [float(e.ts) for e, _ in later]),
+            kind=np.append(t.event[rows].astype(np.int64), [EVENT_KINDS.index(e.event.value) for e, _ in later]),
+            merchant=np.append(t.merchant[rows].astype(np.int64), [g.get("merchant", -1) for _, g in later]),
+            txn_id=np.append(t.txn_id[rows].astype(object), np.array([e.txn_id for e, _ in later], dtype=object)),
         )
-        no_labels = LabelTable(np.zeros(0, np.int64), np.zeros(0, bool), np.zeros(0), np.zeros(0, object))
-        mini = Snapshot(
-            nodes=nodes,
-            transactions=table,
-            user_device=_links(table.user, table.device, ts),
-            user_ip=_links(table.user, table.ip, ts),
-            device_ip=_links(table.device, table.ip, ts),
-            user_labels=no_labels,
-            txn_labels=no_labels,
-        )
-        z = self._artefact.normalisation.apply(build_features(mini))
-        override = {name: {gid[name]: z.block(name)[local[name]]} for name in gid}
-        return override, z.txn[-1]
 
     # -- helpers --------------------------------------------------------------------------
-
-    @staticmethod
-    def _prob(logit: torch.Tensor, shift: float) -> float:
-        return float(torch.sigmoid(logit.double() - shift))
 
     def _tier(self, score: float, *, account: bool) -> Tier:
         thr = self._artefact.account_thresholds if account else self._artefact.transaction_thresholds
         return assign_tiers(np.array([score]), thr)[0]
+
+
+def _prob(logit: float, shift: float) -> float:
+    """The probability after the prior shift, in float64 as ``gnn.model.predict``."""
+    return float(1.0 / (1.0 + np.exp(-(np.float64(logit) - shift))))
 
 
 def _reverse(rel: Relation) -> Relation:
@@ -657,19 +632,3 @@ def _grown(a: np.ndarray, size: int) -> np.ndarray:
     out = np.zeros((size, *a.shape[1:]), dtype=a.dtype)
     out[: a.shape[0]] = a
     return out
-
-
-def _links(src: np.ndarray, dst: np.ndarray, ts: np.ndarray) -> LinkTable:
-    """The distinct (src, dst) pairs of events with first/last seen and count, -1 = absent: what
-    a store (and ``gnn.leakage.link_table``) derives, in numpy (pandas' groupby costs
-    milliseconds per call, too much per request)."""
-    keep = (src >= 0) & (dst >= 0)
-    s, d, t = src[keep].astype(np.int64), dst[keep].astype(np.int64), ts[keep]
-    if s.size == 0:
-        z = np.zeros(0, dtype=np.int64)
-        return LinkTable(src=z, dst=z, first_seen=np.zeros(0), last_seen=np.zeros(0), count=z)
-    order = np.lexsort((t, d, s))
-    s, d, t = s[order], d[order], t[order]
-    start = np.flatnonzero(np.r_[True, (s[1:] != s[:-1]) | (d[1:] != d[:-1])])
-    end = np.r_[start[1:], s.size]
-    return LinkTable(src=s[start], dst=d[start], first_seen=t[start], last_seen=t[end - 1], count=(end - start).astype(np.int64))
