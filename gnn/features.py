@@ -417,36 +417,29 @@ class FeatureStats:
 
 def event_txn_features(event: Event, history: UserHistory) -> np.ndarray:
     """Raw transaction features float32 [F_txn] of ``event`` given its account's earlier events:
-    ``build_features``' definition on the events before it in (ts, txn_id) order."""
+    ``build_features``' definition, with the events before it in (ts, txn_id) order."""
     ts = float(event.ts)
-    before = (history.ts < ts) | ((history.ts == ts) & (history.txn_id.astype(str) < event.txn_id))
-    prior = history.ts[before]
-    n = prior.size + 1
+    before = history.ts < ts
+    if (tie := history.ts == ts).any():
+        before[tie] = [str(other) < event.txn_id for other in history.txn_id[tie]]
+    n_before = int(np.count_nonzero(before))
     amount = np.nan if event.amount is None else float(event.amount)
-    has_amount = np.zeros(n, dtype=bool)
-    has_amount[-1] = np.isfinite(amount)
-    amount0 = np.zeros(n)
-    amount0[-1] = amount if has_amount[-1] else 0.0
-    ev = np.zeros(n, dtype=np.int64)
-    ev[-1] = EVENT_KINDS.index(event.event.value)
-    declined = np.zeros(n, dtype=bool)
-    declined[-1] = event.status in DECLINED_STATUSES
-    absent = np.full(n, -1, dtype=np.int64)
-    device, ip = absent.copy(), absent.copy()
-    device[-1] = 0 if event.device_id else -1
-    ip[-1] = 0 if event.ip else -1
-    txn = _txn_features(
-        device,
-        ip,
-        np.zeros(n, dtype=np.int64),
-        ev,
-        np.append(prior, ts),
+    has_amount = np.array([np.isfinite(amount)])
+    amount0 = np.where(has_amount, amount, 0.0)
+    txn = _txn_columns(
+        np.array([0 if event.device_id else -1]),
+        np.array([0 if event.ip else -1]),
+        np.array([EVENT_KINDS.index(event.event.value)]),
+        np.array([ts]),
         np.log1p(np.maximum(amount0, 0.0)),
         has_amount,
         has_amount & (amount0 < TINY_AMOUNT),
-        declined,
+        np.array([event.status in DECLINED_STATUSES]),
+        gap=np.array([ts - float(history.ts[before].max()) if n_before else 0.0]),
+        so_far=np.array([float(n_before)]),
+        is_first=np.array([0.0 if n_before else 1.0]),
     )
-    return txn[-1]
+    return txn[0]
 
 
 # -- helpers ------------------------------------------------------------------------------------
@@ -569,36 +562,42 @@ def _user_stats(snapshot: Snapshot, n: int, c: _EventColumns) -> np.ndarray:
     return np.stack([columns[name] for name in USER_STATS], axis=1)
 
 
+#: User features that are ``log1p`` of one statistic, features that are a share (numerator,
+#: denominator), by feature name.
+_USER_LOG = {
+    "n_payments_log": "n_payments",
+    "n_refunds_log": "n_refunds",
+    "n_logins_log": "n_logins",
+    "n_signups_log": "n_signups",
+    "n_merchants_log": "n_merchants",
+    "n_devices_log": "n_devices",
+    "n_ips_log": "n_ips",
+    "max_device_users_log": "max_device_users",
+    "max_ip_users_log": "max_ip_users",
+    "max_payments_per_hour_log": "max_payments_per_hour",
+}
+_USER_SHARE = {
+    "declined_share": ("n_money_declined", "n_money"),
+    "amount_mean_log": ("amount_log_sum", "n_amounts"),
+    "tiny_share": ("n_tiny", "n_amounts"),
+    "night_share": ("n_night_payments", "n_payments"),
+}
+_F = {n: i for i, n in enumerate(USER_FEATURES)}
+
+
 def _user_rows(s: np.ndarray) -> np.ndarray:
-    """User features from user statistics (``USER_FEATURES`` order)."""
-    col = {name: s[:, i] for i, name in enumerate(USER_STATS)}
-    n_amt = col["n_amounts"]
-    mean = _share(col["amount_log_sum"], n_amt)
-    std = np.sqrt(np.maximum(_share(col["amount_log_sq_sum"], n_amt) - mean**2, 0.0))
-    first, last = col["first_ts"], col["last_ts"]
-    active_days = np.where(np.isfinite(first), (last - first) / 86400.0, 0.0)
-    return np.stack(
-        [
-            np.log1p(col["n_payments"]),
-            np.log1p(col["n_refunds"]),
-            np.log1p(col["n_logins"]),
-            np.log1p(col["n_signups"]),
-            _share(col["n_money_declined"], col["n_money"]),
-            mean,
-            col["amount_log_max"],
-            std,
-            _share(col["n_tiny"], n_amt),
-            np.log1p(col["n_merchants"]),
-            np.log1p(col["n_devices"]),
-            np.log1p(col["n_ips"]),
-            np.log1p(col["max_device_users"]),
-            np.log1p(col["max_ip_users"]),
-            np.log1p(active_days),
-            np.log1p(col["max_payments_per_hour"]),
-            _share(col["n_night_payments"], col["n_payments"]),
-        ],
-        axis=1,
-    )
+    """User features from user statistics (``USER_FEATURES`` order). Column groups at once, so
+    that one row (an online update) costs a few numpy calls, not one per feature."""
+    out = np.empty((s.shape[0], len(USER_FEATURES)))
+    out[:, [_F[f] for f in _USER_LOG]] = np.log1p(s[:, [_U[c] for c in _USER_LOG.values()]])
+    shares = _share(s[:, [_U[a] for a, _ in _USER_SHARE.values()]], s[:, [_U[b] for _, b in _USER_SHARE.values()]])
+    out[:, [_F[f] for f in _USER_SHARE]] = shares
+    mean = shares[:, list(_USER_SHARE).index("amount_mean_log")]
+    out[:, _F["amount_max_log"]] = s[:, _U["amount_log_max"]]
+    out[:, _F["amount_std_log"]] = np.sqrt(np.maximum(_share(s[:, _U["amount_log_sq_sum"]], s[:, _U["n_amounts"]]) - mean**2, 0.0))
+    first, last = s[:, _U["first_ts"]], s[:, _U["last_ts"]]
+    out[:, _F["active_days_log"]] = np.log1p(np.where(np.isfinite(first), (last - first) / 86400.0, 0.0))
+    return out
 
 
 def _merchant_stats(merchant: np.ndarray, n: int, n_user: int, c: _EventColumns) -> np.ndarray:
@@ -619,17 +618,10 @@ def _merchant_stats(merchant: np.ndarray, n: int, n_user: int, c: _EventColumns)
 
 def _merchant_rows(s: np.ndarray) -> np.ndarray:
     """Merchant features from merchant statistics (``MERCHANT_FEATURES`` order)."""
-    col = {name: s[:, i] for i, name in enumerate(MERCHANT_STATS)}
-    return np.stack(
-        [
-            np.log1p(col["n_users"]),
-            np.log1p(col["n_txns"]),
-            _share(col["n_tiny"], col["n_amounts"]),
-            _share(col["n_money_declined"], col["n_money"]),
-            _share(col["amount_log_sum"], col["n_amounts"]),
-        ],
-        axis=1,
-    )
+    out = np.empty((s.shape[0], len(MERCHANT_FEATURES)))
+    out[:, :2] = np.log1p(s[:, [_M["n_users"], _M["n_txns"]]])
+    out[:, 2:] = _share(s[:, [_M["n_tiny"], _M["n_money_declined"], _M["amount_log_sum"]]], s[:, [_M["n_amounts"], _M["n_money"], _M["n_amounts"]]])
+    return out
 
 
 def _txn_features(
@@ -644,12 +636,6 @@ def _txn_features(
     declined: np.ndarray,
 ) -> np.ndarray:
     n_txn = u.shape[0]
-    one_hot = np.zeros((n_txn, len(EVENT_KINDS)), dtype=np.float32)
-    if n_txn:
-        one_hot[np.arange(n_txn), ev] = 1.0
-    hour = (ts % 86400.0) / 3600.0
-    angle = 2.0 * np.pi * hour / 24.0
-
     # Order by (user, ts, row) to find each event's predecessor from the same user.
     gap = np.zeros(n_txn)
     so_far = np.zeros(n_txn)
@@ -665,7 +651,31 @@ def _txn_features(
         gap[order] = np.maximum(gap_sorted, 0.0)
         so_far[order] = rows - start
         is_first[order] = new_group.astype(np.float64)
+    return _txn_columns(device, ip, ev, ts, log_amount, has_amount, is_tiny, declined, gap=gap, so_far=so_far, is_first=is_first)
 
+
+def _txn_columns(
+    device: np.ndarray,
+    ip: np.ndarray,
+    ev: np.ndarray,
+    ts: np.ndarray,
+    log_amount: np.ndarray,
+    has_amount: np.ndarray,
+    is_tiny: np.ndarray,
+    declined: np.ndarray,
+    *,
+    gap: np.ndarray,
+    so_far: np.ndarray,
+    is_first: np.ndarray,
+) -> np.ndarray:
+    """The transaction feature table from per-row columns and the point-in-time ones (seconds
+    since the user's previous event, its events before, whether it is the first)."""
+    n_txn = ev.shape[0]
+    one_hot = np.zeros((n_txn, len(EVENT_KINDS)), dtype=np.float32)
+    if n_txn:
+        one_hot[np.arange(n_txn), ev] = 1.0
+    hour = (ts % 86400.0) / 3600.0
+    angle = 2.0 * np.pi * hour / 24.0
     # Filled column by column into float32 (the values computed in float64, then rounded, as
     # a float64 table cast at the end would be): at millions of rows a float64 table and its
     # float32 copy would double the peak of this step.

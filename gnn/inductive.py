@@ -57,13 +57,16 @@ from gnn.scoring import load_model
 from graph.errors import ModelError, NotFoundError, ValidationError
 from graph.types import EVENT_KINDS, Event, Snapshot, Tier
 
-__all__ = ["HUB_EDGES", "HUB_PUSH", "AccountScore", "EventScore", "InductiveScorer"]
+__all__ = ["HUB_EDGES", "AccountScore", "EventScore", "InductiveScorer"]
 
 Relation = tuple[str, str, str]
-#: A node with more out-edges than this (a busy merchant, a shared office IP) is a hub: it
-#: passes its layer changes to its out-neighbours' sums every ``HUB_PUSH``-th event only.
+#: A node with more in-edges of one relation than this (a busy merchant's accounts, a shared
+#: office IP's) keeps a running sum of those sources' layers; a smaller one sums them when asked.
 HUB_EDGES = 64
-HUB_PUSH = 32
+#: The relations into each node type (the order of its rows in the sum caches), and each
+#: relation's position there.
+INTO: dict[str, tuple[Relation, ...]] = {t: tuple(r for r in RELATIONS if r[2] == t) for t in NODE_TYPES}
+SLOT: dict[Relation, int] = {r: INTO[r[2]].index(r) for r in RELATIONS}
 #: Model node-type name -> the event column that names it.
 _EVENT_KEY = {"user": "user_id", "device": "device_id", "ip": "ip", "merchant": "merchant_id"}
 #: The edges one event creates between its own nodes: relation name -> (source, destination).
@@ -134,8 +137,8 @@ class _Delta:
 class _Pending:
     """One event applied to the roots, not stored: node ids, new types, the roots' statistics,
     which of the event's pairs are new edges (``True``) or existed (``False``), the roots'
-    layers ``0 .. k`` and the event's standardised transaction features. ``at``: how many events
-    had been added when it was computed (valid for that state only)."""
+    layers ``0 .. k - 1`` (what the caches hold) and the account's earlier events. ``at``: how
+    many events had been added when it was computed (valid for that state only)."""
 
     event: Event
     at: int
@@ -144,7 +147,8 @@ class _Pending:
     stats: dict[str, np.ndarray]
     pairs: dict[Relation, bool]
     layers: list[dict[str, np.ndarray]]
-    txn_x: np.ndarray
+    sources: dict[Relation, np.ndarray | None]
+    history: UserHistory
 
 
 @dataclass(frozen=True, slots=True)
@@ -162,7 +166,7 @@ class _Layer:
     def of(cls, conv: torch.nn.Module) -> _Layer:
         rels, w_mean, bias, w_self = {}, {}, {}, {}
         for t in NODE_TYPES:
-            into = tuple(r for r in RELATIONS if r[2] == t)
+            into = INTO[t]
             sage = [conv.convs[r] for r in into]  # type: ignore[index]
             rels[t] = into
             w_mean[t] = np.concatenate([s.lin_l.weight.detach().numpy().T for s in sage], axis=0).copy()
@@ -270,25 +274,28 @@ class InductiveScorer:
         self._txn_ids = frozenset(t.txn_id.tolist())
         self._delta = _Delta()
         self._pending: _Pending | None = None
-        self._lag: dict[tuple[str, int], tuple[int, list[np.ndarray]]] = {}
         self._encode = {
             name: (lin.weight.detach().numpy().T.copy(), lin.bias.detach().numpy().copy()) for name, lin in self._model.encode.items()
         }
         self._conv = [_Layer.of(conv) for conv in self._model.convs]
         self._heads = _Heads.of(self._model)
+        self._hidden = int(self._model.config.hidden)
         self._build_caches(g)
         return self
 
     def _build_caches(self, g: GraphInput) -> None:
-        """Layers ``0 .. k - 1`` of every node and, per relation, the per-destination sums and
-        counts of the sources' layers (the batch forward pass, layer by layer)."""
+        """Layers ``0 .. k - 1`` of every node and, per destination type, the sums [N_t, R_t *
+        hidden] and counts [N_t, R_t] of the sources' layers per relation into that type
+        (``INTO[t]`` order; the batch forward pass, layer by layer)."""
         k = self.layers
         self._h: list[dict[str, np.ndarray]] = []
-        self._sum: list[dict[Relation, np.ndarray]] = []
-        self._deg: dict[Relation, np.ndarray] = {}
-        for rel in RELATIONS:
-            n = self._n[rel[2]]
-            self._deg[rel] = np.bincount(g.data[rel].edge_index[1].numpy(), minlength=n)[:n].astype(np.float32)
+        self._sum: list[dict[str, np.ndarray]] = []
+        self._deg: dict[str, np.ndarray] = {}
+        for t in NODE_TYPES:
+            n = self._n[t]
+            self._deg[t] = np.stack(
+                [np.bincount(g.data[rel].edge_index[1].numpy(), minlength=n)[:n] for rel in INTO[t]], axis=1
+            ).astype(np.float32)
         with torch.inference_mode():
             h = {t: torch.relu(self._model.encode[t](g.data[t].x)) for t in NODE_TYPES}
             for layer in range(k):
@@ -297,18 +304,16 @@ class InductiveScorer:
                 for rel in RELATIONS:
                     src, dst = g.data[rel].edge_index
                     sums[rel] = torch.zeros(self._n[rel[2]], h[rel[0]].shape[1]).index_add_(0, dst, h[rel[0]][src])
-                self._sum.append({rel: s.numpy() for rel, s in sums.items()})
+                self._sum.append({t: torch.cat([sums[rel] for rel in INTO[t]], dim=1).numpy() for t in NODE_TYPES})
                 if layer == k - 1:
                     break
                 conv = self._model.convs[layer]
                 nxt = {}
                 for t in NODE_TYPES:
                     acc = None
-                    for rel in RELATIONS:
-                        if rel[2] != t:
-                            continue
+                    for j, rel in enumerate(INTO[t]):
                         sage = conv.convs[rel]  # type: ignore[index]
-                        mean = sums[rel] / torch.from_numpy(np.maximum(self._deg[rel], 1.0))[:, None]
+                        mean = sums[rel] / torch.from_numpy(np.maximum(self._deg[t][:, j], 1.0))[:, None]
                         part = sage.lin_l(mean) + sage.lin_r(h[t])
                         acc = part if acc is None else acc + part
                     nxt[t] = torch.relu(acc)
@@ -358,7 +363,8 @@ class InductiveScorer:
         gid = self._gid("user", user_id)
         if gid is None:
             raise NotFoundError("account", user_id)
-        layers = self._roots({"user": gid}, {"user": self._h[0]["user"][gid]}, {})
+        roots = {"user": gid}
+        layers = self._roots(roots, {"user": self._h[0]["user"][gid]}, {}, self.layers, self._sources(roots))
         score = _prob(self._heads.account_logit(layers[-1]["user"]), self._model.config.user_prior_shift)
         return AccountScore(user_id, score, self._tier(score, account=True), self.model_version)
 
@@ -373,9 +379,10 @@ class InductiveScorer:
         p = self._apply(event)
         self._pending = p
         cfg = self._model.config
-        final = p.layers[-1]
+        final = self._layer(self.layers - 1, p.layers[-1], p.gid, p.pairs, p.sources)
+        txn_x = self._norm.apply_block("txn", event_txn_features(event, p.history)[None, :])[0]
         account = _prob(self._heads.account_logit(final["user"]), cfg.user_prior_shift)
-        txn = _prob(self._heads.txn_logit(final, p.txn_x), cfg.txn_prior_shift)
+        txn = _prob(self._heads.txn_logit(final, txn_x), cfg.txn_prior_shift)
         return EventScore(
             user_id=event.user_id,
             account_score=account,
@@ -437,7 +444,7 @@ class InductiveScorer:
             x = self._norm.apply_block(name, self._stats.features(name, row))[0]
             w, b = self._encode[name]
             h0[name] = np.maximum(x @ w + b, 0.0)
-        txn_x = self._norm.apply_block("txn", event_txn_features(event, history)[None, :])[0]
+        sources = self._sources(gid)
         return _Pending(
             event=event,
             at=len(self._delta.events),
@@ -445,35 +452,76 @@ class InductiveScorer:
             new=tuple(new),
             stats=stats,
             pairs=pairs,
-            layers=self._roots(gid, h0, pairs),
-            txn_x=txn_x,
+            layers=self._roots(gid, h0, pairs, self.layers - 1, sources),
+            sources=sources,
+            history=history,
         )
 
-    def _roots(self, gid: dict[str, int], h0: dict[str, np.ndarray], pairs: dict[Relation, bool]) -> list[dict[str, np.ndarray]]:
-        """Layers ``0 .. k`` of the roots ``gid`` (at most one per type) with their layer 0
-        ``h0``: per relation, the cached sum of the sources' layer with each root source's new
-        layer in place of its cached one (``pairs[rel]`` False) or added as a new edge (True)."""
+    def _roots(
+        self,
+        gid: dict[str, int],
+        h0: dict[str, np.ndarray],
+        pairs: dict[Relation, bool],
+        depth: int,
+        sources: dict[Relation, np.ndarray | None],
+    ) -> list[dict[str, np.ndarray]]:
+        """Layers ``0 .. depth`` of the roots ``gid`` (at most one per type) from their layer 0
+        ``h0`` (see ``_layer``; ``sources``: ``_sources(gid)``)."""
         out = [h0]
-        for layer, conv in enumerate(self._conv):
-            prev, sums = out[-1], self._sum[layer]
-            nxt = {}
-            for t, g in gid.items():
-                means = []
-                for rel in conv.rels[t]:
-                    known = g < self._count[t]
-                    total = sums[rel][g].copy() if known else np.zeros_like(prev[t])
-                    deg = float(self._deg[rel][g]) if known else 0.0
-                    s = rel[0]
-                    if s in gid and rel in pairs:
-                        if pairs[rel]:
-                            total += prev[s]
-                            deg += 1.0
-                        else:
-                            total -= self._held(layer, s, gid[s])
-                            total += prev[s]
-                    means.append(total / max(deg, 1.0))
-                nxt[t] = np.maximum(np.concatenate(means) @ conv.w_mean[t] + prev[t] @ conv.w_self[t] + conv.bias[t], 0.0)
-            out.append(nxt)
+        for layer in range(depth):
+            out.append(self._layer(layer, out[-1], gid, pairs, sources))
+        return out
+
+    def _sources(self, gid: dict[str, int]) -> dict[Relation, np.ndarray | None]:
+        """Per relation into a root: its cached sources (``None``: a hub, whose running sum
+        stands for them; see ``HUB_EDGES``), shared by every layer."""
+        found: dict[Relation, np.ndarray | None] = {}
+        for t, g in gid.items():
+            if g >= self._count[t]:
+                continue
+            deg = self._deg[t][g]
+            for j, rel in enumerate(INTO[t]):
+                if deg[j] > HUB_EDGES:
+                    found[rel] = None
+                elif deg[j] > 0:
+                    found[rel] = self._neighbours(rel, g)
+        return found
+
+    def _layer(
+        self,
+        layer: int,
+        prev: dict[str, np.ndarray],
+        gid: dict[str, int],
+        pairs: dict[Relation, bool],
+        sources: dict[Relation, np.ndarray | None],
+    ) -> dict[str, np.ndarray]:
+        """Layer ``layer + 1`` of the roots from their layer ``layer`` (``prev``): per relation,
+        the sum of the sources' cached layer (a hub's running sum, else summed now) with each
+        root source's new layer in place of its cached one (``pairs[rel]`` False) or added as a
+        new edge (True), divided by the count."""
+        conv, cached, hidden = self._conv[layer], self._h[layer], self._hidden
+        out = {}
+        for t, g in gid.items():
+            rels = INTO[t]
+            known = g < self._count[t]
+            deg = self._deg[t][g].copy() if known else np.zeros(len(rels), dtype=np.float32)
+            total = np.zeros((len(rels), hidden), dtype=np.float32)
+            for j, rel in enumerate(rels):
+                s = rel[0]
+                if rel in sources:
+                    idx = sources[rel]
+                    if idx is None:
+                        total[j] = self._sum[layer][t][g, j * hidden : (j + 1) * hidden]
+                    else:
+                        total[j] = cached[s][idx].sum(axis=0)
+                is_new = pairs.get(rel)
+                if is_new:
+                    total[j] += prev[s]
+                    deg[j] += 1.0
+                elif is_new is not None:
+                    total[j] += prev[s] - cached[s][gid[s]]
+            mean = (total / np.maximum(deg, 1.0)[:, None]).reshape(-1)
+            out[t] = np.maximum(mean @ conv.w_mean[t] + prev[t] @ conv.w_self[t] + conv.bias[t], 0.0)
         return out
 
     def _commit(self, p: _Pending) -> None:
@@ -495,39 +543,38 @@ class InductiveScorer:
             a, b = p.gid[rel[0]], p.gid[rel[2]]
             d.into.setdefault(rel, {}).setdefault(b, []).append(a)
             d.edge_set.add((rel, a, b))
-            for layer in range(self.layers):
-                self._sum[layer][rel][b] += self._held(layer, rel[0], a)
-            self._deg[rel][b] += 1.0
+            t, j = rel[2], SLOT[rel]
+            self._deg[t][b, j] += 1.0
+            cols = slice(j * self._hidden, (j + 1) * self._hidden)
+            if self._deg[t][b, j] == HUB_EDGES + 1:  # a hub from now on: start its running sum
+                sources = self._neighbours(rel, b)
+                for layer in range(self.layers):
+                    self._sum[layer][t][b, cols] = self._h[layer][rel[0]][sources].sum(axis=0)
+            elif self._deg[t][b, j] > HUB_EDGES:
+                for layer in range(self.layers):
+                    self._sum[layer][t][b, cols] += self._h[layer][rel[0]][a]
         d.events.append((event, p.gid))
         for name, g in p.gid.items():
             d.by_node.setdefault((name, g), []).append(len(d.events) - 1)
         d.txn_ids.add(event.txn_id)
 
     def _store_layers(self, name: str, gid: int, layers: list[np.ndarray]) -> None:
-        """Set a node's cached layers and pass the change to its out-neighbours' sums: at once,
-        or for a hub (more than ``HUB_EDGES`` out-edges) every ``HUB_PUSH``-th change, so that
-        a busy merchant does not cost O(its accounts) per event; until then they read the layers
-        it had at its last push (``_held``)."""
-        outs = [(rel, self._neighbours(_reverse(rel), gid)) for rel in RELATIONS if rel[0] == name]
-        key = (name, gid)
-        lag = self._lag.pop(key, None)
-        if sum(int(o.size) for _, o in outs) > HUB_EDGES:
-            count, base = lag if lag is not None else (0, [self._h[layer][name][gid].copy() for layer in range(self.layers)])
-            if count + 1 < HUB_PUSH:
-                self._lag[key] = (count + 1, base)
-                outs = []  # the sums keep ``base`` for now
-        else:
-            base = lag[1] if lag is not None else [self._h[layer][name][gid] for layer in range(self.layers)]
+        """Set a node's cached layers and pass the change to the running sums of its hub
+        out-neighbours (``HUB_EDGES``)."""
+        hubs = []
+        for rel in RELATIONS:
+            if rel[0] != name:
+                continue
+            targets = self._neighbours(_reverse(rel), gid)  # out-edges = in-edges of the reverse
+            if targets.size:
+                j = SLOT[rel]
+                big = targets[self._deg[rel[2]][targets, j] > HUB_EDGES]
+                if big.size:
+                    hubs.append((rel[2], big, slice(j * self._hidden, (j + 1) * self._hidden)))
         for layer in range(self.layers):
-            change = layers[layer] - base[layer]
-            for rel, targets in outs:
-                self._sum[layer][rel][targets] += change
+            for t, big, cols in hubs:
+                self._sum[layer][t][big, cols] += layers[layer] - self._h[layer][name][gid]
             self._h[layer][name][gid] = layers[layer]
-
-    def _held(self, layer: int, name: str, gid: int) -> np.ndarray:
-        """Layer ``layer`` of a node as its out-neighbours' sums hold it (``_store_layers``)."""
-        lag = self._lag.get((name, gid))
-        return lag[1][layer] if lag is not None else self._h[layer][name][gid]
 
     def _ensure_rows(self, name: str, gid: int) -> None:
         """Room for node ``gid`` of type ``name`` in the layer caches (zero rows; doubling)."""
@@ -538,12 +585,8 @@ class InductiveScorer:
         size = max(gid + 1, 2 * cap, 16)
         for layer in range(self.layers):
             self._h[layer][name] = _grown(self._h[layer][name], size)
-            for rel in RELATIONS:
-                if rel[2] == name:
-                    self._sum[layer][rel] = _grown(self._sum[layer][rel], size)
-        for rel in RELATIONS:
-            if rel[2] == name:
-                self._deg[rel] = _grown(self._deg[rel], size)
+            self._sum[layer][name] = _grown(self._sum[layer][name], size)
+        self._deg[name] = _grown(self._deg[name], size)
 
     # -- the graph around an event --------------------------------------------------------
 
@@ -590,9 +633,19 @@ class InductiveScorer:
             if a not in gid or b not in gid:
                 continue
             rel = (a, name, b)
-            exists = (rel, gid[a], gid[b]) in self._delta.edge_set or bool(np.any(self._in[rel].row(gid[b]) == gid[a]))
+            exists = (rel, gid[a], gid[b]) in self._delta.edge_set or self._snapshot_edge(rel, gid[a], gid[b])
             pairs[rel] = pairs[_reverse(rel)] = not exists
         return pairs
+
+    def _snapshot_edge(self, rel: Relation, a: int, b: int) -> bool:
+        """Whether the snapshot has the edge ``a -> b`` of ``rel``, looked up on the end with
+        fewer neighbours (a merchant has thousands of accounts, an account a few merchants)."""
+        row, want = self._in[rel].row(b), a
+        back = self._in[_reverse(rel)].row(a)
+        if back.size < row.size:
+            row, want = back, b
+        i = int(np.searchsorted(row, want))  # each row is sorted (``gnn.model._edges``)
+        return i < row.size and int(row[i]) == want
 
     def _history(self, user: int) -> UserHistory:
         """The account's events so far: the snapshot's rows, then the added events."""
