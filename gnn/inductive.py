@@ -2,32 +2,37 @@
 
 GraphSAGE with k layers computes a node's layer ``l`` from the mean of its in-neighbours' layer
 ``l - 1`` per relation and its own layer ``l - 1``. An ``InductiveScorer`` holds, for every node
-of the serving snapshot, what those means need:
+of the serving snapshot:
 
 * the node features' sufficient statistics (``gnn.features.FeatureStats``: counts and sums);
-* every node's layers ``0 .. k - 1`` (layer 0 = the encoded input ``relu(encode(x))``), and per
-  relation and destination the *sum* and count of its sources' layers.
+* its layers ``0 .. k - 1`` (layer 0 = the encoded input ``relu(encode(x))``);
+* for a **hub** (a node with more than ``HUB_EDGES`` in-edges of one relation: a busy
+  merchant's accounts, a shared office IP's), the running sum of those sources' layers.
 
-A call then recomputes only its **roots** (an account; or an event's user, device, IP and
-merchant) through all k layers: a root's mean per relation is the cached sum, corrected for the
-roots among its sources (their new layer replaces their cached one) and for the event's new
-edges (their source is added), divided by the count. The cost does not depend on how many
-accounts paid at the event's merchant: that is what lets a checkout call take about a
-millisecond on one core.
+A call recomputes only its **roots** (an account; or an event's user, device, IP and merchant)
+through all k layers, with numpy copies of the model's weights. A root's mean per relation is
+its sources' cached layers summed (a hub's running sum instead), corrected for the roots among
+its sources (their new layer replaces their cached one) and for the event's new edges (their
+source is added), divided by the count. The cost does not depend on how many accounts paid at
+the event's merchant: a checkout call takes under a millisecond on one core
+(``bench/explain_bench.py``).
 
 * ``score_account`` (a known account): the same score as ``gnn.scoring.score_snapshot`` on the
-  same graph, up to float32 summation order (tested with ``np.allclose``).
+  same graph, up to float32 summation order (tested with ``np.allclose``); likewise
+  ``score_event`` of an event the scorer holds already (tested for both heads).
 * ``score_event`` (an event whose user, device, IP or merchant may be new): the roots'
   statistics are updated with the event (``FeatureStats.with_event``, the batch definitions
-  exactly; the event's transaction features likewise), new nodes and new user–device / user–IP
-  / user–merchant / device–IP edges are added, and the roots are recomputed as above.
+  exactly; the event's transaction features likewise, both tested against ``build_features``),
+  new nodes and new user–device / user–IP / user–merchant / device–IP edges are added, and the
+  roots are recomputed as above. Nothing is stored.
 
 **Incremental updates.** ``add_events`` folds events that arrived after the snapshot in without a
 rebuild: new nodes get ids past the snapshot's, new edges join the adjacency, the roots'
-statistics and layers are stored, and each root's change of layer ``l`` is added to the sums of
-its out-neighbours (a new edge adds its source). Later calls see them: a second payment from a
-new device is scored with the first one counted. The scorer is not locked: the API calls
-``add_events`` and the ``score_*`` methods from one thread (its event loop).
+statistics and layers are stored, and each root's change of layer is added to the running sums
+of its hub out-neighbours (a new edge into a hub adds its source; a node that becomes a hub
+starts its sum). Later calls see them: a second payment from a new device is scored with the
+first one counted. The scorer is not locked: the API calls ``add_events`` and the ``score_*``
+methods from one thread (its event loop).
 
 **Approximation.** Only the roots are recomputed. A node next to a root keeps its cached layers
 and statistics although the event changes them a little (the other accounts on the event's
@@ -67,6 +72,8 @@ HUB_EDGES = 64
 #: relation's position there.
 INTO: dict[str, tuple[Relation, ...]] = {t: tuple(r for r in RELATIONS if r[2] == t) for t in NODE_TYPES}
 SLOT: dict[Relation, int] = {r: INTO[r[2]].index(r) for r in RELATIONS}
+#: The relations out of each node type.
+OUT: dict[str, tuple[Relation, ...]] = {t: tuple(r for r in RELATIONS if r[0] == t) for t in NODE_TYPES}
 #: Model node-type name -> the event column that names it.
 _EVENT_KEY = {"user": "user_id", "device": "device_id", "ip": "ip", "merchant": "merchant_id"}
 #: The edges one event creates between its own nodes: relation name -> (source, destination).
@@ -296,6 +303,8 @@ class InductiveScorer:
             self._deg[t] = np.stack(
                 [np.bincount(g.data[rel].edge_index[1].numpy(), minlength=n)[:n] for rel in INTO[t]], axis=1
             ).astype(np.float32)
+        #: Whether some node receives the relation from more than HUB_EDGES sources.
+        self._has_hub = {rel: bool((self._deg[rel[2]][:, SLOT[rel]] > HUB_EDGES).any()) for rel in RELATIONS}
         with torch.inference_mode():
             h = {t: torch.relu(self._model.encode[t](g.data[t].x)) for t in NODE_TYPES}
             for layer in range(k):
@@ -547,6 +556,7 @@ class InductiveScorer:
             self._deg[t][b, j] += 1.0
             cols = slice(j * self._hidden, (j + 1) * self._hidden)
             if self._deg[t][b, j] == HUB_EDGES + 1:  # a hub from now on: start its running sum
+                self._has_hub[rel] = True
                 sources = self._neighbours(rel, b)
                 for layer in range(self.layers):
                     self._sum[layer][t][b, cols] = self._h[layer][rel[0]][sources].sum(axis=0)
@@ -562,8 +572,8 @@ class InductiveScorer:
         """Set a node's cached layers and pass the change to the running sums of its hub
         out-neighbours (``HUB_EDGES``)."""
         hubs = []
-        for rel in RELATIONS:
-            if rel[0] != name:
+        for rel in OUT[name]:
+            if not self._has_hub[rel]:  # no node receives this relation from more than HUB_EDGES
                 continue
             targets = self._neighbours(_reverse(rel), gid)  # out-edges = in-edges of the reverse
             if targets.size:

@@ -14,7 +14,7 @@ from gnn.inductive import _EVENT_KEY, InductiveScorer
 from gnn.scoring import ScoreResult, score_snapshot
 from gnn.train import TrainConfig, train
 from graph.errors import ModelError, NotFoundError, ValidationError
-from graph.types import Event, EventKind, NodeType
+from graph.types import EVENT_KINDS, Event, EventKind, NodeType
 from tests.gnn.synth import DAY, T0, SynthData, with_events
 
 OFFICE_IP = "10.0.0.1"  # shared by ~20 % of the legitimate users in tests.gnn.synth
@@ -165,3 +165,57 @@ def test_added_events_are_seen_by_later_calls_and_match_batch_scoring(trained: M
     # Scoring the already-added event again counts it once, not twice.
     again = scorer.score_event(newcomer)
     assert abs(again.account_score - scorer.score_account("late-comer").score) < 1e-6
+
+
+def test_stored_events_score_exactly_as_batch(scorer: InductiveScorer, batch: ScoreResult, synth: SynthData) -> None:
+    """An event the scorer holds already is scored as the graph stands: its account and its
+    transaction score equal batch scoring (the numpy layers and heads are the model's)."""
+    snap = synth.snapshot
+    t = snap.transactions
+    names = {name: snap.nodes[nt] for name, nt in (("user", NodeType.USER), ("device", NodeType.DEVICE),
+                                                 ("ip", NodeType.IP), ("merchant", NodeType.MERCHANT))}  # fmt: skip
+
+    def key(name: str, i: int) -> str | None:
+        return str(names[name][i]) if i >= 0 else None
+
+    for row in range(0, len(t), 97):
+        amount = float(t.amount[row])
+        ev = Event(txn_id=str(t.txn_id[row]), ts=float(t.ts[row]), user_id=key("user", int(t.user[row])),
+                   device_id=key("device", int(t.device[row])), ip=key("ip", int(t.ip[row])),
+                   merchant_id=key("merchant", int(t.merchant[row])), amount=None if np.isnan(amount) else amount,
+                   currency=t.currency[row], event=EventKind(EVENT_KINDS[int(t.event[row])]), status=t.status[row])  # fmt: skip
+        got = scorer.score_event(ev)
+        assert got.new == ()
+        assert abs(got.account_score - batch.account_scores[int(t.user[row])]) < 1e-6, row
+        assert abs(got.txn_score - batch.txn_scores[row]) < 1e-6, row
+    assert scorer.added_events == 0  # scoring adds nothing
+
+
+def test_hub_running_sums_stay_the_sums_of_the_cached_layers(trained: ModelArtefact, synth: SynthData) -> None:
+    """Relations into a hub keep running sums instead of summing thousands of sources per call:
+    after a new merchant crosses ``HUB_EDGES`` accounts and the busiest ones get more, every
+    running sum still equals the sum of its sources' cached layers."""
+    from gnn.inductive import HUB_EDGES, INTO
+
+    scorer = InductiveScorer.build(trained, synth.snapshot)
+    t = synth.snapshot.transactions
+    busiest = str(synth.snapshot.nodes[NodeType.MERCHANT][int(np.bincount(t.merchant[t.merchant >= 0]).argmax())])
+    events = [Event(txn_id=f"hub-{i}", ts=WHEN + i, user_id=f"buyer-{i}", device_id=f"buyer-dev-{i % 7}",
+                    ip=OFFICE_IP if i % 2 else f"198.51.100.{i % 50}", merchant_id="m-hub" if i < HUB_EDGES + 6 else busiest,
+                    amount=20.0 + i) for i in range(HUB_EDGES + 40)]  # fmt: skip
+    for e in events:
+        scorer.score_event(e)
+        scorer.add_events([e])
+    hub = scorer._gid("merchant", "m-hub")
+    assert hub is not None and scorer._deg["merchant"][hub].max() == HUB_EDGES + 6
+    checked = 0
+    for dst_type, rels in INTO.items():
+        for j, rel in enumerate(rels):
+            for g in np.flatnonzero(scorer._deg[dst_type][: scorer._count[dst_type], j] > HUB_EDGES):
+                src = scorer._neighbours(rel, int(g))
+                for layer in range(scorer.layers):
+                    want = scorer._h[layer][rel[0]][src].sum(axis=0)
+                    got = scorer._sum[layer][dst_type][g, j * scorer._hidden : (j + 1) * scorer._hidden]
+                    np.testing.assert_allclose(got, want, rtol=1e-4, atol=1e-3, err_msg=f"{rel} {g} layer {layer}")
+                checked += 1
+    assert checked >= 3  # the new hub, the busiest merchant, the office IP
