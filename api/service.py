@@ -56,7 +56,7 @@ log = logging.getLogger(__name__)
 #: The most events kept in memory for re-applying to a reloaded scorer.
 RECENT_EVENTS = 200_000
 #: Other workers' events folded in per event-loop turn.
-TAIL_CHUNK = 8
+TAIL_CHUNK = 2
 
 
 @dataclass(frozen=True, slots=True)
