@@ -5,11 +5,12 @@ the embedded store as the demo does: trains a model (or loads ``--models DIR``),
 snapshot, builds an ``Explainer`` and an ``InductiveScorer`` once, then times one call at a time:
 
 * account and transaction explanations (API target: <= 2 ms per score);
-* ``score_account`` (known account from its k-hop neighbourhood; also prints the largest
+* ``score_account`` (a known account from the scorer's cached layers; also prints the largest
   difference to batch scoring over the timed accounts);
 * ``score_event`` for unseen checkout events: a new user on a planted ring device, a new user on
   a fresh device, an event of a known user; merchants drawn like real traffic (popular merchants
-  often), so the large neighbourhoods of busy merchants are in the sample.
+  often), so busy merchants are in the sample;
+* ``score_event`` then ``add_events`` for each new event: what the API does per checkout.
 
 Prints mean, p50, p99 wall milliseconds per call and CPU milliseconds per call (the machine may be
 shared: the load average is printed too), the surrogates' fidelity (R² vs the model's logit,
