@@ -176,7 +176,7 @@ def build_features(snapshot: Snapshot) -> FeatureSet:
     cols = _EventColumns.of(snapshot)
     stats = FeatureStats._from_columns(snapshot, cols)
     t = snapshot.transactions
-    txn = _txn_features(t.device, t.ip, cols.u, cols.ev, cols.ts, cols.log_amount, cols.has_amount, cols.is_tiny, cols.declined)
+    txn = _txn_features(t.device, t.ip, cols)
     out = FeatureSet(
         user=stats.features("user"),
         device=stats.features("device"),
@@ -620,21 +620,15 @@ def _merchant_rows(s: np.ndarray) -> np.ndarray:
     """Merchant features from merchant statistics (``MERCHANT_FEATURES`` order)."""
     out = np.empty((s.shape[0], len(MERCHANT_FEATURES)))
     out[:, :2] = np.log1p(s[:, [_M["n_users"], _M["n_txns"]]])
-    out[:, 2:] = _share(s[:, [_M["n_tiny"], _M["n_money_declined"], _M["amount_log_sum"]]], s[:, [_M["n_amounts"], _M["n_money"], _M["n_amounts"]]])
+    num = s[:, [_M["n_tiny"], _M["n_money_declined"], _M["amount_log_sum"]]]
+    out[:, 2:] = _share(num, s[:, [_M["n_amounts"], _M["n_money"], _M["n_amounts"]]])
     return out
 
 
-def _txn_features(
-    device: np.ndarray,
-    ip: np.ndarray,
-    u: np.ndarray,
-    ev: np.ndarray,
-    ts: np.ndarray,
-    log_amount: np.ndarray,
-    has_amount: np.ndarray,
-    is_tiny: np.ndarray,
-    declined: np.ndarray,
-) -> np.ndarray:
+def _txn_features(device: np.ndarray, ip: np.ndarray, c: _EventColumns) -> np.ndarray:
+    """The transaction feature table of every row, with each row's point-in-time features
+    computed from the same user's earlier rows."""
+    u, ts = c.u, c.ts
     n_txn = u.shape[0]
     # Order by (user, ts, row) to find each event's predecessor from the same user.
     gap = np.zeros(n_txn)
@@ -651,7 +645,9 @@ def _txn_features(
         gap[order] = np.maximum(gap_sorted, 0.0)
         so_far[order] = rows - start
         is_first[order] = new_group.astype(np.float64)
-    return _txn_columns(device, ip, ev, ts, log_amount, has_amount, is_tiny, declined, gap=gap, so_far=so_far, is_first=is_first)
+    return _txn_columns(
+        device, ip, c.ev, ts, c.log_amount, c.has_amount, c.is_tiny, c.declined, gap=gap, so_far=so_far, is_first=is_first
+    )
 
 
 def _txn_columns(
