@@ -323,6 +323,7 @@ class RiskService:
         with self.config.store_factory() as store:
             self.store_backend = store.backend
             self.model = load_serving_model(store, self.config.models_dir)
+        gc.freeze()  # see swap() in reload()
         self._last_refresh = time.monotonic()
         self._announce_rings(None, self.model)
         if self.config.journal_dir is not None:
@@ -352,6 +353,7 @@ class RiskService:
             self._slots.release()
         if self._alerts is not None:
             self._alerts.stop()
+        gc.unfreeze()  # what start() and reloads froze is collectable again
 
     # -- reads ---------------------------------------------------------------------------------
 
