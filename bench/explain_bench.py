@@ -24,6 +24,7 @@ from __future__ import annotations
 
 import argparse
 import csv
+import gc
 import os
 import tempfile
 import time
@@ -137,6 +138,7 @@ def main() -> None:
     # -- inductive scoring ----------------------------------------------------------------
     t0 = time.perf_counter()
     scorer = InductiveScorer.build(artefact, snap, features=features)
+    gc.freeze()  # as the API does after loading its view: no full collections over it mid-call
     print(f"\nInductiveScorer.build: {time.perf_counter() - t0:.2f} s  ({scorer.layers} layers)")
     pos = rng.integers(0, n_users, args.events)
     acc_ids = users[pos].tolist()
