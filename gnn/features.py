@@ -173,6 +173,11 @@ def build_features(snapshot: Snapshot) -> FeatureSet:
     far. No labels are read. The node blocks are ``FeatureStats.from_snapshot(snapshot)``'s
     statistics turned into features, the definition that online updates share.
     """
+    return build_features_and_stats(snapshot)[0]
+
+
+def build_features_and_stats(snapshot: Snapshot) -> tuple[FeatureSet, FeatureStats]:
+    """``build_features(snapshot)`` and the ``FeatureStats`` it was derived from (one pass)."""
     cols = _EventColumns.of(snapshot)
     stats = FeatureStats._from_columns(snapshot, cols)
     t = snapshot.transactions
@@ -188,7 +193,7 @@ def build_features(snapshot: Snapshot) -> FeatureSet:
     for b in BLOCKS:
         if out.block(b).shape[1] != len(FEATURE_NAMES[b]):  # a programming error, caught by the tests
             raise ModelError(f"feature block {b!r}: {out.block(b).shape[1]} columns vs {len(FEATURE_NAMES[b])} names")
-    return out
+    return out, stats
 
 
 #: Column names per feature block.
@@ -389,8 +394,8 @@ class FeatureStats:
         u[_U["n_merchants"]] += new_money_pair
         u[_U["n_devices"]] += ctx.new_user_device
         u[_U["n_ips"]] += ctx.new_user_ip
-        u[_U["max_device_users"]] = self._most_other_users(ctx.user_devices, "device", 0, g.get("device"), out.get("device"))
-        u[_U["max_ip_users"]] = self._most_other_users(ctx.user_ips, "ip", 0, g.get("ip"), out.get("ip"))
+        u[_U["max_device_users"]] = self._most_other_users(ctx.user_devices, "device", g.get("device"), out.get("device"))
+        u[_U["max_ip_users"]] = self._most_other_users(ctx.user_ips, "ip", g.get("ip"), out.get("ip"))
         u[_U["first_ts"]] = min(u[_U["first_ts"]], float(event.ts))
         u[_U["last_ts"]] = max(u[_U["last_ts"]], float(event.ts))
         if is_pay:
@@ -401,16 +406,16 @@ class FeatureStats:
         out["user"] = u
         return out
 
-    def _most_other_users(self, idents: np.ndarray, name: str, col: int, event_gid: int | None, event_row: np.ndarray | None) -> float:
-        """The most other accounts on one of ``idents`` (column ``col`` counts accounts), the
-        event's identifier counted from its updated row."""
+    def _most_other_users(self, idents: np.ndarray, name: str, event_gid: int | None, event_row: np.ndarray | None) -> float:
+        """The most other accounts on one of ``idents`` (devices or IPs, whose statistics start
+        with ``n_users``), the event's identifier counted from its updated row."""
         a = self.block(name)
         best = 0.0
         for gid in idents.tolist():
             if gid == event_gid and event_row is not None:
-                n = event_row[col]
+                n = event_row[0]
             else:
-                n = a[gid, col] if gid < a.shape[0] else 0.0
+                n = a[gid, 0] if gid < a.shape[0] else 0.0
             best = max(best, n - 1.0)
         return best
 

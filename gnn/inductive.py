@@ -56,7 +56,7 @@ import torch
 
 from gnn.artefact import SUPERVISED, ModelArtefact
 from gnn.calibrate import assign_tiers
-from gnn.features import NODE_TYPES, EventContext, FeatureSet, FeatureStats, UserHistory, build_features, event_txn_features
+from gnn.features import NODE_TYPES, EventContext, FeatureSet, FeatureStats, UserHistory, build_features_and_stats, event_txn_features
 from gnn.model import RELATIONS, GraphInput, build_graph_input
 from gnn.scoring import load_model
 from graph.errors import ModelError, NotFoundError, ValidationError
@@ -160,26 +160,24 @@ class _Pending:
 
 @dataclass(frozen=True, slots=True)
 class _Layer:
-    """One message-passing layer as numpy, per destination type: the relations into it, their
-    ``lin_l`` weights stacked [R * in, out] (applied to the concatenated means), the sum of
-    their ``lin_l`` biases and of their ``lin_r`` weights (applied to the node itself)."""
+    """One message-passing layer as numpy, per destination type: the ``lin_l`` weights of the
+    relations into it (``INTO`` order) stacked [R * in, out] (applied to the concatenated
+    means), the sum of their ``lin_l`` biases and of their ``lin_r`` weights (applied to the
+    node itself)."""
 
-    rels: dict[str, tuple[Relation, ...]]
     w_mean: dict[str, np.ndarray]
     bias: dict[str, np.ndarray]
     w_self: dict[str, np.ndarray]
 
     @classmethod
     def of(cls, conv: torch.nn.Module) -> _Layer:
-        rels, w_mean, bias, w_self = {}, {}, {}, {}
+        w_mean, bias, w_self = {}, {}, {}
         for t in NODE_TYPES:
-            into = INTO[t]
-            sage = [conv.convs[r] for r in into]  # type: ignore[index]
-            rels[t] = into
+            sage = [conv.convs[r] for r in INTO[t]]  # type: ignore[index]
             w_mean[t] = np.concatenate([s.lin_l.weight.detach().numpy().T for s in sage], axis=0).copy()
             bias[t] = np.sum([s.lin_l.bias.detach().numpy() for s in sage], axis=0).astype(np.float32)
             w_self[t] = np.sum([s.lin_r.weight.detach().numpy().T for s in sage], axis=0).astype(np.float32)
-        return cls(rels=rels, w_mean=w_mean, bias=bias, w_self=w_self)
+        return cls(w_mean=w_mean, bias=bias, w_self=w_self)
 
 
 @dataclass(frozen=True, slots=True)
@@ -261,10 +259,12 @@ class InductiveScorer:
         self._model = load_model(artefact, "cpu")
         self.layers = int(self._model.config.layers)
         self._norm = artefact.normalisation
-        raw = features if features is not None else build_features(snapshot)
+        if features is None:
+            raw, self._stats = build_features_and_stats(snapshot)
+        else:
+            raw, self._stats = features, FeatureStats.from_snapshot(snapshot)
         if {k: tuple(v) for k, v in artefact.feature_names.items()} != raw.names:
             raise ModelError(f"artefact {artefact.version} was trained on other features; retrain the model (`ringwatch train`)")
-        self._stats = FeatureStats.from_snapshot(snapshot)
         g = build_graph_input(snapshot, artefact.normalisation.apply(raw))
         self._n = {t: int(g.data[t].x.shape[0]) for t in NODE_TYPES}
         self._count = dict(self._n)  # nodes with cache rows: the snapshot's, then the added ones
