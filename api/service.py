@@ -16,6 +16,9 @@
   a ``JournalLoader`` thread moves it into the store, and journal slots left by a dead worker are
   drained by the live ones.
 * a store probe (``StoreProbe``) for ``/readyz``, alerts (``api.alerts``) and metrics.
+* a steady heap: once a second the objects that folded events left behind are moved out of the
+  garbage collector's reach (``gc.freeze``), so that no full collection walks them on the event
+  loop (``_settle_heap``).
 
 Threads: request handlers run on the event loop thread and are the only ones that touch the
 scorer; reloads are built elsewhere and handed to the loop (``loop.call_soon_threadsafe``) to be
@@ -547,7 +550,7 @@ class RiskService:
                     # this, each full collection walks them all, a pause of a quarter second
                     # in the middle of a request (bench/explain_bench.py). Acyclic garbage of
                     # the old view is still freed by reference counting.
-                    gc.freeze()
+                    pass
                     self._announce_rings(old, fresh)
                 finally:
                     done.set()
@@ -590,6 +593,22 @@ class RiskService:
                 busy = bool(self._pending_tail)  # the loop is still folding in the last read
             if not busy and self._tail_once() and self._loop is not None:
                 self._loop.call_soon_threadsafe(self._apply_tailed)
+            if self._loop is not None:
+                self._loop.call_soon_threadsafe(self._settle_heap)
+
+    def _settle_heap(self) -> None:
+        """Collect the young generations, then move what survived into the GC's permanent
+        generation (``gc.freeze``, which costs no walk of the heap).
+
+        Every folded event leaves long-lived objects (the event, its entries in the scorer's
+        delta). Left to the GC, they pile up in the old generation, and each automatic full
+        collection walks all of them on the event loop: pauses of 40-120 ms a few thousand
+        events after start, growing with every event until the next reload (seen in
+        ``bench/api_bench.py``). Frozen, they are never walked again; they are still freed by
+        reference counting when dropped (a reload drops the old scorer). Only reference cycles
+        that are alive at the moment of the freeze (requests in flight) are never collected."""
+        gc.collect(1)
+        gc.freeze()
 
     def _tail_once(self, *, include_own: bool = False) -> bool:
         """Read events the other workers appended to their journals since the last read (and

@@ -50,6 +50,7 @@ ROOT = Path(__file__).resolve().parents[1]
 BIN = Path(sys.executable).parent
 KINDS = ("ping", "risk", "score")
 TARGET_P99_MS = {"risk": 10.0, "score": 25.0}
+WINDOW_S = 5.0  # the p99 of each such slice of a run is printed too
 
 
 # -- the load generator (its own process: `api_bench.py _loadgen SPEC OUT`) -------------------
@@ -95,6 +96,7 @@ async def _drive(spec: dict) -> dict:
     gen = _requests(kind, spec, random.Random(spec["seed"]), spec["tag"])
     lat_due: list[float] = []  # from the time the request was due (open loop) or sent
     lat_sent: list[float] = []  # from the time it was sent
+    at: list[float] = []  # when it was due, from the start of the run
     errors: dict[str, int] = {}
     conn = aiohttp.TCPConnector(limit=spec["connections"], force_close=False)
     timeout = aiohttp.ClientTimeout(total=30)
@@ -116,6 +118,7 @@ async def _drive(spec: dict) -> dict:
             end = time.perf_counter()
             lat_due.append(end - due)
             lat_sent.append(end - sent)
+            at.append(due - t0)
 
         cpu0, t0 = time.process_time(), time.perf_counter()
         if mode == "open":
@@ -148,7 +151,7 @@ async def _drive(spec: dict) -> dict:
             await asyncio.gather(*(worker() for _ in range(spec["connections"])))
             sent_for = time.perf_counter() - t0
         wall, cpu = time.perf_counter() - t0, time.process_time() - cpu0
-    return {"lat_due": lat_due, "lat_sent": lat_sent, "errors": errors, "seconds": sent_for, "wall": wall,
+    return {"lat_due": lat_due, "lat_sent": lat_sent, "at": at, "errors": errors, "seconds": sent_for, "wall": wall,
             "cpu": cpu}  # fmt: skip
 
 
@@ -324,6 +327,7 @@ class Run:
     ok: int
     errors: dict
     gen_cpu: float  # generator CPU, share of one core
+    windows: list[float]  # p99 ms per WINDOW_S of the run (by due time): shows warm-up and stalls
 
 
 def run_load(server: Server, spec: dict, kind: str, mode: str, args: argparse.Namespace, workdir: Path,
@@ -353,9 +357,12 @@ def run_load(server: Server, spec: dict, kind: str, mode: str, args: argparse.Na
     out_path.unlink()
     due, sent = np.array(res["lat_due"]) * 1000.0, np.array(res["lat_sent"]) * 1000.0
     q = np.percentile(due, [50, 95, 99]) if due.size else [float("nan")] * 3
+    at = np.array(res["at"])
+    windows = [float(np.percentile(due[(at >= w) & (at < w + WINDOW_S)], 99))
+               for w in np.arange(0.0, dur, WINDOW_S) if ((at >= w) & (at < w + WINDOW_S)).any()]  # fmt: skip
     return Run(kind=kind, mode=mode, rps=due.size / res["seconds"], p50=q[0], p95=q[1], p99=q[2],
                p99_sent=float(np.percentile(sent, 99)) if sent.size else float("nan"), ok=int(due.size),
-               errors=res["errors"], gen_cpu=res["cpu"] / res["wall"])  # fmt: skip
+               errors=res["errors"], gen_cpu=res["cpu"] / res["wall"], windows=windows)  # fmt: skip
 
 
 def print_profile(path: Path, kind: str, top: int = 12) -> None:
@@ -470,6 +477,8 @@ def main(argv: list[str] | None = None) -> int:
               f"{r.ok:8d}{errs:10d}{share:>9}{r.gen_cpu:9.0%}  {target}")  # fmt: skip
         if r.errors:
             print(f"    errors: {r.errors}")
+        if len(r.windows) > 1:
+            print(f"    p99 ms by {WINDOW_S:.0f} s window: " + ", ".join(f"{w:.1f}" for w in r.windows))
     print(f"\n  worker RSS (VmRSS, MiB):")
     for pid in pids:
         print(f"    pid {pid}: before {rss_before[pid]:7.1f}  after {rss_after.get(pid, float('nan')):7.1f}")

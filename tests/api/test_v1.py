@@ -5,6 +5,7 @@ subgraphs, metrics, model swaps, restarts, and alerts to a real local webhook.""
 from __future__ import annotations
 
 import dataclasses
+import gc
 import hashlib
 import hmac
 import json
@@ -132,6 +133,23 @@ def test_a_scored_event_is_journaled_loaded_once_and_seen_by_the_next_request(
         assert wait_for(lambda: client.get("/readyz").json()["journal_depth"] == 0)
     ids = stored_txn_ids(settings)
     assert ids.count("t-fresh-1") == 1 and ids.count("t-fresh-2") == 1
+
+
+def test_scored_events_do_not_pile_up_in_the_collectors_old_generation(home: ServedHome, tmp_path: Path) -> None:
+    """Each folded event leaves long-lived objects; in the old generation every full collection
+    would walk them on the event loop (pauses growing with the events served). The service
+    freezes them instead."""
+    settings = home.copy(tmp_path / "home")
+    h = key(home, "checkout")
+    n = 400
+    with TestClient(create_app(config_for(home, settings))) as client:
+        frozen = gc.get_freeze_count()
+        for i in range(n):
+            body = checkout(f"t-heap-{i}", f"heap-user-{i}", f"heap-device-{i % 50}", ip=f"203.0.113.{i % 200}")
+            assert client.post("/v1/score", json=body, headers=h).status_code == 200
+        assert wait_for(lambda: gc.get_freeze_count() - frozen >= n)  # at least one object per event
+        old = len(gc.get_objects(generation=2))
+    assert old < n, f"{old} objects in the old generation after {n} events"
 
 
 # -- keys, limits, input --------------------------------------------------------------------------
