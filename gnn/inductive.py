@@ -7,7 +7,9 @@ of the serving snapshot:
 * the node features' sufficient statistics (``gnn.features.FeatureStats``: counts and sums);
 * its layers ``0 .. k - 1`` (layer 0 = the encoded input ``relu(encode(x))``);
 * for a **hub** (a node with more than ``HUB_EDGES`` in-edges of one relation: a busy
-  merchant's accounts, a shared office IP's), the running sum of those sources' layers.
+  merchant's accounts, a shared office IP's), the running sum of those sources' layers. Only
+  hubs have a row of sums, so that the sums cost memory for the few busy nodes, and a node
+  added to a full cache copies its layers only (``_ensure_rows``).
 
 A call recomputes only its **roots** (an account; or an event's user, device, IP and merchant)
 through all k layers, with numpy copies of the model's weights. A root's mean per relation is
@@ -291,12 +293,11 @@ class InductiveScorer:
         return self
 
     def _build_caches(self, g: GraphInput) -> None:
-        """Layers ``0 .. k - 1`` of every node and, per destination type, the sums [N_t, R_t *
-        hidden] and counts [N_t, R_t] of the sources' layers per relation into that type
+        """Layers ``0 .. k - 1`` of every node, the in-degree per relation [N_t, R_t] of every
+        node, and the hubs' sums [H_t, R_t * hidden] of the sources' layers per relation
         (``INTO[t]`` order; the batch forward pass, layer by layer)."""
         k = self.layers
         self._h: list[dict[str, np.ndarray]] = []
-        self._sum: list[dict[str, np.ndarray]] = []
         self._deg: dict[str, np.ndarray] = {}
         for t in NODE_TYPES:
             n = self._n[t]
@@ -305,6 +306,15 @@ class InductiveScorer:
             ).astype(np.float32)
         #: Whether some node receives the relation from more than HUB_EDGES sources.
         self._has_hub = {rel: bool((self._deg[rel[2]][:, SLOT[rel]] > HUB_EDGES).any()) for rel in RELATIONS}
+        # Only hubs have running sums (one row each, ``_hub_row`` maps node -> row, -1: none);
+        # every other node's sources are summed when asked.
+        hubs = {t: np.flatnonzero((self._deg[t] > HUB_EDGES).any(axis=1)) for t in NODE_TYPES}
+        self._hub_row: dict[str, np.ndarray] = {}
+        self._hubs = {t: int(hubs[t].size) for t in NODE_TYPES}
+        for t in NODE_TYPES:
+            self._hub_row[t] = np.full(self._n[t], -1, dtype=np.int64)
+            self._hub_row[t][hubs[t]] = np.arange(hubs[t].size)
+        self._sum: list[dict[str, np.ndarray]] = []
         with torch.inference_mode():
             h = {t: torch.relu(self._model.encode[t](g.data[t].x)) for t in NODE_TYPES}
             for layer in range(k):
@@ -313,7 +323,8 @@ class InductiveScorer:
                 for rel in RELATIONS:
                     src, dst = g.data[rel].edge_index
                     sums[rel] = torch.zeros(self._n[rel[2]], h[rel[0]].shape[1]).index_add_(0, dst, h[rel[0]][src])
-                self._sum.append({t: torch.cat([sums[rel] for rel in INTO[t]], dim=1).numpy() for t in NODE_TYPES})
+                rows = {t: torch.from_numpy(hubs[t]) for t in NODE_TYPES}
+                self._sum.append({t: torch.cat([sums[rel][rows[t]] for rel in INTO[t]], dim=1).numpy() for t in NODE_TYPES})
                 if layer == k - 1:
                     break
                 conv = self._model.convs[layer]
@@ -520,7 +531,7 @@ class InductiveScorer:
                 if rel in sources:
                     idx = sources[rel]
                     if idx is None:
-                        total[j] = self._sum[layer][t][g, j * hidden : (j + 1) * hidden]
+                        total[j] = self._sum[layer][t][self._hub_row[t][g], j * hidden : (j + 1) * hidden]
                     else:
                         total[j] = cached[s][idx].sum(axis=0)
                 is_new = pairs.get(rel)
@@ -557,12 +568,14 @@ class InductiveScorer:
             cols = slice(j * self._hidden, (j + 1) * self._hidden)
             if self._deg[t][b, j] == HUB_EDGES + 1:  # a hub from now on: start its running sum
                 self._has_hub[rel] = True
+                row = self._hub(t, b)
                 sources = self._neighbours(rel, b)
                 for layer in range(self.layers):
-                    self._sum[layer][t][b, cols] = self._h[layer][rel[0]][sources].sum(axis=0)
+                    self._sum[layer][t][row, cols] = self._h[layer][rel[0]][sources].sum(axis=0)
             elif self._deg[t][b, j] > HUB_EDGES:
+                row = int(self._hub_row[t][b])
                 for layer in range(self.layers):
-                    self._sum[layer][t][b, cols] += self._h[layer][rel[0]][a]
+                    self._sum[layer][t][row, cols] += self._h[layer][rel[0]][a]
         d.events.append((event, p.gid))
         for name, g in p.gid.items():
             d.by_node.setdefault((name, g), []).append(len(d.events) - 1)
@@ -580,10 +593,10 @@ class InductiveScorer:
                 j = SLOT[rel]
                 big = targets[self._deg[rel[2]][targets, j] > HUB_EDGES]
                 if big.size:
-                    hubs.append((rel[2], big, slice(j * self._hidden, (j + 1) * self._hidden)))
+                    hubs.append((rel[2], self._hub_row[rel[2]][big], slice(j * self._hidden, (j + 1) * self._hidden)))
         for layer in range(self.layers):
-            for t, big, cols in hubs:
-                self._sum[layer][t][big, cols] += layers[layer] - self._h[layer][name][gid]
+            for t, rows, cols in hubs:
+                self._sum[layer][t][rows, cols] += layers[layer] - self._h[layer][name][gid]
             self._h[layer][name][gid] = layers[layer]
 
     def _ensure_rows(self, name: str, gid: int) -> None:
@@ -595,8 +608,20 @@ class InductiveScorer:
         size = max(gid + 1, 2 * cap, 16)
         for layer in range(self.layers):
             self._h[layer][name] = _grown(self._h[layer][name], size)
-            self._sum[layer][name] = _grown(self._sum[layer][name], size)
         self._deg[name] = _grown(self._deg[name], size)
+        self._hub_row[name] = _grown(self._hub_row[name], size, fill=-1)
+
+    def _hub(self, name: str, gid: int) -> int:
+        """The running-sum row of node ``gid`` (a new zero row the first time it is a hub)."""
+        row = int(self._hub_row[name][gid])
+        if row < 0:
+            row = self._hubs[name]
+            self._hubs[name] += 1
+            if row >= self._sum[0][name].shape[0]:
+                for layer in range(self.layers):
+                    self._sum[layer][name] = _grown(self._sum[layer][name], max(2 * row, 16))
+            self._hub_row[name][gid] = row
+        return row
 
     # -- the graph around an event --------------------------------------------------------
 
@@ -690,8 +715,8 @@ def _reverse(rel: Relation) -> Relation:
     return (d, name[4:], s) if name.startswith("rev_") else (d, f"rev_{name}", s)
 
 
-def _grown(a: np.ndarray, size: int) -> np.ndarray:
-    """``a`` with zero rows appended up to ``size`` rows."""
-    out = np.zeros((size, *a.shape[1:]), dtype=a.dtype)
+def _grown(a: np.ndarray, size: int, fill: float = 0) -> np.ndarray:
+    """``a`` with rows of ``fill`` appended up to ``size`` rows."""
+    out = np.full((size, *a.shape[1:]), fill, dtype=a.dtype)
     out[: a.shape[0]] = a
     return out

@@ -215,7 +215,7 @@ def test_hub_running_sums_stay_the_sums_of_the_cached_layers(trained: ModelArtef
                 src = scorer._neighbours(rel, int(g))
                 for layer in range(scorer.layers):
                     want = scorer._h[layer][rel[0]][src].sum(axis=0)
-                    got = scorer._sum[layer][dst_type][g, j * scorer._hidden : (j + 1) * scorer._hidden]
+                    got = scorer._sum[layer][dst_type][scorer._hub_row[dst_type][g], j * scorer._hidden : (j + 1) * scorer._hidden]
                     np.testing.assert_allclose(got, want, rtol=1e-4, atol=1e-3, err_msg=f"{rel} {g} layer {layer}")
                 checked += 1
     assert checked >= 3  # the new hub, the busiest merchant, the office IP
