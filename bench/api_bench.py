@@ -16,10 +16,11 @@ two runs: open loop (``--rate`` requests/s for ``--duration`` s; latency counted
 each request was due, so a stalled server is not hidden by a stalled generator) and closed loop
 (``--connections`` requests in flight: the most the server gives). Prints req/s, p50/p95/p99 ms,
 errors, the share of the ``/ping`` ceiling, the generator's CPU (it shares the 2 cores; at 100 %
-of one core it, not the server, is the limit), and the RSS of every worker before and after.
-``--profile DIR`` records ``py-spy`` flame graphs (``pip install py-spy``) of one worker during
-the open-loop risk and score runs. ``--loop``/``--http`` other than ``auto`` start uvicorn
-directly with that event loop / HTTP parser (to compare ``uvloop``/``httptools`` with asyncio/h11).
+of one core it, not the server, is the limit), the workers' CPU (200 %: both cores), the p99 of
+each 5 s window of a run (warm-up, stalls), and the RSS of every worker before and after.
+``--profile DIR`` records ``py-spy`` samples (``pip install py-spy``; of the thread holding the
+GIL) of one worker during the open-loop risk and score runs. ``--loop``/``--http`` other than
+``auto`` start uvicorn directly with that event loop / HTTP parser (to compare ``uvloop``/``httptools`` with asyncio/h11).
 
     python bench/api_bench.py [--home DIR] [--workers 2] [--rate 500] [--duration 20]
                               [--connections 32] [--port 18900] [--profile DIR]
@@ -156,8 +157,10 @@ async def _drive(spec: dict) -> dict:
 
 
 def _loadgen_main(spec_path: str, out_path: str) -> None:
+    import uvloop  # the generator shares the 2 cores with the server: the cheaper, the better
+
     spec = json.loads(Path(spec_path).read_text())
-    Path(out_path).write_text(json.dumps(asyncio.run(_drive(spec))))
+    Path(out_path).write_text(json.dumps(uvloop.run(_drive(spec))))
 
 
 # -- the server ---------------------------------------------------------------------------------
@@ -206,6 +209,18 @@ def _children(pid: int) -> list[int]:
         except OSError:
             pass
     return kids
+
+
+def _cpu_seconds(pids: list[int]) -> float:
+    """User + system CPU seconds of these processes so far (all their threads)."""
+    total = 0
+    for pid in pids:
+        try:
+            fields = Path(f"/proc/{pid}/stat").read_text().rpartition(")")[2].split()
+        except OSError:
+            continue
+        total += int(fields[11]) + int(fields[12])  # utime, stime (fields 14 and 15 of proc(5))
+    return total / os.sysconf("SC_CLK_TCK")
 
 
 def _rss_mib(pid: int) -> float:
@@ -327,6 +342,7 @@ class Run:
     ok: int
     errors: dict
     gen_cpu: float  # generator CPU, share of one core
+    server_cpu: float  # the workers' CPU, in cores (2.0: both cores busy)
     windows: list[float]  # p99 ms per WINDOW_S of the run (by due time): shows warm-up and stalls
 
 
@@ -338,16 +354,19 @@ def run_load(server: Server, spec: dict, kind: str, mode: str, args: argparse.Na
                 connections=args.connections, seed=zlib.crc32(tag.encode()), tag=tag)  # fmt: skip
     spec_path, out_path = workdir / f"spec-{tag}.json", workdir / f"out-{tag}.json"
     spec_path.write_text(json.dumps(spec))
+    pids = server.workers()
+    cpu0, t0 = _cpu_seconds(pids), time.monotonic()
     gen = subprocess.Popen([sys.executable, __file__, "_loadgen", str(spec_path), str(out_path)], cwd=ROOT)
     spy = None
     if profile_to is not None:
         time.sleep(min(2.0, dur / 4))
         pid = server.workers()[0]
         spy = subprocess.Popen([str(BIN / "py-spy"), "record", "--pid", str(pid), "--duration", str(int(dur - 4)),
-                                "--rate", "200", "--nonblocking", "-o", str(profile_to), "--format",
+                                "--rate", "200", "--nonblocking", "--gil", "-o", str(profile_to), "--format",
                                 "raw" if profile_to.suffix == ".txt" else "flamegraph"],
                                stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)  # fmt: skip
     gen.wait()
+    server_cpu = (_cpu_seconds(pids) - cpu0) / (time.monotonic() - t0)
     if spy is not None:
         _, err = spy.communicate(timeout=60)
         if spy.returncode:
@@ -362,13 +381,15 @@ def run_load(server: Server, spec: dict, kind: str, mode: str, args: argparse.Na
                for w in np.arange(0.0, dur, WINDOW_S) if ((at >= w) & (at < w + WINDOW_S)).any()]  # fmt: skip
     return Run(kind=kind, mode=mode, rps=due.size / res["seconds"], p50=q[0], p95=q[1], p99=q[2],
                p99_sent=float(np.percentile(sent, 99)) if sent.size else float("nan"), ok=int(due.size),
-               errors=res["errors"], gen_cpu=res["cpu"] / res["wall"], windows=windows)  # fmt: skip
+               errors=res["errors"], gen_cpu=res["cpu"] / res["wall"], server_cpu=server_cpu, windows=windows)  # fmt: skip
 
 
 def print_profile(path: Path, kind: str, top: int = 12) -> None:
     """The largest shares of samples from py-spy's collapsed stacks (``--format raw``): inclusive
-    (on the stack) for the project's own functions, and self (on top) for any function. Samples of
-    every thread of the worker count (the event loop's and the background threads')."""
+    (on the stack) for the project's own functions, and self (on top) for any function. py-spy runs
+    with ``--gil``: a sample is the thread that holds the GIL (the event loop's or a background
+    thread's), so the shares are of the worker's Python CPU, not of threads waiting on locks or
+    the disk."""
     ours = ("api/", "gnn/", "graph/", "ingestion/", "ringwatch/")
     incl: dict[str, int] = {}
     own: dict[str, int] = {}
@@ -460,7 +481,7 @@ def main(argv: list[str] | None = None) -> int:
           f"(p99 sent: from the actual send); closed loop: {args.connections} in flight\n")  # fmt: skip
     ceiling = {r.mode: r.rps for r in runs if r.kind == "ping"}
     head = (f"  {'endpoint':<34}{'mode':<8}{'req/s':>8}{'p50 ms':>9}{'p95 ms':>9}{'p99 ms':>9}{'p99 sent':>10}"
-            f"{'ok':>8}{'errors':>10}{'of ping':>9}{'gen CPU':>9}  target")  # fmt: skip
+            f"{'ok':>8}{'errors':>10}{'of ping':>9}{'gen CPU':>9}{'srv CPU':>9}  target")  # fmt: skip
     print(head)
     print("  " + "-" * (len(head) - 2))
     names = {"ping": "GET /ping", "risk": "GET /v1/accounts/{id}/risk", "score": "POST /v1/score (unseen events)"}
@@ -474,7 +495,7 @@ def main(argv: list[str] | None = None) -> int:
                 f" ≥500/s:{'yes' if okr else 'NO'}" if r.mode == "closed" else "")
         errs = sum(r.errors.values())
         print(f"  {names[r.kind]:<34}{r.mode:<8}{r.rps:8.0f}{r.p50:9.2f}{r.p95:9.2f}{r.p99:9.2f}{r.p99_sent:10.2f}"
-              f"{r.ok:8d}{errs:10d}{share:>9}{r.gen_cpu:9.0%}  {target}")  # fmt: skip
+              f"{r.ok:8d}{errs:10d}{share:>9}{r.gen_cpu:9.0%}{r.server_cpu:9.0%}  {target}")  # fmt: skip
         if r.errors:
             print(f"    errors: {r.errors}")
         if len(r.windows) > 1:
