@@ -116,6 +116,11 @@ def tier_codes(scores: np.ndarray, thresholds: Thresholds) -> np.ndarray:
     return ((s >= thresholds.medium).astype(np.int8) + (s >= thresholds.high).astype(np.int8)).astype(np.int8)
 
 
+def tier_of(score: float, thresholds: Thresholds) -> Tier:
+    """The tier of one score, as ``tier_codes`` (without the arrays: one checkout call)."""
+    return _TIERS[int(score >= thresholds.medium) + int(score >= thresholds.high)]
+
+
 def assign_tiers(scores: np.ndarray, thresholds: Thresholds) -> list[Tier]:
     """One ``Tier`` per score, as a list aligned with ``scores``."""
     return _TIERS[tier_codes(scores, thresholds)].tolist()

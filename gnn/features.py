@@ -159,7 +159,8 @@ class Normalisation:
         # In place after the first subtraction: one [n, F] float32 array, not three.
         z = np.subtract(x, self.means[name], dtype=np.float32)
         z /= self.stds[name]
-        return np.clip(z, -CLIP_STD, CLIP_STD, out=z)
+        np.maximum(z, -CLIP_STD, out=z)  # np.clip, without its Python wrapper (one row per checkout call)
+        return np.minimum(z, CLIP_STD, out=z)
 
 
 def build_features(snapshot: Snapshot) -> FeatureSet:
@@ -588,16 +589,23 @@ _USER_SHARE = {
     "night_share": ("n_night_payments", "n_payments"),
 }
 _F = {n: i for i, n in enumerate(USER_FEATURES)}
+# The same as column index arrays, built once (an online update computes one row per call).
+_USER_LOG_TO = np.array([_F[f] for f in _USER_LOG])
+_USER_LOG_FROM = np.array([_U[c] for c in _USER_LOG.values()])
+_USER_SHARE_TO = np.array([_F[f] for f in _USER_SHARE])
+_USER_SHARE_NUM = np.array([_U[a] for a, _ in _USER_SHARE.values()])
+_USER_SHARE_DEN = np.array([_U[b] for _, b in _USER_SHARE.values()])
+_USER_MEAN = list(_USER_SHARE).index("amount_mean_log")
 
 
 def _user_rows(s: np.ndarray) -> np.ndarray:
     """User features from user statistics (``USER_FEATURES`` order). Column groups at once, so
     that one row (an online update) costs a few numpy calls, not one per feature."""
     out = np.empty((s.shape[0], len(USER_FEATURES)))
-    out[:, [_F[f] for f in _USER_LOG]] = np.log1p(s[:, [_U[c] for c in _USER_LOG.values()]])
-    shares = _share(s[:, [_U[a] for a, _ in _USER_SHARE.values()]], s[:, [_U[b] for _, b in _USER_SHARE.values()]])
-    out[:, [_F[f] for f in _USER_SHARE]] = shares
-    mean = shares[:, list(_USER_SHARE).index("amount_mean_log")]
+    out[:, _USER_LOG_TO] = np.log1p(s[:, _USER_LOG_FROM])
+    shares = _share(s[:, _USER_SHARE_NUM], s[:, _USER_SHARE_DEN])
+    out[:, _USER_SHARE_TO] = shares
+    mean = shares[:, _USER_MEAN]
     out[:, _F["amount_max_log"]] = s[:, _U["amount_log_max"]]
     out[:, _F["amount_std_log"]] = np.sqrt(np.maximum(_share(s[:, _U["amount_log_sq_sum"]], s[:, _U["n_amounts"]]) - mean**2, 0.0))
     first, last = s[:, _U["first_ts"]], s[:, _U["last_ts"]]
@@ -621,12 +629,16 @@ def _merchant_stats(merchant: np.ndarray, n: int, n_user: int, c: _EventColumns)
     return np.stack([columns[name] for name in MERCHANT_STATS], axis=1)
 
 
+_MERCHANT_LOG = np.array([_M["n_users"], _M["n_txns"]])
+_MERCHANT_SHARE_NUM = np.array([_M["n_tiny"], _M["n_money_declined"], _M["amount_log_sum"]])
+_MERCHANT_SHARE_DEN = np.array([_M["n_amounts"], _M["n_money"], _M["n_amounts"]])
+
+
 def _merchant_rows(s: np.ndarray) -> np.ndarray:
     """Merchant features from merchant statistics (``MERCHANT_FEATURES`` order)."""
     out = np.empty((s.shape[0], len(MERCHANT_FEATURES)))
-    out[:, :2] = np.log1p(s[:, [_M["n_users"], _M["n_txns"]]])
-    num = s[:, [_M["n_tiny"], _M["n_money_declined"], _M["amount_log_sum"]]]
-    out[:, 2:] = _share(num, s[:, [_M["n_amounts"], _M["n_money"], _M["n_amounts"]]])
+    out[:, :2] = np.log1p(s[:, _MERCHANT_LOG])
+    out[:, 2:] = _share(s[:, _MERCHANT_SHARE_NUM], s[:, _MERCHANT_SHARE_DEN])
     return out
 
 

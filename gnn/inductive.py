@@ -57,7 +57,7 @@ import numpy as np
 import torch
 
 from gnn.artefact import SUPERVISED, ModelArtefact
-from gnn.calibrate import assign_tiers
+from gnn.calibrate import tier_of
 from gnn.features import NODE_TYPES, EventContext, FeatureSet, FeatureStats, UserHistory, build_features_and_stats, event_txn_features
 from gnn.model import RELATIONS, GraphInput, build_graph_input
 from gnn.scoring import load_model
@@ -80,6 +80,8 @@ INTO: dict[str, tuple[Relation, ...]] = {t: tuple(r for r in RELATIONS if r[2] =
 SLOT: dict[Relation, int] = {r: INTO[r[2]].index(r) for r in RELATIONS}
 #: The relations out of each node type.
 OUT: dict[str, tuple[Relation, ...]] = {t: tuple(r for r in RELATIONS if r[0] == t) for t in NODE_TYPES}
+#: Each relation -> the one with the same edges the other way (``gnn.model.RELATIONS`` has both).
+REVERSE: dict[Relation, Relation] = {r: (r[2], r[1][4:] if r[1].startswith("rev_") else f"rev_{r[1]}", r[0]) for r in RELATIONS}
 #: Model node-type name -> the event column that names it.
 _EVENT_KEY = {"user": "user_id", "device": "device_id", "ip": "ip", "merchant": "merchant_id"}
 #: The edges one event creates between its own nodes: relation name -> (source, destination).
@@ -591,7 +593,7 @@ class InductiveScorer:
         for rel in OUT[name]:
             if not self._has_hub[rel]:  # no node receives this relation from more than HUB_EDGES
                 continue
-            targets = self._neighbours(_reverse(rel), gid)  # out-edges = in-edges of the reverse
+            targets = self._neighbours(REVERSE[rel], gid)  # out-edges = in-edges of the reverse
             if targets.size:
                 j = SLOT[rel]
                 big = targets[self._deg[rel[2]][targets, j] > HUB_EDGES]
@@ -672,16 +674,18 @@ class InductiveScorer:
                 continue
             rel = (a, name, b)
             exists = (rel, gid[a], gid[b]) in self._delta.edge_set or self._snapshot_edge(rel, gid[a], gid[b])
-            pairs[rel] = pairs[_reverse(rel)] = not exists
+            pairs[rel] = pairs[REVERSE[rel]] = not exists
         return pairs
 
     def _snapshot_edge(self, rel: Relation, a: int, b: int) -> bool:
         """Whether the snapshot has the edge ``a -> b`` of ``rel``, looked up on the end with
         fewer neighbours (a merchant has thousands of accounts, an account a few merchants)."""
         row, want = self._in[rel].row(b), a
-        back = self._in[_reverse(rel)].row(a)
+        back = self._in[REVERSE[rel]].row(a)
         if back.size < row.size:
             row, want = back, b
+        if row.size <= 8:  # the usual case (an account's few devices): no array search
+            return want in row.tolist()
         i = int(np.searchsorted(row, want))  # each row is sorted (``gnn.model._edges``)
         return i < row.size and int(row[i]) == want
 
@@ -703,19 +707,12 @@ class InductiveScorer:
     # -- helpers --------------------------------------------------------------------------
 
     def _tier(self, score: float, *, account: bool) -> Tier:
-        thr = self._artefact.account_thresholds if account else self._artefact.transaction_thresholds
-        return assign_tiers(np.array([score]), thr)[0]
+        return tier_of(score, self._artefact.account_thresholds if account else self._artefact.transaction_thresholds)
 
 
 def _prob(logit: float, shift: float) -> float:
     """The probability after the prior shift, in float64 as ``gnn.model.predict``."""
     return float(1.0 / (1.0 + np.exp(-(np.float64(logit) - shift))))
-
-
-def _reverse(rel: Relation) -> Relation:
-    """The relation with the same edges the other way (``gnn.model.RELATIONS`` has both)."""
-    s, name, d = rel
-    return (d, name[4:], s) if name.startswith("rev_") else (d, f"rev_{name}", s)
 
 
 def _grown(a: np.ndarray, size: int, fill: float = 0) -> np.ndarray:
