@@ -408,9 +408,10 @@ class RiskService:
     # -- scoring a checkout event --------------------------------------------------------------
 
     async def score(self, event: Event) -> CheckoutResult:
-        """Journal the event (durably: the answer waits for the disk, the event loop does not),
-        score it, add it to the in-memory graph, count the decision and raise an alert when it
-        is high tier. The loader moves journaled events to the store on its own tick.
+        """Journal the event (durably: the answer waits for the disk; the event loop waits too
+        only while the disk syncs fast, see ``GroupCommit``), score it, add it to the in-memory
+        graph, count the decision and raise an alert when it is high tier. The loader moves
+        journaled events to the store on its own tick.
 
         Raises:
             StoreError: the journal write failed (the event must not be acknowledged).
@@ -418,7 +419,11 @@ class RiskService:
         """
         self.view()
         if self._writer is not None:
-            await asyncio.wrap_future(self._writer.submit(event))
+            written = self._writer.submit(event)
+            if written.done():  # appended inline (``GroupCommit``)
+                written.result()
+            else:
+                await asyncio.wrap_future(written)
         model = self.view()  # after the wait: a swap may have happened meanwhile
         result = self._score(model, event)
         if model.scorer is not None:

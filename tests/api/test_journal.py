@@ -215,3 +215,52 @@ def test_loader_thread_backs_off_while_down_and_drains_when_back(tmp_path: Path)
         loader.stop()
     with SQLiteGraphStore(tmp_path / "graph.db") as check:
         assert _stored_txn_ids(check) == sorted(f"t{i}" for i in range(20))
+
+
+def _journal_lines(path: Path) -> list[str]:
+    return [json.loads(line)["txn_id"] for line in (path / EVENTS_FILE).read_text().splitlines()]
+
+
+def test_group_commit_appends_inline_on_a_fast_disk_and_on_its_thread_on_a_slow_one(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Inline, the event is on disk when ``submit`` returns; on a slow disk the appends move to
+    the writer thread (the event loop must not wait on the disk), and come back inline once
+    the disk is fast again. Either way every event is written once, in order."""
+    import os
+
+    import api.journal as journal_module
+    from api.journal import GroupCommit
+
+    journal = EventJournal(tmp_path / "journal")
+    writer = GroupCommit(journal)
+    events = _events(30)
+    for event in events[:10]:
+        done = writer.submit(event)
+        assert done.done() and done.result() is None  # inline: already durable
+        assert _journal_lines(tmp_path / "journal")[-1] == event.txn_id
+
+    fast_sync = os.fdatasync
+
+    def slow_sync(fd: int) -> None:
+        time.sleep(0.01)
+        fast_sync(fd)
+
+    monkeypatch.setattr(os, "fdatasync", slow_sync)
+    i = 10
+    while writer.inline and i < 15:  # a moving average: a few slow appends move it over
+        assert writer.submit(events[i]).done()
+        i += 1
+    assert not writer.inline, "five appends of 10 ms each did not move the journal to its thread"
+    queued = [writer.submit(event) for event in events[i:20]]
+    assert not all(f.done() for f in queued)
+    for f in queued:
+        f.result(timeout=10)
+
+    monkeypatch.setattr(os, "fdatasync", fast_sync)
+    monkeypatch.setattr(journal_module, "INLINE_RETRY_S", 0.0)  # retry inline at once
+    rest = [writer.submit(event) for event in events[20:]]
+    assert all(f.done() for f in rest) and writer.inline
+    writer.stop()
+    journal.close()
+    assert _journal_lines(tmp_path / "journal") == [e.txn_id for e in events]
