@@ -10,7 +10,7 @@ Feature blocks are keyed by the model's node-type names ``"user"``, ``"device"``
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import numpy as np
 import pandas as pd
@@ -273,7 +273,9 @@ class FeatureStats:
 
     ``from_snapshot`` computes them in bulk; ``with_event`` gives the rows of the nodes one
     more event touches, as ``from_snapshot`` of the snapshot with that event would give them,
-    and ``put`` stores such rows (growing the arrays for new nodes). ``features`` turns
+    and ``put`` stores such rows (a node past the arrays, i.e. new since the snapshot, in
+    ``added``: a new node never copies the arrays, which hold millions of rows at scale).
+    ``features`` turns
     statistics into raw features: ``build_features`` uses the same function, so a node's
     features after online updates equal the batch definition. Only the event's own nodes are
     updated: e.g. the other accounts on its device keep their ``max_device_users``.
@@ -283,6 +285,7 @@ class FeatureStats:
     device: np.ndarray
     ip: np.ndarray
     merchant: np.ndarray
+    added: dict[str, dict[int, np.ndarray]] = field(default_factory=lambda: {t: {} for t in STAT_NAMES})
 
     @classmethod
     def from_snapshot(cls, snapshot: Snapshot) -> FeatureStats:
@@ -318,9 +321,12 @@ class FeatureStats:
         return getattr(self, name)
 
     def row(self, name: str, gid: int) -> np.ndarray:
-        """A copy of node ``gid``'s statistics; a node past the arrays (new) has none yet."""
+        """A copy of node ``gid``'s statistics; a new node that ``put`` has not stored has none."""
         a = self.block(name)
-        return a[gid].copy() if gid < a.shape[0] else _blank(name)
+        if gid < a.shape[0]:
+            return a[gid].copy()
+        row = self.added[name].get(gid)
+        return row.copy() if row is not None else _blank(name)
 
     def features(self, name: str, stats: np.ndarray | None = None) -> np.ndarray:
         """Raw features float32 [n, F] of ``stats`` rows of type ``name`` (all nodes when None)."""
@@ -334,14 +340,12 @@ class FeatureStats:
         return out.astype(np.float32)
 
     def put(self, name: str, gid: int, stats: np.ndarray) -> None:
-        """Store node ``gid``'s statistics; arrays grow (doubling) for nodes past their end."""
+        """Store node ``gid``'s statistics (a node past the arrays in ``added``)."""
         a = self.block(name)
-        if gid >= a.shape[0]:
-            grown = np.repeat(_blank(name)[None, :], max(gid + 1, 2 * a.shape[0], 16), axis=0)
-            grown[: a.shape[0]] = a
-            setattr(self, name, grown)
-            a = grown
-        a[gid] = stats
+        if gid < a.shape[0]:
+            a[gid] = stats
+        else:
+            self.added[name][gid] = np.array(stats, dtype=a.dtype)
 
     def with_event(self, event: Event, ctx: EventContext) -> dict[str, np.ndarray]:
         """The statistics rows of the event's user, device, IP and merchant with ``event``
@@ -416,7 +420,7 @@ class FeatureStats:
             if gid == event_gid and event_row is not None:
                 n = event_row[0]
             else:
-                n = a[gid, 0] if gid < a.shape[0] else 0.0
+                n = a[gid, 0] if gid < a.shape[0] else float(self.added[name].get(gid, _NO_USERS)[0])
             best = max(best, n - 1.0)
         return best
 
@@ -486,6 +490,9 @@ class _EventColumns:
             is_tiny=has_amount & (amount0 < TINY_AMOUNT),
             pay_amt=is_pay & has_amount,
         )
+
+
+_NO_USERS = np.zeros(1)  # ``n_users`` of a node without statistics
 
 
 def _blank(name: str) -> np.ndarray:

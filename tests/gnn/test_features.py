@@ -116,3 +116,24 @@ def test_transaction_block_is_built_in_float32_with_the_float64_values(synth: Sy
     hour = (t.ts.astype(np.float64) % 86400.0) / 3600.0
     np.testing.assert_array_equal(f.txn[:, col["hour_sin"]], np.sin(2.0 * np.pi * hour / 24.0).astype(np.float32))
     np.testing.assert_array_equal(f.txn[:, col["has_device"]], (t.device >= 0).astype(np.float32))
+
+
+def test_statistics_of_new_nodes_are_kept_beside_the_arrays(synth: SynthData) -> None:
+    """A node past the snapshot's is stored without copying the arrays (millions of rows at
+    scale) and read back as stored; an unknown one has blank statistics."""
+    from gnn.features import FeatureStats
+
+    stats = FeatureStats.from_snapshot(synth.snapshot)
+    users = stats.user
+    n = users.shape[0]
+    row = stats.row("user", 0) + 1.0
+    stats.put("user", n + 3, row)
+    assert stats.user is users and stats.user.shape[0] == n
+    assert np.array_equal(stats.row("user", n + 3), row)
+    blank = stats.row("user", n + 4)
+    assert blank[0] == 0.0 and not np.array_equal(blank, row)
+    device = stats.row("device", 0)
+    device[0] = 7.0
+    stats.put("device", stats.device.shape[0], device)
+    ctx_users = np.array([stats.device.shape[0]])
+    assert stats._most_other_users(ctx_users, "device", None, None) == 6.0  # seven accounts: six others
