@@ -101,6 +101,7 @@ class BrowserSession:
         return self.chrome.find_elements(self.by.CSS_SELECTOR, "[data-testid='frame']")
 
     def connect(self, http_url: str, bolt_uri: str, user: str, password: str) -> None:
+        from selenium.common.exceptions import ElementNotInteractableException, StaleElementReferenceException
         from selenium.webdriver.common.keys import Keys
         from selenium.webdriver.support import expected_conditions as ec
         from selenium.webdriver.support.ui import Select
@@ -108,7 +109,19 @@ class BrowserSession:
         self.chrome.get(http_url.rstrip("/") + "/browser/")
         self.wait.until(ec.element_to_be_clickable((self.by.CSS_SELECTOR, "[data-testid='connect']")))
         scheme, address = bolt_uri.split("://", 1)
-        Select(self.find("bolt-scheme-select")).select_by_visible_text(f"{scheme}://")
+
+        def choose_scheme(_: object) -> bool:
+            # The form can still be rendering when "connect" is clickable: an option that is not
+            # visible yet cannot be clicked (seen once in CI with Chromium 156), so retry.
+            try:
+                select = Select(self.find("bolt-scheme-select"))
+                if select.first_selected_option.text != f"{scheme}://":
+                    select.select_by_visible_text(f"{scheme}://")
+                return select.first_selected_option.text == f"{scheme}://"
+            except (ElementNotInteractableException, StaleElementReferenceException):
+                return False
+
+        self.wait.until(choose_scheme)
         for test_id, value in (("boltaddress", address), ("username", user), ("password", password)):
             field = self.find(test_id)
             field.send_keys(Keys.CONTROL, "a")  # React inputs ignore WebElement.clear()
