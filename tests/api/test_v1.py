@@ -53,6 +53,7 @@ def config_for(home: ServedHome | None, settings: Settings | None = None, **kw: 
     base.update(
         reload_interval=0.2,
         tail_interval=0.2,
+        load_interval=0.2,
         probe_interval=0.2,
     )
     base.update(kw)
