@@ -562,7 +562,7 @@ class RiskService:
                     # this, each full collection walks them all, a pause of a quarter second
                     # in the middle of a request (bench/explain_bench.py). Acyclic garbage of
                     # the old view is still freed by reference counting.
-                    pass
+                    gc.freeze()
                     self._announce_rings(old, fresh)
                 finally:
                     done.set()

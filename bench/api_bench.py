@@ -20,7 +20,8 @@ of one core it, not the server, is the limit), the workers' CPU (200 %: both cor
 each 5 s window of a run (warm-up, stalls), and the RSS of every worker before and after.
 ``--profile DIR`` records ``py-spy`` samples (``pip install py-spy``; of the thread holding the
 GIL) of one worker during the open-loop risk and score runs. ``--loop``/``--http`` other than
-``auto`` start uvicorn directly with that event loop / HTTP parser (to compare ``uvloop``/``httptools`` with asyncio/h11).
+``auto`` start uvicorn directly with that event loop / HTTP parser (to compare
+``uvloop``/``httptools`` with asyncio/h11).
 
     python bench/api_bench.py [--home DIR] [--workers 2] [--rate 500] [--duration 20]
                               [--connections 32] [--port 18900] [--profile DIR]
@@ -376,9 +377,8 @@ def run_load(server: Server, spec: dict, kind: str, mode: str, args: argparse.Na
     out_path.unlink()
     due, sent = np.array(res["lat_due"]) * 1000.0, np.array(res["lat_sent"]) * 1000.0
     q = np.percentile(due, [50, 95, 99]) if due.size else [float("nan")] * 3
-    at = np.array(res["at"])
-    windows = [float(np.percentile(due[(at >= w) & (at < w + WINDOW_S)], 99))
-               for w in np.arange(0.0, dur, WINDOW_S) if ((at >= w) & (at < w + WINDOW_S)).any()]  # fmt: skip
+    window = (np.array(res["at"]) // WINDOW_S).astype(int)
+    windows = [float(np.percentile(due[window == w], 99)) for w in np.unique(window)]
     return Run(kind=kind, mode=mode, rps=due.size / res["seconds"], p50=q[0], p95=q[1], p99=q[2],
                p99_sent=float(np.percentile(sent, 99)) if sent.size else float("nan"), ok=int(due.size),
                errors=res["errors"], gen_cpu=res["cpu"] / res["wall"], server_cpu=server_cpu, windows=windows)  # fmt: skip

@@ -420,7 +420,7 @@ class FeatureStats:
             if gid == event_gid and event_row is not None:
                 n = event_row[0]
             else:
-                n = a[gid, 0] if gid < a.shape[0] else float(self.added[name].get(gid, _NO_USERS)[0])
+                n = a[gid, 0] if gid < a.shape[0] else self.row(name, gid)[0]
             best = max(best, n - 1.0)
         return best
 
@@ -490,9 +490,6 @@ class _EventColumns:
             is_tiny=has_amount & (amount0 < TINY_AMOUNT),
             pay_amt=is_pay & has_amount,
         )
-
-
-_NO_USERS = np.zeros(1)  # ``n_users`` of a node without statistics
 
 
 def _blank(name: str) -> np.ndarray:

@@ -320,6 +320,7 @@ class InductiveScorer:
             self._hub_row[t] = np.full(self._n[t] + RESERVE_ROWS, -1, dtype=np.int64)
             self._hub_row[t][hubs[t]] = np.arange(hubs[t].size)
         self._sum: list[dict[str, np.ndarray]] = []
+        rows = {t: torch.from_numpy(hubs[t]) for t in NODE_TYPES}
         with torch.inference_mode():
             h = {t: torch.relu(self._model.encode[t](g.data[t].x)) for t in NODE_TYPES}
             for layer in range(k):
@@ -328,7 +329,6 @@ class InductiveScorer:
                 for rel in RELATIONS:
                     src, dst = g.data[rel].edge_index
                     sums[rel] = torch.zeros(self._n[rel[2]], h[rel[0]].shape[1]).index_add_(0, dst, h[rel[0]][src])
-                rows = {t: torch.from_numpy(hubs[t]) for t in NODE_TYPES}
                 self._sum.append({t: torch.cat([sums[rel][rows[t]] for rel in INTO[t]], dim=1).numpy() for t in NODE_TYPES})
                 if layer == k - 1:
                     break
