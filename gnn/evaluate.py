@@ -72,7 +72,7 @@ REPORT_FILE = "report.md"
 JSON_FILE = "evaluation.json"
 PLOT_FILES: tuple[str, ...] = ("pr_curves.png", "score_distributions.png", "calibration.png", "tier_confusion.png")
 #: Baselines whose scores are probabilities (the rules' are squashed counts): calibration plot.
-_PROBABILISTIC = ("trees_own", "trees_aggregated", "graphsage", "hybrid")
+_PROBABILISTIC = ("trees_own", "trees_known_fraud", "trees_aggregated", "graphsage", "hybrid")
 _GRAPH_MODELS = ("trees_aggregated", "graphsage", "hybrid")
 
 

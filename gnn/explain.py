@@ -56,6 +56,7 @@ from gnn.features import (
     build_features,
 )
 from gnn.scoring import ScoreResult, score_snapshot
+from gnn.known_fraud import KNOWN_FRAUD_TXN_FEATURES, KNOWN_FRAUD_USER_FEATURES, known_fraud_features, known_labels
 from graph.errors import ModelError, NotFoundError, ValidationError
 from graph.types import NodeType, Snapshot, Tier
 
@@ -227,8 +228,23 @@ TEMPLATES: dict[str, tuple[str, str]] = {
     "txn:velocity_1h": ("the account made {v} payment{s} in the hour up to this one", "raw"),
     "txn:account_logit": ("account {who} scores {v}{tier}", "prob"),
 }
+# Known-fraud features (gnn.known_fraud): what was known before, near the account or event.
+_KF_NOUN = {"account": "account", "device": "device", "ip": "IP", "ip_prefix": "IP prefix", "merchant": "merchant"}
+_KF_WINDOW = {"1d": " in the day before", "30d": " in the 30 days before", "all": ""}
+for _k, _noun in _KF_NOUN.items():
+    for _w, _when in _KF_WINDOW.items():
+        TEMPLATES[f"kf:kf_{_k}_fraud_txns_{_w}"] = (
+            f"{{v}} payment{{s}} on the same {_noun} had been charged back{_when}", "count")
+    TEMPLATES[f"kf:kf_{_k}_fraud_accounts"] = (f"{{v}} other account{{s}} on the same {_noun} were known fraud", "count")
+    TEMPLATES[f"kf:kf_{_k}_fraud_accounts_sum"] = (
+        f"its {_noun}s were used by {{v}} other known-fraud account{{s}} in all", "count")
+    TEMPLATES[f"kf:kf_{_k}_fraud_accounts_max"] = (
+        f"one of its {_noun}s was used by {{v}} other known-fraud account{{s}}", "count")
+    TEMPLATES[f"kf:kf_{_k}_fraud_txns_sum"] = (
+        f"{{v}} payment{{s}} of other accounts on its {_noun}s had been charged back", "count")
 #: Binary transaction features: text when set, text when not.
 FLAG_TEMPLATES: dict[str, tuple[str, str]] = {
+    "kf_account_known_fraud": ("the account was already known as fraud", "the account was not known as fraud"),
     "has_amount": ("the event carries an amount", "the event carries no amount"),
     "is_tiny": (f"the amount is under {TINY_AMOUNT:.2f}", f"the amount is {TINY_AMOUNT:.2f} or more"),
     "declined": ("the payment was declined", "the payment was not declined"),
@@ -294,6 +310,22 @@ class _Column:
     relation: str | None = None
 
 
+def _known_fraud_columns(names: tuple[str, ...]) -> list[_Column]:
+    """Known-fraud columns: grouped with the sharing of their identifier's kind, so that a
+    risky-neighbour fact (which device, how many confirmed) can stand for them."""
+    cols: list[_Column] = []
+    for name in names:
+        if name in FLAG_TEMPLATES:
+            cols.append(_Column(name, f"txn:{name}", ReasonKind.ACCOUNT, None))
+            continue
+        key = next(k for k in sorted(_KF_NOUN, key=len, reverse=True) if name.startswith(f"kf_{k}_"))
+        relation = {"ip_prefix": "ip", "account": None}.get(key, key)
+        concept = f"share:{relation}" if relation else "account"
+        kind = ReasonKind.NEIGHBOURHOOD if relation else ReasonKind.ACCOUNT
+        cols.append(_Column(name, concept, kind, f"kf:{name}", relation=relation))
+    return cols
+
+
 def _account_columns(agg_names: tuple[str, ...]) -> tuple[_Column, ...]:
     cols: list[_Column] = []
     for f in USER_FEATURES:
@@ -323,6 +355,7 @@ def _account_columns(agg_names: tuple[str, ...]) -> tuple[_Column, ...]:
             concept = f"share:{base_rel}" if shares else f"ident:{base_rel}:{feat}"
             cols.append(_Column(name, concept, ReasonKind.NEIGHBOURHOOD, f"{base_rel}:{feat}",
                                 who=base_rel, q=stat, relation=base_rel))  # fmt: skip
+    cols += _known_fraud_columns(KNOWN_FRAUD_USER_FEATURES)
     return tuple(cols)
 
 
@@ -344,6 +377,7 @@ def _txn_columns() -> tuple[_Column, ...]:
             concept = f"share:{rel}" if shares else f"ident:{rel}:{f}"
             cols.append(_Column(f"{rel}_{f}", concept, ReasonKind.NEIGHBOURHOOD, f"{rel}:{f}", who=f"txn_{rel}",
                                 relation=rel))  # fmt: skip
+    cols += _known_fraud_columns(KNOWN_FRAUD_TXN_FEATURES)
     cols.append(_Column("account_logit", "account", ReasonKind.ACCOUNT, "txn:account_logit"))
     return tuple(cols)
 
@@ -549,7 +583,9 @@ class Explainer:
 
         # Accounts: own features + neighbour aggregates -> the model's account logit.
         agg, agg_names = neighbour_aggregates(snapshot, features)
-        xa = np.concatenate([features.user.astype(np.float64), agg], axis=1)
+        delay = artefact.model_config.label_delay if artefact.model_config is not None else None
+        known = known_fraud_features(snapshot, known_labels(snapshot, delay))
+        xa = np.concatenate([features.user.astype(np.float64), agg, known.user.astype(np.float64)], axis=1)
         ya = _logit(self._account_scores)
         self._acc_cols = _account_columns(agg_names)
         self._acc_paths = _fit_surrogate(xa, ya, config)
@@ -570,6 +606,7 @@ class Explainer:
                 _gather(features.device, t.device),
                 _gather(features.ip, t.ip),
                 _gather(features.merchant, t.merchant),
+                known.txn.astype(np.float64),
                 ya[self._txn_user][:, None],
             ],
             axis=1,

@@ -261,6 +261,12 @@ class InductiveScorer:
         scorer = str(getattr(artefact, "scorer", "graphsage"))
         if scorer != "graphsage":
             raise ModelError(f"artefact {artefact.version} ships the {scorer!r} scorer: inductive scoring covers GraphSAGE only")
+        cfg = artefact.model_config
+        if cfg is not None and (cfg.user_label_dim or cfg.txn_label_dim):
+            raise ModelError(
+                f"artefact {artefact.version} reads known-fraud inputs (earlier verdicts near each event), "
+                "which inductive scoring does not compute per request"
+            )
         self = cls()
         self._artefact = artefact
         self.model_version = artefact.version

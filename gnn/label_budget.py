@@ -43,6 +43,7 @@ import numpy as np
 from gnn.artefact import SUPERVISED, jsonable
 from gnn.baselines import GRAPHSAGE, TREES_AGGREGATED, BaselineRun, TreeConfig, run_baselines
 from gnn.features import build_features
+from gnn.known_fraud import known_labels
 from gnn.metrics import SplitMetrics, split_metrics
 from gnn.scoring import score_snapshot
 from gnn.train import Split, Targets, TrainConfig, targets, train, txn_split, user_split
@@ -204,6 +205,16 @@ def _same(a: np.ndarray, b: np.ndarray, idx: np.ndarray) -> bool:
     return bool(np.array_equal(a[idx], b[idx]))
 
 
+def _same_known(main: BaselineRun, snapshot: Snapshot, label_delay: float | None) -> bool:
+    """Whether ``snapshot``'s verdicts give the known-fraud inputs ``main`` was made with."""
+    if main.inputs is None or main.inputs.known is None:
+        return False
+    a, b = main.inputs.known.labels, known_labels(snapshot, label_delay)
+    return all(
+        np.array_equal(getattr(a, name), getattr(b, name)) for name in ("txn_rows", "txn_known_at", "user_known_at")
+    ) and a.label_delay == b.label_delay
+
+
 def _same_gnn_training(seen: Targets, main: Targets, users: Split, txns: Split) -> bool:
     """``gnn.train.train`` reads targets on the train and validation rows only (loss, class
     weights, early stopping, calibration) besides the fraud count that picks the mode, which the
@@ -264,14 +275,25 @@ def label_budget(
         seen = targets(reveal.snapshot)
         from_main: list[str] = []
         supervised = int(seen.user.sum()) >= config.min_fraud_labels and bool(seen.user[users.train].any())
-        if main_gnn is not None and main is not None and supervised and _same_gnn_training(seen, main.targets, users, txns):
+        # The known-fraud inputs read every revealed label, the test part's included: a main-run
+        # model is reused only when the revealed labels are the ones the main run was made with.
+        same_labels = main is not None and _same_known(main, reveal.snapshot, config.label_delay)
+        if (
+            main_gnn is not None
+            and main is not None
+            and supervised
+            and (same_labels or not config.known_fraud_inputs)
+            and _same_gnn_training(seen, main.targets, users, txns)
+        ):
             assert main.artefact is not None
             mode, epochs_run = main.artefact.mode, main.artefact.metrics.epochs_run
             account, txn = main_gnn.account, main_gnn.txn
             from_main.append(GRAPHSAGE)
         else:
             artefact = train(reveal.snapshot, config, features=features)
-            scored = score_snapshot(artefact, snapshot, device=config.device)
+            # Scored with the revealed labels only: hidden verdicts must not reach the
+            # known-fraud inputs (the graph is the same, so the rows line up).
+            scored = score_snapshot(artefact, reveal.snapshot, device=config.device)
             mode, epochs_run = artefact.mode, artefact.metrics.epochs_run
             account, txn = scored.account_scores.astype(np.float64), scored.txn_scores.astype(np.float64)
         trees_acc = trees_txn = None
@@ -279,6 +301,7 @@ def label_budget(
             if (
                 main_trees is not None
                 and main is not None
+                and same_labels
                 and _same(seen.user, main.targets.user, users.train)
                 and _same(seen.txn, main.targets.txn, txn_fit)
             ):

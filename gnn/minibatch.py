@@ -118,6 +118,8 @@ class NeighbourSampler:
         self._x = {t: g.data[t].x.cpu() for t in NODE_TYPES}
         self._num = {t: int(x.shape[0]) for t, x in self._x.items()}
         self._txn_x = g.txn_x.cpu()
+        self._label_user = None if g.label_user is None else g.label_user.cpu()
+        self._label_txn = None if g.label_txn is None else g.label_txn.cpu()
         self._txn = {col: getattr(g, col).cpu().numpy() for col, _ in _TXN_PARTS}
         self._csr: dict[tuple[str, str, str], tuple[np.ndarray, np.ndarray]] = {}
         for rel in RELATIONS:
@@ -210,7 +212,14 @@ class NeighbourSampler:
             for col, t in _TXN_PARTS:
                 ids = self._txn[col][rows]
                 parts[col] = torch.from_numpy(np.where(ids >= 0, local[t][np.maximum(ids, 0)], -1))
-            graph = GraphInput(data=data, txn_x=self._txn_x[torch.from_numpy(rows)], **parts)
+            picked = torch.from_numpy(rows)
+            graph = GraphInput(
+                data=data,
+                txn_x=self._txn_x[picked],
+                **parts,
+                label_user=None if self._label_user is None else self._label_user[torch.from_numpy(node_ids["user"])],
+                label_txn=None if self._label_txn is None else self._label_txn[picked],
+            )
         finally:
             for t in NODE_TYPES:  # leave the maps clean for the next call, even after an error
                 for ids in nodes[t]:

@@ -10,6 +10,11 @@ Per relation a ``SAGEConv`` (mean aggregation), combined per destination type by
 * transaction (edge) head: MLP on ``[h_user[u], h_merchant[m], h_device[d], h_ip[i], x_txn]``
   -> one logit per transaction; an absent merchant/device/IP contributes zeros.
 
+With ``ModelConfig.user_label_dim`` / ``txn_label_dim`` set, the heads also read the known-fraud
+features of ``gnn.known_fraud`` (``GraphInput.label_user`` / ``label_txn``), added to their first
+layer. They never enter message passing: an account's own label, counted in a neighbour's
+known-fraud features, would otherwise flow back to it.
+
 The edge head's first layer is applied per part (``W·concat = Σ W_part·part``): each node type is
 projected once and then gathered per transaction, which is the same function as the concatenated
 MLP but costs O(nodes·hidden²) instead of O(transactions·4·hidden²).
@@ -27,6 +32,7 @@ from torch_geometric.data import HeteroData
 from torch_geometric.nn import HeteroConv, SAGEConv
 
 from gnn.features import NODE_TYPES, FeatureSet
+from gnn.known_fraud import KnownFraudFeatures, known_fraud_features, known_labels
 from graph.types import NodeType, Snapshot
 
 #: (source type, relation, destination type) for every message-passing relation.
@@ -74,6 +80,11 @@ class ModelConfig:
     # Training only: share of accounts whose own features are hidden in an epoch, so the model
     # learns to judge an account by its neighbourhood too (a quiet ring member looks ordinary).
     user_feature_drop: float = 0.0
+    # Widths of the known-fraud inputs of the account and transaction heads (0: none), and the
+    # label delay they were computed with (``gnn.known_fraud``; None: the verdicts' own times).
+    user_label_dim: int = 0
+    txn_label_dim: int = 0
+    label_delay: float | None = None
 
     def to_dict(self) -> dict[str, object]:
         return asdict(self)
@@ -89,6 +100,9 @@ class ModelConfig:
             user_prior_shift=float(d.get("user_prior_shift", 0.0)),  # type: ignore[arg-type]
             txn_prior_shift=float(d.get("txn_prior_shift", 0.0)),  # type: ignore[arg-type]
             user_feature_drop=float(d.get("user_feature_drop", 0.0)),  # type: ignore[arg-type]
+            user_label_dim=int(d.get("user_label_dim", 0)),  # type: ignore[arg-type]
+            txn_label_dim=int(d.get("txn_label_dim", 0)),  # type: ignore[arg-type]
+            label_delay=None if d.get("label_delay") is None else float(d["label_delay"]),  # type: ignore[arg-type]
         )
 
 
@@ -96,7 +110,9 @@ class ModelConfig:
 class GraphInput:
     """Tensors of one snapshot, ready for ``RingSAGE``: the ``HeteroData`` (standardised node
     features in ``data[t].x``, ``edge_index`` per relation) and the transaction table as index
-    tensors (``-1`` = absent) with standardised ``txn_x`` [T, F_txn]."""
+    tensors (``-1`` = absent) with standardised ``txn_x`` [T, F_txn]. ``label_user``
+    [N_user, L_u] and ``label_txn`` [T, L_t]: the heads' known-fraud inputs, None for a model
+    without them."""
 
     data: HeteroData
     txn_x: Tensor
@@ -104,6 +120,8 @@ class GraphInput:
     txn_merchant: Tensor
     txn_device: Tensor
     txn_ip: Tensor
+    label_user: Tensor | None = None
+    label_txn: Tensor | None = None
 
     def to(self, device: torch.device) -> GraphInput:
         return GraphInput(
@@ -113,6 +131,8 @@ class GraphInput:
             txn_merchant=self.txn_merchant.to(device),
             txn_device=self.txn_device.to(device),
             txn_ip=self.txn_ip.to(device),
+            label_user=None if self.label_user is None else self.label_user.to(device),
+            label_txn=None if self.label_txn is None else self.label_txn.to(device),
         )
 
     @property
@@ -141,10 +161,11 @@ def _dst_sorted(edge_index: Tensor) -> tuple[Tensor, Tensor]:
     return src, dst
 
 
-def build_graph_input(snapshot: Snapshot, features: FeatureSet) -> GraphInput:
+def build_graph_input(snapshot: Snapshot, features: FeatureSet, known: KnownFraudFeatures | None = None) -> GraphInput:
     """Assemble the ``HeteroData`` and transaction tensors from a snapshot and its (already
     standardised) features. Relations with no rows get an empty ``[2, 0]`` edge index, so every
-    node type always receives messages and keeps an embedding."""
+    node type always receives messages and keeps an embedding. ``known``: the heads' known-fraud
+    inputs (``gnn.known_fraud``), for a model that reads them."""
     data = HeteroData()
     for name in NODE_TYPES:
         data[name].x = torch.from_numpy(np.ascontiguousarray(features.block(name)))
@@ -174,7 +195,16 @@ def build_graph_input(snapshot: Snapshot, features: FeatureSet) -> GraphInput:
         txn_merchant=torch.from_numpy(m),
         txn_device=torch.from_numpy(t.device.astype(np.int64, copy=False)),
         txn_ip=torch.from_numpy(t.ip.astype(np.int64, copy=False)),
+        label_user=None if known is None else torch.from_numpy(known.user),
+        label_txn=None if known is None else torch.from_numpy(known.txn),
     )
+
+
+def known_inputs(config: ModelConfig, snapshot: Snapshot) -> KnownFraudFeatures | None:
+    """The known-fraud inputs a model with ``config`` reads on ``snapshot`` (None: it reads none)."""
+    if not (config.user_label_dim or config.txn_label_dim):
+        return None
+    return known_fraud_features(snapshot, known_labels(snapshot, config.label_delay))
 
 
 class RingSAGE(nn.Module):
@@ -202,6 +232,9 @@ class RingSAGE(nn.Module):
         # No dropout here: the embeddings feeding the head are already dropped out, and a mask
         # over every transaction's hidden vector is the most expensive op of an epoch.
         self.txn_out = nn.Sequential(nn.ReLU(), nn.Linear(h, 1))
+        # Known-fraud inputs, added to each head's first layer (see the module docstring).
+        self.user_label = nn.Linear(config.user_label_dim, h, bias=False) if config.user_label_dim else None
+        self.txn_label = nn.Linear(config.txn_label_dim, h, bias=False) if config.txn_label_dim else None
         #: Training memory (not part of the config: it changes no result): graphs with more
         #: nodes than this checkpoint their message-passing layers (see ``CHECKPOINT_NODES``).
         self.checkpoint_nodes = CHECKPOINT_NODES
@@ -285,7 +318,11 @@ class RingSAGE(nn.Module):
         grad = torch.is_grad_enabled() and table.requires_grad
         if grad and n <= self.checkpoint_txns:
             step = max(n, 1)  # small enough: one chunk, nothing recomputed
-        parts = (g.txn_user, g.txn_merchant, g.txn_device, g.txn_ip, g.txn_x)
+        parts: tuple[Tensor, ...] = (g.txn_user, g.txn_merchant, g.txn_device, g.txn_ip, g.txn_x)
+        if self.txn_label is not None:
+            if g.label_txn is None:
+                raise ValueError("this model reads known-fraud transaction inputs: GraphInput.label_txn is missing")
+            parts = (*parts, g.label_txn)
         out = []
         for a in range(0, n, step):
             sel = slice(a, min(a + step, n)) if rows is None else rows[a : a + step]
@@ -309,16 +346,28 @@ class RingSAGE(nn.Module):
         """Logits of the transactions ``sel`` (a slice or row indices) from ``txn_table``'s
         output; ``parts`` = the transaction table's (user, merchant, device, IP) index tensors
         (``-1`` = absent) and its standardised features [T, F_txn]."""
-        *nodes, x = (p[sel] for p in parts)
+        picked = [p[sel] for p in parts]
+        nodes, x = picked[:4], picked[4]
         zero_row = table.shape[0] - 1
         cols = [torch.where(i < 0, zero_row, i + o) for i, o in zip(nodes, offsets, strict=True)]
         z = nn.functional.embedding_bag(torch.stack(cols, dim=1), table, mode="sum") + self.txn_feat(x)
+        if self.txn_label is not None:
+            z = z + self.txn_label(picked[5])
         return self.txn_out(z).squeeze(-1)
+
+    def user_logits(self, h_user: Tensor, label_user: Tensor | None = None) -> Tensor:
+        """Account-head logits [N] of user embeddings [N, hidden] (and their known-fraud inputs
+        [N, L_u] when the model reads them)."""
+        if self.user_label is None:
+            return self.user_head(h_user).squeeze(-1)
+        if label_user is None:
+            raise ValueError("this model reads known-fraud account inputs: GraphInput.label_user is missing")
+        z = self.user_head[0](h_user) + self.user_label(label_user)
+        return self.user_head[3](self.user_head[2](self.user_head[1](z))).squeeze(-1)
 
     def forward(self, g: GraphInput, txn_rows: Tensor | None = None) -> tuple[Tensor, Tensor, Tensor]:
         h = self.embed(g.x_dict, g.edge_index_dict)
-        user_logits = self.user_head(h["user"]).squeeze(-1)
-        return user_logits, self.txn_logits(h, g, txn_rows), h["user"]
+        return self.user_logits(h["user"], g.label_user), self.txn_logits(h, g, txn_rows), h["user"]
 
 
 @dataclass(frozen=True, slots=True)
@@ -355,8 +404,12 @@ def predict(
             h = model.embed_layerwise(g, node_chunk)
             cfg = model.config
             step = max(int(node_chunk or NODE_CHUNK), 1)
+            lab = g.label_user
             user_logits = torch.cat(
-                [model.user_head(h["user"][a : a + step]).squeeze(-1) for a in range(0, h["user"].shape[0], step)]
+                [
+                    model.user_logits(h["user"][a : a + step], None if lab is None else lab[a : a + step])
+                    for a in range(0, h["user"].shape[0], step)
+                ]
                 or [h["user"].new_zeros(0)]
             )
             txn_logits = model.txn_logits(h, g, txn_rows, chunk=txn_chunk)

@@ -21,7 +21,7 @@ from gnn.artefact import GRAPHSAGE, SUPERVISED, ModelArtefact
 from gnn.calibrate import assign_tiers
 from gnn.device import pick_device
 from gnn.features import build_features
-from gnn.model import RingSAGE, build_graph_input, predict
+from gnn.model import RingSAGE, build_graph_input, known_inputs, predict
 from gnn.trees import TREES_OWN, TreeInputs
 from graph.errors import ModelError
 from graph.types import EntityScore, NodeType, Ring, ScoreWriteback, Snapshot, Tier
@@ -81,7 +81,8 @@ def score_snapshot(artefact: ModelArtefact, snapshot: Snapshot, *, device: str |
         )
     if artefact.mode == SUPERVISED:
         model = load_model(artefact, device)
-        g = build_graph_input(snapshot, artefact.normalisation.apply(features)).to(next(model.parameters()).device)
+        known = known_inputs(model.config, snapshot)
+        g = build_graph_input(snapshot, artefact.normalisation.apply(features), known).to(next(model.parameters()).device)
         # Layer-wise and chunked under inference mode (``gnn.model.predict``): at 5M
         # transactions this holds a few [nodes, hidden] tables, not every activation.
         pred = predict(model, g)
@@ -90,7 +91,8 @@ def score_snapshot(artefact: ModelArtefact, snapshot: Snapshot, *, device: str |
         if artefact.scorer != GRAPHSAGE:
             if artefact.trees is None:
                 raise ModelError(f"artefact {artefact.version} scores with {artefact.scorer!r} but holds no trees")
-            inputs = TreeInputs.build(snapshot, features, aggregates=artefact.trees.family != TREES_OWN)
+            delay = None if artefact.model_config is None else artefact.model_config.label_delay
+            inputs = TreeInputs.build(snapshot, features, aggregates=artefact.trees.family != TREES_OWN, label_delay=delay)
             account, txn = artefact.trees.predict(inputs, emb.astype(np.float64))
     else:
         if artefact.anomaly is None:

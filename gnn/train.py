@@ -1,12 +1,18 @@
 """Train the GraphSAGE scorer on a snapshot, time-ordered, and package it as a ``ModelArtefact``.
 
-Targets (positive-unlabelled, PU): an account is positive when its winning verdict is ``fraud``;
-accounts labelled ``legit`` *and* unlabelled accounts are negatives. Most unlabelled accounts are
+Targets (positive-unlabelled, PU), from whatever verdicts the store has (``gnn.known_fraud``):
+an account is positive when its winning verdict is ``fraud``, or, without an account verdict,
+when one of its transactions has a ``fraud`` verdict (card teams label chargebacks only).
+Accounts labelled ``legit`` and unlabelled accounts are negatives. Most unlabelled accounts are
 legitimate, so this is a fair approximation, but some negatives are undiscovered fraud: scores
-rank well and the held-out metrics are a lower bound of the true ones. A transaction is positive
-when it is labelled ``fraud``, or when it is a payment/refund of an account labelled fraud and
-has no ``legit`` verdict of its own; signups and logins of fraudsters are not losses and stay
-negative.
+rank well and the held-out metrics are a lower bound of the true ones. Transactions: when the
+store holds any transaction ``fraud`` verdict, exactly the transactions with one are positive.
+Only without any does a payment/refund of a fraud account count as positive
+(``Targets.txn_from_accounts``, which reports say); signups and logins stay negative.
+
+Both heads also read what was known to be fraud before each row (``gnn.known_fraud``: earlier
+verdicts on the same account, device, IP, prefix, merchant), with the label delay of
+``TrainConfig.label_delay``.
 
 Split (time-ordered, so that the metrics say how the model does on *later* data): accounts in
 order of their first event, the earliest ``1 - val - test`` share trains, the next share
@@ -38,6 +44,7 @@ from gnn.artefact import SUPERVISED, UNSUPERVISED, ModelArtefact, make_version
 from gnn.calibrate import Thresholds, calibrate, quantile_thresholds
 from gnn.device import pick_device
 from gnn.features import FeatureSet, Normalisation, build_features
+from gnn.known_fraud import known_fraud_features, known_labels
 from gnn.metrics import SplitMetrics, TrainMetrics, auprc, split_metrics
 from gnn.minibatch import DEFAULT_FANOUT, MiniBatchEpochs, check_fanout
 from gnn.model import ModelConfig, RingSAGE, build_graph_input, predict
@@ -83,6 +90,11 @@ class TrainConfig:
     about 12 positives to learn from and 4 to stop early and calibrate tiers on; with fewer, the
     validation AUPRC that picks the epoch and the tier thresholds rests on one or two accounts.
     ``gnn.label_budget`` measures both modes with 0 %, 1 %, 10 % and 100 % of the labels.
+    ``known_fraud_inputs``: GraphSAGE's heads also read what was known to be fraud before each
+    row (``gnn.known_fraud``). Off by default because inductive scoring of unseen checkout events
+    (``gnn.inductive``) does not compute those inputs per request yet; the tree candidates and
+    the hybrid always read them. ``label_delay`` (seconds): verdicts are known that long after
+    their payment; None takes the verdicts' own timestamps.
 
     Raises:
         ValidationError: a value out of range (names the field).
@@ -105,6 +117,8 @@ class TrainConfig:
     target_recall: float = 0.8
     batch_size: int | None = None
     fanout: tuple[int, ...] = DEFAULT_FANOUT
+    known_fraud_inputs: bool = False
+    label_delay: float | None = None
 
     def __post_init__(self) -> None:
         for name in ("hidden", "layers", "epochs", "patience"):
@@ -131,6 +145,8 @@ class TrainConfig:
             v = getattr(self, name)
             if not 0.0 < v <= 1.0:
                 raise ValidationError(name, v, "must be in (0, 1]")
+        if self.label_delay is not None and not (math.isfinite(self.label_delay) and self.label_delay >= 0):
+            raise ValidationError("label_delay", self.label_delay, "must be a finite number of seconds >= 0, or None")
         if self.batch_size is not None:
             if isinstance(self.batch_size, bool) or not isinstance(self.batch_size, int) or self.batch_size < 1:
                 raise ValidationError("batch_size", self.batch_size, "must be None (full batch) or an integer >= 1")
@@ -139,10 +155,13 @@ class TrainConfig:
 
 @dataclass(frozen=True, slots=True)
 class Targets:
-    """Training targets: ``user`` bool [N_user], ``txn`` bool [T] (see the module docstring)."""
+    """Training targets: ``user`` bool [N_user], ``txn`` bool [T] (see the module docstring).
+    ``txn_from_accounts``: the store has no transaction fraud verdict, so the payments of fraud
+    accounts stand in for them (metrics on transactions then say so)."""
 
     user: np.ndarray
     txn: np.ndarray
+    txn_from_accounts: bool = False
 
 
 @dataclass(frozen=True, slots=True)
@@ -155,16 +174,18 @@ class Split:
 
 
 def targets(snapshot: Snapshot) -> Targets:
-    """Account and transaction targets from the snapshot's winning verdicts."""
-    n_user = snapshot.num_nodes(NodeType.USER)
+    """Account and transaction targets from the snapshot's winning verdicts (module docstring)."""
     t = snapshot.transactions
-    user = np.zeros(n_user, dtype=bool)
-    ul = snapshot.user_labels
-    user[ul.index[ul.is_fraud].astype(np.int64)] = True
+    known = known_labels(snapshot)
+    user = known.user_fraud.copy()
+    if known.txn_rows.size:
+        txn = np.zeros(len(t), dtype=bool)
+        txn[known.txn_rows] = True
+        return Targets(user=user, txn=txn, txn_from_accounts=False)
     txn = user[t.user.astype(np.int64)] & np.isin(t.event.astype(np.int64), _MONEY)
     tl = snapshot.txn_labels
-    txn[tl.index.astype(np.int64)] = tl.is_fraud.astype(bool)  # a transaction's own verdict wins
-    return Targets(user=user, txn=txn)
+    txn[tl.index.astype(np.int64)] = False  # only legit transaction verdicts remain here
+    return Targets(user=user, txn=txn, txn_from_accounts=True)
 
 
 def _ordered_split(order: np.ndarray, val_fraction: float, test_fraction: float) -> Split:
@@ -250,11 +271,14 @@ def train(
     y = targets(snapshot)
     users = user_split(snapshot, config.val_fraction, config.test_fraction)
     txns = txn_split(snapshot, config.val_fraction, config.test_fraction)
+    # Every usable fraud label counts, of either kind: an account is fraud by its own verdict
+    # or by a chargeback on one of its transactions.
     n_fraud = int(y.user.sum())
-    n_fraud_train = int(y.user[users.train].sum())
+    n_fraud_train = int(y.user[users.train].sum()) + int(y.txn[txns.train].sum())
+    log.info("labels: %s", known_labels(snapshot, config.label_delay).describe())
     if n_fraud < config.min_fraud_labels or n_fraud_train == 0:
         log.warning(
-            "only %d accounts labelled fraud (%d in the training split; min_fraud_labels=%d): "
+            "only %d accounts known fraud (by account or transaction verdicts; %d fraud labels in the training split; min_fraud_labels=%d): "
             "no GraphSAGE model trained, using the unsupervised graph anomaly score (mode='unsupervised')",
             n_fraud,
             n_fraud_train,
@@ -326,6 +350,7 @@ def _supervised(
     pw_user = _pos_weight(y.user[users.train])
     pw_txn = _pos_weight(y.txn[txns.train])
     use_txn_loss = bool(y.txn[txns.train].any())
+    known = known_fraud_features(snapshot, known_labels(snapshot, config.label_delay)) if config.known_fraud_inputs else None
     model_config = ModelConfig(
         in_dims={b: int(features.block(b).shape[1]) for b in ("user", "device", "ip", "merchant")},
         txn_dim=int(features.txn.shape[1]),
@@ -335,8 +360,11 @@ def _supervised(
         user_feature_drop=config.user_feature_drop,
         user_prior_shift=math.log(pw_user),
         txn_prior_shift=math.log(pw_txn) if use_txn_loss else 0.0,
+        user_label_dim=0 if known is None else int(known.user.shape[1]),
+        txn_label_dim=0 if known is None else int(known.txn.shape[1]),
+        label_delay=config.label_delay,
     )
-    g = build_graph_input(snapshot, norm.apply(features)).to(device)
+    g = build_graph_input(snapshot, norm.apply(features), known).to(device)
 
     with _deterministic(config.seed, device):
         model = RingSAGE(model_config).to(device)

@@ -6,13 +6,19 @@ picks it, ``gnn.scoring`` scores with it) read their columns from one place, ``T
 that what was fitted and what is scored later are the same columns in the same order:
 
 * ``trees_own``: the account's own features (``OWN_USER_FEATURES``, no graph features);
-* ``trees_aggregated``: every user feature plus ``neighbour_aggregates`` (1–2 hops through
-  devices, IPs and merchants);
+* ``trees_known_fraud``: the strongest generic baseline, what a user builds in an afternoon:
+  every user feature (tabular and sharing counts) plus the known-fraud neighbourhood features
+  of ``gnn.known_fraud`` (earlier verdicts on the same devices, IPs, prefixes and merchants);
+* ``trees_aggregated``: the columns of ``trees_known_fraud`` plus ``neighbour_aggregates``
+  (1–2 hops through devices, IPs and merchants);
 * ``hybrid``: the columns of ``trees_aggregated`` plus GraphSAGE's final user embeddings.
 
 Transactions: ``TXN_FEATURES`` + ``velocity_1h`` (+ the transaction's device, IP and merchant
-features for the two graph families) + the score the same family's account trees give the
-transaction's account (stacking, see ``gnn.baselines``).
+features and its known-fraud features for every family but ``trees_own``) + the score the same
+family's account trees give the transaction's account (stacking, see ``gnn.baselines``).
+
+The known-fraud columns depend on the labels (everything else does not): ``TreeInputs.relabel``
+recomputes them for a snapshot with other labels, e.g. fewer revealed ones.
 
 A fitted ``HistGradientBoostingClassifier`` becomes a ``TreeEnsemble``: its nodes as plain arrays
 (feature, threshold, where missing values go, children, leaf value). Why not pickle: the artefact
@@ -24,6 +30,7 @@ scikit-learn's ``decision_function``, so the scores are bit-identical (a test ch
 
 from __future__ import annotations
 
+import dataclasses
 import functools
 import logging
 import math
@@ -41,11 +48,13 @@ from gnn.features import (
     USER_FEATURES,
     FeatureSet,
 )
+from gnn.known_fraud import KnownFraudFeatures, known_fraud_features, known_labels
 from graph.errors import ModelError, ValidationError
 from graph.types import EVENT_KINDS, EventKind, NodeType, Snapshot
 
 __all__ = [
     "TREES_OWN",
+    "TREES_KNOWN_FRAUD",
     "TREES_AGGREGATED",
     "HYBRID",
     "TREE_FAMILIES",
@@ -65,10 +74,11 @@ __all__ = [
 log = logging.getLogger(__name__)
 
 TREES_OWN = "trees_own"
+TREES_KNOWN_FRAUD = "trees_known_fraud"
 TREES_AGGREGATED = "trees_aggregated"
 HYBRID = "hybrid"
 #: The tree families, by their baseline names (``gnn.baselines.BASELINES``).
-TREE_FAMILIES: tuple[str, ...] = (TREES_OWN, TREES_AGGREGATED, HYBRID)
+TREE_FAMILIES: tuple[str, ...] = (TREES_OWN, TREES_KNOWN_FRAUD, TREES_AGGREGATED, HYBRID)
 #: User-block columns that look at other accounts (graph features); dropped for ``trees_own``.
 GRAPH_USER_FEATURES: tuple[str, ...] = ("max_device_users_log", "max_ip_users_log")
 #: The account's own behaviour: every other user-block column.
@@ -232,29 +242,44 @@ class TreeInputs:
     """The tree families' input columns on one snapshot, built once and shared by the families.
 
     ``own`` float64 [N_user, F_own]; ``txn_base`` float64 [T, F_txn + 1] (``TXN_FEATURES`` +
-    ``velocity_1h``); ``txn_user`` int64 [T]. ``account_agg`` (user features + aggregates) and
-    ``txn_ctx`` (``txn_base`` + device, IP, merchant features) are ``None`` when built with
-    ``aggregates=False``; ``aggregate_names`` names the aggregate columns.
+    ``velocity_1h``); ``txn_user`` int64 [T]. ``user`` float64 [N_user, F_user] (every user
+    feature), ``account_agg`` (``user`` + aggregates) and ``txn_ctx`` (``txn_base`` + device, IP,
+    merchant features) are ``None`` when built with ``aggregates=False``; ``aggregate_names``
+    names the aggregate columns. ``known``: the known-fraud features of the snapshot's labels
+    (``gnn.known_fraud``), read by every family but ``trees_own``.
     """
 
     own: np.ndarray
     txn_base: np.ndarray
     txn_user: np.ndarray
+    user: np.ndarray | None
     account_agg: np.ndarray | None
     txn_ctx: np.ndarray | None
     aggregate_names: tuple[str, ...]
+    known: KnownFraudFeatures | None = None
+
+    def relabel(self, snapshot: Snapshot, label_delay: float | None = None) -> TreeInputs:
+        """The same inputs with the known-fraud columns of ``snapshot``'s labels (the same graph)."""
+        known = known_fraud_features(snapshot, known_labels(snapshot, label_delay)) if self.user is not None else None
+        return dataclasses.replace(self, known=known)
 
     @classmethod
-    def build(cls, snapshot: Snapshot, features: FeatureSet, *, aggregates: bool = True) -> TreeInputs:
-        """Compute the columns; ``aggregates=False`` skips the (costlier) graph families' ones."""
+    def build(
+        cls, snapshot: Snapshot, features: FeatureSet, *, aggregates: bool = True, label_delay: float | None = None
+    ) -> TreeInputs:
+        """Compute the columns; ``aggregates=False`` skips the (costlier) graph families' ones.
+        ``label_delay``: see ``gnn.known_fraud.known_labels``."""
         t = snapshot.transactions
         txn_base = np.concatenate([features.txn.astype(np.float64), txn_velocity(snapshot)[:, None]], axis=1)
         own = features.user[:, [USER_FEATURES.index(f) for f in OWN_USER_FEATURES]].astype(np.float64)
-        account_agg = txn_ctx = None
+        user = account_agg = txn_ctx = None
+        known = None
         names: tuple[str, ...] = ()
         if aggregates:
             agg, names = neighbour_aggregates(snapshot, features)
-            account_agg = np.concatenate([features.user.astype(np.float64), agg], axis=1)
+            user = features.user.astype(np.float64)
+            account_agg = np.concatenate([user, agg], axis=1)
+            known = known_fraud_features(snapshot, known_labels(snapshot, label_delay))
             txn_ctx = np.concatenate(
                 [
                     txn_base,
@@ -268,9 +293,11 @@ class TreeInputs:
             own=own,
             txn_base=txn_base,
             txn_user=t.user.astype(np.int64),
+            user=user,
             account_agg=account_agg,
             txn_ctx=txn_ctx,
             aggregate_names=names,
+            known=known,
         )
 
     def account_x(self, family: str, embeddings: np.ndarray | None = None) -> np.ndarray:
@@ -284,22 +311,25 @@ class TreeInputs:
             return self.own
         if family not in TREE_FAMILIES:
             raise ValidationError("family", family, f"must be one of {TREE_FAMILIES}")
-        if self.account_agg is None:
+        if self.account_agg is None or self.user is None or self.known is None:
             raise ModelError(f"tree inputs built without aggregates cannot feed {family!r}")
+        known = self.known.user.astype(np.float64)
+        if family == TREES_KNOWN_FRAUD:
+            return np.concatenate([self.user, known], axis=1)
         if family == TREES_AGGREGATED:
-            return self.account_agg
+            return np.concatenate([self.account_agg, known], axis=1)
         if embeddings is None:
             raise ValidationError("embeddings", None, "the hybrid trees need GraphSAGE's user embeddings")
-        return np.concatenate([self.account_agg, np.asarray(embeddings, dtype=np.float64)], axis=1)
+        return np.concatenate([self.account_agg, known, np.asarray(embeddings, dtype=np.float64)], axis=1)
 
     def txn_x(self, family: str, account_scores: np.ndarray) -> np.ndarray:
         """Transaction columns of ``family`` with the stacked account score as the last column."""
         if family == TREES_OWN:
             base = self.txn_base
-        elif self.txn_ctx is None:
+        elif self.txn_ctx is None or self.known is None:
             raise ModelError(f"tree inputs built without aggregates cannot feed {family!r}")
         else:
-            base = self.txn_ctx
+            base = np.concatenate([self.txn_ctx, self.known.txn.astype(np.float64)], axis=1)
         return np.concatenate([base, np.asarray(account_scores, dtype=np.float64)[self.txn_user][:, None]], axis=1)
 
 

@@ -12,8 +12,8 @@ The planted world (about 400 users, 30 days):
 * farm rings of 6 members sharing 1–2 devices and 1–2 proxy IPs, members joining within a week
   of each other. Half of each ring is "noisy" (bursts of tiny, often declined, night payments),
   half is "quiet" (payments like anyone's): for the quiet ones the shared device is the tell;
-* labels: ~60 % of fraud users get a fraud verdict, a few legit users a legit one, and some
-  fraud payments a transaction verdict.
+* labels: ~60 % of fraud users get a fraud verdict, a few legit users a legit one, and 90 % of
+  those users' payments a transaction verdict (transaction targets are those verdicts).
 """
 
 from __future__ import annotations
@@ -158,7 +158,7 @@ def generate(
         for u in sorted(revealed.tolist()):
             label_rows.append(("user", u, "fraud", T0 + period + DAY))
         pays = events[(events["event"] == "payment") & events["user_id"].isin(set(revealed.tolist()))]
-        for tid in pays["txn_id"].to_numpy()[rng.random(len(pays)) < 0.3].tolist():
+        for tid in pays["txn_id"].to_numpy()[rng.random(len(pays)) < 0.9].tolist():
             label_rows.append(("transaction", tid, "fraud", T0 + period + DAY))
         for u in rng.choice(legit, 10, replace=False).tolist():
             label_rows.append(("user", u, "legit", T0 + period + DAY))

