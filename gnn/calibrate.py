@@ -4,7 +4,8 @@
 are sure of, but as much of it as possible); ``medium`` is the highest threshold at which recall
 reaches a target (send enough to review to catch most fraud), never above ``high``. Where a target
 cannot be met (no positives, precision never high enough) a quantile stands in: the top 1 % of
-scores for ``high`` and the top 5 % for ``medium``.
+scores for ``high`` and the top 5 % for ``medium``. Both respect a review capacity: at most that
+share of the scores is MEDIUM or above (a queue people can work), whatever the recall target asks.
 """
 
 from __future__ import annotations
@@ -21,6 +22,8 @@ from graph.types import Tier
 HIGH_FALLBACK_TOP = 0.01
 #: Fallback share of scores at MEDIUM or above when the recall target cannot be met.
 MEDIUM_FALLBACK_TOP = 0.05
+#: Default review capacity: the most that MEDIUM and HIGH together may hold, as a share of scores.
+REVIEW_CAPACITY = 0.05
 
 _TIERS = np.array([Tier.LOW, Tier.MEDIUM, Tier.HIGH], dtype=object)
 
@@ -62,6 +65,7 @@ def calibrate(
     *,
     target_precision: float = 0.8,
     target_recall: float = 0.8,
+    review_capacity: float = REVIEW_CAPACITY,
 ) -> Thresholds:
     """Pick MEDIUM/HIGH thresholds from held-out scores and their labels.
 
@@ -70,6 +74,7 @@ def calibrate(
         is_fraud: bool [N].
         target_precision: precision wanted at ``high``.
         target_recall: recall wanted at ``medium``.
+        review_capacity: the largest share of ``scores`` at MEDIUM or above (1 = no limit).
     Returns:
         ``Thresholds`` with ``medium <= high``.
     Raises:
@@ -81,7 +86,7 @@ def calibrate(
         raise ValidationError("scores", "[]", "need at least one score to calibrate")
     if s.shape != y.shape:
         raise ValidationError("is_fraud", f"shape {y.shape}", f"must match scores shape {s.shape}")
-    for name, v in (("target_precision", target_precision), ("target_recall", target_recall)):
+    for name, v in (("target_precision", target_precision), ("target_recall", target_recall), ("review_capacity", review_capacity)):
         if not 0.0 < v <= 1.0:
             raise ValidationError(name, v, "must be in (0, 1]")
 
@@ -99,7 +104,11 @@ def calibrate(
             high = float(ss[last[ok[-1]]])  # the lowest threshold that still meets the target
         k = max(1, math.ceil(target_recall * n_pos))
         medium = float(np.sort(s[y])[::-1][k - 1])
-    return Thresholds(medium=min(medium, high), high=high)
+    if review_capacity < 1.0:
+        # The queue people can work: no threshold below the capacity's quantile.
+        floor = float(np.nextafter(_top_quantile(s, review_capacity), np.inf))
+        medium, high = max(medium, floor), max(high, floor)
+    return Thresholds(medium=min(medium, high), high=min(high, 1.0))
 
 
 def quantile_thresholds(scores: np.ndarray, *, medium_top: float, high_top: float) -> Thresholds:

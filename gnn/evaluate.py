@@ -238,7 +238,13 @@ def _entity(
     scores: np.ndarray, y: np.ndarray, val: np.ndarray, test: np.ndarray, config: TrainConfig, truth: np.ndarray | None
 ) -> EntityEvaluation:
     cal_idx = val if val.size else np.arange(scores.shape[0])
-    th = calibrate(scores[cal_idx], y[cal_idx], target_precision=config.target_precision, target_recall=config.target_recall)
+    th = calibrate(
+        scores[cal_idx],
+        y[cal_idx],
+        target_precision=config.target_precision,
+        target_recall=config.target_recall,
+        review_capacity=config.review_capacity,
+    )
     return EntityEvaluation(
         val=_metrics(scores, y, val),
         test=_metrics(scores, y, test),
@@ -513,6 +519,15 @@ def render_markdown(report: EvaluationReport, run: BaselineRun, *, main_epochs: 
         "",
         "Targets are the revealed labels (`gnn.train.targets`): unlabelled accounts count as legitimate "
         "(positive-unlabelled), so label-based numbers are lower bounds.",
+        "",
+        "Labels: " + (run.inputs.known.labels.describe() if run.inputs is not None and run.inputs.known is not None else "n/a") + ".",
+        "",
+        (
+            "**Transaction targets: the store holds no transaction verdict, so every payment of a fraud account "
+            "counts as a fraudulent transaction.**"
+            if y.txn_from_accounts
+            else "Transaction targets: the transactions with a fraud verdict (chargebacks), and only those."
+        ),
         "",
         "## Main table: held-out test split (later in time), revealed labels",
         "",

@@ -98,7 +98,13 @@ def _thresholds(scores: np.ndarray, y: np.ndarray, idx: np.ndarray, config: Trai
         idx = np.arange(scores.shape[0])
     if idx.size == 0:
         return Thresholds(medium=0.5, high=0.9)
-    return calibrate(scores[idx], y[idx], target_precision=config.target_precision, target_recall=config.target_recall)
+    return calibrate(
+        scores[idx],
+        y[idx],
+        target_precision=config.target_precision,
+        target_recall=config.target_recall,
+        review_capacity=config.review_capacity,
+    )
 
 
 def train_and_select(

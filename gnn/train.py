@@ -41,7 +41,7 @@ from tqdm.auto import tqdm
 
 from gnn.anomaly import anomaly_scores, fit_reference
 from gnn.artefact import SUPERVISED, UNSUPERVISED, ModelArtefact, make_version
-from gnn.calibrate import Thresholds, calibrate, quantile_thresholds
+from gnn.calibrate import REVIEW_CAPACITY, Thresholds, calibrate, quantile_thresholds
 from gnn.device import pick_device
 from gnn.features import FeatureSet, Normalisation, build_features
 from gnn.known_fraud import known_fraud_features, known_labels
@@ -115,6 +115,7 @@ class TrainConfig:
     device: str | None = None
     target_precision: float = 0.8
     target_recall: float = 0.8
+    review_capacity: float = REVIEW_CAPACITY
     batch_size: int | None = None
     fanout: tuple[int, ...] = DEFAULT_FANOUT
     known_fraud_inputs: bool = False
@@ -141,7 +142,7 @@ class TrainConfig:
             )
         if self.min_fraud_labels < 1:
             raise ValidationError("min_fraud_labels", self.min_fraud_labels, "must be >= 1")
-        for name in ("target_precision", "target_recall"):
+        for name in ("target_precision", "target_recall", "review_capacity"):
             v = getattr(self, name)
             if not 0.0 < v <= 1.0:
                 raise ValidationError(name, v, "must be in (0, 1]")
@@ -239,7 +240,13 @@ def _calibrate(scores: np.ndarray, y: np.ndarray, idx: np.ndarray, config: Train
         idx = np.arange(scores.shape[0])
     if idx.size == 0:
         return Thresholds(medium=0.5, high=0.9)
-    return calibrate(scores[idx], y[idx], target_precision=config.target_precision, target_recall=config.target_recall)
+    return calibrate(
+        scores[idx],
+        y[idx],
+        target_precision=config.target_precision,
+        target_recall=config.target_recall,
+        review_capacity=config.review_capacity,
+    )
 
 
 def train(

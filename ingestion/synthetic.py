@@ -40,6 +40,9 @@ Ground truth:
   ``mule_device``, ``mule_ip``, ``collusion_ip``, ``colluding_merchant``. Only identifiers that
   occur in the events are listed.
 
+With ``labels="transactions"`` labels.csv holds the transaction verdicts below only (card and
+payment teams' chargebacks), and each revealed user has at least one.
+
 Labels (``labels.csv``): a share ``label_reveal`` of fraud users get ``user,fraud,chargeback`` at
 their last fraudulent payment plus 1–45 days (so some arrive after the period ends); about 30 % of
 the approved fraudulent payments of those users get ``transaction,fraud,chargeback``; about 2 %
@@ -69,6 +72,8 @@ from graph.errors import ValidationError
 __all__ = ["SyntheticConfig", "GeneratedDataset", "generate", "RING_KINDS", "EVENT_COLUMNS", "TRUTH_USER_COLUMNS"]
 
 RING_KINDS: tuple[str, ...] = ("account_farm", "card_testing", "mule_chain", "colluding_merchant")
+#: ``SyntheticConfig.labels``: which verdicts labels.csv holds.
+LABEL_KINDS: tuple[str, ...] = ("all", "transactions")
 EVENT_COLUMNS: tuple[str, ...] = (
     "txn_id", "ts", "user_id", "device_id", "ip", "merchant_id", "amount", "currency", "event",
     "status",
@@ -121,6 +126,9 @@ class SyntheticConfig:
     start: str = "2026-01-01T00:00:00+00:00"
     label_reveal: float = 0.6  # share of fraud users whose fraud is revealed in labels.csv
     label_noise: float = 0.02  # share of revealed labels that are wrong
+    # "all": account and transaction verdicts; "transactions": chargebacks on transactions only,
+    # as card and payment teams have them (no account verdict at all).
+    labels: str = "all"
 
 
 @dataclass(frozen=True, slots=True)
@@ -163,6 +171,8 @@ def _validate(config: SyntheticConfig) -> int:
         raise ValidationError("label_reveal", config.label_reveal, "must be in [0, 1]")
     if not 0.0 <= config.label_noise <= 0.5:
         raise ValidationError("label_noise", config.label_noise, "must be in [0, 0.5]")
+    if config.labels not in LABEL_KINDS:
+        raise ValidationError("labels", config.labels, f"must be one of {LABEL_KINDS}")
     try:
         parsed = datetime.fromisoformat(config.start.replace("Z", "+00:00"))
     except (ValueError, AttributeError) as e:
@@ -911,6 +921,11 @@ class _Generator:
         is_rev[revealed] = True
         cand = np.flatnonzero(cols["fraud"] & (kind == _PAY) & (status == 0) & is_rev[user])
         cb = cand[rng.random(cand.shape[0]) < 0.3]
+        if cfg.labels == "transactions":
+            # Chargebacks are the only verdicts: every revealed user has at least one, on its
+            # first approved fraudulent payment (no random draw, so the rest stays as in "all").
+            first = np.unique(user[cand], return_index=True)[1]
+            cb = np.union1d(cb, cand[first])
         cb_ts = ts[cb] + rng.integers(2 * _DAY, 60 * _DAY, cb.shape[0])
         rows += [(1, int(i), 1, int(t), CB) for i, t in zip(cb, cb_ts, strict=True)]
         # Label noise: legit users charged back as fraud; revealed frauds cleared later.
@@ -943,6 +958,8 @@ class _Generator:
         rows += [(0, int(u), 0, int(t), INV) for u, t in zip(ok, ok_ts, strict=True)]
         arr = np.array(rows, dtype=np.int64).reshape(-1, 5)
         assert arr[:, 1][arr[:, 0] == 1].max(initial=-1) < n_ev
+        if cfg.labels == "transactions":
+            arr = arr[arr[:, 0] == 1]
         return arr
 
     def _write(self, out: Path, cols: dict[str, np.ndarray], labels: np.ndarray) -> dict[str, Path]:

@@ -25,6 +25,8 @@ def _parser() -> argparse.ArgumentParser:
     g.add_argument("--users", type=int, default=5000)
     g.add_argument("--seed", type=int, default=7)
     g.add_argument("--out", type=Path, help="output folder (default: HOME/data)")
+    g.add_argument("--labels", choices=["all", "transactions"], default="all",
+                   help="which verdicts labels.csv holds: account and transaction ones, or chargebacks on transactions only")  # fmt: skip
 
     i = sub.add_parser("ingest", help="validate and load event files (CSV, Parquet, JSON lines)")
     i.add_argument("files", type=Path, nargs="+")
@@ -43,6 +45,7 @@ def _parser() -> argparse.ArgumentParser:
     t.add_argument("--epochs", type=int, default=None)
     t.add_argument("--device", choices=["cpu", "cuda"], default=None, help="default: CUDA if present")
     t.add_argument("--force", action="store_true", help="make the new model current even if it is worse")
+    _label_options(t)
 
     s = sub.add_parser("score", help="score accounts and transactions, detect rings, write back")
     s.add_argument("--out", type=Path, help="export account scores to this CSV (transactions beside it)")
@@ -69,10 +72,26 @@ def _parser() -> argparse.ArgumentParser:
     ev = sub.add_parser("evaluate", help="every baseline on a time-ordered split: report.md with plots")
     ev.add_argument("--out", type=Path, help="report folder (default: HOME/reports/evaluation)")
     ev.add_argument("--seed", type=int, default=7)
+    _label_options(ev)
 
     n = sub.add_parser("neo4j", help="the local Neo4j server (Maven Central jars, 127.0.0.1 only)")
     n.add_argument("action", choices=["install", "start", "stop", "status"])
     return p
+
+
+def _label_options(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--label-delay", type=float, default=None, metavar="DAYS",
+                   help="verdicts are known this many days after their payment (default: their own timestamps)")  # fmt: skip
+    p.add_argument("--known-fraud-inputs", action="store_true",
+                   help="GraphSAGE's heads also read earlier verdicts near each row (unseen checkout events are then "
+                        "scored from their identifiers); the tree candidates always do")  # fmt: skip
+
+
+def _train_config(args: argparse.Namespace, **extra: object) -> object:
+    from gnn.train import TrainConfig
+
+    delay = None if args.label_delay is None else args.label_delay * 86_400.0
+    return TrainConfig(seed=args.seed, label_delay=delay, known_fraud_inputs=args.known_fraud_inputs, **extra)  # type: ignore[arg-type]
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -96,9 +115,9 @@ def _run(args: argparse.Namespace, settings: Settings, progress: bool) -> int:
         if args.out:
             from ingestion.synthetic import SyntheticConfig, generate
 
-            ds = generate(SyntheticConfig(users=args.users, seed=args.seed), args.out, progress=progress)
+            ds = generate(SyntheticConfig(users=args.users, seed=args.seed, labels=args.labels), args.out, progress=progress)
         else:
-            ds = pipeline.step_generate(settings, args.users, args.seed, progress=progress)
+            ds = pipeline.step_generate(settings, args.users, args.seed, labels=args.labels, progress=progress)
         print(f"wrote {ds.n_events} events for {ds.n_users} users ({ds.n_fraud_users} fraud, {ds.rings} rings)")
         for name in ("events", "labels", "truth_users", "truth_transactions", "truth_identifiers"):
             print(f"  {name:<19} {getattr(ds, name)}")
@@ -115,12 +134,11 @@ def _run(args: argparse.Namespace, settings: Settings, progress: bool) -> int:
         if ls.quarantine_file:
             print(f"  quarantine file: {ls.quarantine_file}")
     elif args.command == "train":
-        from gnn.train import TrainConfig
-
-        cfg = TrainConfig(seed=args.seed, device=args.device)
+        extra: dict[str, object] = {"device": args.device}
         if args.epochs is not None:
-            cfg = TrainConfig(seed=args.seed, device=args.device, epochs=args.epochs)
-        out = pipeline.step_train(settings, cfg, progress=progress, force=args.force)
+            extra["epochs"] = args.epochs
+        cfg = _train_config(args, **extra)
+        out = pipeline.step_train(settings, cfg, progress=progress, force=args.force)  # type: ignore[arg-type]
         a, m = out.artefact, out.artefact.metrics
         print(
             f"model {a.version} ({a.mode}, scorer {a.shipped}) trained on {a.device_trained_on} in {m.seconds:.1f} s, "
@@ -165,7 +183,7 @@ def _run(args: argparse.Namespace, settings: Settings, progress: bool) -> int:
         print(f"API key for {args.name} (shown once; give it to the caller, keep only the entry below):\n  {secret}")
         print(f"keys-file entry (add it to the file named by {KEYS_FILE_ENV}, or to RINGWATCH_API_KEYS):\n  {entry}")
     elif args.command == "evaluate":
-        rep = pipeline.step_evaluate(settings, out=args.out, seed=args.seed)
+        rep = pipeline.step_evaluate(settings, out=args.out, seed=args.seed, config=_train_config(args))  # type: ignore[arg-type]
         print(rep.report_path.read_text())
         print(f"wrote {rep.report_path} and {len(rep.plots)} plots in {rep.seconds:.1f} s")
     elif args.command == "demo":

@@ -52,9 +52,11 @@ def store_for(settings: Settings) -> GraphStore:
 # -- steps ------------------------------------------------------------------------------------
 
 
-def step_generate(settings: Settings, users: int, seed: int, *, progress: bool = False) -> GeneratedDataset:
+def step_generate(
+    settings: Settings, users: int, seed: int, *, labels: str = "all", progress: bool = False
+) -> GeneratedDataset:
     settings.ensure_dirs()
-    return generate(SyntheticConfig(users=users, seed=seed), settings.data_dir, progress=progress)
+    return generate(SyntheticConfig(users=users, seed=seed, labels=labels), settings.data_dir, progress=progress)
 
 
 def step_ingest(

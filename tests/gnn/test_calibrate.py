@@ -18,7 +18,7 @@ def _scores(seed: int = 0) -> tuple[np.ndarray, np.ndarray]:
 @pytest.mark.parametrize("target", [0.6, 0.8, 0.95])
 def test_precision_at_high_meets_target(target: float) -> None:
     s, y = _scores()
-    th = calibrate(s, y, target_precision=target)
+    th = calibrate(s, y, target_precision=target, review_capacity=1.0)
     flagged = s >= th.high
     assert flagged.any()
     assert y[flagged].mean() >= target
@@ -29,9 +29,24 @@ def test_precision_at_high_meets_target(target: float) -> None:
 
 def test_medium_reaches_recall_and_not_above_high() -> None:
     s, y = _scores(1)
-    th = calibrate(s, y, target_precision=0.8, target_recall=0.9)
+    th = calibrate(s, y, target_precision=0.8, target_recall=0.9, review_capacity=1.0)
     assert th.medium <= th.high
     assert y[s >= th.medium].sum() / y.sum() >= 0.9
+
+
+@pytest.mark.parametrize("capacity", [0.01, 0.03, 0.05])
+def test_tiers_respect_the_review_capacity(capacity: float) -> None:
+    # Weak scores: reaching 80 % recall would send a third of everything to review.
+    rng = np.random.default_rng(5)
+    y = rng.random(5000) < 0.05
+    s = np.clip(rng.normal(0.4, 0.2, y.size) + 0.1 * y, 0, 1)
+    unlimited = calibrate(s, y, review_capacity=1.0)
+    assert (s >= unlimited.medium).mean() > 0.2
+    th = calibrate(s, y, review_capacity=capacity)
+    assert (s >= th.medium).mean() <= capacity
+    assert (s >= th.high).mean() <= capacity and th.medium <= th.high
+    with pytest.raises(ValidationError, match="review_capacity"):
+        calibrate(s, y, review_capacity=0.0)
 
 
 def test_fallbacks_without_positives() -> None:
