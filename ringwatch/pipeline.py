@@ -18,7 +18,7 @@ from gnn.evaluate import EvaluationReport, PlantedTruth, evaluate
 from gnn.lineage import Promotion
 from gnn.promotion import decide
 from gnn.scoring import ScoreResult, score_snapshot, to_writeback
-from gnn.selection import train_and_select
+from gnn.selection import CANDIDATES, train_and_select
 from gnn.train import TrainConfig
 from graph.errors import ModelError
 from graph.factory import open_store
@@ -112,15 +112,23 @@ def _current_model(settings: Settings) -> tuple[ModelArtefact | None, str | None
         return None, str(e)
 
 
-def step_train(settings: Settings, config: TrainConfig, *, progress: bool = False, force: bool = False) -> TrainOutcome:
+def step_train(
+    settings: Settings,
+    config: TrainConfig,
+    *,
+    progress: bool = False,
+    force: bool = False,
+    candidates: Sequence[str] = CANDIDATES,
+) -> TrainOutcome:
     """Train GraphSAGE and the tree candidates, ship the winner on validation AUPRC
     (``gnn.selection``), and make it current only if it is not worse than the current model on
     the same held-out data (``gnn.promotion``) or ``force`` is set. A model kept back is still
     saved (not current); the reason is in ``TrainOutcome.promotion`` and the artefact's metadata.
+    ``candidates``: the models selection may ship (``gnn.selection.CANDIDATES``).
     """
     with store_for(settings) as store:
         snapshot = store.snapshot()
-    artefact = train_and_select(snapshot, config, progress=progress)
+    artefact = train_and_select(snapshot, config, progress=progress, candidates=candidates)
     current, current_error = _current_model(settings)
     promotion = decide(artefact, current, snapshot, config, force=force, current_error=current_error)
     artefact = dataclasses.replace(artefact, promotion=promotion)
@@ -200,6 +208,7 @@ def run_demo(
     users: int = 5000,
     seed: int = 7,
     train_config: TrainConfig | None = None,
+    candidates: Sequence[str] = CANDIDATES,
     progress: bool = False,
     log: Log = _quiet,
 ) -> DemoOutcome:
@@ -223,7 +232,7 @@ def run_demo(
     labels = step_label(settings, dataset.labels, progress=progress)
     log(f"      labels: read {labels.read}, loaded {labels.loaded}, quarantined {labels.quarantined}")
     log("[3/5] training GraphSAGE and the tree candidates, selecting on validation AUPRC")
-    trained = step_train(settings, train_config or TrainConfig(seed=seed), progress=progress)
+    trained = step_train(settings, train_config or TrainConfig(seed=seed), progress=progress, candidates=candidates)
     a = trained.artefact
     log(f"      model {a.version} ({a.mode}, scorer {a.shipped}) on {a.device_trained_on}")
     log(f"      {'promoted' if trained.promoted else 'NOT promoted'}: {trained.promotion.reason}")

@@ -19,6 +19,7 @@ import pytest
 from gnn.train import TrainConfig
 from graph.neo4j_store import Neo4jGraphStore
 from graph.types import Ring, Snapshot
+from gnn.artefact import GRAPHSAGE
 from ringwatch import pipeline
 from ringwatch.settings import Settings
 
@@ -57,7 +58,8 @@ def neo4j_demo(server: object, tmp_path_factory: pytest.TempPathFactory) -> Neo4
         with pipeline.store_for(settings) as store:
             assert isinstance(store, Neo4jGraphStore)
             store.delete_all()
-        outcome = pipeline.run_demo(settings, users=USERS, seed=SEED, train_config=TRAIN)
+        # GraphSAGE ships, so that the API tests on this graph score unseen events inductively.
+        outcome = pipeline.run_demo(settings, users=USERS, seed=SEED, train_config=TRAIN, candidates=(GRAPHSAGE,))
         _demo.append(_describe(settings, outcome.train.artefact.version, outcome.score))
         return _demo[0]
 
