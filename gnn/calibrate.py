@@ -66,6 +66,7 @@ def calibrate(
     target_precision: float = 0.8,
     target_recall: float = 0.8,
     review_capacity: float = REVIEW_CAPACITY,
+    population: np.ndarray | None = None,
 ) -> Thresholds:
     """Pick MEDIUM/HIGH thresholds from held-out scores and their labels.
 
@@ -74,7 +75,9 @@ def calibrate(
         is_fraud: bool [N].
         target_precision: precision wanted at ``high``.
         target_recall: recall wanted at ``medium``.
-        review_capacity: the largest share of ``scores`` at MEDIUM or above (1 = no limit).
+        review_capacity: the largest share of ``population`` at MEDIUM or above (1 = no limit).
+        population: the scores the review queue is drawn from (every account or transaction
+            scored); ``scores`` when None.
     Returns:
         ``Thresholds`` with ``medium <= high``.
     Raises:
@@ -106,7 +109,8 @@ def calibrate(
         medium = float(np.sort(s[y])[::-1][k - 1])
     if review_capacity < 1.0:
         # The queue people can work: no threshold below the capacity's quantile.
-        floor = float(np.nextafter(_top_quantile(s, review_capacity), np.inf))
+        pop = s if population is None else np.clip(np.asarray(population, dtype=np.float64).ravel(), 0.0, 1.0)
+        floor = float(np.nextafter(_top_quantile(pop, review_capacity), np.inf))
         medium, high = max(medium, floor), max(high, floor)
     return Thresholds(medium=min(medium, high), high=min(high, 1.0))
 

@@ -244,6 +244,7 @@ def _entity(
         target_precision=config.target_precision,
         target_recall=config.target_recall,
         review_capacity=config.review_capacity,
+        population=scores,
     )
     return EntityEvaluation(
         val=_metrics(scores, y, val),

@@ -104,6 +104,7 @@ def _thresholds(scores: np.ndarray, y: np.ndarray, idx: np.ndarray, config: Trai
         target_precision=config.target_precision,
         target_recall=config.target_recall,
         review_capacity=config.review_capacity,
+        population=scores,
     )
 
 

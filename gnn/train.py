@@ -246,6 +246,7 @@ def _calibrate(scores: np.ndarray, y: np.ndarray, idx: np.ndarray, config: Train
         target_precision=config.target_precision,
         target_recall=config.target_recall,
         review_capacity=config.review_capacity,
+        population=scores,
     )
 
 

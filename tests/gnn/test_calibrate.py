@@ -45,6 +45,11 @@ def test_tiers_respect_the_review_capacity(capacity: float) -> None:
     th = calibrate(s, y, review_capacity=capacity)
     assert (s >= th.medium).mean() <= capacity
     assert (s >= th.high).mean() <= capacity and th.medium <= th.high
+    # The capacity counts the population the queue is drawn from, not the calibration sample.
+    population = np.concatenate([s, np.zeros(5 * s.size)])
+    th_pop = calibrate(s, y, review_capacity=capacity, population=population)
+    assert (population >= th_pop.medium).mean() <= capacity
+    assert th_pop.medium <= th.medium
     with pytest.raises(ValidationError, match="review_capacity"):
         calibrate(s, y, review_capacity=0.0)
 
