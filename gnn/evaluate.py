@@ -6,7 +6,7 @@ on the validation and the held-out test split (later in time than training):
 * AUPRC, AUROC and Recall@K (K = frauds in the split), against the revealed labels
   (``gnn.train.targets``: positive-unlabelled, so these are lower bounds);
 * precision and recall at each tier threshold, thresholds calibrated on validation with
-  ``gnn.calibrate.calibrate``;
+  ``gnn.train.calibrate_split``;
 * with the planted truth of a synthetic dataset (``PlantedTruth``): the same ranking metrics
   against the truth, the *graph-only slice* (late ring members whose own behaviour is ordinary,
   against truly legitimate test accounts), and ring precision / recall / purity
@@ -44,14 +44,14 @@ import pandas as pd
 
 from gnn.artefact import jsonable
 from gnn.baselines import BASELINE_TITLES, BASELINES, GRAPH_USER_FEATURES, BaselineRun, BaselineScores, TreeConfig, run_baselines
-from gnn.calibrate import Thresholds, calibrate, tier_codes
+from gnn.calibrate import Thresholds, tier_codes
 from gnn.features import build_features
 from gnn.label_budget import LABEL_FRACTIONS, LabelBudget, label_budget, render_label_budget
 from gnn.leakage import WHOLE_HISTORY, LeakageAudit, audit_leakage
 from gnn.lineage import CandidateScore, Selection
 from gnn.metrics import SplitMetrics, split_metrics
 from gnn.selection import CANDIDATES, TIE, select
-from gnn.train import TrainConfig
+from gnn.train import TrainConfig, calibrate_split
 from graph.errors import ModelError, ValidationError
 from graph.ring_recovery import RingRecovery, ring_recovery
 from graph.rings import RingConfig, detect_rings
@@ -237,15 +237,7 @@ def _tiers(scores: np.ndarray, y: np.ndarray, th: Thresholds) -> tuple[TierMetri
 def _entity(
     scores: np.ndarray, y: np.ndarray, val: np.ndarray, test: np.ndarray, config: TrainConfig, truth: np.ndarray | None
 ) -> EntityEvaluation:
-    cal_idx = val if val.size else np.arange(scores.shape[0])
-    th = calibrate(
-        scores[cal_idx],
-        y[cal_idx],
-        target_precision=config.target_precision,
-        target_recall=config.target_recall,
-        review_capacity=config.review_capacity,
-        population=scores,
-    )
+    th = calibrate_split(scores, y, val, config)
     return EntityEvaluation(
         val=_metrics(scores, y, val),
         test=_metrics(scores, y, test),

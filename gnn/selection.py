@@ -34,10 +34,9 @@ import numpy as np
 
 from gnn.artefact import GRAPHSAGE, SUPERVISED, ModelArtefact, make_version
 from gnn.baselines import BaselineRun, run_baselines
-from gnn.calibrate import Thresholds, calibrate
 from gnn.lineage import CandidateScore, Selection
 from gnn.metrics import SplitMetrics, auprc, split_metrics
-from gnn.train import TrainConfig, train
+from gnn.train import TrainConfig, calibrate_split, train
 from gnn.trees import HYBRID, TREES_AGGREGATED, TREES_KNOWN_FRAUD, TreeConfig
 from graph.errors import ValidationError
 from graph.types import Snapshot
@@ -90,22 +89,6 @@ def select(run: BaselineRun, candidates: Sequence[str] = CANDIDATES) -> Selectio
 
 def _metrics(scores: np.ndarray, y: np.ndarray, idx: np.ndarray) -> SplitMetrics | None:
     return split_metrics(scores[idx], y[idx]) if idx.size else None
-
-
-def _thresholds(scores: np.ndarray, y: np.ndarray, idx: np.ndarray, config: TrainConfig) -> Thresholds:
-    """Calibrated on the validation split like ``gnn.train`` does (everything if it is empty)."""
-    if idx.size == 0:
-        idx = np.arange(scores.shape[0])
-    if idx.size == 0:
-        return Thresholds(medium=0.5, high=0.9)
-    return calibrate(
-        scores[idx],
-        y[idx],
-        target_precision=config.target_precision,
-        target_recall=config.target_recall,
-        review_capacity=config.review_capacity,
-        population=scores,
-    )
 
 
 def train_and_select(
@@ -167,8 +150,8 @@ def ship(
         gnn,
         version=make_version(created, SUPERVISED, {**gnn.state_dict, **fitted.tensors()}),
         created_at=created,
-        account_thresholds=_thresholds(won.account, y.user, users.val, config),
-        transaction_thresholds=_thresholds(won.txn, y.txn, txns.val, config),
+        account_thresholds=calibrate_split(won.account, y.user, users.val, config),
+        transaction_thresholds=calibrate_split(won.txn, y.txn, txns.val, config),
         metrics=dataclasses.replace(
             metrics,
             accounts_val=_metrics(won.account, y.user, users.val),

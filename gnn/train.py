@@ -61,6 +61,7 @@ __all__ = [
     "user_split",
     "txn_split",
     "train",
+    "calibrate_split",
     "UNSUPERVISED_HIGH_TOP",
     "UNSUPERVISED_MEDIUM_TOP",
 ]
@@ -235,7 +236,9 @@ def _metrics(scores: np.ndarray, y: np.ndarray, idx: np.ndarray) -> SplitMetrics
     return split_metrics(scores[idx], y[idx]) if idx.size else None
 
 
-def _calibrate(scores: np.ndarray, y: np.ndarray, idx: np.ndarray, config: TrainConfig) -> Thresholds:
+def calibrate_split(scores: np.ndarray, y: np.ndarray, idx: np.ndarray, config: TrainConfig) -> Thresholds:
+    """Tier thresholds calibrated on rows ``idx`` (the validation split; everything when empty)
+    with ``config``'s targets, the review capacity counted over every row of ``scores``."""
     if idx.size == 0:  # nothing held out: calibrate on everything
         idx = np.arange(scores.shape[0])
     if idx.size == 0:
@@ -442,8 +445,8 @@ def _supervised(
         model.load_state_dict(best_state)
         pred = predict(model, g)
 
-    account_thresholds = _calibrate(pred.account, y.user, users.val, config)
-    txn_thresholds = _calibrate(pred.txn, y.txn, txns.val, config)
+    account_thresholds = calibrate_split(pred.account, y.user, users.val, config)
+    txn_thresholds = calibrate_split(pred.txn, y.txn, txns.val, config)
     metrics = TrainMetrics(
         accounts_val=_metrics(pred.account, y.user, users.val),
         accounts_test=_metrics(pred.account, y.user, users.test),
