@@ -546,7 +546,8 @@ def choose_thresholds(scores: np.ndarray, is_fraud: np.ndarray, *, target_precis
     s, y = _check_scores(scores, is_fraud)
     if not 0.0 <= review_rate <= 1.0:
         raise ValidationError("review_rate", review_rate, "must be in [0, 1]")
-    high = calibrate(s, y, target_precision=target_precision, target_recall=1.0).high
+    # The review queue is sized below by ``review_rate``; HIGH follows the precision target alone.
+    high = calibrate(s, y, target_precision=target_precision, target_recall=1.0, review_capacity=1.0).high
     n = s.size
     n_high = int((s >= high).sum())
     allowed = int(math.floor(review_rate * n + 1e-9))

@@ -11,7 +11,7 @@ from __future__ import annotations
 import dataclasses
 import json
 import math
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from pathlib import Path
 
@@ -135,7 +135,9 @@ def trainer(
     def store_for(_: Settings) -> Iterator[_Store]:
         yield _Store(synth.snapshot)
 
-    def train_and_select(snapshot: Snapshot, config: TrainConfig, *, progress: bool = False) -> ModelArtefact:
+    def train_and_select(
+        snapshot: Snapshot, config: TrainConfig, *, progress: bool = False, candidates: Sequence[str] = ()
+    ) -> ModelArtefact:
         assert snapshot is synth.snapshot
         return queue.pop(0)
 
