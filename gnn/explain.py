@@ -56,7 +56,7 @@ from gnn.features import (
     build_features,
 )
 from gnn.scoring import ScoreResult, score_snapshot
-from gnn.known_fraud import KNOWN_FRAUD_TXN_FEATURES, KNOWN_FRAUD_USER_FEATURES, known_fraud_features, known_labels
+from gnn.known_fraud import KNOWN_FRAUD_TXN_FEATURES, KNOWN_FRAUD_USER_FEATURES, known_fraud_features
 from graph.errors import ModelError, NotFoundError, ValidationError
 from graph.types import NodeType, Snapshot, Tier
 
@@ -584,7 +584,7 @@ class Explainer:
         # Accounts: own features + neighbour aggregates -> the model's account logit.
         agg, agg_names = neighbour_aggregates(snapshot, features)
         delay = artefact.model_config.label_delay if artefact.model_config is not None else None
-        known = known_fraud_features(snapshot, known_labels(snapshot, delay))
+        known = known_fraud_features(snapshot, label_delay=delay)
         xa = np.concatenate([features.user.astype(np.float64), agg, known.user.astype(np.float64)], axis=1)
         ya = _logit(self._account_scores)
         self._acc_cols = _account_columns(agg_names)

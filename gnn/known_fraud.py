@@ -201,11 +201,13 @@ def _pairs(a: np.ndarray, b: np.ndarray, t: np.ndarray, n_b: int) -> tuple[np.nd
     return uniq // max(n_b, 1), uniq % max(n_b, 1), first
 
 
-def known_fraud_features(snapshot: Snapshot, labels: KnownLabels | None = None) -> KnownFraudFeatures:
+def known_fraud_features(
+    snapshot: Snapshot, labels: KnownLabels | None = None, *, label_delay: float | None = None
+) -> KnownFraudFeatures:
     """The known-fraud neighbourhood features of every transaction and account (module
-    docstring). ``labels``: ``known_labels(snapshot)`` when the caller has it."""
+    docstring). ``labels``: ``known_labels(snapshot, label_delay)`` when the caller has it."""
     if labels is None:
-        labels = known_labels(snapshot)
+        labels = known_labels(snapshot, label_delay)
     t = snapshot.transactions
     n_user = snapshot.num_nodes(NodeType.USER)
     u = t.user.astype(np.int64)
@@ -227,9 +229,8 @@ def known_fraud_features(snapshot: Snapshot, labels: KnownLabels | None = None) 
     }
     # Each account's identifiers with the time it first used each: the links of the graph.
     links = {k: _pairs(u, row_keys[k], ts, n_keys[k]) for k in _IDENT_KEYS}
-    last = np.full(n_user, -np.inf)
-    np.maximum.at(last, u, ts)
-    as_of = np.where(np.isfinite(last), last, -np.inf)  # accounts are scored as of their last event
+    as_of = np.full(n_user, -np.inf)  # accounts are scored as of their last event
+    np.maximum.at(as_of, u, ts)
 
     mark_rows, mark_known = labels.txn_rows, labels.txn_known_at
     windows = [w for _, w in KNOWN_FRAUD_WINDOWS]

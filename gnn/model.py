@@ -32,7 +32,7 @@ from torch_geometric.data import HeteroData
 from torch_geometric.nn import HeteroConv, SAGEConv
 
 from gnn.features import NODE_TYPES, FeatureSet
-from gnn.known_fraud import KnownFraudFeatures, known_fraud_features, known_labels
+from gnn.known_fraud import KnownFraudFeatures, known_fraud_features
 from graph.types import NodeType, Snapshot
 
 #: (source type, relation, destination type) for every message-passing relation.
@@ -204,7 +204,7 @@ def known_inputs(config: ModelConfig, snapshot: Snapshot) -> KnownFraudFeatures 
     """The known-fraud inputs a model with ``config`` reads on ``snapshot`` (None: it reads none)."""
     if not (config.user_label_dim or config.txn_label_dim):
         return None
-    return known_fraud_features(snapshot, known_labels(snapshot, config.label_delay))
+    return known_fraud_features(snapshot, label_delay=config.label_delay)
 
 
 class RingSAGE(nn.Module):

@@ -10,9 +10,9 @@ store holds any transaction ``fraud`` verdict, exactly the transactions with one
 Only without any does a payment/refund of a fraud account count as positive
 (``Targets.txn_from_accounts``, which reports say); signups and logins stay negative.
 
-Both heads also read what was known to be fraud before each row (``gnn.known_fraud``: earlier
-verdicts on the same account, device, IP, prefix, merchant), with the label delay of
-``TrainConfig.label_delay``.
+With ``TrainConfig.known_fraud_inputs`` both heads also read what was known to be fraud before
+each row (``gnn.known_fraud``: earlier verdicts on the same account, device, IP, prefix,
+merchant), with the label delay of ``TrainConfig.label_delay``.
 
 Split (time-ordered, so that the metrics say how the model does on *later* data): accounts in
 order of their first event, the earliest ``1 - val - test`` share trains, the next share
@@ -44,7 +44,7 @@ from gnn.artefact import SUPERVISED, UNSUPERVISED, ModelArtefact, make_version
 from gnn.calibrate import REVIEW_CAPACITY, Thresholds, calibrate, quantile_thresholds
 from gnn.device import pick_device
 from gnn.features import FeatureSet, Normalisation, build_features
-from gnn.known_fraud import known_fraud_features, known_labels
+from gnn.known_fraud import KnownLabels, known_fraud_features, known_labels
 from gnn.metrics import SplitMetrics, TrainMetrics, auprc, split_metrics
 from gnn.minibatch import DEFAULT_FANOUT, MiniBatchEpochs, check_fanout
 from gnn.model import ModelConfig, RingSAGE, build_graph_input, predict
@@ -286,7 +286,8 @@ def train(
     # or by a chargeback on one of its transactions.
     n_fraud = int(y.user.sum())
     n_fraud_train = int(y.user[users.train].sum()) + int(y.txn[txns.train].sum())
-    log.info("labels: %s", known_labels(snapshot, config.label_delay).describe())
+    labels = known_labels(snapshot, config.label_delay)
+    log.info("labels: %s", labels.describe())
     if n_fraud < config.min_fraud_labels or n_fraud_train == 0:
         log.warning(
             "only %d accounts known fraud (by account or transaction verdicts; %d fraud labels in the training split; min_fraud_labels=%d): "
@@ -296,7 +297,7 @@ def train(
             config.min_fraud_labels,
         )
         return _unsupervised(snapshot, features, y, users, txns, config, started)
-    return _supervised(snapshot, features, y, users, txns, config, started, progress)
+    return _supervised(snapshot, features, y, users, txns, config, started, progress, labels if config.known_fraud_inputs else None)
 
 
 def _unsupervised(
@@ -355,13 +356,14 @@ def _supervised(
     config: TrainConfig,
     started: float,
     progress: bool,
+    labels: KnownLabels | None,
 ) -> ModelArtefact:
     device = pick_device(config.device)
     norm = Normalisation.fit(features)
     pw_user = _pos_weight(y.user[users.train])
     pw_txn = _pos_weight(y.txn[txns.train])
     use_txn_loss = bool(y.txn[txns.train].any())
-    known = known_fraud_features(snapshot, known_labels(snapshot, config.label_delay)) if config.known_fraud_inputs else None
+    known = known_fraud_features(snapshot, labels) if labels is not None else None
     model_config = ModelConfig(
         in_dims={b: int(features.block(b).shape[1]) for b in ("user", "device", "ip", "merchant")},
         txn_dim=int(features.txn.shape[1]),

@@ -48,7 +48,7 @@ from gnn.features import (
     USER_FEATURES,
     FeatureSet,
 )
-from gnn.known_fraud import KnownFraudFeatures, known_fraud_features, known_labels
+from gnn.known_fraud import KnownFraudFeatures, known_fraud_features
 from graph.errors import ModelError, ValidationError
 from graph.types import EVENT_KINDS, EventKind, NodeType, Snapshot
 
@@ -260,7 +260,7 @@ class TreeInputs:
 
     def relabel(self, snapshot: Snapshot, label_delay: float | None = None) -> TreeInputs:
         """The same inputs with the known-fraud columns of ``snapshot``'s labels (the same graph)."""
-        known = known_fraud_features(snapshot, known_labels(snapshot, label_delay)) if self.user is not None else None
+        known = known_fraud_features(snapshot, label_delay=label_delay) if self.user is not None else None
         return dataclasses.replace(self, known=known)
 
     @classmethod
@@ -279,7 +279,7 @@ class TreeInputs:
             agg, names = neighbour_aggregates(snapshot, features)
             user = features.user.astype(np.float64)
             account_agg = np.concatenate([user, agg], axis=1)
-            known = known_fraud_features(snapshot, known_labels(snapshot, label_delay))
+            known = known_fraud_features(snapshot, label_delay=label_delay)
             txn_ctx = np.concatenate(
                 [
                     txn_base,
