@@ -96,9 +96,81 @@ def recall_at_k(scores: np.ndarray, y: np.ndarray, k: int) -> float:
 # -- evaluation records (re-exported by ``gnn.train``) -------------------------------------------
 
 
+#: Resamples behind every interval, and their seed (same scores, same interval).
+BOOTSTRAP_RESAMPLES = 300
+BOOTSTRAP_SEED = 0
+
+
+@dataclass(frozen=True, slots=True)
+class Interval:
+    """A 95 % bootstrap interval (``nan`` bounds when it cannot be computed)."""
+
+    low: float
+    high: float
+
+    def contains(self, x: float) -> bool:
+        return self.low <= x <= self.high
+
+    def __str__(self) -> str:
+        return "[n/a]" if not (np.isfinite(self.low) and np.isfinite(self.high)) else f"[{self.low:.3f}, {self.high:.3f}]"
+
+
+_NO_INTERVAL = Interval(float("nan"), float("nan"))
+
+
+def bootstrap_intervals(
+    scores: np.ndarray, y: np.ndarray, resamples: int = BOOTSTRAP_RESAMPLES, seed: int = BOOTSTRAP_SEED
+) -> tuple[Interval, Interval]:
+    """95 % percentile intervals of AUPRC and AUROC by a stratified bootstrap: frauds and
+    legitimate rows are resampled separately, so every resample holds as many frauds as the data.
+
+    Written here rather than with ``scipy.stats.bootstrap``: that resamples without strata and
+    would call a metric per resample; this sorts once and scores all resamples with
+    ``bincount`` / ``cumsum`` (ties handled as in ``auprc`` / ``auroc``).
+    """
+    s, t = _check(scores, y)
+    n_pos = int(t.sum())
+    n_neg = int(t.size - n_pos)
+    if n_pos == 0:
+        return _NO_INTERVAL, _NO_INTERVAL
+    order = np.argsort(-s, kind="stable")
+    s, t = s[order], t[order]
+    block = np.r_[0, np.cumsum(np.diff(s) != 0)]  # tied-score block of each sorted row
+    n_block = int(block[-1]) + 1
+    pos_block, neg_block = block[t], block[~t]
+    rng = np.random.default_rng(seed)
+    chunk = max(1, 2_000_000 // max(t.size, 1))
+    aps: list[np.ndarray] = []
+    aucs: list[np.ndarray] = []
+    for start in range(0, resamples, chunk):
+        b = min(chunk, resamples - start)
+        offset = (np.arange(b) * n_block)[:, None]
+
+        def counts(blocks: np.ndarray, n: int, b: int = b, offset: np.ndarray = offset) -> np.ndarray:
+            if n == 0:
+                return np.zeros((b, n_block))
+            draw = blocks[rng.integers(0, n, (b, n))] + offset
+            return np.bincount(draw.ravel(), minlength=b * n_block).reshape(b, n_block).astype(np.float64)
+
+        tp_b, fp_b = counts(pos_block, n_pos), counts(neg_block, n_neg)
+        tp, fp = np.cumsum(tp_b, axis=1), np.cumsum(fp_b, axis=1)
+        precision = np.divide(tp, tp + fp, out=np.zeros_like(tp), where=(tp + fp) > 0)
+        aps.append((tp_b * precision).sum(axis=1) / n_pos)
+        if n_neg:
+            aucs.append((fp_b * (tp - tp_b / 2.0)).sum(axis=1) / (n_pos * n_neg))
+    ap = np.concatenate(aps)
+    auc_iv = _NO_INTERVAL
+    if aucs:
+        lo, hi = np.percentile(np.concatenate(aucs), [2.5, 97.5])
+        auc_iv = Interval(float(lo), float(hi))
+    lo, hi = np.percentile(ap, [2.5, 97.5])
+    return Interval(float(lo), float(hi)), auc_iv
+
+
 @dataclass(frozen=True, slots=True)
 class SplitMetrics:
-    """Ranking quality on one split. ``k`` = number of frauds in the split (Recall@K)."""
+    """Ranking quality on one split. ``k`` = number of frauds in the split (Recall@K);
+    ``auprc_ci`` / ``auroc_ci``: 95 % bootstrap intervals (``bootstrap_intervals``)."""
 
     auprc: float
     auroc: float
@@ -106,19 +178,39 @@ class SplitMetrics:
     k: int
     n: int
     n_fraud: int
+    auprc_ci: Interval = _NO_INTERVAL
+    auroc_ci: Interval = _NO_INTERVAL
 
-    def to_dict(self) -> dict[str, float | int]:
+    @property
+    def base_rate(self) -> float:
+        """The AUPRC of a random ranking: the share of frauds."""
+        return self.n_fraud / self.n if self.n else float("nan")
+
+    def to_dict(self) -> dict[str, object]:
         return asdict(self)
 
     @classmethod
-    def from_dict(cls, d: dict[str, float | int]) -> SplitMetrics:
+    def from_dict(cls, d: dict[str, object]) -> SplitMetrics:
+        def iv(key: str) -> Interval:
+            v = d.get(key)
+            return _NO_INTERVAL if not isinstance(v, dict) else Interval(float(v["low"]), float(v["high"]))
+
         return cls(
-            auprc=float(d["auprc"]),
-            auroc=float(d["auroc"]),
-            recall_at_k=float(d["recall_at_k"]),
-            k=int(d["k"]),
-            n=int(d["n"]),
-            n_fraud=int(d["n_fraud"]),
+            auprc=float(d["auprc"]),  # type: ignore[arg-type]
+            auroc=float(d["auroc"]),  # type: ignore[arg-type]
+            recall_at_k=float(d["recall_at_k"]),  # type: ignore[arg-type]
+            k=int(d["k"]),  # type: ignore[call-overload]
+            n=int(d["n"]),  # type: ignore[call-overload]
+            n_fraud=int(d["n_fraud"]),  # type: ignore[call-overload]
+            auprc_ci=iv("auprc_ci"),
+            auroc_ci=iv("auroc_ci"),
+        )
+
+    def describe(self) -> str:
+        """One line: each metric with its interval, and the count behind them."""
+        return (
+            f"AUPRC {self.auprc:.3f} {self.auprc_ci}  AUROC {self.auroc:.3f} {self.auroc_ci}  "
+            f"Recall@{self.k} {self.recall_at_k:.3f}  ({self.n_fraud} frauds in {self.n:,})"
         )
 
 
@@ -160,6 +252,7 @@ def split_metrics(scores: np.ndarray, y: np.ndarray) -> SplitMetrics | None:
     n_fraud = int(t.sum())
     if n_fraud == 0:
         return None
+    ap_ci, auc_ci = bootstrap_intervals(scores, t)
     return SplitMetrics(
         auprc=auprc(scores, t),
         auroc=auroc(scores, t),
@@ -167,4 +260,6 @@ def split_metrics(scores: np.ndarray, y: np.ndarray) -> SplitMetrics | None:
         k=n_fraud,
         n=int(t.size),
         n_fraud=n_fraud,
+        auprc_ci=ap_ci,
+        auroc_ci=auc_ci,
     )

@@ -23,6 +23,11 @@ What is planted, and why it is hard on purpose:
 * Late joiners: ring members who sign up in the last quarter of the period and behave like
   ordinary users; their only tell is that some of their events use a device or IP of their ring.
 * Lone fraudsters (no ring): short bursts of high payments from their own device.
+* Compromised merchants (two, or one per 1,500 users; the first early in the period, the others
+  in its last third): for 6–10 days, fraudsters pay at a popular merchant with cards stolen from
+  ordinary users, each payment from a device and IP nobody else uses, at ordinary amounts. The
+  accounts are the victims', not fraud users; only the merchant's earlier payments coming back
+  as chargebacks give the later ones away.
 * Noise: ring members use their own fresh device/IP on some events, and public Wi-Fi / VPN exits
   that ordinary users share on a few; label noise (see below).
 
@@ -31,21 +36,25 @@ Ground truth:
 * ``truth_users.csv``: ``is_fraud`` 1 for every ring member (late joiners included) and lone
   fraudster; ``ring_id`` / ``ring_kind`` empty for users in no ring; ``graph_only`` 1 for the late
   joiners (fraud whose own behaviour is ordinary: only the graph reveals them), else 0.
-* ``truth_transactions.csv``: ``is_fraud`` is 1 for every payment and refund made by a fraud user,
-  and 0 for every signup and login (a login is not a loss, even from a fraudster).
+* ``truth_transactions.csv``: ``is_fraud`` is 1 for every payment and refund made by a fraud user
+  and for the stolen-card payments at compromised merchants, and 0 for every signup and login (a
+  login is not a loss, even from a fraudster); ``scenario`` names how each fraudulent one came
+  about (``SCENARIOS``: the ring kind, ``lone_fraudster`` or ``compromised_merchant``).
 * ``truth_identifiers.csv``: devices, IPs and merchants with a planted role. Legitimate roles:
   ``family_device``, ``family_ip``, ``office_ip``, ``campus_ip``, ``carrier_nat_ip``,
   ``public_wifi_ip``, ``vpn_ip``, ``kiosk_device``. Fraud roles: ``farm_device``,
   ``emulator_device``, ``proxy_ip``, ``tester_device``, ``tester_ip``, ``card_testing_merchant``,
-  ``mule_device``, ``mule_ip``, ``collusion_ip``, ``colluding_merchant``. Only identifiers that
-  occur in the events are listed.
+  ``mule_device``, ``mule_ip``, ``collusion_ip``, ``colluding_merchant``,
+  ``compromised_merchant``. Only identifiers that occur in the events are listed.
 
 With ``labels="transactions"`` labels.csv holds the transaction verdicts below only (card and
 payment teams' chargebacks), and each revealed user has at least one.
 
 Labels (``labels.csv``): a share ``label_reveal`` of fraud users get ``user,fraud,chargeback`` at
 their last fraudulent payment plus 1–45 days (so some arrive after the period ends); about 30 % of
-the approved fraudulent payments of those users get ``transaction,fraud,chargeback``; about 2 %
+the approved fraudulent payments of those users get ``transaction,fraud,chargeback`` 2–60 days
+later; about 85 % of the approved stolen-card payments get one 2–14 days later, and their
+victims ``user,legit,investigator`` 1–7 days after their first; about 2 %
 of legitimate users get ``user,legit,investigator``. Label noise (``label_noise`` × revealed
 labels, split in two, at least one each way when ``label_noise > 0``): legitimate users charged
 back as fraud (with one of their payments), and revealed fraudsters later cleared by an
@@ -69,7 +78,10 @@ import numpy as np
 
 from graph.errors import ValidationError
 
-__all__ = ["SyntheticConfig", "GeneratedDataset", "generate", "RING_KINDS", "EVENT_COLUMNS", "TRUTH_USER_COLUMNS"]
+__all__ = [
+    "SyntheticConfig", "GeneratedDataset", "generate", "RING_KINDS", "SCENARIOS", "EVENT_COLUMNS",
+    "TRUTH_USER_COLUMNS", "TRUTH_TXN_COLUMNS",
+]  # fmt: skip
 
 RING_KINDS: tuple[str, ...] = ("account_farm", "card_testing", "mule_chain", "colluding_merchant")
 #: ``SyntheticConfig.labels``: which verdicts labels.csv holds.
@@ -80,6 +92,10 @@ EVENT_COLUMNS: tuple[str, ...] = (
 )  # fmt: skip
 LABEL_COLUMNS: tuple[str, ...] = ("entity", "entity_id", "label", "ts", "source")
 TRUTH_USER_COLUMNS: tuple[str, ...] = ("user_id", "is_fraud", "ring_id", "ring_kind", "graph_only")
+#: ``scenario``: how a fraudulent transaction came about (a ring kind, ``lone_fraudster`` or
+#: ``compromised_merchant``); empty for legitimate ones.
+TRUTH_TXN_COLUMNS: tuple[str, ...] = ("txn_id", "is_fraud", "scenario")
+SCENARIOS: tuple[str, ...] = (*RING_KINDS, "lone_fraudster", "compromised_merchant")
 
 # Ring sizes (members, late joiners included) per kind.
 RING_SIZE: dict[str, tuple[int, int]] = {
@@ -210,20 +226,22 @@ class _Registry:
 class _Events:
     """Column chunks of events, concatenated once at the end (ts in seconds from the start)."""
 
-    _COLS = ("ts", "user", "device", "ip", "merchant", "amount", "currency", "kind", "status")
+    _COLS = ("ts", "user", "device", "ip", "merchant", "amount", "currency", "kind", "status",
+             "stolen")  # fmt: skip
     _DTYPES = (np.int64, np.int64, np.int64, np.int64, np.int64, np.float64, np.int8, np.int8,
-               np.int8)  # fmt: skip
+               np.int8, np.bool_)  # fmt: skip
 
     def __init__(self) -> None:
         self._chunks: list[tuple[np.ndarray, ...]] = []
 
     def add(self, ts: np.ndarray, user: object, device: object, ip: object, kind: int,
             merchant: object = -1, amount: object = np.nan, currency: object = -1,
-            status: object = 0) -> None:  # fmt: skip
+            status: object = 0, stolen: bool = False) -> None:  # fmt: skip
+        """``stolen``: fraudulent payments on a legitimate user's card (not the user's doing)."""
         n = int(np.asarray(ts).shape[0])
         if n == 0:
             return
-        vals = (ts, user, device, ip, merchant, amount, currency, kind, status)
+        vals = (ts, user, device, ip, merchant, amount, currency, kind, status, stolen)
         self._chunks.append(
             tuple(
                 np.broadcast_to(np.asarray(v).astype(dt, copy=False), (n,))
@@ -282,7 +300,9 @@ class _Generator:
         for plan in self.plans:
             self._ring(plan)
         self._lone_fraudsters()
-        self._say(f"rings: {len(self.plans)}, fraud users: {self.n_fraud}")
+        self._compromised_merchants()
+        self._say(f"rings: {len(self.plans)}, fraud users: {self.n_fraud}, "
+                  f"compromised merchants: {len(self.compromised)}")  # fmt: skip
         cols = self._finalise_events()
         self._say(f"events: {cols['ts'].shape[0]}")
         labels = self._labels(cols)
@@ -583,6 +603,10 @@ class _Generator:
         # ordinary users, so "neighbour of a fraudster" is not a perfect rule either.
         self.hangouts = rng.choice(self.hangout_ips, int(rng.integers(1, 3)), replace=False)
         t_r = int(rng.integers(int(0.03 * P), int(0.5 * P)))
+        if plan.kind == "card_testing":
+            # Card testing starts later (between 50 % and 70 % of the period, before the late
+            # joiners), so that the later-in-time held-out split holds some of it.
+            t_r = int(0.5 * P + (t_r - 0.03 * P) * (0.2 / 0.47))
         if plan.kind == "account_farm":
             ring_devs, ring_ips = self._account_farm(core, t_r)
         elif plan.kind == "card_testing":
@@ -879,6 +903,39 @@ class _Generator:
         self.events.add(self._times(signup[lrows] + 60, end[lrows]), lone[lrows], dev[lrows],
                         ip[lrows], _LOGIN)  # fmt: skip
 
+    def _compromised_merchants(self) -> None:
+        """Merchants whose checkout is compromised for a while, late in the period: fraudsters
+        pay there with cards stolen from ordinary users, each payment from a device and IP
+        nobody else uses, at ordinary amounts. The accounts are the victims' (not fraud users);
+        what gives the payments away is the merchant's earlier ones coming back as chargebacks,
+        which victims raise within days (``_labels``)."""
+        rng, P, N = self.rng, self.P, self.N
+        merchants = self._pick_merchants(max(2, N // 1500), 0.02, 0.3, "compromised_merchant")
+        self.compromised: list[tuple[int, int, int]] = []  # (merchant, window start, end)
+        for i, m in enumerate(merchants.tolist()):
+            # The first one early (training sees one), the others late (held-out sees them).
+            lo, hi = (0.15, 0.45) if i == 0 else (0.65, 0.82)
+            start = int(rng.integers(int(lo * P), int(hi * P)))
+            end = min(start + int(rng.uniform(0.1, 0.16) * P), P - 1)
+            active = np.flatnonzero(self.signup[: self.n_legit] < start)
+            k = min(int(rng.integers(max(15, N // 150), max(30, N // 60) + 1)), active.shape[0])
+            victims = np.sort(rng.choice(active, k, replace=False))
+            merch = np.full(k, m, dtype=np.int64)
+            ip_cat = rng.choice([_RES4, _DC, _MOB6], k, p=[0.5, 0.3, 0.2])
+            self.events.add(
+                self._times(np.full(k, start), np.full(k, end)),
+                victims,
+                self.devices.alloc(k),
+                self.ips.alloc(k, cat=ip_cat),
+                _PAY,
+                merch,
+                self._amount(merch, boost=0.4, round_p=0.0),
+                self.home_cur[victims],
+                (rng.random(k) < 0.1).astype(np.int8),
+                stolen=True,
+            )
+            self.compromised.append((m, start, end))
+
     # ---------------------------------------------------------------------------------------
     # ids, labels, files
     # ---------------------------------------------------------------------------------------
@@ -895,7 +952,7 @@ class _Generator:
         # Currency only on money events.
         money = (kind == _PAY) | (kind == _REFUND)
         cols["currency"] = np.where(money, cols["currency"], -1).astype(np.int8)
-        cols["fraud"] = self.is_fraud[cols["user"]] & money
+        cols["fraud"] = (self.is_fraud[cols["user"]] & money) | cols["stolen"]
         return cols
 
     def _labels(self, cols: dict[str, np.ndarray]) -> np.ndarray:
@@ -928,12 +985,22 @@ class _Generator:
             cb = np.union1d(cb, cand[first])
         cb_ts = ts[cb] + rng.integers(2 * _DAY, 60 * _DAY, cb.shape[0])
         rows += [(1, int(i), 1, int(t), CB) for i, t in zip(cb, cb_ts, strict=True)]
+        # Victims of a compromised merchant dispute most of the approved payments, within days.
+        stolen = np.flatnonzero(cols["stolen"] & (status == 0))
+        stolen = stolen[rng.random(stolen.shape[0]) < 0.85]
+        st_ts = ts[stolen] + rng.integers(2 * _DAY, 14 * _DAY, stolen.shape[0])
+        rows += [(1, int(i), 1, int(t), CB) for i, t in zip(stolen, st_ts, strict=True)]
+        # Where account verdicts exist, the fraud team clears each victim within days of its
+        # first chargeback: the card was stolen, the account holder did nothing wrong.
+        victims, first = np.unique(user[stolen], return_index=True)
+        cleared = st_ts[first] + rng.integers(_DAY, 7 * _DAY, victims.shape[0])
+        rows += [(0, int(u), 0, int(t), INV) for u, t in zip(victims, cleared, strict=True)]
         # Label noise: legit users charged back as fraud; revealed frauds cleared later.
         # Half of label_noise x revealed each way, at least one each way when noise is on.
         n_half = max(1, round(cfg.label_noise * n_rev / 2)) if cfg.label_noise > 0 and n_rev else 0
         n_fp = n_half
         n_fn = min(n_half, n_rev)
-        legit_pay = np.flatnonzero(~self.is_fraud[user] & (kind == _PAY) & (status == 0))
+        legit_pay = np.flatnonzero(~self.is_fraud[user] & ~cols["stolen"] & (kind == _PAY) & (status == 0))
         payers = np.unique(user[legit_pay])
         fp = np.sort(rng.choice(payers, min(n_fp, payers.shape[0]), replace=False))
         if fp.shape[0]:
@@ -1025,8 +1092,12 @@ class _Generator:
             ring_kind[by_id],
             np.where(graph_only[by_id], "1", "0"),
         ])  # fmt: skip
-        _write_csv(paths["truth_transactions"], ("txn_id", "is_fraud"),
-                   [txn_str, np.where(cols["fraud"], "1", "0")])  # fmt: skip
+        user_scenario = ring_kind.copy()
+        user_scenario[self.lone] = "lone_fraudster"
+        scenario = np.where(cols["stolen"], "compromised_merchant", user_scenario[cols["user"]])
+        _write_csv(paths["truth_transactions"], TRUTH_TXN_COLUMNS,
+                   [txn_str, np.where(cols["fraud"], "1", "0"),
+                    np.where(cols["fraud"], scenario, "")])  # fmt: skip
 
         used_dev = np.zeros(self.devices.count, dtype=bool)
         used_dev[cols["device"][cols["device"] >= 0]] = True

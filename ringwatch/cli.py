@@ -146,7 +146,7 @@ def _run(args: argparse.Namespace, settings: Settings, progress: bool) -> int:
         )
         for name, sm in (("accounts", m.accounts_test), ("transactions", m.transactions_test)):
             if sm is not None:
-                print(f"  held-out {name:<12} AUPRC {sm.auprc:.3f}  AUROC {sm.auroc:.3f}  Recall@{sm.k} {sm.recall_at_k:.3f}")
+                print(f"  held-out {name:<12} {sm.describe()}")
         print(f"  thresholds accounts medium {a.account_thresholds.medium:.3f} high {a.account_thresholds.high:.3f}")
         for line in pipeline.render_selection(a):
             print(f"  {line}")

@@ -278,10 +278,7 @@ def render_report(
         if sm is None:
             lines.append(f"  {name:<13} n/a (too few labels)")
         else:
-            lines.append(
-                f"  {name:<13} AUPRC {sm.auprc:.3f}  AUROC {sm.auroc:.3f}  Recall@{sm.k} {sm.recall_at_k:.3f}"
-                f"  (n={sm.n}, fraud={sm.n_fraud})"
-            )
+            lines.append(f"  {name:<13} {sm.describe()}")
     th = a.account_thresholds
     tiers = [t.value for t in scored.result.account_tiers]
     lines.append(

@@ -6,7 +6,17 @@ import numpy as np
 import pytest
 from sklearn.metrics import average_precision_score, roc_auc_score
 
-from gnn.metrics import SplitMetrics, TrainMetrics, auprc, auroc, recall_at_k, split_metrics
+from gnn.metrics import (
+    BOOTSTRAP_SEED,
+    Interval,
+    SplitMetrics,
+    TrainMetrics,
+    auprc,
+    auroc,
+    bootstrap_intervals,
+    recall_at_k,
+    split_metrics,
+)
 from graph.errors import ValidationError
 
 
@@ -45,6 +55,48 @@ def test_shape_mismatch_names_field() -> None:
 def test_split_metrics_and_round_trip() -> None:
     assert split_metrics(np.array([0.1, 0.2]), np.array([False, False])) is None
     m = split_metrics(np.array([0.1, 0.9, 0.5]), np.array([False, True, False]))
-    assert m == SplitMetrics(auprc=1.0, auroc=1.0, recall_at_k=1.0, k=1, n=3, n_fraud=1)
+    one = Interval(1.0, 1.0)
+    assert m == SplitMetrics(auprc=1.0, auroc=1.0, recall_at_k=1.0, k=1, n=3, n_fraud=1, auprc_ci=one, auroc_ci=one)
     tm = TrainMetrics(m, None, m, None, epochs_run=3, seconds=1.5, seed=7)
     assert TrainMetrics.from_dict(tm.to_dict()) == tm
+    # Metrics saved before intervals existed load with unknown ones.
+    old = {k: v for k, v in m.to_dict().items() if not k.endswith("_ci")}
+    assert math.isnan(SplitMetrics.from_dict(old).auprc_ci.low)
+
+
+def test_bootstrap_matches_a_plain_stratified_resampling_with_sklearn() -> None:
+    """The vectorised bootstrap equals resampling frauds and legitimate rows separately and
+    scoring each resample with scikit-learn (same draws), ties included."""
+    rng = np.random.default_rng(5)
+    scores = np.round(rng.random(300), 1)
+    y = rng.random(300) < 0.05 + 0.3 * scores
+    ap_ci, auc_ci = bootstrap_intervals(scores, y, resamples=60)
+    order = np.argsort(-scores, kind="stable")
+    pos, neg = scores[order][y[order]], scores[order][~y[order]]
+    draw = np.random.default_rng(BOOTSTRAP_SEED)
+    p_idx = draw.integers(0, pos.size, (60, pos.size))
+    n_idx = draw.integers(0, neg.size, (60, neg.size))
+    aps, aucs = [], []
+    for i in range(60):
+        s = np.r_[pos[p_idx[i]], neg[n_idx[i]]]
+        t = np.r_[np.ones(pos.size, bool), np.zeros(neg.size, bool)]
+        aps.append(average_precision_score(t, s))
+        aucs.append(roc_auc_score(t, s))
+    assert (ap_ci.low, ap_ci.high) == pytest.approx(tuple(np.percentile(aps, [2.5, 97.5])), abs=1e-12)
+    assert (auc_ci.low, auc_ci.high) == pytest.approx(tuple(np.percentile(aucs, [2.5, 97.5])), abs=1e-12)
+
+
+def test_intervals_narrow_with_more_frauds_and_include_the_estimate() -> None:
+    rng = np.random.default_rng(3)
+    widths = []
+    for n_fraud in (20, 400):
+        y = np.zeros(8000, dtype=bool)
+        y[:n_fraud] = True
+        scores = rng.normal(size=y.size) + 1.2 * y
+        m = split_metrics(scores, y)
+        assert m is not None and m.auprc_ci.contains(m.auprc) and m.auroc_ci.contains(m.auroc)
+        widths.append(m.auprc_ci.high - m.auprc_ci.low)
+        assert f"({n_fraud} frauds in 8,000)" in m.describe()
+    assert widths[1] < widths[0] / 2
+    # Same scores, same interval.
+    assert bootstrap_intervals(scores, y) == bootstrap_intervals(scores, y)

@@ -18,6 +18,7 @@ from ingestion.synthetic import (
     LATE_JOIN_FROM,
     RING_KINDS,
     RING_SIZE,
+    SCENARIOS,
     GeneratedDataset,
     SyntheticConfig,
     generate,
@@ -101,7 +102,7 @@ def test_columns_in_order(data: Loaded) -> None:
     assert tuple(_read(data.result.events).columns) == EVENT_COLUMNS
     assert list(data.labels.columns) == ["entity", "entity_id", "label", "ts", "source"]
     assert list(data.users.columns) == ["user_id", "is_fraud", "ring_id", "ring_kind", "graph_only"]
-    assert list(data.txns.columns) == ["txn_id", "is_fraud"]
+    assert list(data.txns.columns) == ["txn_id", "is_fraud", "scenario"]
     assert list(data.idents.columns) == ["kind", "identifier", "role"]
 
 
@@ -153,10 +154,64 @@ def test_signup_is_each_users_first_event(data: Loaded) -> None:
     assert (first.event == "signup").all()
 
 
-def test_truth_transactions_mark_money_events_of_fraud_users(data: Loaded) -> None:
-    ev = data.events
-    expected = ev.user_id.isin(_fraud_ids(data)) & ev.event.isin(["payment", "refund"])
-    assert (data.txns.is_fraud == "1").tolist() == expected.tolist()
+def test_truth_transactions_mark_money_events_of_fraud_users_and_stolen_cards(data: Loaded) -> None:
+    ev, txns = data.events, data.txns
+    stolen = txns.scenario == "compromised_merchant"
+    expected = (ev.user_id.isin(_fraud_ids(data)) & ev.event.isin(["payment", "refund"])) | stolen
+    assert (txns.is_fraud == "1").tolist() == expected.tolist()
+    assert set(txns.scenario[txns.is_fraud == "1"]) == set(SCENARIOS)
+    assert (txns.scenario[txns.is_fraud == "0"] == "").all()
+    # Scenario of a fraud user's payments is its ring kind, or lone_fraudster outside rings.
+    kind = ev.user_id.map(data.users.set_index("user_id").ring_kind).replace("", "lone_fraudster")
+    own = (txns.is_fraud == "1") & ~stolen
+    assert (txns.scenario[own] == kind[own]).all()
+
+
+def _stolen(d: Loaded) -> pd.DataFrame:
+    return d.events[d.txns.scenario == "compromised_merchant"]
+
+
+def test_compromised_merchants_take_stolen_cards_of_ordinary_users(data: Loaded) -> None:
+    ev, stolen = data.events, _stolen(data)
+    merchants = set(data.idents.identifier[data.idents.role == "compromised_merchant"])
+    assert len(merchants) == max(2, USERS // 1500) and set(stolen.merchant_id) == merchants
+    assert (stolen.event == "payment").all()
+    assert not stolen.user_id.isin(_fraud_ids(data)).any()  # the victims are ordinary accounts
+    # Every stolen-card payment comes from a device and an IP seen nowhere else.
+    assert (ev.device_id.value_counts()[stolen.device_id] == 1).all()
+    assert (ev.ip.value_counts()[stolen.ip] == 1).all()
+    # A window of days per merchant; the first early (training sees it), another late.
+    span = stolen.groupby("merchant_id").t.agg(["min", "max"])
+    assert ((span["max"] - span["min"]) <= timedelta(days=10)).all()
+    mid = START + timedelta(days=CONFIG.days / 2)
+    assert (span["min"] < mid).sum() == 1 and (span["min"] > mid).sum() >= 1
+    # The merchant also keeps its ordinary traffic in the window.
+    for m, row in span.iterrows():
+        ordinary = ev[(ev.merchant_id == m) & (ev.t >= row["min"]) & (ev.t <= row["max"])]
+        assert len(ordinary) > len(stolen[stolen.merchant_id == m])
+
+
+@pytest.mark.parametrize("labels", ["all", "transactions"])
+def test_stolen_card_payments_are_charged_back_within_days(labels: str, tmp_path: Path) -> None:
+    result = generate(SyntheticConfig(users=USERS, seed=11, labels=labels), tmp_path)
+    ev, txns, lab = _read(result.events), _read(result.truth_transactions), _read(result.labels)
+    stolen = ev[(txns.scenario == "compromised_merchant") & (ev.status == "approved")]
+    cb = lab[(lab.entity == "transaction") & lab.entity_id.isin(stolen.txn_id)].set_index("entity_id")
+    assert (cb.label == "fraud").all() and (cb.source == "chargeback").all()
+    assert 0.7 <= len(cb) / len(stolen) <= 0.97
+    delay = pd.to_datetime(cb.ts, utc=True) - pd.to_datetime(stolen.set_index("txn_id").ts[cb.index], utc=True)
+    assert (delay >= timedelta(days=2)).all() and (delay < timedelta(days=14)).all()
+    # Where account verdicts exist, every victim charged back is cleared as legitimate after
+    # its first chargeback (the card was stolen, the account did nothing wrong).
+    users = lab[(lab.entity == "user") & lab.entity_id.isin(stolen.user_id[stolen.txn_id.isin(cb.index)])]
+    if labels == "all":
+        cleared = users[(users.label == "legit") & (users.source == "investigator")]
+        assert cleared.entity_id.nunique() == stolen.user_id[stolen.txn_id.isin(cb.index)].nunique()
+        first_cb = pd.to_datetime(cb.ts, utc=True).groupby(stolen.set_index("txn_id").user_id[cb.index]).min()
+        last_clear = pd.to_datetime(cleared.groupby("entity_id").ts.max(), utc=True)
+        assert (last_clear.to_numpy() > first_cb[last_clear.index].to_numpy()).all()
+    else:
+        assert users.empty
 
 
 def test_identifier_roles_occur_in_events(data: Loaded) -> None:
@@ -324,6 +379,7 @@ def test_label_noise_both_ways(data: Loaded) -> None:
     latest = users.groupby("entity_id").tail(1)  # file is sorted by ts: the last verdict wins
     cleared = latest[(latest.label == "legit") & latest.entity_id.isin(fraud)]
     assert len(cleared) >= 1
-    legit_confirmed = latest[(latest.label == "legit") & ~latest.entity_id.isin(fraud)]
+    victims = set(_stolen(data).user_id)  # cleared on purpose (see the stolen-card tests)
+    legit_confirmed = latest[(latest.label == "legit") & ~latest.entity_id.isin(fraud | victims)]
     n_legit = len(data.users) - len(fraud)
     assert 0.01 * n_legit <= len(legit_confirmed) <= 0.03 * n_legit
