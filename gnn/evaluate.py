@@ -610,6 +610,7 @@ def render_markdown(report: EvaluationReport, run: BaselineRun, *, main_epochs: 
             if best.name not in candidates and _val_sum(best).total > sel.get(sel.winner).total + TIE
             else ""
         ),
+        *(["", f"**Warning:** {sel.warning}."] if sel.warning else []),
         "",
         "## Tiers: thresholds calibrated on validation, precision and recall on test",
         "",

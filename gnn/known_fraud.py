@@ -52,10 +52,14 @@ _TXN_KEYS = ("account", "device", "ip", "ip_prefix", "merchant")
 _IDENT_KEYS = ("device", "ip", "ip_prefix", "merchant")
 #: Transaction columns: fraud transaction verdicts known before it per key and window, known
 #: fraud accounts (other than its own) per identifier, and whether its account was known fraud.
+#: The merchant rates: fraud verdicts known in the window over the merchant's payments and
+#: refunds in it (a small merchant charged back in bulk stands out; a busy one does not).
+_RATE_WINDOWS = ("1d", "30d")
 KNOWN_FRAUD_TXN_FEATURES: tuple[str, ...] = (
     *(f"kf_{k}_fraud_txns_{w}" for k in _TXN_KEYS for w, _ in KNOWN_FRAUD_WINDOWS),
     *(f"kf_{k}_fraud_accounts" for k in _IDENT_KEYS),
     "kf_account_known_fraud",
+    *(f"kf_merchant_fraud_rate_{w}" for w in _RATE_WINDOWS),
 )
 #: Account columns, over the account's identifiers and leaving the account itself out: known
 #: fraud accounts (sum and max over its identifiers of a kind), fraud transaction verdicts (sum).
@@ -253,6 +257,12 @@ def known_fraud_features(
         own = (row_keys[k] >= 0) & (user_known[u] < ts)  # the row's account is one of them
         txn_cols.append(n - own)
     txn_cols.append((user_known[u] < ts).astype(np.float64))
+    merchant = row_keys["merchant"]
+    for name, w in KNOWN_FRAUD_WINDOWS:
+        if name in _RATE_WINDOWS:
+            fraud = counter.count(merchant[mark_rows], mark_known, merchant, ts - w, ts)
+            traffic = counter.count(merchant, ts, merchant, ts - w, ts)
+            txn_cols.append(fraud / (traffic + 1.0))
 
     user_cols: list[np.ndarray] = []
     acc_sums: list[np.ndarray] = []

@@ -53,11 +53,13 @@ class CandidateScore:
 @dataclass(frozen=True, slots=True)
 class Selection:
     """The candidates compared on the validation split, the ``winner`` shipped, and the ``rule``
-    that picked it (in words)."""
+    that picked it (in words). ``warning``: why the validation split could not tell the
+    candidates apart ("" when it could)."""
 
     candidates: tuple[CandidateScore, ...]
     winner: str
     rule: str
+    warning: str = ""
 
     def get(self, name: str) -> CandidateScore:
         """One candidate's scores. Raises ``ModelError`` when it was not a candidate."""
@@ -67,7 +69,12 @@ class Selection:
         raise ModelError(f"{name!r} was not a candidate ({', '.join(c.name for c in self.candidates)})")
 
     def to_dict(self) -> dict[str, object]:
-        return {"candidates": [c.to_dict() for c in self.candidates], "winner": self.winner, "rule": self.rule}
+        return {
+            "candidates": [c.to_dict() for c in self.candidates],
+            "winner": self.winner,
+            "rule": self.rule,
+            "warning": self.warning,
+        }
 
     @classmethod
     def from_dict(cls, d: dict[str, object]) -> Selection:
@@ -75,6 +82,7 @@ class Selection:
             candidates=tuple(CandidateScore.from_dict(c) for c in d["candidates"]),  # type: ignore[attr-defined]
             winner=str(d["winner"]),
             rule=str(d["rule"]),
+            warning=str(d.get("warning", "")),
         )
 
 

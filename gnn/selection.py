@@ -41,7 +41,7 @@ from gnn.trees import HYBRID, TREES_AGGREGATED, TREES_KNOWN_FRAUD, TreeConfig
 from graph.errors import ValidationError
 from graph.types import Snapshot
 
-__all__ = ["CANDIDATES", "RULE", "TIE", "select", "ship", "train_and_select"]
+__all__ = ["CANDIDATES", "MIN_VALIDATION_FRAUDS", "RULE", "TIE", "select", "ship", "train_and_select", "validation_warning"]
 
 log = logging.getLogger(__name__)
 
@@ -50,6 +50,8 @@ log = logging.getLogger(__name__)
 CANDIDATES: tuple[str, ...] = (GRAPHSAGE, TREES_AGGREGATED, HYBRID, TREES_KNOWN_FRAUD)
 #: A later candidate must beat the best so far by more than this (sum of two AUPRCs).
 TIE = 1e-9
+#: Fewer validation frauds than this cannot rank candidates (an entity's split is then noise).
+MIN_VALIDATION_FRAUDS = 10
 RULE = (
     "highest validation AUPRC of accounts + validation AUPRC of transactions (a split without fraud "
     "counts 0); ties go to the earlier candidate in " + ", ".join(CANDIDATES)
@@ -84,7 +86,31 @@ def select(run: BaselineRun, candidates: Sequence[str] = CANDIDATES) -> Selectio
     for c in scored[1:]:
         if c.total > best.total + TIE:
             best = c
-    return Selection(candidates=scored, winner=best.name, rule=RULE)
+    return Selection(candidates=scored, winner=best.name, rule=RULE, warning=validation_warning(run, best.name))
+
+
+def validation_warning(run: BaselineRun, winner: str) -> str:
+    """Why the validation split cannot tell the candidates apart, or "" when it can: for
+    accounts and for transactions, fewer than ``MIN_VALIDATION_FRAUDS`` frauds, or the winner's
+    AUROC interval there reaching chance (0.5). Silent when at least one entity has signal."""
+    y, parts = run.targets, []
+    entities = (("accounts", run.get(winner).account, y.user, run.users.val),
+                ("transactions", run.get(winner).txn, y.txn, run.txns.val))  # fmt: skip
+    for name, scores, yy, idx in entities:
+        n_fraud = int(yy[idx].sum()) if idx.size else 0
+        if n_fraud < MIN_VALIDATION_FRAUDS:
+            parts.append(f"{name}: {n_fraud} frauds (fewer than {MIN_VALIDATION_FRAUDS})")
+            continue
+        m = split_metrics(scores[idx], yy[idx])
+        if m is None or m.auroc_ci.low <= 0.5:
+            ci = "n/a" if m is None else f"{m.auroc:.3f} {m.auroc_ci}"
+            parts.append(f"{name}: AUROC {ci} from {n_fraud} frauds includes chance (0.5)")
+        else:
+            return ""
+    return (
+        "the validation split cannot tell the candidates apart (" + "; ".join(parts) + f"): {winner} was "
+        "picked on noise; treat its held-out numbers as unproven and get more labels or a longer period"
+    )
 
 
 def _metrics(scores: np.ndarray, y: np.ndarray, idx: np.ndarray) -> SplitMetrics | None:
@@ -124,6 +150,8 @@ def train_and_select(
             c.transactions_val_auprc,
         )
     log.info("selected %s (%s)", selection.winner, RULE)
+    if selection.warning:
+        log.warning("%s", selection.warning)
     return ship(gnn, run, selection, config, seconds=time.perf_counter() - started)
 
 

@@ -24,10 +24,11 @@ What is planted, and why it is hard on purpose:
   ordinary users; their only tell is that some of their events use a device or IP of their ring.
 * Lone fraudsters (no ring): short bursts of high payments from their own device.
 * Compromised merchants (two, or one per 1,500 users; the first early in the period, the others
-  in its last third): for 6–10 days, fraudsters pay at a popular merchant with cards stolen from
-  ordinary users, each payment from a device and IP nobody else uses, at ordinary amounts. The
-  accounts are the victims', not fraud users; only the merchant's earlier payments coming back
-  as chargebacks give the later ones away.
+  in its second half): for 15–21 days a small merchant's checkout charges the cards on file of
+  ordinary users, each charge with the device and IP of one of the victim's own earlier events,
+  at ordinary amounts. The accounts are the victims', not fraud users, and nothing about a
+  charge itself is odd: only the merchant's earlier charges coming back as chargebacks give the
+  later ones away.
 * Noise: ring members use their own fresh device/IP on some events, and public Wi-Fi / VPN exits
   that ordinary users share on a few; label noise (see below).
 
@@ -53,7 +54,7 @@ payment teams' chargebacks), and each revealed user has at least one.
 Labels (``labels.csv``): a share ``label_reveal`` of fraud users get ``user,fraud,chargeback`` at
 their last fraudulent payment plus 1–45 days (so some arrive after the period ends); about 30 % of
 the approved fraudulent payments of those users get ``transaction,fraud,chargeback`` 2–60 days
-later; about 85 % of the approved stolen-card payments get one 2–14 days later, and their
+later; about 85 % of the approved stolen-card payments get one 2–10 days later, and their
 victims ``user,legit,investigator`` 1–7 days after their first; about 2 %
 of legitimate users get ``user,legit,investigator``. Label noise (``label_noise`` × revealed
 labels, split in two, at least one each way when ``label_noise > 0``): legitimate users charged
@@ -904,32 +905,40 @@ class _Generator:
                         ip[lrows], _LOGIN)  # fmt: skip
 
     def _compromised_merchants(self) -> None:
-        """Merchants whose checkout is compromised for a while, late in the period: fraudsters
-        pay there with cards stolen from ordinary users, each payment from a device and IP
-        nobody else uses, at ordinary amounts. The accounts are the victims' (not fraud users);
-        what gives the payments away is the merchant's earlier ones coming back as chargebacks,
-        which victims raise within days (``_labels``)."""
+        """Merchants whose checkout is compromised for a while: it charges the cards on file of
+        ordinary users who shopped there, each charge carrying the device and IP of one of the
+        victim's own earlier events, at ordinary amounts. The accounts are the victims' (not
+        fraud users) and nothing about the payment itself is odd; what gives the later charges
+        away is the merchant's earlier ones coming back as chargebacks, which victims raise
+        within days (``_labels``)."""
         rng, P, N = self.rng, self.P, self.N
-        merchants = self._pick_merchants(max(2, N // 1500), 0.02, 0.3, "compromised_merchant")
+        seen = self.events.columns()  # every event planted so far
+        merchants = self._pick_merchants(max(2, N // 1500), 0.3, 0.7, "compromised_merchant")
         self.compromised: list[tuple[int, int, int]] = []  # (merchant, window start, end)
         for i, m in enumerate(merchants.tolist()):
             # The first one early (training sees one), the others late (held-out sees them).
-            lo, hi = (0.15, 0.45) if i == 0 else (0.65, 0.82)
+            lo, hi = (0.1, 0.3) if i == 0 else (0.55, 0.65)
             start = int(rng.integers(int(lo * P), int(hi * P)))
-            end = min(start + int(rng.uniform(0.1, 0.16) * P), P - 1)
-            active = np.flatnonzero(self.signup[: self.n_legit] < start)
+            end = min(start + int(rng.uniform(0.25, 0.35) * P), P - 1)
+            before = (seen["ts"] < start) & (seen["device"] >= 0) & (seen["ip"] >= 0)
+            active = np.unique(seen["user"][before & ~self.is_fraud[seen["user"]]])
             k = min(int(rng.integers(max(15, N // 150), max(30, N // 60) + 1)), active.shape[0])
             victims = np.sort(rng.choice(active, k, replace=False))
+            # One earlier event of each victim lends the charge its device and IP.
+            rows = np.flatnonzero(before & np.isin(seen["user"], victims))
+            rows = rows[np.argsort(seen["user"][rows], kind="stable")]
+            first = np.searchsorted(seen["user"][rows], victims)
+            count = np.diff(np.r_[first, rows.shape[0]])
+            lend = rows[first + (rng.random(k) * count).astype(np.int64)]
             merch = np.full(k, m, dtype=np.int64)
-            ip_cat = rng.choice([_RES4, _DC, _MOB6], k, p=[0.5, 0.3, 0.2])
             self.events.add(
                 self._times(np.full(k, start), np.full(k, end)),
                 victims,
-                self.devices.alloc(k),
-                self.ips.alloc(k, cat=ip_cat),
+                seen["device"][lend],
+                seen["ip"][lend],
                 _PAY,
                 merch,
-                self._amount(merch, boost=0.4, round_p=0.0),
+                self._amount(merch),
                 self.home_cur[victims],
                 (rng.random(k) < 0.1).astype(np.int8),
                 stolen=True,
@@ -988,7 +997,7 @@ class _Generator:
         # Victims of a compromised merchant dispute most of the approved payments, within days.
         stolen = np.flatnonzero(cols["stolen"] & (status == 0))
         stolen = stolen[rng.random(stolen.shape[0]) < 0.85]
-        st_ts = ts[stolen] + rng.integers(2 * _DAY, 14 * _DAY, stolen.shape[0])
+        st_ts = ts[stolen] + rng.integers(2 * _DAY, 10 * _DAY, stolen.shape[0])
         rows += [(1, int(i), 1, int(t), CB) for i, t in zip(stolen, st_ts, strict=True)]
         # Where account verdicts exist, the fraud team clears each victim within days of its
         # first chargeback: the card was stolen, the account holder did nothing wrong.

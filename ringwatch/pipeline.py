@@ -317,6 +317,8 @@ def render_selection(artefact: ModelArtefact) -> list[str]:
                 f"  {c.name:<17} {c.accounts_val_auprc:.3f} / {c.transactions_val_auprc:.3f}  sum {c.total:.3f}{mark}"
             )
         lines.append(f"  rule: {sel.rule}")
+        if sel.warning:
+            lines.append(f"  WARNING: {sel.warning}")
     if artefact.promotion is not None:
         p = artefact.promotion
         lines.append(f"{'promoted' if p.promoted else 'NOT promoted (kept back)'}: {p.reason}")

@@ -134,12 +134,9 @@ def test_minibatch_training_is_seeded(synth: SynthData) -> None:
     assert any(not torch.equal(a.state_dict[k], c.state_dict[k]) for k in a.state_dict)
 
 
-#: Mini-batch may land at most this much held-out AUPRC below full batch (accounts, and
-#: transactions). Measured at 2,500 users, seed 3, 30 epochs, batch 4,096: full batch 0.127 /
-#: 0.176 (accounts / transactions, test split), mini-batch 0.332 / 0.254; the test split is
-#: small (≈ 40 fraud accounts), so a seed moves these by several points: 0.05 keeps the test
-#: meaningful without making it flaky.
-AUPRC_TOLERANCE = 0.05
+#: The held-out split holds only ≈ 15–40 fraud accounts, so a seed moves AUPRC by many points:
+#: mini-batch passes when its AUPRC is inside or above full batch's 95 % interval, less this.
+AUPRC_TOLERANCE = 0.02
 
 
 @pytest.mark.slow
@@ -150,5 +147,7 @@ def test_minibatch_reaches_full_batch_quality(tmp_path: Path) -> None:
     mini = train(snap, TrainConfig(device="cpu", seed=7, epochs=15, batch_size=8192)).metrics
     assert full.accounts_test is not None and mini.accounts_test is not None
     assert full.transactions_test is not None and mini.transactions_test is not None
-    assert mini.accounts_test.auprc >= full.accounts_test.auprc - AUPRC_TOLERANCE
-    assert mini.transactions_test.auprc >= full.transactions_test.auprc - AUPRC_TOLERANCE
+    assert mini.accounts_test.auprc >= full.accounts_test.auprc_ci.low - AUPRC_TOLERANCE, (mini, full)
+    assert mini.transactions_test.auprc >= full.transactions_test.auprc_ci.low - AUPRC_TOLERANCE, (mini, full)
+    # Far above chance: a broken mini-batch path would sit at the base rate.
+    assert mini.accounts_test.auprc > 3 * mini.accounts_test.base_rate

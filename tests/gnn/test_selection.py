@@ -15,7 +15,7 @@ from gnn.artefact import GRAPHSAGE, ModelArtefact, metadata_file_name
 from gnn.baselines import BaselineRun, BaselineScores, run_baselines
 from gnn.metrics import auprc
 from gnn.scoring import score_snapshot
-from gnn.selection import CANDIDATES, select, ship, train_and_select
+from gnn.selection import CANDIDATES, MIN_VALIDATION_FRAUDS, select, ship, train_and_select
 from gnn.train import Split, Targets
 from graph.errors import ValidationError
 from tests.gnn.conftest import CONFIG
@@ -42,6 +42,35 @@ def _fake_run(account: dict[str, list[float]], txn: dict[str, list[float]]) -> B
         artefact=None,
         aggregate_names=(),
     )
+
+
+def _run_of(n: int, n_fraud: int, separation: float, seed: int = 0) -> BaselineRun:
+    """Every candidate scores ``n`` validation accounts and transactions the same way: frauds
+    shifted up by ``separation`` standard deviations."""
+    rng = np.random.default_rng(seed)
+    y = np.zeros(n, dtype=bool)
+    y[:n_fraud] = True
+    s = 1 / (1 + np.exp(-(rng.normal(size=n) + separation * y)))
+    every = Split(train=np.arange(0), val=np.arange(n), test=np.arange(0))
+    return BaselineRun(
+        scores=tuple(BaselineScores(c, s, s, 0.0) for c in CANDIDATES),
+        targets=Targets(user=y, txn=y),
+        users=every,
+        txns=every,
+        artefact=None,
+        aggregate_names=(),
+    )
+
+
+def test_a_validation_split_without_signal_is_called_noise() -> None:
+    sel = select(_run_of(2000, 40, separation=0.0))
+    assert "cannot tell the candidates apart" in sel.warning and "includes chance (0.5)" in sel.warning
+    assert "40 frauds" in sel.warning and sel.winner in sel.warning
+    few = select(_run_of(2000, MIN_VALIDATION_FRAUDS - 1, separation=3.0))
+    assert f"{MIN_VALIDATION_FRAUDS - 1} frauds (fewer than {MIN_VALIDATION_FRAUDS})" in few.warning
+    assert select(_run_of(2000, 40, separation=2.0)).warning == ""
+    # Recorded with the artefact's selection.
+    assert type(sel).from_dict(json.loads(json.dumps(sel.to_dict()))) == sel
 
 
 def test_the_highest_validation_sum_wins_and_graphsage_wins_ties() -> None:

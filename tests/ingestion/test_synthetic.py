@@ -171,18 +171,19 @@ def _stolen(d: Loaded) -> pd.DataFrame:
     return d.events[d.txns.scenario == "compromised_merchant"]
 
 
-def test_compromised_merchants_take_stolen_cards_of_ordinary_users(data: Loaded) -> None:
+def test_compromised_merchants_charge_the_cards_of_ordinary_users(data: Loaded) -> None:
     ev, stolen = data.events, _stolen(data)
     merchants = set(data.idents.identifier[data.idents.role == "compromised_merchant"])
     assert len(merchants) == max(2, USERS // 1500) and set(stolen.merchant_id) == merchants
     assert (stolen.event == "payment").all()
     assert not stolen.user_id.isin(_fraud_ids(data)).any()  # the victims are ordinary accounts
-    # Every stolen-card payment comes from a device and an IP seen nowhere else.
-    assert (ev.device_id.value_counts()[stolen.device_id] == 1).all()
-    assert (ev.ip.value_counts()[stolen.ip] == 1).all()
+    # Each charge carries the device and IP of one of the victim's own earlier events.
+    for row in stolen.itertuples():
+        earlier = ev[(ev.user_id == row.user_id) & (ev.t < row.t) & (ev.index != row.Index)]
+        assert ((earlier.device_id == row.device_id) & (earlier.ip == row.ip)).any()
     # A window of days per merchant; the first early (training sees it), another late.
     span = stolen.groupby("merchant_id").t.agg(["min", "max"])
-    assert ((span["max"] - span["min"]) <= timedelta(days=10)).all()
+    assert ((span["max"] - span["min"]) <= timedelta(days=21)).all()
     mid = START + timedelta(days=CONFIG.days / 2)
     assert (span["min"] < mid).sum() == 1 and (span["min"] > mid).sum() >= 1
     # The merchant also keeps its ordinary traffic in the window.
@@ -200,7 +201,7 @@ def test_stolen_card_payments_are_charged_back_within_days(labels: str, tmp_path
     assert (cb.label == "fraud").all() and (cb.source == "chargeback").all()
     assert 0.7 <= len(cb) / len(stolen) <= 0.97
     delay = pd.to_datetime(cb.ts, utc=True) - pd.to_datetime(stolen.set_index("txn_id").ts[cb.index], utc=True)
-    assert (delay >= timedelta(days=2)).all() and (delay < timedelta(days=14)).all()
+    assert (delay >= timedelta(days=2)).all() and (delay < timedelta(days=10)).all()
     # Where account verdicts exist, every victim charged back is cleared as legitimate after
     # its first chargeback (the card was stolen, the account did nothing wrong).
     users = lab[(lab.entity == "user") & lab.entity_id.isin(stolen.user_id[stolen.txn_id.isin(cb.index)])]
