@@ -242,6 +242,9 @@ for _k, _noun in _KF_NOUN.items():
         f"one of its {_noun}s was used by {{v}} other known-fraud account{{s}}", "count")
     TEMPLATES[f"kf:kf_{_k}_fraud_txns_sum"] = (
         f"{{v}} payment{{s}} of other accounts on its {_noun}s had been charged back", "count")
+for _w, _when in _KF_WINDOW.items():
+    TEMPLATES[f"kf:kf_merchant_fraud_rate_{_w}"] = (
+        f"{{v}} of the merchant's payments{_when} had been charged back", "log_share")
 #: Binary transaction features: text when set, text when not.
 FLAG_TEMPLATES: dict[str, tuple[str, str]] = {
     "kf_account_known_fraud": ("the account was already known as fraud", "the account was not known as fraud"),
@@ -278,6 +281,8 @@ def _fmt(value: float, how: str) -> str:
         return str(int(round(value)))
     if how == "share":
         return f"{100.0 * value:.0f}%"
+    if how == "log_share":  # a share stored as log1p
+        return f"{100.0 * math.expm1(max(value, 0.0)):.0f}%"
     if how == "money":
         return f"{math.expm1(max(value, 0.0)):.2f}"
     if how == "factor":

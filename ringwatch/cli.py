@@ -166,9 +166,12 @@ def _run(args: argparse.Namespace, settings: Settings, progress: bool) -> int:
 
         floor = Tier(args.min_tier).rank
         with pipeline.store_for(settings) as store:
-            rings = [r for r in store.rings() if r.tier.rank >= floor]
-        if not rings:
+            every = store.rings()
+        rings = [r for r in every if r.tier.rank >= floor]
+        if not every:
             print("no rings (run `ringwatch score` first)")
+        elif not rings:
+            print(f"no rings at tier {args.min_tier} or above ({len(every)} rings below it; try --min-tier low)")
         for ring in rings[: args.limit]:
             print(f"{ring.ring_id}  {ring.tier.value:<6} score {ring.score:.3f}  size {ring.size}")
             print(f"  members: {', '.join(ring.members)}")

@@ -9,7 +9,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from graph.types import NodeType
+from graph.types import NodeType, Tier
 from ringwatch import pipeline
 from ringwatch.cli import main as cli_main
 from ringwatch.settings import Settings
@@ -118,10 +118,15 @@ def test_cli_score_exports_csv_and_lists_rings(
     assert accounts["risk_score"].between(0, 1).all()
     txns = pd.read_csv(out.with_name("scores.transactions.csv"))
     assert len(txns) == len(demo.score.snapshot.transactions)
-    assert cli_main(["--home", str(settings.home), "rings", "--min-tier", "high"]) == 0
-    printed = capsys.readouterr().out
     top = demo.score.rings[0]
+    assert cli_main(["--home", str(settings.home), "rings", "--min-tier", top.tier.value]) == 0
+    printed = capsys.readouterr().out
     assert top.ring_id in printed
+    # Rings below the asked tier are not hidden behind "run score first".
+    above = [t for t in ("medium", "high") if Tier(t).rank > top.tier.rank]
+    if above:
+        assert cli_main(["--home", str(settings.home), "rings", "--min-tier", above[-1]]) == 0
+        assert f"({len(demo.score.rings)} rings below it" in capsys.readouterr().out
 
 
 def test_same_seed_gives_the_same_rings_and_tiers(demo: pipeline.DemoOutcome, settings: Settings) -> None:
