@@ -687,7 +687,7 @@ def render_markdown(report: EvaluationReport, run: BaselineRun, *, main_epochs: 
             "|---|---|---|---|---|---|",
         ]
         kinds = sorted({k.kind for b in report.baselines if b.rings is not None for k in b.rings.by_kind})
-        lines[-2] = lines[-2][:-1] + "".join(f" {k} |" for k in kinds)
+        lines[-2] = lines[-2] + "".join(f" {k} |" for k in kinds)
         lines[-1] = lines[-1] + "---|" * len(kinds)
         for b in report.baselines:
             r = b.rings

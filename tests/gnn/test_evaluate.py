@@ -122,7 +122,8 @@ def test_ring_metrics_are_reported_against_planted_rings(planted: EvaluationRepo
     assert 0.0 <= r.member_precision <= 1.0 and 0.0 <= r.member_recall <= 1.0 and 0.0 <= r.purity <= 1.0
     assert {k.kind for k in r.by_kind} <= set(RING_KINDS) and sum(k.planted for k in r.by_kind) == r.planted
     text = planted.report_path.read_text()
-    assert all(f" {k.kind} |" in text for k in r.by_kind)  # ring recall per kind in the report
+    kinds = "".join(f" {k.kind} |" for k in r.by_kind)
+    assert f"| planted recovered |{kinds}" in text  # ring recall per kind, a column each
 
 
 def _catches(report: EvaluationReport, name: str) -> dict[str, ScenarioCatch]:
