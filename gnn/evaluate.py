@@ -55,7 +55,7 @@ from gnn.train import TrainConfig, calibrate_split
 from graph.errors import ModelError, ValidationError
 from graph.ring_recovery import RingRecovery, ring_recovery
 from graph.rings import RingConfig, detect_rings
-from graph.types import EVENT_KINDS, NodeType, Snapshot
+from graph.types import EVENT_KINDS, EventKind, NodeType, Snapshot
 
 __all__ = [
     "PlantedTruth",
@@ -389,7 +389,7 @@ def _scenarios(
 ) -> tuple[ScenarioCatch, ...]:
     """Per planted scenario with held-out payments: AUROC against the truly legitimate held-out
     payments and the share at or above the medium threshold."""
-    pay = snapshot.transactions.event[held_out] == EVENT_KINDS.index("payment")
+    pay = snapshot.transactions.event[held_out] == EVENT_KINDS.index(EventKind.PAYMENT.value)
     idx = held_out[pay]
     legit = idx[~truth.txn_is_fraud[idx]]
     out = []
@@ -674,6 +674,7 @@ def render_markdown(report: EvaluationReport, run: BaselineRun, *, main_epochs: 
                 ]
 
     if any(b.rings is not None for b in report.baselines):
+        kinds = sorted({k.kind for b in report.baselines if b.rings is not None for k in b.rings.by_kind})
         lines += [
             "",
             "## Rings against planted rings",
@@ -683,12 +684,9 @@ def render_markdown(report: EvaluationReport, run: BaselineRun, *, main_epochs: 
             "members truly fraud; recall: share of planted ring members in some detected ring; purity: mean share "
             "of the dominant planted ring per detected ring.",
             "",
-            "| baseline | detected | precision | recall | purity | planted recovered |",
-            "|---|---|---|---|---|---|",
+            "| baseline | detected | precision | recall | purity | planted recovered |" + "".join(f" {k} |" for k in kinds),
+            "|---|---|---|---|---|---|" + "---|" * len(kinds),
         ]
-        kinds = sorted({k.kind for b in report.baselines if b.rings is not None for k in b.rings.by_kind})
-        lines[-2] = lines[-2] + "".join(f" {k} |" for k in kinds)
-        lines[-1] = lines[-1] + "---|" * len(kinds)
         for b in report.baselines:
             r = b.rings
             if r is not None:

@@ -258,11 +258,10 @@ def known_fraud_features(
         txn_cols.append(n - own)
     txn_cols.append((user_known[u] < ts).astype(np.float64))
     merchant = row_keys["merchant"]
-    for name, w in KNOWN_FRAUD_WINDOWS:
-        if name in _RATE_WINDOWS:
-            fraud = counter.count(merchant[mark_rows], mark_known, merchant, ts - w, ts)
-            traffic = counter.count(merchant, ts, merchant, ts - w, ts)
-            txn_cols.append(fraud / (traffic + 1.0))
+    for w in (dict(KNOWN_FRAUD_WINDOWS)[name] for name in _RATE_WINDOWS):
+        fraud = counter.count(merchant[mark_rows], mark_known, merchant, ts - w, ts)
+        traffic = counter.count(merchant, ts, merchant, ts - w, ts)
+        txn_cols.append(fraud / (traffic + 1.0))
 
     user_cols: list[np.ndarray] = []
     acc_sums: list[np.ndarray] = []

@@ -118,6 +118,16 @@ class Interval:
 _NO_INTERVAL = Interval(float("nan"), float("nan"))
 
 
+def _resampled_block_counts(rng: np.random.Generator, blocks: np.ndarray, b: int, n_block: int) -> np.ndarray:
+    """``b`` resamples (with replacement) of rows whose tied-score blocks are ``blocks``: rows
+    drawn per block, float [b, n_block]."""
+    n = blocks.size
+    if n == 0:
+        return np.zeros((b, n_block))
+    draw = blocks[rng.integers(0, n, (b, n))] + (np.arange(b) * n_block)[:, None]
+    return np.bincount(draw.ravel(), minlength=b * n_block).reshape(b, n_block).astype(np.float64)
+
+
 def bootstrap_intervals(
     scores: np.ndarray, y: np.ndarray, resamples: int = BOOTSTRAP_RESAMPLES, seed: int = BOOTSTRAP_SEED
 ) -> tuple[Interval, Interval]:
@@ -144,15 +154,8 @@ def bootstrap_intervals(
     aucs: list[np.ndarray] = []
     for start in range(0, resamples, chunk):
         b = min(chunk, resamples - start)
-        offset = (np.arange(b) * n_block)[:, None]
-
-        def counts(blocks: np.ndarray, n: int, b: int = b, offset: np.ndarray = offset) -> np.ndarray:
-            if n == 0:
-                return np.zeros((b, n_block))
-            draw = blocks[rng.integers(0, n, (b, n))] + offset
-            return np.bincount(draw.ravel(), minlength=b * n_block).reshape(b, n_block).astype(np.float64)
-
-        tp_b, fp_b = counts(pos_block, n_pos), counts(neg_block, n_neg)
+        tp_b = _resampled_block_counts(rng, pos_block, b, n_block)
+        fp_b = _resampled_block_counts(rng, neg_block, b, n_block)
         tp, fp = np.cumsum(tp_b, axis=1), np.cumsum(fp_b, axis=1)
         precision = np.divide(tp, tp + fp, out=np.zeros_like(tp), where=(tp + fp) > 0)
         aps.append((tp_b * precision).sum(axis=1) / n_pos)

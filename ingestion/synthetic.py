@@ -301,9 +301,9 @@ class _Generator:
         for plan in self.plans:
             self._ring(plan)
         self._lone_fraudsters()
-        self._compromised_merchants()
+        n_compromised = self._compromised_merchants()
         self._say(f"rings: {len(self.plans)}, fraud users: {self.n_fraud}, "
-                  f"compromised merchants: {len(self.compromised)}")  # fmt: skip
+                  f"compromised merchants: {n_compromised}")  # fmt: skip
         cols = self._finalise_events()
         self._say(f"events: {cols['ts'].shape[0]}")
         labels = self._labels(cols)
@@ -904,17 +904,16 @@ class _Generator:
         self.events.add(self._times(signup[lrows] + 60, end[lrows]), lone[lrows], dev[lrows],
                         ip[lrows], _LOGIN)  # fmt: skip
 
-    def _compromised_merchants(self) -> None:
-        """Merchants whose checkout is compromised for a while: it charges the cards on file of
-        ordinary users who shopped there, each charge carrying the device and IP of one of the
+    def _compromised_merchants(self) -> int:
+        """Merchants whose checkout is compromised for a while: it charges the cards of ordinary
+        users active before the window, each charge carrying the device and IP of one of the
         victim's own earlier events, at ordinary amounts. The accounts are the victims' (not
         fraud users) and nothing about the payment itself is odd; what gives the later charges
         away is the merchant's earlier ones coming back as chargebacks, which victims raise
-        within days (``_labels``)."""
+        within days (``_labels``). Returns how many merchants were compromised."""
         rng, P, N = self.rng, self.P, self.N
         seen = self.events.columns()  # every event planted so far
         merchants = self._pick_merchants(max(2, N // 1500), 0.3, 0.7, "compromised_merchant")
-        self.compromised: list[tuple[int, int, int]] = []  # (merchant, window start, end)
         for i, m in enumerate(merchants.tolist()):
             # The first one early (training sees one), the others late (held-out sees them).
             lo, hi = (0.1, 0.3) if i == 0 else (0.55, 0.65)
@@ -943,7 +942,7 @@ class _Generator:
                 (rng.random(k) < 0.1).astype(np.int8),
                 stolen=True,
             )
-            self.compromised.append((m, start, end))
+        return int(merchants.shape[0])
 
     # ---------------------------------------------------------------------------------------
     # ids, labels, files
