@@ -6,21 +6,28 @@ the configuration: the same graph gives the same rings, with the same ids, every
 
 Algorithm
 ---------
-1. **Candidates.** Accounts with ``score >= threshold`` (``RingConfig.member_threshold``, or the
-   medium tier threshold when that is ``None``).
+1. **Candidates.** Accounts with ``score >= threshold`` (``RingConfig.member_threshold``, or
+   ``member_ratio`` (0.6) times the medium tier threshold when that is ``None``).
 2. **Links.** Candidates are linked through *linking identifiers*:
 
    - a device or IP used by at least 2 and at most ``max_identifier_users`` distinct users in the
      whole graph (risky or not). A "giant" identifier (office NAT, campus, mobile carrier) never
      links, so the legitimate users behind a shared IP do not fall into rings wholesale;
+   - ...and at least ``min_candidate_share`` of whose users are candidates: a public Wi-Fi or
+     VPN exit that several rings pass through but ordinary accounts mostly use ties nobody;
+   - a *busy* device or IP (more than ``busy_identifier_users`` users) ties only the users for
+     whom it carries at least ``min_use_share`` of their events: the ring's own device or IP,
+     not one passed through now and then;
    - a merchant paid by at least 2 and at most ``max_merchant_users`` distinct users whose mean
-     account score is ``>= medium``: a colluding merchant or card testing at a few small
-     merchants. A popular merchant never links.
+     account score is ``>= medium``: a colluding merchant. A popular merchant never links;
+   - a *merchant time window* (one merchant, one ``merchant_window_s`` bucket) in which at
+     least 2 and at most ``max_merchant_users`` users each made ``burst_payments`` or more
+     payments, mostly candidates: card testing at a merchant that also has ordinary customers.
 
    Device and IP use comes from both the ``user_device``/``user_ip`` link tables and the
-   device/IP columns of the transactions; merchant use from the transactions.
-   The links are kept as a bipartite graph (accounts -- identifiers), never expanded to account
-   pairs, so a busy identifier costs one edge per user, not one per pair of users.
+   device/IP columns of the transactions (use shares from the transactions); merchant use from
+   the transactions. The links are kept as a bipartite graph (accounts -- identifiers), never
+   expanded to account pairs, so a busy identifier costs one edge per user, not one per pair.
 3. **One bridge step.** A non-candidate account with ``score >= bridge_ratio * threshold`` that
    touches linking identifiers of at least two *different* candidate components joins the graph
    (through those identifiers only), so a mule chain held together by one mid-risk account stays
@@ -42,8 +49,9 @@ Algorithm
    means the same thing tomorrow as long as the ring keeps its smallest member. Two rings can
    only share an id through a truncated-hash collision; then the rings are taken in order of
    their smallest member and the later one gets ``-2``, ``-3``, ... appended.
-7. **Shared identifiers.** The linking devices, IPs and merchants used by at least 2 members,
-   sorted. Giant IPs and popular merchants are left out: they are not what ties the ring.
+7. **Shared identifiers.** The linking devices, IPs and merchants (a merchant time window counts
+   as its merchant) used by at least 2 members, sorted. Giant IPs, popular merchants and public
+   hangouts are left out: they are not what ties the ring.
 8. **Order.** Rings by score descending, then ring id.
 
 Cost is a few integer sorts and one or two sparse connected-components passes over the
@@ -80,10 +88,24 @@ class RingConfig:
         max_identifier_users: a device or IP used by more users than this is a "giant" (office,
             campus, carrier NAT) and does not link accounts.
         max_merchant_users: a merchant links accounts only if at most this many users pay it (and
-            its users' mean score is at least the medium threshold).
-        member_threshold: score needed to be a ring member; ``None`` uses the medium threshold.
+            its users' mean score is at least the medium threshold); a merchant time window only
+            if at most this many users burst there in it.
+        member_threshold: score needed to be a ring member; ``None`` uses
+            ``member_ratio * medium``.
+        member_ratio: the member threshold as a share of the medium tier threshold. Below 1 so
+            that a tightly linked group of mid-risk accounts (a mule chain) is still grouped; its
+            ring score then tiers it low or medium.
         bridge_ratio: a non-candidate scoring at least ``bridge_ratio * threshold`` may join as a
             bridge between two candidate groups; ``None`` disables bridges.
+        min_candidate_share: a device, IP or merchant window links only if at least this share
+            of its users are candidates: a public Wi-Fi several rings pass through, mostly used
+            by ordinary accounts, does not tie them into one ring.
+        busy_identifier_users: a device or IP with more users than this is busy...
+        min_use_share: ...and ties only the users for whom it carries at least this share of
+            their events, not those who passed through it now and then.
+        merchant_window_s: length of a merchant time window (fixed buckets from the epoch).
+        burst_payments: payments a user must make at one merchant within one window to be tied
+            by it (card testing: bursts of payments from many accounts at a few merchants).
 
     Raises:
         ValidationError: a value out of range.
@@ -93,7 +115,13 @@ class RingConfig:
     max_identifier_users: int = 40
     max_merchant_users: int = 30
     member_threshold: float | None = None
+    member_ratio: float = 0.6
     bridge_ratio: float | None = 0.5
+    min_candidate_share: float = 0.5
+    busy_identifier_users: int = 10
+    min_use_share: float = 0.2
+    merchant_window_s: float = 3600.0
+    burst_payments: int = 3
 
     def __post_init__(self) -> None:
         if self.min_size < 2:
@@ -112,6 +140,18 @@ class RingConfig:
             )
         if self.bridge_ratio is not None and not 0.0 < self.bridge_ratio < 1.0:
             raise ValidationError("RingConfig.bridge_ratio", self.bridge_ratio, "must be in (0, 1)")
+        for name in ("member_ratio", "min_candidate_share", "min_use_share"):
+            value = getattr(self, name)
+            if not 0.0 < value <= 1.0:
+                raise ValidationError(f"RingConfig.{name}", value, "must be in (0, 1]")
+        if self.busy_identifier_users < 2:
+            raise ValidationError(
+                "RingConfig.busy_identifier_users", self.busy_identifier_users, "must be at least 2"
+            )
+        if not self.merchant_window_s > 0.0:
+            raise ValidationError("RingConfig.merchant_window_s", self.merchant_window_s, "must be > 0")
+        if self.burst_payments < 1:
+            raise ValidationError("RingConfig.burst_payments", self.burst_payments, "must be at least 1")
 
 
 def detect_rings(
@@ -142,13 +182,15 @@ def detect_rings(
             [0, 1] or ``medium > high``.
     """
     scores = _check_args(snapshot, account_scores, medium, high)
-    threshold = config.member_threshold if config.member_threshold is not None else medium
+    threshold = (
+        config.member_threshold if config.member_threshold is not None else config.member_ratio * medium
+    )
     n_users = scores.shape[0]
     if n_users == 0:
         return []
 
-    graph = _linking_edges(snapshot, scores, medium, config)
     candidate = scores >= threshold
+    graph = _linking_edges(snapshot, scores, candidate, medium, config)
     if int(candidate.sum()) == 0:
         return []
 
@@ -227,6 +269,8 @@ class _LinkGraph:
     dev_base: int
     ip_base: int
     mer_base: int
+    win_base: int
+    win_merchant: np.ndarray  # int64 [windows], the merchant of each merchant time window
 
 
 @dataclass(frozen=True, slots=True)
@@ -281,7 +325,7 @@ def _unique_pairs(
 
 
 def _linking_edges(
-    snapshot: Snapshot, scores: np.ndarray, medium: float, config: RingConfig
+    snapshot: Snapshot, scores: np.ndarray, candidate: np.ndarray, medium: float, config: RingConfig
 ) -> _LinkGraph:
     """Every (user, identifier) edge through a device, IP or merchant that may link accounts."""
     n_users = scores.shape[0]
@@ -300,28 +344,75 @@ def _linking_edges(
         np.concatenate([snapshot.user_ip.dst, txn.ip]),
         n_ip,
     )
+    dev_use = _use_share(txn.user, txn.device, n_dev, dev_u, dev)
+    ip_use = _use_share(txn.user, txn.ip, n_ip, ip_u, ip)
     mer_u, mer = _unique_pairs(txn.user, txn.merchant, n_mer)
 
     def small(ident: np.ndarray, n: int, cap: int) -> np.ndarray:
         users = np.bincount(ident, minlength=n)
         return (users >= 2) & (users <= cap)
 
-    dev_ok = small(dev, n_dev, config.max_identifier_users)[dev]
-    ip_ok = small(ip, n_ip, config.max_identifier_users)[ip]
+    def mostly_candidates(user: np.ndarray, ident: np.ndarray, n: int) -> np.ndarray:
+        users = np.bincount(ident, minlength=n)
+        cands = np.bincount(ident, weights=candidate[user], minlength=n)
+        return cands >= config.min_candidate_share * np.maximum(users, 1)
+
+    def ties(user: np.ndarray, ident: np.ndarray, use: np.ndarray, n: int) -> np.ndarray:
+        users = np.bincount(ident, minlength=n)
+        ok = small(ident, n, config.max_identifier_users) & mostly_candidates(user, ident, n)
+        busy = users > config.busy_identifier_users
+        return ok[ident] & (~busy[ident] | (use >= config.min_use_share))
+
+    dev_ok = ties(dev_u, dev, dev_use, n_dev)
+    ip_ok = ties(ip_u, ip, ip_use, n_ip)
     mer_users = np.bincount(mer, minlength=n_mer)
     mer_mean = np.bincount(mer, weights=scores[mer_u], minlength=n_mer) / np.maximum(mer_users, 1)
     mer_risky = small(mer, n_mer, config.max_merchant_users) & (mer_mean >= medium)
     mer_ok = mer_risky[mer]
 
+    # Merchant time windows: the users who paid one merchant within one window.
+    paid = txn.merchant >= 0
+    bucket = np.floor(txn.ts[paid] / config.merchant_window_s).astype(np.int64)
+    bucket -= bucket.min(initial=0)
+    width = int(bucket.max(initial=0)) + 1
+    win_keys, win_of_row = np.unique(txn.merchant[paid] * width + bucket, return_inverse=True)
+    n_win = int(win_keys.shape[0])
+    # Only bursts tie: a user who paid the merchant at least ``burst_payments`` times in the window.
+    burst_code, burst_n = _sorted_unique(txn.user[paid].astype(np.int64) * max(n_win, 1) + win_of_row)
+    burst_code = burst_code[burst_n >= config.burst_payments]
+    win_u, win = burst_code // max(n_win, 1), burst_code % max(n_win, 1)
+    win_ok = (small(win, n_win, config.max_merchant_users) & mostly_candidates(win_u, win, n_win))[win]
+
     dev_base, ip_base, mer_base = n_users, n_users + n_dev, n_users + n_dev + n_ip
+    win_base = mer_base + n_mer
     return _LinkGraph(
-        user=np.concatenate([dev_u[dev_ok], ip_u[ip_ok], mer_u[mer_ok]]),
-        ident=np.concatenate([dev[dev_ok] + dev_base, ip[ip_ok] + ip_base, mer[mer_ok] + mer_base]),
-        n_nodes=mer_base + n_mer,
+        user=np.concatenate([dev_u[dev_ok], ip_u[ip_ok], mer_u[mer_ok], win_u[win_ok]]),
+        ident=np.concatenate(
+            [dev[dev_ok] + dev_base, ip[ip_ok] + ip_base, mer[mer_ok] + mer_base, win[win_ok] + win_base]
+        ),
+        n_nodes=win_base + n_win,
         dev_base=dev_base,
         ip_base=ip_base,
         mer_base=mer_base,
+        win_base=win_base,
+        win_merchant=(win_keys // width).astype(np.int64),
     )
+
+
+def _use_share(
+    row_user: np.ndarray, row_other: np.ndarray, n_other: int, user: np.ndarray, other: np.ndarray
+) -> np.ndarray:
+    """Per (user, other) pair: the share of the user's events with an ``other`` that used this
+    one (0 for a pair known only from the link tables)."""
+    ok = row_other >= 0
+    width = max(n_other, 1)
+    codes, counts = _sorted_unique(row_user[ok].astype(np.int64) * width + row_other[ok])
+    per_user = np.bincount(row_user[ok], minlength=int(user.max(initial=-1)) + 1)
+    want = user.astype(np.int64) * width + other
+    pos = np.minimum(np.searchsorted(codes, want), max(codes.shape[0] - 1, 0))
+    found = codes.shape[0] > 0 and True
+    hits = np.where(codes[pos] == want, counts[pos], 0) if found else np.zeros(want.shape[0])
+    return hits / np.maximum(per_user[user], 1)
 
 
 def _components(n_nodes: int, src: np.ndarray, dst: np.ndarray) -> np.ndarray:
@@ -344,7 +435,12 @@ def _shared_identifiers(
     """Per ring label: the linking devices, IPs and merchants used by >= 2 of its members."""
     sel = edge_keep & member[graph.user]
     ident = graph.ident[sel]
-    ring = labels[graph.user[sel]]
+    # A merchant time window counts as its merchant; a user counts once per merchant.
+    is_win = ident >= graph.win_base
+    ident[is_win] = graph.mer_base + graph.win_merchant[ident[is_win] - graph.win_base]
+    pairs, _ = _sorted_unique(graph.user[sel] * graph.n_nodes + ident)
+    ident = pairs % graph.n_nodes
+    ring = labels[pairs // graph.n_nodes]
     is_ring = np.zeros(int(labels.max()) + 1, dtype=bool)
     is_ring[ring_labels] = True
     wanted = is_ring[ring]
@@ -357,7 +453,7 @@ def _shared_identifiers(
     kinds = (
         (0, NodeType.DEVICE, graph.dev_base, graph.ip_base),
         (1, NodeType.IP, graph.ip_base, graph.mer_base),
-        (2, NodeType.MERCHANT, graph.mer_base, graph.n_nodes),
+        (2, NodeType.MERCHANT, graph.mer_base, graph.win_base),
     )
     for slot, node_type, lo, hi in kinds:
         in_kind = (ident >= lo) & (ident < hi)

@@ -86,16 +86,18 @@ def test_giant_shared_identifier_never_links_accounts(kind: str) -> None:
     assert len(risky) >= 10
 
     assert _detect(snap, risky) == []
-    # The cap is what keeps them apart: raise it and the same accounts do form a ring.
-    (ring,) = _detect(snap, risky, RingConfig(max_identifier_users=500))
+    # The cap keeps them apart even where they would be the identifier's majority: lift it and
+    # the candidate-share bar (12 of 200) and the same accounts do form a ring.
+    assert _detect(snap, risky, RingConfig(min_candidate_share=0.05)) == []
+    (ring,) = _detect(snap, risky, RingConfig(max_identifier_users=500, min_candidate_share=0.05))
     assert set(ring.members) == set(risky)
 
 
 def test_identifier_at_the_user_cap_still_links() -> None:
-    # 40 users on one IP (exactly max_identifier_users): small enough to link.
+    # 40 users on one IP (exactly max_identifier_users), half of them candidates: it links.
     txns = [Txn(f"u-{i:02d}", ip="ip-shared", device=f"d-{i}") for i in range(40)]
     snap = make_snapshot(transactions=txns)
-    risky = {f"u-{i:02d}": 0.9 for i in range(3)}
+    risky = {f"u-{i:02d}": 0.9 for i in range(20)}
     (ring,) = _detect(snap, risky)
     assert ring.shared_ips == ("ip-shared",)
     assert _detect(snap, risky, RingConfig(max_identifier_users=39)) == []
@@ -134,6 +136,76 @@ def test_small_merchant_with_mostly_legit_customers_does_not_link() -> None:
     assert _detect(snap, {"cust-00": 0.95, "cust-01": 0.95, "cust-02": 0.95}) == []
 
 
+def _crews_and_hangout(crew_uses: int, ordinary: int) -> tuple[list[Txn], dict[str, float]]:
+    """Two crews of 4 on their own device each; every member also passes once through one
+    public Wi-Fi IP (``ip-cafe``), used by ``ordinary`` low-risk users too. ``crew_uses``
+    events per member on the crew's device."""
+    txns: list[Txn] = []
+    scores: dict[str, float] = {}
+    for crew in ("red", "blue"):
+        for i in range(4):
+            user = f"{crew}-{i}"
+            txns += [Txn(user, device=f"d-{crew}", ip=f"ip-{user}") for _ in range(crew_uses)]
+            txns.append(Txn(user, device=f"d-{crew}", ip="ip-cafe"))
+            scores[user] = 0.9
+    txns += [Txn(f"cafe-{i:02d}", device=f"d-cafe-{i}", ip="ip-cafe") for i in range(ordinary)]
+    return txns, scores
+
+
+def test_public_hangout_mostly_used_by_ordinary_accounts_does_not_merge_rings() -> None:
+    # 8 crew members among 20 users of the cafe IP: not mostly candidates.
+    txns, scores = _crews_and_hangout(crew_uses=1, ordinary=12)
+    snap = make_snapshot(transactions=txns)
+    keep_busy = RingConfig(busy_identifier_users=1000)  # only the candidate share at work
+    rings = _detect(snap, scores, keep_busy)
+    assert sorted(r.members for r in rings) == [tuple(f"blue-{i}" for i in range(4)), tuple(f"red-{i}" for i in range(4))]
+    assert all(r.shared_ips == () for r in rings)
+    (merged,) = _detect(snap, scores, RingConfig(busy_identifier_users=1000, min_candidate_share=0.05))
+    assert merged.size == 8 and merged.shared_ips == ("ip-cafe",)
+
+
+def test_busy_identifier_ties_only_accounts_that_really_use_it() -> None:
+    # 8 crew members among 12 users of the cafe IP (mostly candidates), but each passed through
+    # it once in 6 events: a busy IP that carries 1/6 < 0.2 of their events ties nobody.
+    txns, scores = _crews_and_hangout(crew_uses=5, ordinary=4)
+    snap = make_snapshot(transactions=txns)
+    rings = _detect(snap, scores)
+    assert sorted(r.size for r in rings) == [4, 4]
+    (merged,) = _detect(snap, scores, RingConfig(min_use_share=0.1))
+    assert merged.size == 8
+    # A small identifier (at most busy_identifier_users users) ties every user, however rarely used.
+    (merged,) = _detect(snap, scores, RingConfig(busy_identifier_users=12))
+    assert merged.size == 8
+
+
+def _card_testing(burst: int) -> list[Txn]:
+    """40 ordinary customers of m-mid, one payment each on their own day; 5 testers on their own
+    devices and IPs, each making ``burst`` payments there within minutes on day 50."""
+    day = 86400.0
+    txns = [
+        Txn(f"cust-{i:02d}", merchant="m-mid", device=f"d-cust-{i}", ip=f"ip-cust-{i}", ts=(i + 1) * day)
+        for i in range(40)
+    ]
+    for t in range(5):
+        user = f"tester-{t}"
+        txns += [
+            Txn(user, merchant="m-mid", device=f"d-{user}", ip=f"ip-{user}", amount=1.0, ts=50 * day + 60 * (5 * t + j))
+            for j in range(burst)
+        ]
+    return txns
+
+
+def test_card_testing_burst_at_a_merchant_with_ordinary_customers_is_one_ring() -> None:
+    testers = {f"tester-{t}": 0.9 for t in range(5)}
+    # m-mid has 45 users, too many for the whole-merchant link; the burst window ties them.
+    (ring,) = _detect(make_snapshot(transactions=_card_testing(burst=4)), testers)
+    assert ring.members == tuple(sorted(testers))
+    assert ring.shared_merchants == ("m-mid",)
+    # One payment each in the window is no burst, and a window of ordinary customers ties nobody.
+    assert _detect(make_snapshot(transactions=_card_testing(burst=1)), testers) == []
+    assert _detect(make_snapshot(transactions=_card_testing(burst=4)), testers, RingConfig(burst_payments=5)) == []
+
+
 # -------------------------------------------------------------------------------------------
 # Bridges (mule chains)
 # -------------------------------------------------------------------------------------------
@@ -153,13 +225,14 @@ def _chain_scores(mule: float) -> dict[str, float]:
 
 def test_mid_risk_bridge_holds_a_mule_chain_together() -> None:
     snap = make_snapshot(transactions=_chain())
-    (ring,) = _detect(snap, _chain_scores(mule=0.3))  # 0.3 >= 0.5 * medium
+    # Member threshold 0.6 * medium = 0.3; the mule is below it but above half of it.
+    (ring,) = _detect(snap, _chain_scores(mule=0.2))
     assert ring.members == ("a-0", "a-1", "a-2", "b-0", "b-1", "b-2", "mule")
     assert ring.shared_devices == ("d-a", "d-b")
 
 
 @pytest.mark.parametrize(
-    ("mule", "config"), [(0.2, RingConfig()), (0.3, RingConfig(bridge_ratio=None))]
+    ("mule", "config"), [(0.1, RingConfig()), (0.2, RingConfig(bridge_ratio=None))]
 )
 def test_no_bridge_leaves_two_rings(mule: float, config: RingConfig) -> None:
     snap = make_snapshot(transactions=_chain())
@@ -170,7 +243,7 @@ def test_no_bridge_leaves_two_rings(mule: float, config: RingConfig) -> None:
 def test_bridge_needs_two_candidate_groups() -> None:
     txns = [Txn(f"a-{i}", device="d-a") for i in range(3)] + [Txn("hanger-on", device="d-a")]
     snap = make_snapshot(transactions=txns)
-    (ring,) = _detect(snap, {"a-0": 0.9, "a-1": 0.9, "a-2": 0.9, "hanger-on": 0.4})
+    (ring,) = _detect(snap, {"a-0": 0.9, "a-1": 0.9, "a-2": 0.9, "hanger-on": 0.2})
     assert "hanger-on" not in ring.members
 
 
@@ -181,7 +254,7 @@ def test_bridges_do_not_chain_through_each_other() -> None:
     txns += [Txn("mule-p", device=d) for d in ("d-p0", "d-p1", "d-mules")]
     txns += [Txn("mule-q", device=d) for d in ("d-q0", "d-q1", "d-mules")]
     snap = make_snapshot(transactions=txns)
-    scores = {"p-0": 0.9, "p-1": 0.9, "q-0": 0.9, "q-1": 0.9, "mule-p": 0.3, "mule-q": 0.3}
+    scores = {"p-0": 0.9, "p-1": 0.9, "q-0": 0.9, "q-1": 0.9, "mule-p": 0.2, "mule-q": 0.2}
     rings = _detect(snap, scores)
     assert sorted(r.members for r in rings) == [("mule-p", "p-0", "p-1"), ("mule-q", "q-0", "q-1")]
     # The mules' own device ties them to no candidate group, so it is no shared identifier.
@@ -232,10 +305,10 @@ def test_ring_score_formula() -> None:
 
 def test_low_tier_ring_with_custom_member_threshold() -> None:
     snap = make_snapshot(transactions=_farm())
-    config = RingConfig(member_threshold=0.3)
-    (ring,) = _detect(snap, {f"farm-{i}": 0.35 for i in range(6)}, config)
+    config = RingConfig(member_threshold=0.2)
+    (ring,) = _detect(snap, {f"farm-{i}": 0.25 for i in range(6)}, config)
     assert ring.tier is Tier.LOW
-    assert _detect(snap, {f"farm-{i}": 0.35 for i in range(6)}) == []  # default threshold: medium
+    assert _detect(snap, {f"farm-{i}": 0.25 for i in range(6)}) == []  # default: 0.6 * medium = 0.3
 
 
 # -------------------------------------------------------------------------------------------
@@ -307,7 +380,8 @@ def test_seeded_random_background_finds_exactly_the_planted_rings() -> None:
         )
         for u in rng.integers(0, n_users, size=3000)
     ]
-    scores = {f"u-{u:04d}": float(s) for u, s in enumerate(rng.uniform(0.0, 0.45, n_users))}
+    # Background below the member threshold (0.6 * medium); some of it may bridge.
+    scores = {f"u-{u:04d}": float(s) for u, s in enumerate(rng.uniform(0.0, 0.28, n_users))}
     planted = [[f"ring{r}-{i}" for i in range(4)] for r in range(3)]
     for r, crew in enumerate(planted):
         for user in crew:
@@ -350,7 +424,9 @@ def test_bad_arguments_raise_validation_error(scores, medium: float, high: float
 @pytest.mark.parametrize(
     "kwargs",
     [{"min_size": 1}, {"max_identifier_users": 1}, {"max_merchant_users": 0},
-     {"member_threshold": 0.0}, {"member_threshold": 1.1}, {"bridge_ratio": 1.0}],
+     {"member_threshold": 0.0}, {"member_threshold": 1.1}, {"bridge_ratio": 1.0},
+     {"member_ratio": 0.0}, {"min_candidate_share": 1.5}, {"min_use_share": -0.1},
+     {"busy_identifier_users": 1}, {"merchant_window_s": 0.0}, {"burst_payments": 0}],
 )
 def test_bad_config_raises_validation_error(kwargs: dict[str, float]) -> None:
     with pytest.raises(ValidationError) as info:
