@@ -214,6 +214,7 @@ def run_baselines(
     artefact: ModelArtefact | None = None,
     features: FeatureSet | None = None,
     inputs: TreeInputs | None = None,
+    splits: tuple[Split, Split] | None = None,
 ) -> BaselineRun:
     """Fit and score the baselines ``names`` (default all, see the module docstring) on the
     time-ordered split of ``gnn.train`` (``config.val_fraction`` / ``test_fraction``, seed
@@ -226,7 +227,8 @@ def run_baselines(
     ``features`` / ``inputs``: ``build_features(snapshot)`` and ``TreeInputs.build`` of this graph
     when the caller has them (built here otherwise; ``inputs`` must hold the aggregates when a
     graph family is asked for). Labels never enter either, so snapshots that differ only in their
-    labels (``gnn.label_budget``) share them.
+    labels (``gnn.label_budget``) share them. ``splits``: (accounts, transactions) to fit and
+    validate on instead of the time-ordered split (``gnn.cross_validation``'s folds).
 
     Raises:
         ValidationError: an unknown baseline name, or ``artefact`` does not score with GraphSAGE.
@@ -242,8 +244,11 @@ def run_baselines(
     if features is None:
         features = build_features(snapshot)
     y = targets(snapshot)
-    users = user_split(snapshot, config.val_fraction, config.test_fraction)
-    txns = txn_split(snapshot, config.val_fraction, config.test_fraction)
+    if splits is None:
+        users = user_split(snapshot, config.val_fraction, config.test_fraction)
+        txns = txn_split(snapshot, config.val_fraction, config.test_fraction)
+    else:
+        users, txns = splits
     money = np.isin(snapshot.transactions.event.astype(np.int64), _MONEY)
     txn_fit = txns.train[money[txns.train]]
 
@@ -280,7 +285,7 @@ def run_baselines(
     if GRAPHSAGE in names or HYBRID in names:
         started = time.perf_counter()
         if artefact is None:
-            artefact = train(snapshot, config, features=features)
+            artefact = train(snapshot, config, features=features, splits=splits)
         scored = score_snapshot(artefact, snapshot, device=config.device)
         gnn_seconds = time.perf_counter() - started
         if GRAPHSAGE in names:

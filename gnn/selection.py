@@ -10,7 +10,10 @@ Rule (``RULE``): the highest validation AUPRC for accounts *plus* validation AUP
 transactions wins, the quantity GraphSAGE's early stopping maximises, so one number decides for
 both heads and a model cannot win on accounts while being poor on transactions. A validation
 split without fraud contributes 0 for every candidate. A candidate must beat the one before it
-by more than ``TIE`` to win, so GraphSAGE wins ties (it is first). One model ships for both
+by more than ``TIE`` to win, so GraphSAGE wins ties (it is first). When the validation split cannot
+tell the candidates apart (``validation_warning``: too few frauds, or no signal), ``train_and_select``
+applies the same rule to pooled out-of-fold AUPRCs of a cross-validation over accounts grouped by
+connected component (``gnn.cross_validation``), and the selection's warning says so. One model ships for both
 entities (not per-entity winners): the transaction trees stack on their own family's account
 scores, and tiers, rings and reasons then come from one scorer.
 
@@ -34,6 +37,7 @@ import numpy as np
 
 from gnn.artefact import GRAPHSAGE, SUPERVISED, ModelArtefact, make_version
 from gnn.baselines import BaselineRun, run_baselines
+from gnn.cross_validation import cross_validate
 from gnn.lineage import CandidateScore, Selection
 from gnn.metrics import SplitMetrics, auprc, split_metrics
 from gnn.train import TrainConfig, calibrate_split, train
@@ -41,7 +45,17 @@ from gnn.trees import HYBRID, TREES_AGGREGATED, TREES_KNOWN_FRAUD, TreeConfig
 from graph.errors import ValidationError
 from graph.types import Snapshot
 
-__all__ = ["CANDIDATES", "MIN_VALIDATION_FRAUDS", "RULE", "TIE", "select", "ship", "train_and_select", "validation_warning"]
+__all__ = [
+    "CANDIDATES",
+    "MIN_VALIDATION_FRAUDS",
+    "RULE",
+    "TIE",
+    "select",
+    "select_by_cross_validation",
+    "ship",
+    "train_and_select",
+    "validation_warning",
+]
 
 log = logging.getLogger(__name__)
 
@@ -82,35 +96,89 @@ def select(run: BaselineRun, candidates: Sequence[str] = CANDIDATES) -> Selectio
         )
         for c in candidates
     )
-    best = scored[0]
-    for c in scored[1:]:
-        if c.total > best.total + TIE:
-            best = c
-    return Selection(candidates=scored, winner=best.name, rule=RULE, warning=validation_warning(run, best.name))
+    best = _winner(scored)
+    warning = validation_warning(run, best.name)
+    if warning:
+        warning += f": {best.name} was picked on noise; treat its held-out numbers as unproven and get more labels or a longer period"
+    return Selection(candidates=scored, winner=best.name, rule=RULE, warning=warning)
 
 
 def validation_warning(run: BaselineRun, winner: str) -> str:
     """Why the validation split cannot tell the candidates apart, or "" when it can: for
     accounts and for transactions, fewer than ``MIN_VALIDATION_FRAUDS`` frauds, or the winner's
     AUROC interval there reaching chance (0.5). Silent when at least one entity has signal."""
-    y, parts = run.targets, []
-    entities = (("accounts", run.get(winner).account, y.user, run.users.val),
-                ("transactions", run.get(winner).txn, y.txn, run.txns.val))  # fmt: skip
-    for name, scores, yy, idx in entities:
-        n_fraud = int(yy[idx].sum()) if idx.size else 0
+    y, won = run.targets, run.get(winner)
+    reasons = _no_signal(
+        (("accounts", won.account[run.users.val], y.user[run.users.val]),
+         ("transactions", won.txn[run.txns.val], y.txn[run.txns.val]))  # fmt: skip
+    )
+    if not reasons:
+        return ""
+    return f"the validation split cannot tell the candidates apart ({reasons})"
+
+
+def _no_signal(entities: Sequence[tuple[str, np.ndarray, np.ndarray]]) -> str:
+    """"" when some entity's ``(name, scores, labels)`` has at least ``MIN_VALIDATION_FRAUDS``
+    frauds and an AUROC interval above chance; else the reasons, joined."""
+    parts = []
+    for name, scores, labels in entities:
+        n_fraud = int(labels.sum())
         if n_fraud < MIN_VALIDATION_FRAUDS:
             parts.append(f"{name}: {n_fraud} frauds (fewer than {MIN_VALIDATION_FRAUDS})")
             continue
-        m = split_metrics(scores[idx], yy[idx])
+        m = split_metrics(scores, labels)
         if m is None or m.auroc_ci.low <= 0.5:
             ci = "n/a" if m is None else f"{m.auroc:.3f} {m.auroc_ci}"
             parts.append(f"{name}: AUROC {ci} from {n_fraud} frauds includes chance (0.5)")
         else:
             return ""
-    return (
-        "the validation split cannot tell the candidates apart (" + "; ".join(parts) + f"): {winner} was "
-        "picked on noise; treat its held-out numbers as unproven and get more labels or a longer period"
+    return "; ".join(parts)
+
+
+def _winner(scored: Sequence[CandidateScore]) -> CandidateScore:
+    best = scored[0]
+    for c in scored[1:]:
+        if c.total > best.total + TIE:
+            best = c
+    return best
+
+
+def select_by_cross_validation(
+    snapshot: Snapshot,
+    run: BaselineRun,
+    config: TrainConfig,
+    validation: Selection,
+    *,
+    trees: TreeConfig = TreeConfig(),
+    candidates: Sequence[str] = CANDIDATES,
+) -> Selection:
+    """The selection when ``validation`` (from ``select``) warns: the same rule on pooled
+    out-of-fold AUPRCs of a cross-validation over accounts grouped by connected component
+    (``gnn.cross_validation``). The warning keeps the validation split's reasons and says how
+    the fallback went; it still says "picked on noise" when the folds cannot tell either."""
+    cv = cross_validate(snapshot, config, candidates, trees=trees, features=run.features)
+    best = _winner(cv.candidates)
+    how = (
+        f"{cv.n_folds}-fold cross-validation over accounts grouped into {cv.n_groups:,} connected components "
+        f"({cv.account_frauds} fraud accounts, {cv.transaction_frauds} fraud transactions out of fold)"
     )
+    y_rows = (
+        ("accounts", cv.accounts[best.name], cv.account_frauds),
+        ("transactions", cv.transactions[best.name], cv.transaction_frauds),
+    )
+    ok = any(
+        n >= MIN_VALIDATION_FRAUDS and m is not None and m.auroc_ci.low > 0.5 for _, m, n in y_rows
+    )
+    if ok:
+        outcome = f"selected {best.name} on {how} instead"
+    else:
+        outcome = (
+            f"{how} cannot tell them apart either: {best.name} was picked on noise; treat its held-out numbers "
+            "as unproven and get more labels or a longer period"
+        )
+    rule = RULE.replace("validation AUPRC", "pooled out-of-fold AUPRC", 2) + f", on {how}"
+    reason = validation_warning(run, validation.winner)
+    return Selection(candidates=cv.candidates, winner=best.name, rule=rule, warning=f"{reason}; {outcome}")
 
 
 def _metrics(scores: np.ndarray, y: np.ndarray, idx: np.ndarray) -> SplitMetrics | None:
@@ -142,6 +210,9 @@ def train_and_select(
         return gnn  # too few labels: the unsupervised score, nothing to choose between
     run = run_baselines(snapshot, config, trees=trees, names=tuple(candidates), artefact=gnn)
     selection = select(run, candidates)
+    if selection.warning:
+        log.warning("%s; selecting on cross-validation instead", validation_warning(run, selection.winner))
+        selection = select_by_cross_validation(snapshot, run, config, selection, trees=trees, candidates=candidates)
     for c in selection.candidates:
         log.info(
             "candidate %-16s validation AUPRC accounts %.3f transactions %.3f",
@@ -149,7 +220,7 @@ def train_and_select(
             c.accounts_val_auprc,
             c.transactions_val_auprc,
         )
-    log.info("selected %s (%s)", selection.winner, RULE)
+    log.info("selected %s (%s)", selection.winner, selection.rule)
     if selection.warning:
         log.warning("%s", selection.warning)
     return ship(gnn, run, selection, config, seconds=time.perf_counter() - started)

@@ -259,6 +259,7 @@ def train(
     *,
     progress: bool = False,
     features: FeatureSet | None = None,
+    splits: tuple[Split, Split] | None = None,
 ) -> ModelArtefact:
     """Train on ``snapshot`` and return the artefact (not saved; call ``artefact.save``).
 
@@ -268,7 +269,8 @@ def train(
     AUPRC. Same snapshot and seed give identical weights and scores on the CPU.
     ``features``: ``build_features(snapshot)`` when the caller has it already (``gnn.evaluate``
     trains several times on one graph); labels never enter features, so a snapshot that differs
-    only in its labels shares them.
+    only in its labels shares them. ``splits``: (accounts, transactions) to train and validate on
+    instead of the time-ordered split (``gnn.cross_validation``'s folds).
 
     Raises:
         ModelError: the snapshot has no users.
@@ -280,8 +282,11 @@ def train(
     if features is None:
         features = build_features(snapshot)
     y = targets(snapshot)
-    users = user_split(snapshot, config.val_fraction, config.test_fraction)
-    txns = txn_split(snapshot, config.val_fraction, config.test_fraction)
+    if splits is None:
+        users = user_split(snapshot, config.val_fraction, config.test_fraction)
+        txns = txn_split(snapshot, config.val_fraction, config.test_fraction)
+    else:
+        users, txns = splits
     # Every usable fraud label counts, of either kind: an account is fraud by its own verdict
     # or by a chargeback on one of its transactions.
     n_fraud = int(y.user.sum())

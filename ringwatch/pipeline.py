@@ -310,7 +310,8 @@ def render_selection(artefact: ModelArtefact) -> list[str]:
     lines: list[str] = []
     sel = artefact.selection
     if sel is not None:
-        lines.append("candidates (validation AUPRC, accounts / transactions):")
+        basis = "pooled out-of-fold AUPRC" if "out-of-fold" in sel.rule else "validation AUPRC"
+        lines.append(f"candidates ({basis}, accounts / transactions):")
         for c in sel.candidates:
             mark = "  <- shipped" if c.name == sel.winner else ""
             lines.append(
