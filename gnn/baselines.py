@@ -50,7 +50,7 @@ import numpy as np
 from gnn.artefact import ModelArtefact
 from gnn.features import USER_FEATURES, FeatureSet, build_features
 from gnn.scoring import score_snapshot
-from gnn.train import Split, Targets, TrainConfig, targets, train, txn_split, user_split
+from gnn.train import Split, Targets, TrainConfig, targets, time_splits, train
 from gnn.trees import (
     GRAPH_USER_FEATURES,
     HYBRID,
@@ -244,11 +244,7 @@ def run_baselines(
     if features is None:
         features = build_features(snapshot)
     y = targets(snapshot)
-    if splits is None:
-        users = user_split(snapshot, config.val_fraction, config.test_fraction)
-        txns = txn_split(snapshot, config.val_fraction, config.test_fraction)
-    else:
-        users, txns = splits
+    users, txns = splits if splits is not None else time_splits(snapshot, config)
     money = np.isin(snapshot.transactions.event.astype(np.int64), _MONEY)
     txn_fit = txns.train[money[txns.train]]
 

@@ -5,8 +5,8 @@ that split cannot tell the candidates apart (too few frauds, or no signal), sele
 to K-fold cross-validation here:
 
 - **Groups.** Accounts are grouped by the connected component they sit in, through the devices
-  and IPs they share (``account_components``). A device or IP used by more than
-  ``max_identifier_users`` accounts (office NAT, carrier) does not join components, as in ring
+  and IPs they share (``graph.rings.account_components``). A device or IP used by more than
+  ``RingConfig.max_identifier_users`` accounts (office NAT, carrier) does not join components, as in ring
   detection: otherwise one carrier IP would make the whole graph one group. Merchants never join
   them. Ring members share devices and IPs, so a ring falls in one fold, never on both sides.
 - **Folds.** The accounts of the training and validation parts (the test part stays untouched)
@@ -29,67 +29,39 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 
 import numpy as np
-from scipy.sparse import coo_matrix
-from scipy.sparse.csgraph import connected_components
 from sklearn.model_selection import GroupKFold
 
 from gnn.baselines import run_baselines
 from gnn.features import FeatureSet
 from gnn.lineage import CandidateScore
-from gnn.metrics import SplitMetrics, auprc, split_metrics
-from gnn.train import Split, TrainConfig, targets, txn_split, user_split
+from gnn.metrics import auprc
+from gnn.train import Split, TrainConfig, targets, time_splits
 from gnn.trees import TreeConfig
+from graph.rings import account_components
 from graph.types import NodeType, Snapshot
 
-__all__ = ["CV_FOLDS", "CrossValidation", "account_components", "cross_validate", "grouped_folds"]
+__all__ = ["CV_FOLDS", "CrossValidation", "cross_validate", "grouped_folds"]
 
 log = logging.getLogger(__name__)
 
 #: Folds of the fallback cross-validation.
 CV_FOLDS = 3
-#: A device or IP with more accounts than this does not join their components (as in rings).
-MAX_IDENTIFIER_USERS = 40
 
 
 @dataclass(frozen=True, slots=True)
 class CrossValidation:
-    """Pooled out-of-fold result: per candidate, AUPRC of accounts and of transactions (NaN where
-    the pooled part holds no fraud); the winner's pooled metrics; the groups and frauds behind it."""
+    """Pooled out-of-fold result over ``n_folds`` folds of ``n_groups`` components: per
+    candidate its AUPRCs (NaN where the pooled part holds no fraud) and its out-of-fold scores
+    of the held-out accounts and transactions, whose targets are ``account_labels`` and
+    ``txn_labels``."""
 
     candidates: tuple[CandidateScore, ...]
     n_folds: int
     n_groups: int
-    accounts: dict[str, SplitMetrics | None]
-    transactions: dict[str, SplitMetrics | None]
-    account_frauds: int
-    transaction_frauds: int
-
-
-def account_components(snapshot: Snapshot, max_identifier_users: int = MAX_IDENTIFIER_USERS) -> np.ndarray:
-    """Component label per account (int64 [users]) of the account--device/IP graph, leaving out
-    devices and IPs used by more than ``max_identifier_users`` accounts."""
-    n_user = snapshot.num_nodes(NodeType.USER)
-    txn = snapshot.transactions
-    src: list[np.ndarray] = []
-    dst: list[np.ndarray] = []
-    base = n_user
-    for link, col, node_type in ((snapshot.user_device, txn.device, NodeType.DEVICE), (snapshot.user_ip, txn.ip, NodeType.IP)):
-        n = snapshot.num_nodes(node_type)
-        user = np.concatenate([link.src, txn.user]).astype(np.int64)
-        ident = np.concatenate([link.dst, col]).astype(np.int64)
-        ok = ident >= 0
-        user, ident = user[ok], ident[ok]
-        pairs = np.unique(user * max(n, 1) + ident)
-        user, ident = pairs // max(n, 1), pairs % max(n, 1)
-        small = np.bincount(ident, minlength=n) <= max_identifier_users
-        keep = small[ident]
-        src.append(user[keep])
-        dst.append(ident[keep] + base)
-        base += n
-    s, d = np.concatenate(src), np.concatenate(dst)
-    adj = coo_matrix((np.ones(s.shape[0], dtype=np.int8), (s, d)), shape=(base, base)).tocsr()
-    _, labels = connected_components(adj, directed=False)
-    return labels[:n_user].astype(np.int64)
+    account_scores: dict[str, np.ndarray]
+    txn_scores: dict[str, np.ndarray]
+    account_labels: np.ndarray
+    txn_labels: np.ndarray
 
 
 def grouped_folds(
@@ -98,8 +70,7 @@ def grouped_folds(
     """``n_folds`` (accounts, transactions) splits over the training and validation parts of the
     time-ordered split, accounts grouped by component; each split's ``test`` is the original
     test part. Returns the folds and the number of groups."""
-    users = user_split(snapshot, config.val_fraction, config.test_fraction)
-    txns = txn_split(snapshot, config.val_fraction, config.test_fraction)
+    users, txns = time_splits(snapshot, config)
     pool = np.sort(np.concatenate([users.train, users.val]))
     txn_pool = np.sort(np.concatenate([txns.train, txns.val]))
     groups = account_components(snapshot)[pool]
@@ -161,8 +132,8 @@ def cross_validate(
         ),
         n_folds=len(folds),
         n_groups=n_groups,
-        accounts={c: split_metrics(oof_acc[c][acc_rows], y.user[acc_rows]) for c in candidates},
-        transactions={c: split_metrics(oof_txn[c][txn_rows], y.txn[txn_rows]) for c in candidates},
-        account_frauds=int(y.user[acc_rows].sum()),
-        transaction_frauds=int(y.txn[txn_rows].sum()),
+        account_scores={c: oof_acc[c][acc_rows] for c in candidates},
+        txn_scores={c: oof_txn[c][txn_rows] for c in candidates},
+        account_labels=y.user[acc_rows],
+        txn_labels=y.txn[txn_rows],
     )

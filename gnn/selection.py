@@ -66,6 +66,10 @@ CANDIDATES: tuple[str, ...] = (GRAPHSAGE, TREES_AGGREGATED, HYBRID, TREES_KNOWN_
 TIE = 1e-9
 #: Fewer validation frauds than this cannot rank candidates (an entity's split is then noise).
 MIN_VALIDATION_FRAUDS = 10
+#: The end of every warning about a pick the data cannot support.
+_NOISE = (
+    "{name} was picked on noise; treat its held-out numbers as unproven and get more labels or a longer period"
+)
 RULE = (
     "highest validation AUPRC of accounts + validation AUPRC of transactions (a split without fraud "
     "counts 0); ties go to the earlier candidate in " + ", ".join(CANDIDATES)
@@ -99,7 +103,7 @@ def select(run: BaselineRun, candidates: Sequence[str] = CANDIDATES) -> Selectio
     best = _winner(scored)
     warning = validation_warning(run, best.name)
     if warning:
-        warning += f": {best.name} was picked on noise; treat its held-out numbers as unproven and get more labels or a longer period"
+        warning += ": " + _NOISE.format(name=best.name)
     return Selection(candidates=scored, winner=best.name, rule=RULE, warning=warning)
 
 
@@ -160,24 +164,18 @@ def select_by_cross_validation(
     best = _winner(cv.candidates)
     how = (
         f"{cv.n_folds}-fold cross-validation over accounts grouped into {cv.n_groups:,} connected components "
-        f"({cv.account_frauds} fraud accounts, {cv.transaction_frauds} fraud transactions out of fold)"
+        f"({int(cv.account_labels.sum())} fraud accounts, {int(cv.txn_labels.sum())} fraud transactions out of fold)"
     )
-    y_rows = (
-        ("accounts", cv.accounts[best.name], cv.account_frauds),
-        ("transactions", cv.transactions[best.name], cv.transaction_frauds),
+    reasons = _no_signal(
+        (("accounts", cv.account_scores[best.name], cv.account_labels),
+         ("transactions", cv.txn_scores[best.name], cv.txn_labels))  # fmt: skip
     )
-    ok = any(
-        n >= MIN_VALIDATION_FRAUDS and m is not None and m.auroc_ci.low > 0.5 for _, m, n in y_rows
-    )
-    if ok:
+    if not reasons:
         outcome = f"selected {best.name} on {how} instead"
     else:
-        outcome = (
-            f"{how} cannot tell them apart either: {best.name} was picked on noise; treat its held-out numbers "
-            "as unproven and get more labels or a longer period"
-        )
+        outcome = f"{how} cannot tell them apart either ({reasons}): " + _NOISE.format(name=best.name)
     rule = RULE.replace("validation AUPRC", "pooled out-of-fold AUPRC", 2) + f", on {how}"
-    reason = validation_warning(run, validation.winner)
+    reason = validation.warning.removesuffix(": " + _NOISE.format(name=validation.winner))
     return Selection(candidates=cv.candidates, winner=best.name, rule=rule, warning=f"{reason}; {outcome}")
 
 
@@ -211,7 +209,7 @@ def train_and_select(
     run = run_baselines(snapshot, config, trees=trees, names=tuple(candidates), artefact=gnn)
     selection = select(run, candidates)
     if selection.warning:
-        log.warning("%s; selecting on cross-validation instead", validation_warning(run, selection.winner))
+        log.warning("%s; selecting on cross-validation instead", selection.warning)
         selection = select_by_cross_validation(snapshot, run, config, selection, trees=trees, candidates=candidates)
     for c in selection.candidates:
         log.info(

@@ -58,6 +58,7 @@ __all__ = [
     "Targets",
     "Split",
     "targets",
+    "time_splits",
     "user_split",
     "txn_split",
     "train",
@@ -211,6 +212,14 @@ def user_split(snapshot: Snapshot, val_fraction: float = 0.2, test_fraction: flo
     return _ordered_split(order, val_fraction, test_fraction)
 
 
+def time_splits(snapshot: Snapshot, config: TrainConfig) -> tuple[Split, Split]:
+    """The time-ordered (accounts, transactions) split of ``config``'s fractions."""
+    return (
+        user_split(snapshot, config.val_fraction, config.test_fraction),
+        txn_split(snapshot, config.val_fraction, config.test_fraction),
+    )
+
+
 def txn_split(snapshot: Snapshot, val_fraction: float = 0.2, test_fraction: float = 0.2) -> Split:
     """Transactions split by time (ties by row)."""
     t = snapshot.transactions
@@ -282,11 +291,7 @@ def train(
     if features is None:
         features = build_features(snapshot)
     y = targets(snapshot)
-    if splits is None:
-        users = user_split(snapshot, config.val_fraction, config.test_fraction)
-        txns = txn_split(snapshot, config.val_fraction, config.test_fraction)
-    else:
-        users, txns = splits
+    users, txns = splits if splits is not None else time_splits(snapshot, config)
     # Every usable fraud label counts, of either kind: an account is fraud by its own verdict
     # or by a chargeback on one of its transactions.
     n_fraud = int(y.user.sum())

@@ -334,16 +334,7 @@ def _linking_edges(
     n_mer = snapshot.num_nodes(NodeType.MERCHANT)
     txn = snapshot.transactions
 
-    dev_u, dev = _unique_pairs(
-        np.concatenate([snapshot.user_device.src, txn.user]),
-        np.concatenate([snapshot.user_device.dst, txn.device]),
-        n_dev,
-    )
-    ip_u, ip = _unique_pairs(
-        np.concatenate([snapshot.user_ip.src, txn.user]),
-        np.concatenate([snapshot.user_ip.dst, txn.ip]),
-        n_ip,
-    )
+    (dev_u, dev), (ip_u, ip) = _device_and_ip_pairs(snapshot)
     dev_use = _use_share(txn.user, txn.device, n_dev, dev_u, dev)
     ip_use = _use_share(txn.user, txn.ip, n_ip, ip_u, ip)
     mer_u, mer = _unique_pairs(txn.user, txn.merchant, n_mer)
@@ -352,15 +343,15 @@ def _linking_edges(
         users = np.bincount(ident, minlength=n)
         return (users >= 2) & (users <= cap)
 
-    def mostly_candidates(user: np.ndarray, ident: np.ndarray, n: int) -> np.ndarray:
-        users = np.bincount(ident, minlength=n)
+    def mostly_candidates(user: np.ndarray, ident: np.ndarray, n: int, cap: int) -> np.ndarray:
+        """Per identifier: small (2..cap users), at least ``min_candidate_share`` candidates."""
         cands = np.bincount(ident, weights=candidate[user], minlength=n)
-        return cands >= config.min_candidate_share * np.maximum(users, 1)
+        return small(ident, n, cap) & (cands >= config.min_candidate_share * np.bincount(ident, minlength=n))
 
     def ties(user: np.ndarray, ident: np.ndarray, use: np.ndarray, n: int) -> np.ndarray:
-        users = np.bincount(ident, minlength=n)
-        ok = small(ident, n, config.max_identifier_users) & mostly_candidates(user, ident, n)
-        busy = users > config.busy_identifier_users
+        """Per (user, device or IP) edge: links, counting busy identifiers' rare users out."""
+        ok = mostly_candidates(user, ident, n, config.max_identifier_users)
+        busy = np.bincount(ident, minlength=n) > config.busy_identifier_users
         return ok[ident] & (~busy[ident] | (use >= config.min_use_share))
 
     dev_ok = ties(dev_u, dev, dev_use, n_dev)
@@ -381,7 +372,7 @@ def _linking_edges(
     burst_code, burst_n = _sorted_unique(txn.user[paid].astype(np.int64) * max(n_win, 1) + win_of_row)
     burst_code = burst_code[burst_n >= config.burst_payments]
     win_u, win = burst_code // max(n_win, 1), burst_code % max(n_win, 1)
-    win_ok = (small(win, n_win, config.max_merchant_users) & mostly_candidates(win_u, win, n_win))[win]
+    win_ok = mostly_candidates(win_u, win, n_win, config.max_merchant_users)[win]
 
     dev_base, ip_base, mer_base = n_users, n_users + n_dev, n_users + n_dev + n_ip
     win_base = mer_base + n_mer
@@ -399,6 +390,40 @@ def _linking_edges(
     )
 
 
+def _device_and_ip_pairs(snapshot: Snapshot) -> tuple[tuple[np.ndarray, np.ndarray], tuple[np.ndarray, np.ndarray]]:
+    """Distinct (user, device) and (user, IP) pairs, from the link tables and the transactions."""
+    txn = snapshot.transactions
+    return (
+        _unique_pairs(
+            np.concatenate([snapshot.user_device.src, txn.user]),
+            np.concatenate([snapshot.user_device.dst, txn.device]),
+            snapshot.num_nodes(NodeType.DEVICE),
+        ),
+        _unique_pairs(
+            np.concatenate([snapshot.user_ip.src, txn.user]),
+            np.concatenate([snapshot.user_ip.dst, txn.ip]),
+            snapshot.num_nodes(NodeType.IP),
+        ),
+    )
+
+
+def account_components(
+    snapshot: Snapshot, max_identifier_users: int = RingConfig().max_identifier_users
+) -> np.ndarray:
+    """Connected-component label per account (int64 [users]) through the devices and IPs
+    accounts share, leaving out those used by more than ``max_identifier_users`` accounts (as
+    ring links do); merchants never join accounts here."""
+    n_user = snapshot.num_nodes(NodeType.USER)
+    n_dev = snapshot.num_nodes(NodeType.DEVICE)
+    (dev_u, dev), (ip_u, ip) = _device_and_ip_pairs(snapshot)
+    dev_ok = np.bincount(dev, minlength=n_dev)[dev] <= max_identifier_users
+    ip_ok = np.bincount(ip, minlength=snapshot.num_nodes(NodeType.IP))[ip] <= max_identifier_users
+    src = np.concatenate([dev_u[dev_ok], ip_u[ip_ok]])
+    dst = np.concatenate([dev[dev_ok] + n_user, ip[ip_ok] + n_user + n_dev])
+    n_nodes = n_user + n_dev + snapshot.num_nodes(NodeType.IP)
+    return _components(n_nodes, src, dst)[:n_user]
+
+
 def _use_share(
     row_user: np.ndarray, row_other: np.ndarray, n_other: int, user: np.ndarray, other: np.ndarray
 ) -> np.ndarray:
@@ -409,9 +434,10 @@ def _use_share(
     codes, counts = _sorted_unique(row_user[ok].astype(np.int64) * width + row_other[ok])
     per_user = np.bincount(row_user[ok], minlength=int(user.max(initial=-1)) + 1)
     want = user.astype(np.int64) * width + other
-    pos = np.minimum(np.searchsorted(codes, want), max(codes.shape[0] - 1, 0))
-    found = codes.shape[0] > 0 and True
-    hits = np.where(codes[pos] == want, counts[pos], 0) if found else np.zeros(want.shape[0])
+    if codes.shape[0] == 0:
+        return np.zeros(want.shape[0])
+    pos = np.minimum(np.searchsorted(codes, want), codes.shape[0] - 1)
+    hits = np.where(codes[pos] == want, counts[pos], 0)
     return hits / np.maximum(per_user[user], 1)
 
 

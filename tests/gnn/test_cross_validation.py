@@ -7,9 +7,10 @@ import dataclasses
 
 import numpy as np
 
-from gnn.cross_validation import account_components, grouped_folds
+from gnn.cross_validation import grouped_folds
 from gnn.selection import CANDIDATES, train_and_select
 from gnn.train import targets, txn_split, user_split
+from graph.rings import account_components
 from graph.types import LabelTable, NodeType, Snapshot
 from tests.gnn.conftest import CONFIG
 from tests.gnn.synth import SynthData
