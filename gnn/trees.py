@@ -541,12 +541,22 @@ def fit_trees(x: np.ndarray, y: np.ndarray, fit_rows: np.ndarray, seed: int, con
     back by the class-weight ratio (like GraphSAGE's prior shift). A single class in the fit rows
     gives a constant ensemble (logged).
     """
+    return _fit_and_score(x, y, fit_rows, seed, config)[0]
+
+
+def _fit_and_score(
+    x: np.ndarray, y: np.ndarray, fit_rows: np.ndarray, seed: int, config: TreeConfig
+) -> tuple[TreeEnsemble, np.ndarray]:
+    """``fit_trees`` and the fitted ensemble's probabilities on every row of ``x``, from
+    scikit-learn's compiled predictor (equal to ``TreeEnsemble.predict_proba``, several times
+    faster than its numpy walk on large tables)."""
     yy = y[fit_rows].astype(bool)
     n_pos = int(yy.sum())
     n_neg = int(yy.size - n_pos)
     if n_pos == 0 or n_neg == 0:
         log.warning("trees: the training rows hold only one class (%d fraud of %d); constant scores", n_pos, yy.size)
-        return TreeEnsemble.constant(n_pos / max(yy.size, 1), x.shape[1])
+        const = TreeEnsemble.constant(n_pos / max(yy.size, 1), x.shape[1])
+        return const, const.predict_proba(x)
     clf = _classifier()(
         max_iter=config.max_iter,
         learning_rate=config.learning_rate,
@@ -566,10 +576,12 @@ def fit_trees(x: np.ndarray, y: np.ndarray, fit_rows: np.ndarray, seed: int, con
         # IPs); a constant column is never split on, so 0 there changes nothing else.
         xf = xf.copy()
         xf[:, empty] = 0.0
+    # Balanced weights inflate the odds by n_neg / n_pos; the shift takes that back.
+    shift = math.log(n_neg / n_pos)
     with threadpool_limits(limits=1, user_api="openmp"):
         clf.fit(xf, yy)
-    # Balanced weights inflate the odds by n_neg / n_pos; the shift takes that back.
-    return TreeEnsemble.from_classifier(clf, shift=math.log(n_neg / n_pos))
+        decision = clf.decision_function(np.asarray(x, dtype=np.float64))
+    return TreeEnsemble.from_classifier(clf, shift=shift), 1.0 / (1.0 + np.exp(-(decision - shift)))
 
 
 # -- one family: account trees + stacked transaction trees ----------------------------------------
@@ -629,8 +641,6 @@ def fit_tree_scorer(
     """Fit ``family`` on the training accounts ``user_rows`` and transactions ``txn_rows``;
     returns the scorer and its account [N_user] and transaction [T] scores on every row."""
     ax = inputs.account_x(family, embeddings)
-    account_trees = fit_trees(ax, y_user, user_rows, seed, config)
-    account = account_trees.predict_proba(ax)
-    tx = inputs.txn_x(family, account)
-    txn_trees = fit_trees(tx, y_txn, txn_rows, seed, config)
-    return TreeScorer(family, account_trees, txn_trees), account, txn_trees.predict_proba(tx)
+    account_trees, account = _fit_and_score(ax, y_user, user_rows, seed, config)
+    txn_trees, txn = _fit_and_score(inputs.txn_x(family, account), y_txn, txn_rows, seed, config)
+    return TreeScorer(family, account_trees, txn_trees), account, txn

@@ -10,6 +10,7 @@ import pytest
 from gnn.known_fraud import (
     KNOWN_FRAUD_TXN_FEATURES,
     KNOWN_FRAUD_USER_FEATURES,
+    ip_prefixes,
     known_fraud_features,
     known_labels,
 )
@@ -164,3 +165,15 @@ def test_a_device_of_known_fraudsters_marks_a_new_accounts_payment(synth: SynthD
         assert kf.txn[plain_row, _col(name)] == 0
     u = grown.index_of(NodeType.USER)["u-newcomer"]
     assert kf.user[u, KNOWN_FRAUD_USER_FEATURES.index("kf_device_fraud_accounts_max")] > 0
+
+
+def test_ip_prefixes_group_by_24_and_64_and_keep_non_addresses_apart() -> None:
+    ips = np.array([
+        "10.1.2.3", "10.1.2.250", "10.1.3.3", "255.255.255.0", "256.1.1.1", "010.1.2.3",
+        "2001:db8::1", "2001:db8:0:0:ffff::9", "2001:db8:0:1::1", "not-an-ip", "",
+    ], dtype=object)  # fmt: skip
+    p = ip_prefixes(ips).tolist()
+    assert p[0] == p[1] != p[2]  # same /24, then the next /24
+    assert len(set(p[3:6])) == 3 and p[4] != p[0] and p[5] != p[0]  # out of range, leading zero
+    assert p[6] == p[7] != p[8]  # same /64, then the next /64
+    assert len(set(p[8:])) == 3

@@ -9,7 +9,7 @@ import pytest
 import torch
 from sklearn.ensemble import HistGradientBoostingClassifier
 
-from gnn.trees import TreeConfig, TreeEnsemble, fit_trees
+from gnn.trees import TreeConfig, TreeEnsemble, _fit_and_score, fit_trees
 from graph.errors import ModelError
 
 
@@ -30,6 +30,18 @@ def test_scores_are_bit_identical_to_sklearn(data: tuple[np.ndarray, np.ndarray]
     probe[:10] = np.nan  # rows with every value missing
     probe[10:20] = 1e9  # and far outside the training range
     np.testing.assert_array_equal(trees.decision(probe), clf.decision_function(probe))
+
+
+def test_scores_at_fit_time_equal_the_stored_ensembles(data: tuple[np.ndarray, np.ndarray]) -> None:
+    """Training scores come from scikit-learn's predictor, serving scores from the stored arrays:
+    they must be the same numbers, or the thresholds calibrated at training would drift."""
+    x, y = data
+    x = x.copy()
+    x[:, 5] = np.nan  # a column with no value at all is filled for the fit only
+    ens, scores = _fit_and_score(x, y, np.arange(2000), seed=2, config=TreeConfig(max_iter=40))
+    np.testing.assert_array_equal(scores, ens.predict_proba(x))
+    const, flat = _fit_and_score(x, np.zeros(3000, dtype=bool), np.arange(50), seed=2, config=TreeConfig())
+    np.testing.assert_array_equal(flat, const.predict_proba(x))
 
 
 def test_fit_shifts_back_the_balanced_odds(data: tuple[np.ndarray, np.ndarray]) -> None:
