@@ -50,7 +50,7 @@ from gnn.label_budget import LABEL_FRACTIONS, LabelBudget, label_budget, render_
 from gnn.leakage import WHOLE_HISTORY, LeakageAudit, audit_leakage
 from gnn.lineage import CandidateScore, Selection
 from gnn.metrics import SplitMetrics, auroc, split_metrics
-from gnn.selection import CANDIDATES, TIE, select
+from gnn.selection import CANDIDATES, TIE, select, select_by_cross_validation
 from gnn.train import TrainConfig, calibrate_split
 from graph.errors import ModelError, ValidationError
 from graph.ring_recovery import RingRecovery, ring_recovery
@@ -268,13 +268,17 @@ def _entity(
     )
 
 
-def _selection(run: BaselineRun) -> Selection:
-    """Training's selection (``gnn.selection.select``) among the candidates that were run; with
-    none of them, the same rule among every baseline run (report order breaks ties)."""
+def _selection(run: BaselineRun, snapshot: Snapshot, config: TrainConfig, trees: TreeConfig) -> Selection:
+    """Training's selection (``gnn.selection.select``) among the candidates that were run, with
+    training's cross-validation fallback when validation cannot tell them apart; with none of
+    them, the same rule among every baseline run (report order breaks ties)."""
     run_names = [s.name for s in run.scores]
     candidates = [c for c in CANDIDATES if c in run_names]
     if candidates:
-        return select(run, candidates)
+        sel = select(run, candidates)
+        if sel.warning:
+            sel = select_by_cross_validation(snapshot, run, config, sel, trees=trees, candidates=candidates)
+        return sel
     sel = select(run, run_names)
     return dataclasses.replace(sel, rule=sel.rule.replace(", ".join(CANDIDATES), ", ".join(run_names)))
 
@@ -366,7 +370,7 @@ def evaluate(
         split_users=(users.train.size, users.val.size, users.test.size),
         split_txns=(txns.train.size, txns.val.size, txns.test.size),
         baselines=tuple(evals),
-        selection=_selection(run),
+        selection=_selection(run, snapshot, config, trees),
         graph_only_size=None
         if slice_idx is None or truth is None
         else (int(truth.user_graph_only[slice_idx].sum()), int((~truth.user_graph_only[slice_idx]).sum())),
@@ -611,6 +615,13 @@ def render_markdown(report: EvaluationReport, run: BaselineRun, *, main_epochs: 
             else ""
         ),
         *(["", f"**Warning:** {sel.warning}."] if sel.warning else []),
+        *(
+            ["", "Pooled out-of-fold AUPRC, accounts / transactions: "
+             + "; ".join(f"{c.name} {c.accounts_val_auprc:.3f} / {c.transactions_val_auprc:.3f}" for c in sel.candidates)
+             + "."]
+            if "out-of-fold" in sel.rule
+            else []
+        ),  # fmt: skip
         "",
         "## Tiers: thresholds calibrated on validation, precision and recall on test",
         "",

@@ -4,10 +4,12 @@ grouped by connected component (gnn/cross_validation.py, gnn/selection.py)."""
 from __future__ import annotations
 
 import dataclasses
+from pathlib import Path
 
 import numpy as np
 
 from gnn.cross_validation import grouped_folds
+from gnn.evaluate import evaluate
 from gnn.selection import CANDIDATES, train_and_select
 from gnn.train import targets, txn_split, user_split
 from graph.rings import account_components
@@ -71,13 +73,17 @@ def _without_validation_fraud(snap: Snapshot) -> Snapshot:
     )
 
 
-def test_noisy_validation_selects_on_cross_validation_and_says_so(synth: SynthData) -> None:
+def test_noisy_validation_selects_on_cross_validation_and_says_so(synth: SynthData, tmp_path: Path) -> None:
     snap = _without_validation_fraud(synth.snapshot)
     y = targets(snap)
     users = user_split(snap, CONFIG.val_fraction, CONFIG.test_fraction)
     assert not y.user[users.val].any() and y.user[users.train].sum() >= 10
 
     art = train_and_select(snap, CONFIG)
+    # evaluate names the model training would ship: the same fallback, the same winner.
+    report = evaluate(snap, CONFIG, tmp_path, baselines=CANDIDATES, label_fractions=())
+    assert report.selection == art.selection
+    assert "Pooled out-of-fold AUPRC" in report.report_path.read_text()
     sel = art.selection
     assert sel is not None
     assert "accounts: 0 frauds (fewer than 10)" in sel.warning
