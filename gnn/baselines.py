@@ -49,6 +49,7 @@ import numpy as np
 
 from gnn.artefact import ModelArtefact
 from gnn.features import USER_FEATURES, FeatureSet, build_features
+from gnn.metrics import StageTime, Stopwatch
 from gnn.scoring import score_snapshot
 from gnn.train import Split, Targets, TrainConfig, targets, time_splits, train
 from gnn.trees import (
@@ -153,6 +154,7 @@ class BaselineRun:
     models: dict[str, TreeScorer] = field(default_factory=dict)
     features: FeatureSet | None = None
     inputs: TreeInputs | None = None
+    stages: tuple[StageTime, ...] = ()
 
     def get(self, name: str) -> BaselineScores:
         """The scores of baseline ``name``.
@@ -241,8 +243,10 @@ def run_baselines(
         raise ValidationError("artefact", artefact.scorer, "must be a GraphSAGE artefact (scorer 'graphsage')")
     if snapshot.num_nodes(NodeType.USER) == 0:
         raise ModelError("snapshot has no users: load events first (`ringwatch ingest`)")
+    watch = Stopwatch()
     if features is None:
         features = build_features(snapshot)
+        watch.lap("features")
     y = targets(snapshot)
     users, txns = splits if splits is not None else time_splits(snapshot, config)
     money = np.isin(snapshot.transactions.event.astype(np.int64), _MONEY)
@@ -253,12 +257,15 @@ def run_baselines(
     if any(n.startswith("rule_") for n in names):
         for s in rule_scores(snapshot, features):
             out[s.name] = s
+        watch.lap("rules")
 
     def fit(family: str, inputs: TreeInputs, embeddings: np.ndarray | None, extra_seconds: float) -> None:
         started = time.perf_counter()
+        watch.restart()
         scorer, account, txn = fit_tree_scorer(
             family, inputs, y.user, y.txn, users.train, txn_fit, config.seed, trees, embeddings
         )
+        watch.lap(f"{family} trees")
         models[family] = scorer
         out[family] = BaselineScores(family, account, txn, time.perf_counter() - started + extra_seconds)
 
@@ -271,6 +278,7 @@ def run_baselines(
         # snapshot's verdicts may feed the known-fraud columns.
         inputs = inputs.relabel(snapshot, config.label_delay)
     input_seconds = time.perf_counter() - started
+    watch.lap("tree inputs")
     if TREES_OWN in names:
         fit(TREES_OWN, inputs, None, input_seconds)
     if TREES_KNOWN_FRAUD in names:
@@ -280,9 +288,12 @@ def run_baselines(
 
     if GRAPHSAGE in names or HYBRID in names:
         started = time.perf_counter()
+        watch.restart()
         if artefact is None:
             artefact = train(snapshot, config, features=features, splits=splits)
+            watch.lap("graphsage")
         scored = score_snapshot(artefact, snapshot, device=config.device)
+        watch.lap("graphsage embeddings")
         gnn_seconds = time.perf_counter() - started
         if GRAPHSAGE in names:
             out[GRAPHSAGE] = BaselineScores(GRAPHSAGE, scored.account_scores.astype(np.float64), scored.txn_scores.astype(np.float64), gnn_seconds)
@@ -301,4 +312,5 @@ def run_baselines(
         models=models,
         features=features,
         inputs=inputs,
+        stages=tuple(watch.stages),
     )

@@ -123,6 +123,39 @@ def quantile_thresholds(scores: np.ndarray, *, medium_top: float, high_top: floa
     return Thresholds(medium=min(_top_quantile(s, medium_top), high), high=high)
 
 
+@dataclass(frozen=True, slots=True)
+class ReviewQueue:
+    """How many of ``total`` scores a set of thresholds puts at HIGH and at MEDIUM: the queue
+    investigators get."""
+
+    high: int
+    medium: int
+    total: int
+
+    @classmethod
+    def of(cls, scores: np.ndarray, thresholds: Thresholds) -> ReviewQueue:
+        codes = tier_codes(scores, thresholds)
+        return cls(high=int((codes == 2).sum()), medium=int((codes == 1).sum()), total=int(codes.size))
+
+    @property
+    def share(self) -> float:
+        """HIGH and MEDIUM together, as a share of ``total``."""
+        return (self.high + self.medium) / self.total if self.total else 0.0
+
+    def describe(self, noun: str = "accounts") -> str:
+        return (
+            f"high {self.high:,} + medium {self.medium:,} = {self.high + self.medium:,} of {self.total:,} {noun} "
+            f"({100 * self.share:.1f} %)"
+        )
+
+    def to_dict(self) -> dict[str, int]:
+        return {"high": self.high, "medium": self.medium, "total": self.total}
+
+    @classmethod
+    def from_dict(cls, d: dict[str, int]) -> ReviewQueue:
+        return cls(high=int(d["high"]), medium=int(d["medium"]), total=int(d["total"]))
+
+
 def tier_codes(scores: np.ndarray, thresholds: Thresholds) -> np.ndarray:
     """int8 [N]: 0 = LOW, 1 = MEDIUM, 2 = HIGH (``Tier.rank``)."""
     s = np.asarray(scores, dtype=np.float64)

@@ -10,11 +10,14 @@ than raising: a split without frauds is an ordinary situation in a small time wi
 
 from __future__ import annotations
 
+import time
+from collections.abc import Sequence
 from dataclasses import asdict, dataclass
 from typing import ClassVar
 
 import numpy as np
 
+from gnn.calibrate import ReviewQueue
 from graph.errors import ValidationError
 
 
@@ -218,8 +221,40 @@ class SplitMetrics:
 
 
 @dataclass(frozen=True, slots=True)
+class StageTime:
+    """Wall-clock seconds one stage of training took (``ringwatch train`` prints them)."""
+
+    stage: str
+    seconds: float
+
+
+class Stopwatch:
+    """Collects ``StageTime``s: ``lap(name)`` ends a stage that began at the previous lap (or at
+    the start)."""
+
+    def __init__(self) -> None:
+        self.stages: list[StageTime] = []
+        self._last = time.perf_counter()
+
+    def lap(self, name: str) -> None:
+        now = time.perf_counter()
+        self.stages.append(StageTime(name, now - self._last))
+        self._last = now
+
+    def restart(self) -> None:
+        """The next stage begins now (time since the last lap is not counted)."""
+        self._last = time.perf_counter()
+
+
+def describe_stages(stages: Sequence[StageTime]) -> str:
+    """One line: each stage's seconds, in order."""
+    return ", ".join(f"{s.stage} {s.seconds:.1f} s" for s in stages)
+
+
+@dataclass(frozen=True, slots=True)
 class TrainMetrics:
-    """Held-out quality of a trained model. A split is ``None`` when it has no fraud label."""
+    """Held-out quality of a trained model. A split is ``None`` when it has no fraud label.
+    ``stages``: where the training time went, in order."""
 
     accounts_val: SplitMetrics | None
     accounts_test: SplitMetrics | None
@@ -228,11 +263,19 @@ class TrainMetrics:
     epochs_run: int
     seconds: float
     seed: int
+    stages: tuple[StageTime, ...] = ()
+    account_queue: ReviewQueue | None = None  # what the account thresholds put in review
 
     _SPLITS: ClassVar[tuple[str, ...]] = ("accounts_val", "accounts_test", "transactions_val", "transactions_test")
 
     def to_dict(self) -> dict[str, object]:
-        d: dict[str, object] = {"epochs_run": self.epochs_run, "seconds": self.seconds, "seed": self.seed}
+        d: dict[str, object] = {
+            "epochs_run": self.epochs_run,
+            "seconds": self.seconds,
+            "seed": self.seed,
+            "stages": [[st.stage, st.seconds] for st in self.stages],
+            "account_queue": None if self.account_queue is None else self.account_queue.to_dict(),
+        }
         for name in self._SPLITS:
             m = getattr(self, name)
             d[name] = None if m is None else m.to_dict()
@@ -246,6 +289,8 @@ class TrainMetrics:
             epochs_run=int(d["epochs_run"]),  # type: ignore[arg-type]
             seconds=float(d["seconds"]),  # type: ignore[arg-type]
             seed=int(d["seed"]),  # type: ignore[arg-type]
+            stages=tuple(StageTime(str(n), float(v)) for n, v in d.get("stages", [])),  # type: ignore[attr-defined]
+            account_queue=None if d.get("account_queue") is None else ReviewQueue.from_dict(d["account_queue"]),  # type: ignore[arg-type]
         )
 
 

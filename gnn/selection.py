@@ -37,9 +37,11 @@ import numpy as np
 
 from gnn.artefact import GRAPHSAGE, SUPERVISED, ModelArtefact, make_version
 from gnn.baselines import BaselineRun, run_baselines
+from gnn.calibrate import ReviewQueue
 from gnn.cross_validation import cross_validate
 from gnn.lineage import CandidateScore, Selection
-from gnn.metrics import SplitMetrics, auprc, split_metrics
+from gnn.features import build_features
+from gnn.metrics import SplitMetrics, StageTime, Stopwatch, auprc, split_metrics
 from gnn.train import TrainConfig, calibrate_split, train
 from gnn.trees import HYBRID, TREES_AGGREGATED, TREES_KNOWN_FRAUD, TreeConfig
 from graph.errors import ValidationError
@@ -203,14 +205,24 @@ def train_and_select(
     if unknown or GRAPHSAGE not in candidates:
         raise ValidationError("candidates", list(candidates), f"must include 'graphsage' and be some of {CANDIDATES}")
     started = time.perf_counter()
-    gnn = train(snapshot, config, progress=progress)
-    if gnn.mode != SUPERVISED:
-        return gnn  # too few labels: the unsupervised score, nothing to choose between
-    run = run_baselines(snapshot, config, trees=trees, names=tuple(candidates), artefact=gnn)
+    watch = Stopwatch()
+    # One feature build for GraphSAGE and the trees (labels never enter features).
+    features = build_features(snapshot)
+    watch.lap("features")
+    gnn = train(snapshot, config, features=features, progress=progress)
+    if gnn.mode != SUPERVISED:  # too few labels: the unsupervised score, nothing to choose between
+        return dataclasses.replace(gnn, metrics=dataclasses.replace(
+            gnn.metrics, seconds=time.perf_counter() - started, stages=(*watch.stages, *gnn.metrics.stages)
+        ))  # fmt: skip
+    run = run_baselines(snapshot, config, trees=trees, names=tuple(candidates), artefact=gnn, features=features)
     selection = select(run, candidates)
+    stages: list[StageTime] = [*watch.stages, *gnn.metrics.stages, *run.stages]
     if selection.warning:
         log.warning("%s; selecting on cross-validation instead", selection.warning)
+        watch.restart()
         selection = select_by_cross_validation(snapshot, run, config, selection, trees=trees, candidates=candidates)
+        watch.lap("cross-validation")
+        stages.append(watch.stages[-1])
     for c in selection.candidates:
         log.info(
             "candidate %-16s validation AUPRC accounts %.3f transactions %.3f",
@@ -221,20 +233,31 @@ def train_and_select(
     log.info("selected %s (%s)", selection.winner, selection.rule)
     if selection.warning:
         log.warning("%s", selection.warning)
-    return ship(gnn, run, selection, config, seconds=time.perf_counter() - started)
+    return ship(gnn, run, selection, config, seconds=time.perf_counter() - started, stages=tuple(stages))
 
 
 def ship(
-    gnn: ModelArtefact, run: BaselineRun, selection: Selection, config: TrainConfig, *, seconds: float | None = None
+    gnn: ModelArtefact,
+    run: BaselineRun,
+    selection: Selection,
+    config: TrainConfig,
+    *,
+    seconds: float | None = None,
+    stages: tuple[StageTime, ...] | None = None,
 ) -> ModelArtefact:
     """The artefact that ships ``selection.winner``: ``gnn`` (the GraphSAGE artefact ``run`` was
     made with) plus, for a tree winner, its fitted trees, thresholds calibrated on its validation
-    scores and its metrics. ``seconds``: the whole training time to record (default: unchanged).
+    scores and its metrics. ``seconds`` / ``stages``: the whole training time and where it went,
+    to record (default: unchanged).
 
     Raises:
         ValidationError: the winner is not in ``run`` (a tree family that was not fitted).
     """
-    metrics = gnn.metrics if seconds is None else dataclasses.replace(gnn.metrics, seconds=seconds)
+    metrics = gnn.metrics
+    if seconds is not None:
+        metrics = dataclasses.replace(metrics, seconds=seconds)
+    if stages is not None:
+        metrics = dataclasses.replace(metrics, stages=stages)
     if selection.winner == GRAPHSAGE:
         return dataclasses.replace(gnn, selection=selection, metrics=metrics)
     if selection.winner not in run.models:
@@ -243,14 +266,16 @@ def ship(
     fitted = run.models[selection.winner]
     y, users, txns = run.targets, run.users, run.txns
     created = time.time()
+    account_thresholds = calibrate_split(won.account, y.user, users.val, config)
     return dataclasses.replace(
         gnn,
         version=make_version(created, SUPERVISED, {**gnn.state_dict, **fitted.tensors()}),
         created_at=created,
-        account_thresholds=calibrate_split(won.account, y.user, users.val, config),
+        account_thresholds=account_thresholds,
         transaction_thresholds=calibrate_split(won.txn, y.txn, txns.val, config),
         metrics=dataclasses.replace(
             metrics,
+            account_queue=ReviewQueue.of(won.account, account_thresholds),
             accounts_val=_metrics(won.account, y.user, users.val),
             accounts_test=_metrics(won.account, y.user, users.test),
             transactions_val=_metrics(won.txn, y.txn, txns.val),

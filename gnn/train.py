@@ -41,11 +41,11 @@ from tqdm.auto import tqdm
 
 from gnn.anomaly import anomaly_scores, fit_reference
 from gnn.artefact import SUPERVISED, UNSUPERVISED, ModelArtefact, make_version
-from gnn.calibrate import REVIEW_CAPACITY, Thresholds, calibrate, quantile_thresholds
+from gnn.calibrate import REVIEW_CAPACITY, ReviewQueue, Thresholds, calibrate, quantile_thresholds
 from gnn.device import pick_device
 from gnn.features import FeatureSet, Normalisation, build_features
 from gnn.known_fraud import KnownLabels, known_fraud_features, known_labels
-from gnn.metrics import SplitMetrics, TrainMetrics, auprc, split_metrics
+from gnn.metrics import SplitMetrics, Stopwatch, TrainMetrics, auprc, split_metrics
 from gnn.minibatch import DEFAULT_FANOUT, MiniBatchEpochs, check_fanout
 from gnn.model import ModelConfig, RingSAGE, build_graph_input, predict
 from graph.errors import ModelError, ValidationError
@@ -286,10 +286,12 @@ def train(
         ConfigError: ``config.device`` names a device this machine lacks.
     """
     started = time.perf_counter()
+    watch = Stopwatch()
     if snapshot.num_nodes(NodeType.USER) == 0:
         raise ModelError("snapshot has no users: load events first (`ringwatch ingest`)")
     if features is None:
         features = build_features(snapshot)
+        watch.lap("features")
     y = targets(snapshot)
     users, txns = splits if splits is not None else time_splits(snapshot, config)
     # Every usable fraud label counts, of either kind: an account is fraud by its own verdict
@@ -306,8 +308,9 @@ def train(
             n_fraud_train,
             config.min_fraud_labels,
         )
-        return _unsupervised(snapshot, features, y, users, txns, config, started)
-    return _supervised(snapshot, features, y, users, txns, config, started, progress, labels if config.known_fraud_inputs else None)
+        return _unsupervised(snapshot, features, y, users, txns, config, started, watch)
+    known = labels if config.known_fraud_inputs else None
+    return _supervised(snapshot, features, y, users, txns, config, started, watch, progress, known)
 
 
 def _unsupervised(
@@ -318,11 +321,17 @@ def _unsupervised(
     txns: Split,
     config: TrainConfig,
     started: float,
+    watch: Stopwatch,
 ) -> ModelArtefact:
+    watch.restart()
     reference = fit_reference(snapshot, features)
     scores = anomaly_scores(snapshot, features, reference)
+    watch.lap("anomaly score")
     created = time.time()
     tensors = {k: torch.from_numpy(v) for k, v in reference.quantiles.items()}
+    account_thresholds = quantile_thresholds(
+        scores.account, medium_top=UNSUPERVISED_MEDIUM_TOP, high_top=UNSUPERVISED_HIGH_TOP
+    )
     metrics = TrainMetrics(
         accounts_val=_metrics(scores.account, y.user, users.val),
         accounts_test=_metrics(scores.account, y.user, users.test),
@@ -331,6 +340,8 @@ def _unsupervised(
         epochs_run=0,
         seconds=time.perf_counter() - started,
         seed=config.seed,
+        stages=tuple(watch.stages),
+        account_queue=ReviewQueue.of(scores.account, account_thresholds),
     )
     return ModelArtefact(
         version=make_version(created, UNSUPERVISED, tensors),
@@ -340,9 +351,7 @@ def _unsupervised(
         normalisation=Normalisation.fit(features),
         model_config=None,
         state_dict={},
-        account_thresholds=quantile_thresholds(
-            scores.account, medium_top=UNSUPERVISED_MEDIUM_TOP, high_top=UNSUPERVISED_HIGH_TOP
-        ),
+        account_thresholds=account_thresholds,
         transaction_thresholds=quantile_thresholds(
             scores.txn, medium_top=UNSUPERVISED_MEDIUM_TOP, high_top=UNSUPERVISED_HIGH_TOP
         ),
@@ -365,9 +374,11 @@ def _supervised(
     txns: Split,
     config: TrainConfig,
     started: float,
+    watch: Stopwatch,
     progress: bool,
     labels: KnownLabels | None,
 ) -> ModelArtefact:
+    watch.restart()
     device = pick_device(config.device)
     norm = Normalisation.fit(features)
     pw_user = _pos_weight(y.user[users.train])
@@ -388,6 +399,7 @@ def _supervised(
         label_delay=config.label_delay,
     )
     g = build_graph_input(snapshot, norm.apply(features), known).to(device)
+    watch.lap("graph input")
 
     with _deterministic(config.seed, device):
         model = RingSAGE(model_config).to(device)
@@ -454,19 +466,27 @@ def _supervised(
             if epoch - best_epoch >= config.patience:
                 break
         bar.close()
+        watch.lap(f"graphsage {epochs_run} epochs")
         model.load_state_dict(best_state)
         pred = predict(model, g)
 
     account_thresholds = calibrate_split(pred.account, y.user, users.val, config)
     txn_thresholds = calibrate_split(pred.txn, y.txn, txns.val, config)
+    watch.lap("graphsage scoring")
+    held_out = {
+        "accounts_val": _metrics(pred.account, y.user, users.val),
+        "accounts_test": _metrics(pred.account, y.user, users.test),
+        "transactions_val": _metrics(pred.txn, y.txn, txns.val),
+        "transactions_test": _metrics(pred.txn, y.txn, txns.test),
+    }
+    watch.lap("metrics")
     metrics = TrainMetrics(
-        accounts_val=_metrics(pred.account, y.user, users.val),
-        accounts_test=_metrics(pred.account, y.user, users.test),
-        transactions_val=_metrics(pred.txn, y.txn, txns.val),
-        transactions_test=_metrics(pred.txn, y.txn, txns.test),
+        **held_out,
         epochs_run=epochs_run,
         seconds=time.perf_counter() - started,
         seed=config.seed,
+        stages=tuple(watch.stages),
+        account_queue=ReviewQueue.of(pred.account, account_thresholds),
     )
     state = {k: v.detach().cpu().clone() for k, v in model.state_dict().items()}
     created = time.time()

@@ -134,6 +134,8 @@ def _run(args: argparse.Namespace, settings: Settings, progress: bool) -> int:
         if ls.quarantine_file:
             print(f"  quarantine file: {ls.quarantine_file}")
     elif args.command == "train":
+        from gnn.metrics import describe_stages
+
         extra: dict[str, object] = {"device": args.device}
         if args.epochs is not None:
             extra["epochs"] = args.epochs
@@ -148,9 +150,12 @@ def _run(args: argparse.Namespace, settings: Settings, progress: bool) -> int:
             if sm is not None:
                 print(f"  held-out {name:<12} {sm.describe()}")
         print(f"  thresholds accounts medium {a.account_thresholds.medium:.3f} high {a.account_thresholds.high:.3f}")
+        if m.account_queue is not None:
+            print(f"  review queue (these accounts): {m.account_queue.describe()}, capacity {cfg.review_capacity:.0%}")  # type: ignore[attr-defined]
         for line in pipeline.render_selection(a):
             print(f"  {line}")
         print(f"  artefact {out.path}{'' if out.promoted else ' (saved, not current)'}")
+        print(f"  time: {describe_stages(out.stages)}")
     elif args.command == "score":
         so = pipeline.step_score(settings, out=args.out, model_version=args.model_version)
         tiers = [t.value for t in so.result.account_tiers]

@@ -16,6 +16,7 @@ from pathlib import Path
 from gnn.artefact import CURRENT, ModelArtefact
 from gnn.evaluate import EvaluationReport, PlantedTruth, evaluate
 from gnn.lineage import Promotion
+from gnn.metrics import StageTime, Stopwatch
 from gnn.promotion import decide
 from gnn.scoring import ScoreResult, score_snapshot, to_writeback
 from gnn.selection import CANDIDATES, train_and_select
@@ -87,10 +88,12 @@ def step_label(settings: Settings, source: Path, *, progress: bool = False) -> L
 @dataclass(frozen=True, slots=True)
 class TrainOutcome:
     """The trained artefact (its ``selection`` and ``promotion`` filled in) and where it was
-    saved; ``promoted``: it is now ``CURRENT`` (otherwise it was kept back, see the reason)."""
+    saved; ``promoted``: it is now ``CURRENT`` (otherwise it was kept back, see the reason).
+    ``stages``: where the time went, from reading the snapshot to saving the artefact."""
 
     artefact: ModelArtefact
     path: Path
+    stages: tuple[StageTime, ...] = ()
 
     @property
     def promotion(self) -> Promotion:
@@ -126,14 +129,20 @@ def step_train(
     saved (not current); the reason is in ``TrainOutcome.promotion`` and the artefact's metadata.
     ``candidates``: the models selection may ship (``gnn.selection.CANDIDATES``).
     """
+    watch = Stopwatch()
     with store_for(settings) as store:
         snapshot = store.snapshot()
+    watch.lap("snapshot")
     artefact = train_and_select(snapshot, config, progress=progress, candidates=candidates)
+    watch.stages.extend(artefact.metrics.stages)
+    watch.restart()
     current, current_error = _current_model(settings)
     promotion = decide(artefact, current, snapshot, config, force=force, current_error=current_error)
     artefact = dataclasses.replace(artefact, promotion=promotion)
+    watch.lap("promotion check")
     path = artefact.save(settings.models_dir, make_current=promotion.promoted)
-    return TrainOutcome(artefact=artefact, path=path)
+    watch.lap("save")
+    return TrainOutcome(artefact=artefact, path=path, stages=tuple(watch.stages))
 
 
 @dataclass(frozen=True, slots=True)

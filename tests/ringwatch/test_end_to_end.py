@@ -9,6 +9,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
+from gnn.calibrate import REVIEW_CAPACITY
 from graph.types import NodeType, Tier
 from ringwatch import pipeline
 from ringwatch.cli import main as cli_main
@@ -50,6 +51,15 @@ def test_fraud_accounts_score_above_legit_ones(demo: pipeline.DemoOutcome) -> No
     # Against the full planted truth too (most fraud was never labelled).
     assert demo.truth.accounts_auprc >= 0.4, demo.truth.render()
     assert demo.truth.transactions_auroc >= 0.75, demo.truth.render()
+
+
+def test_account_tiers_respect_the_review_capacity(demo: pipeline.DemoOutcome) -> None:
+    """The review queue training prints is the one scoring gives, and within the capacity."""
+    tiers = demo.score.result.account_tiers
+    queue = demo.train.artefact.metrics.account_queue
+    assert queue is not None
+    assert queue.high == tiers.count(Tier.HIGH) and queue.medium == tiers.count(Tier.MEDIUM)
+    assert 0 < queue.high + queue.medium <= REVIEW_CAPACITY * len(tiers)
 
 
 def test_legitimate_shared_ips_are_not_put_in_rings_wholesale(demo: pipeline.DemoOutcome) -> None:
