@@ -42,7 +42,7 @@ from tqdm.auto import tqdm
 from gnn.anomaly import anomaly_scores, fit_reference
 from gnn.artefact import SUPERVISED, UNSUPERVISED, ModelArtefact, make_version
 from gnn.calibrate import REVIEW_CAPACITY, ReviewQueue, Thresholds, calibrate, quantile_thresholds
-from gnn.device import pick_device
+from gnn.device import pick_device, pick_threads, torch_threads
 from gnn.features import FeatureSet, Normalisation, build_features
 from gnn.known_fraud import KnownLabels, known_fraud_features, known_labels
 from gnn.metrics import SplitMetrics, Stopwatch, TrainMetrics, auprc, split_metrics
@@ -96,7 +96,8 @@ class TrainConfig:
     row (``gnn.known_fraud``). Off by default because inductive scoring of unseen checkout events
     (``gnn.inductive``) does not compute those inputs per request yet; the tree candidates and
     the hybrid always read them. ``label_delay`` (seconds): verdicts are known that long after
-    their payment; None takes the verdicts' own timestamps.
+    their payment; None takes the verdicts' own timestamps. ``threads``: torch's CPU threads
+    while training (``gnn.device.pick_threads``: ``RINGWATCH_THREADS``, else this process's cores).
 
     Raises:
         ValidationError: a value out of range (names the field).
@@ -122,6 +123,7 @@ class TrainConfig:
     fanout: tuple[int, ...] = DEFAULT_FANOUT
     known_fraud_inputs: bool = False
     label_delay: float | None = None
+    threads: int | None = None
 
     def __post_init__(self) -> None:
         for name in ("hidden", "layers", "epochs", "patience"):
@@ -154,6 +156,8 @@ class TrainConfig:
             if isinstance(self.batch_size, bool) or not isinstance(self.batch_size, int) or self.batch_size < 1:
                 raise ValidationError("batch_size", self.batch_size, "must be None (full batch) or an integer >= 1")
             check_fanout(self.fanout, self.layers)
+        if self.threads is not None and (isinstance(self.threads, bool) or not isinstance(self.threads, int) or self.threads < 1):
+            raise ValidationError("threads", self.threads, "must be None (RINGWATCH_THREADS, else this process's cores) or an integer >= 1")
 
 
 @dataclass(frozen=True, slots=True)
@@ -283,8 +287,20 @@ def train(
 
     Raises:
         ModelError: the snapshot has no users.
-        ConfigError: ``config.device`` names a device this machine lacks.
+        ConfigError: ``config.device`` names a device this machine lacks, or ``RINGWATCH_THREADS`` is
+            not a positive integer.
     """
+    with torch_threads(pick_threads(config.threads)):
+        return _train(snapshot, config, progress, features, splits)
+
+
+def _train(
+    snapshot: Snapshot,
+    config: TrainConfig,
+    progress: bool,
+    features: FeatureSet | None,
+    splits: tuple[Split, Split] | None,
+) -> ModelArtefact:
     started = time.perf_counter()
     watch = Stopwatch()
     if snapshot.num_nodes(NodeType.USER) == 0:

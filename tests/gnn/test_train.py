@@ -133,7 +133,7 @@ def test_fresh_user_on_ring_device_scores_higher(trained: ModelArtefact, synth: 
 @pytest.mark.parametrize(
     ("field", "kwargs"),
     [("epochs", {"epochs": 0}), ("lr", {"lr": 0.0}), ("val_fraction", {"val_fraction": 0.5, "test_fraction": 0.45}),
-     ("dropout", {"dropout": 1.0})],
+     ("dropout", {"dropout": 1.0}), ("threads", {"threads": 0}), ("threads", {"threads": True})],
 )  # fmt: skip
 def test_config_validation(field: str, kwargs: dict[str, object]) -> None:
     with pytest.raises(ValidationError, match=field):
