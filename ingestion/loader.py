@@ -35,7 +35,7 @@ from graph.store import GraphStore
 from graph.types import EventBatch, Label, LabelEntity, Verdict
 from ingestion.mapping import ColumnMapping, JoinSpec, LabelSpec, as_text, label_values
 from ingestion.quarantine import QuarantineWriter, quarantine_path
-from ingestion.readers import RawChunk, read_chunks, read_table, source_columns, source_rows
+from ingestion.readers import DEFAULT_ENCODING, RawChunk, read_chunks, read_table, source_columns, source_rows
 from ingestion.validate import (
     BAD_LABEL,
     DUPLICATE_TXN_ID_CONFLICT,
@@ -130,6 +130,7 @@ def load_events(
     quarantine_dir: Path,
     batch_size: int = 50_000,
     progress: bool = False,
+    encoding: str = DEFAULT_ENCODING,
 ) -> LoadSummary:
     """Validate event files and upsert their good rows into ``store`` in batches.
 
@@ -141,9 +142,11 @@ def load_events(
         quarantine_dir: where ``<file name>.quarantine.csv`` files go (created when needed).
         batch_size: rows per read chunk and events per ``store.upsert_events`` call.
         progress: show a tqdm progress bar.
+        encoding: the text files' encoding (rows that are not valid text in it are quarantined).
 
     Raises:
-        ValidationError: a missing or unknown file, ``batch_size`` < 1, or a source whose
+        ValidationError: a missing, unknown or unreadable file, an unknown ``encoding``,
+            ``batch_size`` < 1, or a source whose
             columns cannot feed the mapping (checked for every file before anything is loaded).
         StoreError: the store failed, or reported counts that do not add up.
     """
@@ -158,7 +161,7 @@ def load_events(
     started = time.perf_counter()
     schemas: list[tuple[str, ...] | None] = []
     for src in sources:
-        columns = source_columns(src)
+        columns = source_columns(src, encoding)
         schemas.append(columns)
         if columns is not None:
             joined = tuple(columns) + tuple(c for j in mapping.joins for c in _join_columns(j, src))
@@ -173,7 +176,7 @@ def load_events(
             sides = [_SideTable.load(j, src) for j in mapping.joins]
             writer = QuarantineWriter(quarantine_path(quarantine_dir, src), columns)
             writers.append(writer)
-            for chunk in read_chunks(src, chunk_rows=batch_size):
+            for chunk in read_chunks(src, chunk_rows=batch_size, encoding=encoding):
                 run.process(chunk, sides, writer)
                 bar.update(chunk.rows_read)
         run.finish()
@@ -513,17 +516,26 @@ def _as_paths(source: Path | Sequence[Path]) -> list[Path]:
 # -- labels ---------------------------------------------------------------------------------------
 
 
-def load_labels(source: Path, store: GraphStore, *, quarantine_dir: Path, progress: bool = False) -> LabelLoadSummary:
+def load_labels(
+    source: Path,
+    store: GraphStore,
+    *,
+    quarantine_dir: Path,
+    progress: bool = False,
+    encoding: str = DEFAULT_ENCODING,
+) -> LabelLoadSummary:
     """Validate a verdicts file (entity, entity_id, label, ts, source; CSV, Parquet or JSON lines)
-    and upsert its good rows; bad rows go to ``<file name>.quarantine.csv``.
+    and upsert its good rows; bad rows go to ``<file name>.quarantine.csv``. ``encoding``: the
+    text file's encoding (rows that are not valid text in it are quarantined).
 
     Raises:
-        ValidationError: a missing or unknown file, or a file without the label columns.
+        ValidationError: a missing, unknown or unreadable file, an unknown ``encoding``, or a
+            file without the label columns.
         StoreError: the store failed.
     """
     source = Path(source)
     started = time.perf_counter()
-    columns = source_columns(source)
+    columns = source_columns(source, encoding)
     if columns is not None:
         missing = [c for c in LABEL_COLUMNS[:4] if c not in columns]
         if missing:
@@ -533,7 +545,7 @@ def load_labels(source: Path, store: GraphStore, *, quarantine_dir: Path, progre
     writer = QuarantineWriter(quarantine_path(quarantine_dir, source), columns)
     read = valid = new = 0
     with tqdm(total=source_rows(source), unit="rows", desc="labels", disable=not progress) as bar:
-        for chunk in read_chunks(source, chunk_rows=_LABEL_BATCH):
+        for chunk in read_chunks(source, chunk_rows=_LABEL_BATCH, encoding=encoding):
             read += chunk.rows_read
             checked = validate_labels(chunk.frame, empty=_blank_rows(chunk.frame))
             ok = checked.ok

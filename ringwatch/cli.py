@@ -32,9 +32,11 @@ def _parser() -> argparse.ArgumentParser:
     i.add_argument("files", type=Path, nargs="+")
     i.add_argument("--mapping", type=Path, help="column mapping file (YAML/TOML) for other schemas")
     i.add_argument("--batch-size", type=int, default=50_000)
+    i.add_argument("--encoding", default="utf-8", help="text encoding of CSV / JSON-lines files (default utf-8; e.g. latin-1)")
 
     lb = sub.add_parser("label", help="load a verdicts file (entity,entity_id,label,ts,source)")
     lb.add_argument("file", type=Path)
+    lb.add_argument("--encoding", default="utf-8", help="text encoding of a CSV / JSON-lines file (default utf-8)")
 
     t = sub.add_parser(
         "train",
@@ -123,11 +125,12 @@ def _run(args: argparse.Namespace, settings: Settings, progress: bool) -> int:
             print(f"  {name:<19} {getattr(ds, name)}")
     elif args.command == "ingest":
         summary = pipeline.step_ingest(
-            settings, args.files, mapping=args.mapping, batch_size=args.batch_size, progress=progress
+            settings, args.files, mapping=args.mapping, batch_size=args.batch_size, progress=progress,
+            encoding=args.encoding,
         )
         print(summary.render())
     elif args.command == "label":
-        ls = pipeline.step_label(settings, args.file, progress=progress)
+        ls = pipeline.step_label(settings, args.file, progress=progress, encoding=args.encoding)
         print(f"labels: read {ls.read}, loaded {ls.loaded}, quarantined {ls.quarantined}")
         for reason, n in sorted(ls.quarantined_by_reason.items()):
             print(f"  {reason}: {n}")

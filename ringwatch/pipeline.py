@@ -28,6 +28,7 @@ from graph.store import GraphStore
 from graph.types import NodeType, Ring, Snapshot
 from ingestion.loader import LabelLoadSummary, LoadSummary, load_events, load_labels
 from ingestion.mapping import ColumnMapping
+from ingestion.readers import DEFAULT_ENCODING
 from ingestion.synthetic import GeneratedDataset, SyntheticConfig, generate
 from ringwatch.settings import Settings
 from ringwatch.truth import TruthReport, compare_with_truth, load_truth
@@ -67,6 +68,7 @@ def step_ingest(
     mapping: Path | None = None,
     batch_size: int = 50_000,
     progress: bool = False,
+    encoding: str = DEFAULT_ENCODING,
 ) -> LoadSummary:
     column_mapping = ColumnMapping.from_file(mapping) if mapping else None
     with store_for(settings) as store:
@@ -77,12 +79,15 @@ def step_ingest(
             quarantine_dir=settings.quarantine_dir,
             batch_size=batch_size,
             progress=progress,
+            encoding=encoding,
         )
 
 
-def step_label(settings: Settings, source: Path, *, progress: bool = False) -> LabelLoadSummary:
+def step_label(
+    settings: Settings, source: Path, *, progress: bool = False, encoding: str = DEFAULT_ENCODING
+) -> LabelLoadSummary:
     with store_for(settings) as store:
-        return load_labels(source, store, quarantine_dir=settings.quarantine_dir, progress=progress)
+        return load_labels(source, store, quarantine_dir=settings.quarantine_dir, progress=progress, encoding=encoding)
 
 
 @dataclass(frozen=True, slots=True)

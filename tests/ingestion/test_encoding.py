@@ -1,0 +1,101 @@
+"""Bytes that are not text: a bad row is quarantined with its line and the reason, the rest of
+the file loads; a file that cannot be read at all is one clear error naming it (exit 2); a
+declared encoding reads Latin-1 and the like."""
+
+from __future__ import annotations
+
+import gzip
+import os
+from pathlib import Path
+
+import pytest
+
+from graph.errors import ValidationError
+from graph.sqlite_store import SQLiteGraphStore
+from ingestion.loader import load_events, load_labels
+from ingestion.quarantine import read_quarantine
+from ingestion.readers import BAD_ENCODING, read_chunks, source_columns
+from ringwatch.cli import main as cli_main
+
+HEADER = b"txn_id,ts,user_id,device_id,ip,merchant_id,amount,currency,event,status\n"
+
+
+def _row(i: int, user: bytes) -> bytes:
+    return b"t%d,2026-01-02T00:00:00Z,%s,d1,10.0.0.1,m1,5,USD,payment,approved\n" % (i, user)
+
+
+def _events(path: Path, n: int, bad: dict[int, bytes]) -> Path:
+    path.write_bytes(HEADER + b"".join(_row(i, bad.get(i, b"u%d" % (i % 50))) for i in range(n)))
+    return path
+
+
+def test_one_bad_byte_deep_in_a_csv_quarantines_that_row_only(tmp_path: Path) -> None:
+    src = _events(tmp_path / "events.csv", 120_000, {60_000: b"us\xe9r"})
+    with SQLiteGraphStore(tmp_path / "store.sqlite") as store:
+        summary = load_events(src, store, quarantine_dir=tmp_path / "q")
+    assert (summary.read, summary.loaded, summary.quarantined) == (120_000, 119_999, 1)
+    q = read_quarantine(summary.quarantine_files[0])
+    assert q["line"].tolist() == ["60002"] and q["reason"].tolist() == [BAD_ENCODING]
+    assert "column user_id at byte 2" in q["detail"][0] and "us\\xe9r" in q["detail"][0]
+
+
+def test_rows_keep_their_lines_around_bad_bytes_in_small_chunks(tmp_path: Path) -> None:
+    src = _events(tmp_path / "events.csv", 30, {0: b"\xff", 11: b"a\xc3", 29: b"\xe9"})
+    good, lines, bad = [], [], []
+    for chunk in read_chunks(src, chunk_rows=7):
+        good += chunk.frame["txn_id"].tolist()
+        lines += chunk.lines.tolist()
+        bad += [(r.line, r.reason) for r in chunk.rejects]
+    assert bad == [(2, BAD_ENCODING), (13, BAD_ENCODING), (31, BAD_ENCODING)]
+    assert len(good) == 27 and lines == [int(t[1:]) + 2 for t in good]
+
+
+def test_a_declared_encoding_reads_latin_1(tmp_path: Path) -> None:
+    src = _events(tmp_path / "events.csv", 3, {1: b"us\xe9r"})
+    rows = [c.frame for c in read_chunks(src, encoding="latin-1")]
+    assert rows[0]["user_id"].tolist() == ["u0", "usér", "u2"]
+    labels = tmp_path / "labels.csv"
+    labels.write_bytes(b"entity,entity_id,label,ts,source\nuser,us\xe9r,fraud,2026-01-05T00:00:00Z,chargeback\n")
+    with SQLiteGraphStore(tmp_path / "store.sqlite") as store:
+        assert load_labels(labels, store, quarantine_dir=tmp_path / "q").quarantined == 1
+        assert load_labels(labels, store, quarantine_dir=tmp_path / "q", encoding="latin-1").loaded == 1
+    with pytest.raises(ValidationError, match="encoding"):
+        source_columns(src, "no-such-encoding")
+
+
+def test_json_lines_with_bad_bytes_quarantine_the_line(tmp_path: Path) -> None:
+    src = tmp_path / "events.jsonl"
+    src.write_bytes(
+        b'{"txn_id":"j1","ts":"2026-01-02T00:00:00Z","user_id":"us\xe9r","event":"signup"}\n'
+        b'{"txn_id":"j2","ts":"2026-01-02T00:00:00Z","user_id":"u2","event":"signup"}\n'
+    )
+    chunks = list(read_chunks(src))
+    assert chunks[0].frame["txn_id"].tolist() == ["j2"] and chunks[0].lines.tolist() == [2]
+    assert [(r.line, r.reason) for r in chunks[0].rejects] == [(1, BAD_ENCODING)]
+    latin = list(read_chunks(src, encoding="latin-1"))[0]
+    assert latin.frame["user_id"].tolist() == ["usér", "u2"]
+
+
+def _unreadable(tmp_path: Path) -> dict[str, Path]:
+    text = HEADER + _row(1, b"u1")
+    files = {
+        "truncated.csv.gz": gzip.compress(text * 2000)[:200],
+        "plain-text.csv.gz": text,
+        "picture.csv": b"\x89PNG\r\n\x1a\n\x00\x00\x00\rIHDR" + bytes(range(256)),
+        "random.csv": b"\xd6\x9b" + os.urandom(4094),
+        "binary.jsonl.gz": b"\x1f\x8b\x08\x00garbage",
+    }
+    out = {}
+    for name, data in files.items():
+        (tmp_path / name).write_bytes(data)
+        out[name] = tmp_path / name
+    return out
+
+
+def test_a_file_that_cannot_be_read_is_one_clear_error_naming_it(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    for name, path in _unreadable(tmp_path).items():
+        with SQLiteGraphStore(tmp_path / "store.sqlite") as store, pytest.raises(ValidationError, match=name):
+            load_events(path, store, quarantine_dir=tmp_path / "q")
+        assert cli_main(["--home", str(tmp_path / "home"), "--no-progress", "ingest", str(path)]) == 2
+        err = capsys.readouterr().err
+        assert err.count("\n") == 1 and name in err and "Traceback" not in err, err
