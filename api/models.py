@@ -29,14 +29,12 @@ from graph.types import (
     Tier,
     Verdict,
 )
-from ingestion.validate import MAX_ID_LENGTH, MIN_YEAR
+from ingestion.validate import ID_CONTROL_CHARACTERS, MAX_AMOUNT, MAX_ID_LENGTH, MIN_YEAR
 
 #: An identifier in a request: 1..128 characters, no control characters (the store's limits).
-Identifier = Annotated[str, Field(min_length=1, max_length=MAX_ID_LENGTH, pattern=r"^[^\x00-\x1f\x7f]+$")]
+Identifier = Annotated[str, Field(min_length=1, max_length=MAX_ID_LENGTH, pattern=rf"^[^{ID_CONTROL_CHARACTERS[1:-1]}]+$")]
 #: An IP address as text; the schema says so with the standard formats (checked by ``_ip``).
 IpText = Annotated[str, Field(max_length=64, json_schema_extra={"anyOf": [{"format": "ipv4"}, {"format": "ipv6"}]})]
-#: The largest amount a checkout event may carry.
-MAX_AMOUNT = 1_000_000_000.0
 #: How far in the future an event's timestamp may be (clock skew between services).
 MAX_FUTURE_SECONDS = 86_400.0
 _MIN_TS = datetime(MIN_YEAR, 1, 1, tzinfo=UTC)

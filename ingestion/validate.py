@@ -28,7 +28,11 @@ from ingestion.readers import EMPTY_ROW
 #: Cleaned values of good rows, one list per ``Event`` field name.
 EventColumns = dict[str, list[Any]]
 
+# The limits files and the API share (``api/models.py`` reads them from here).
 MAX_ID_LENGTH = 128
+#: Characters an identifier may not hold: ASCII control characters (newline, tab, NUL ...).
+ID_CONTROL_CHARACTERS = r"[\x00-\x1f\x7f]"
+MAX_AMOUNT = 1_000_000_000.0
 MIN_YEAR = 2000
 MAX_YEAR = 2100
 
@@ -38,6 +42,7 @@ MISSING_TXN_ID = "missing_txn_id"
 MISSING_USER_ID = "missing_user_id"
 MISSING_TS = "missing_ts"
 ID_TOO_LONG = "id_too_long"
+BAD_ID = "bad_id"
 BAD_TIMESTAMP = "bad_timestamp"
 UNKNOWN_EVENT = "unknown_event"
 MISSING_MERCHANT = "missing_merchant"
@@ -49,7 +54,7 @@ BAD_CURRENCY = "bad_currency"
 BAD_LABEL = "bad_label"
 DUPLICATE_TXN_ID_CONFLICT = "duplicate_txn_id_conflict"
 EVENT_REASONS: tuple[str, ...] = (
-    EMPTY_ROW, MISSING_TXN_ID, MISSING_USER_ID, MISSING_TS, ID_TOO_LONG, BAD_TIMESTAMP,
+    EMPTY_ROW, MISSING_TXN_ID, MISSING_USER_ID, MISSING_TS, ID_TOO_LONG, BAD_ID, BAD_TIMESTAMP,
     UNKNOWN_EVENT, MISSING_MERCHANT, MISSING_AMOUNT, BAD_AMOUNT, NEGATIVE_AMOUNT, BAD_IP,
     BAD_CURRENCY, BAD_LABEL, DUPLICATE_TXN_ID_CONFLICT,
 )
@@ -311,7 +316,7 @@ def validate_events(
     mark(~ts_present, MISSING_TS, "ts", raw_ts, "required")
 
     for field in _ID_FIELDS:
-        _mark_too_long(reason, detail, field, text[field])
+        _mark_bad_id(reason, detail, field, text[field])
 
     why_ts = "not an ISO-8601 timestamp" if ts_unit == "iso" else f"not a number of {ts_unit} after the origin"
     mark(ts_out_of_range, BAD_TIMESTAMP, "ts", raw_ts, f"year outside {MIN_YEAR}..{MAX_YEAR}")
@@ -333,6 +338,7 @@ def validate_events(
     mark(amount_present & ~np.isfinite(amount), BAD_AMOUNT, "amount", raw_amount, "not a finite number")
     with np.errstate(invalid="ignore"):
         mark(amount < 0, NEGATIVE_AMOUNT, "amount", raw_amount, "must be >= 0")
+        mark(amount > MAX_AMOUNT, BAD_AMOUNT, "amount", raw_amount, f"more than {MAX_AMOUNT:,.0f}")
 
     ip_text = as_text(canonical["ip"])
     ip, bad_ip = ip_cache.normalise(ip_text)
@@ -415,7 +421,7 @@ def validate_labels(frame: pd.DataFrame, *, empty: np.ndarray | None = None) -> 
     entity = entity_text.map(_ENTITIES).to_numpy(dtype=object, na_value=None)
     mark(pd.isna(entity), BAD_ENTITY, "entity", col("entity"), "expected user or transaction")
     mark(entity_id.isna().to_numpy(), MISSING_ENTITY_ID, "entity_id", entity_id, "required")
-    _mark_too_long(reason, detail, "entity_id", entity_id)
+    _mark_bad_id(reason, detail, "entity_id", entity_id)
     label = label_text.map(_VERDICTS).to_numpy(dtype=object, na_value=None)
     mark(pd.isna(label), BAD_LABEL, "label", col("label"), "expected fraud or legit")
     ts_shown = as_text(raw_ts) if not pd.api.types.is_datetime64_any_dtype(raw_ts.dtype) else raw_ts.astype("str")
@@ -451,13 +457,19 @@ def _parse_amounts(raw: pd.Series) -> tuple[np.ndarray, np.ndarray]:
     return values, present
 
 
-def _mark_too_long(reason: np.ndarray, detail: np.ndarray, field: str, text: pd.Series) -> None:
+def _mark_bad_id(reason: np.ndarray, detail: np.ndarray, field: str, text: pd.Series) -> None:
+    """Identifiers longer than ``MAX_ID_LENGTH`` or holding a control character."""
     lengths = text.str.len().to_numpy(dtype=np.float64, na_value=0.0)
     too_long = lengths > MAX_ID_LENGTH
     if too_long.any():
         shown = [f"{field}={_show(v)}: {int(n)} characters, more than {MAX_ID_LENGTH}"
                  for v, n in zip(text.to_numpy(dtype=object)[too_long], lengths[too_long])]
         _mark(reason, detail, too_long, ID_TOO_LONG, shown)
+    control = text.str.contains(ID_CONTROL_CHARACTERS, regex=True).to_numpy(dtype=bool, na_value=False)
+    if control.any():
+        shown = [f"{field}={_show(v)}: holds a control character (newline, tab, NUL ...)"
+                 for v in text.to_numpy(dtype=object)[control]]
+        _mark(reason, detail, control, BAD_ID, shown)
 
 
 def _objects(text: pd.Series) -> np.ndarray:

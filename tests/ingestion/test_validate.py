@@ -57,6 +57,12 @@ def test_good_row_is_cleaned() -> None:
         ({"amount": "ten"}, "bad_amount"),
         ({"amount": "inf"}, "bad_amount"),
         ({"amount": "-0.01"}, "negative_amount"),
+        ({"amount": "1e300"}, "bad_amount"),
+        ({"amount": "1000000001"}, "bad_amount"),
+        ({"user_id": "u\n1"}, "bad_id"),
+        ({"txn_id": "t\t1"}, "bad_id"),
+        ({"device_id": "d\x001"}, "bad_id"),
+        ({"merchant_id": "m\x7f"}, "bad_id"),
         ({"ip": "999.1.1.1"}, "bad_ip"),
         ({"ip": "10.0.0"}, "bad_ip"),
         ({"ip": "2001:db8::zz"}, "bad_ip"),
@@ -167,3 +173,26 @@ def test_events_from_builds_the_same_events_as_the_constructor(monkeypatch: pyte
         fast[0].user_id = "other"  # type: ignore[misc]
     monkeypatch.setattr(validate, "_SLOT_SETTERS", None)  # the constructor path
     assert events_from(columns) == expected
+
+
+@pytest.mark.parametrize(
+    "changes",
+    [{"user_id": "u\n1"}, {"txn_id": "t\t1"}, {"device_id": "d\x001"}, {"amount": "1e300"},
+     {"amount": "1000000001"}, {"user_id": "u" * 129}, {}, {"amount": "1000000000"}],
+)  # fmt: skip
+def test_files_and_the_api_accept_and_refuse_the_same_values(changes: dict[str, str]) -> None:
+    """One set of limits: a value ingest quarantines is one the checkout API refuses, and back."""
+    from pydantic import ValidationError as RequestInvalid
+
+    from api.models import CheckoutRequest
+
+    file_ok = _check(**changes)[0] is None
+    row = {**GOOD, **changes}
+    body = {k: row[k] for k in ("txn_id", "ts", "user_id", "device_id", "ip", "merchant_id")}
+    body.update(amount=float(row["amount"]), currency=row["currency"].upper(), event=row["event"])
+    try:
+        CheckoutRequest.model_validate(body)
+        api_ok = True
+    except RequestInvalid:
+        api_ok = False
+    assert file_ok == api_ok, (changes, file_ok, api_ok)
