@@ -6,13 +6,16 @@ from __future__ import annotations
 from typing import Annotated
 
 from fastapi import Depends, Request, Security
-from fastapi.security import APIKeyHeader
+from fastapi.security import APIKeyHeader, HTTPAuthorizationCredentials, HTTPBearer
 
 from api.security import KEY_HEADER, ApiKey, KeyRing, RateLimiter, Scope
 from api.service import RiskService
 
-#: Documents the key header in the OpenAPI schema; the check itself is ``_authorise``.
+#: Document the two ways to send a key in the OpenAPI schema; the check itself is ``_authorise``.
 _key_header = APIKeyHeader(name=KEY_HEADER, auto_error=False, description="an API key with the route's scope")
+_bearer = HTTPBearer(auto_error=False, description="the same API key as `Authorization: Bearer <key>`")
+KeyHeader = Annotated[str | None, Security(_key_header)]
+BearerHeader = Annotated[HTTPAuthorizationCredentials | None, Security(_bearer)]
 
 #: Who a request is when the service runs without keys (``ringwatch serve --no-auth``).
 ANONYMOUS = ApiKey(name="anonymous", scopes=frozenset(Scope), digest=b"")
@@ -26,10 +29,11 @@ async def get_service(request: Request) -> RiskService:
 ServiceDep = Annotated[RiskService, Depends(get_service)]
 
 
-def _authorise(request: Request, presented: str | None, scope: Scope) -> ApiKey:
+def _authorise(request: Request, header: str | None, bearer: HTTPAuthorizationCredentials | None, scope: Scope) -> ApiKey:
     keys: KeyRing | None = request.app.state.keys
     if keys is None:
         return ANONYMOUS
+    presented = header or (bearer.credentials if bearer is not None else None)
     key = keys.authorise(presented, scope)
     limiter: RateLimiter | None = request.app.state.rate_limiter
     if limiter is not None:
@@ -38,16 +42,16 @@ def _authorise(request: Request, presented: str | None, scope: Scope) -> ApiKey:
     return key
 
 
-async def _score_key(request: Request, presented: Annotated[str | None, Security(_key_header)]) -> ApiKey:
-    return _authorise(request, presented, Scope.SCORE)
+async def _score_key(request: Request, header: KeyHeader, bearer: BearerHeader) -> ApiKey:
+    return _authorise(request, header, bearer, Scope.SCORE)
 
 
-async def _investigate_key(request: Request, presented: Annotated[str | None, Security(_key_header)]) -> ApiKey:
-    return _authorise(request, presented, Scope.INVESTIGATE)
+async def _investigate_key(request: Request, header: KeyHeader, bearer: BearerHeader) -> ApiKey:
+    return _authorise(request, header, bearer, Scope.INVESTIGATE)
 
 
-async def _label_key(request: Request, presented: Annotated[str | None, Security(_key_header)]) -> ApiKey:
-    return _authorise(request, presented, Scope.LABEL)
+async def _label_key(request: Request, header: KeyHeader, bearer: BearerHeader) -> ApiKey:
+    return _authorise(request, header, bearer, Scope.LABEL)
 
 
 ScoreKey = Annotated[ApiKey, Depends(_score_key)]

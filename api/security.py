@@ -164,7 +164,7 @@ class KeyRing:
             AuthenticationError: no key given, or no stored digest matches.
         """
         if not presented:
-            raise AuthenticationError(f"missing API key: send it in the {KEY_HEADER} header")
+            raise AuthenticationError(f"missing API key: send it in the {KEY_HEADER} header or as Authorization: Bearer <key>")
         digest = hashlib.sha256(presented.encode("utf-8")).digest()
         found: ApiKey | None = None
         for key in self._keys:  # no early exit: the same work whichever key matches

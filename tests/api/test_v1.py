@@ -166,6 +166,11 @@ def test_keys_401_without_or_with_a_wrong_key_403_for_the_wrong_scope(client: Te
     assert scope.status_code == 403 and "score" in scope.json()["error"]["message"]
     assert client.get("/v1/rings", headers=key(home, "checkout")).status_code == 403
     assert client.get("/v1/rings", headers=key(home, "analyst")).status_code == 200
+    # What most HTTP clients send works too, with the same checks.
+    assert client.get("/v1/rings", headers={"Authorization": f"Bearer {home.keys['analyst']}"}).status_code == 200
+    assert client.get("/v1/rings", headers={"Authorization": f"Bearer {home.keys['checkout']}"}).status_code == 403
+    assert client.get("/v1/rings", headers={"Authorization": "Bearer rw_not-a-key"}).status_code == 401
+    assert "Bearer" in missing.json()["error"]["message"]
     assert client.post("/v1/labels", json={"labels": [{"entity": "user", "entity_id": "x", "label": "legit"}]},
                        headers=key(home, "analyst")).status_code == 403  # fmt: skip
     for open_route in ("/healthz", "/readyz", "/metrics", "/ping"):
