@@ -6,6 +6,8 @@ import os
 from dataclasses import dataclass
 from pathlib import Path
 
+from graph.errors import ConfigError
+
 DEFAULT_HOME = Path("ringwatch-data")
 
 
@@ -51,5 +53,15 @@ class Settings:
         )
 
     def ensure_dirs(self) -> None:
+        """Create ``home`` and its folders.
+
+        Raises:
+            ConfigError: one cannot be created (names it and says why).
+        """
         for d in (self.home, self.data_dir, self.models_dir, self.reports_dir, self.quarantine_dir):
-            d.mkdir(parents=True, exist_ok=True)
+            try:
+                d.mkdir(parents=True, exist_ok=True)
+            except OSError as e:
+                raise ConfigError(
+                    f"cannot create {d}: {e.strerror or e}; choose a writable --home (or RINGWATCH_HOME)"
+                ) from e
