@@ -216,6 +216,7 @@ class ModelArtefact:
         meta = json.dumps(self.metadata(), indent=1, sort_keys=True).encode() + b"\n"
         try:
             models_dir.mkdir(parents=True, exist_ok=True)
+            remove_stale_temp_files(models_dir)
             _atomic_write(path, lambda f: torch.save(self.to_dict(), f))
             _atomic_write(models_dir / metadata_file_name(self.version), lambda f: f.write(meta))
             if make_current:
@@ -292,9 +293,13 @@ def jsonable(x: object) -> object:
     return x
 
 
+# A temporary file of ``_atomic_write``: ``.<final name>.<pid of the writer>.<random>``.
+_TEMP_FILE = re.compile(r"\.(?P<name>.+)\.(?P<pid>\d+)\.[A-Za-z0-9_]+")
+
+
 def _atomic_write(path: Path, write: Callable[[BinaryIO], object]) -> None:
     """Write through ``write(fileobj)`` into a temporary file beside ``path``, then rename."""
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", dir=path.parent)
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.{os.getpid()}.", dir=path.parent)
     try:
         with os.fdopen(fd, "wb") as f:
             write(f)
@@ -304,3 +309,26 @@ def _atomic_write(path: Path, write: Callable[[BinaryIO], object]) -> None:
     except BaseException:
         Path(tmp).unlink(missing_ok=True)
         raise
+
+
+def remove_stale_temp_files(models_dir: Path) -> list[Path]:
+    """Remove the temporary files of saves whose process died mid-write (``kill -9`` during
+    ``train``); a live process's are left alone. Returns what was removed."""
+    removed = []
+    for p in Path(models_dir).glob(".*"):
+        m = _TEMP_FILE.fullmatch(p.name)
+        if m is None or _alive(int(m["pid"])):
+            continue
+        p.unlink(missing_ok=True)
+        removed.append(p)
+    return removed
+
+
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:  # someone else's process
+        return True
+    return True

@@ -1,5 +1,8 @@
 from __future__ import annotations
 
+import os
+import subprocess
+import sys
 from pathlib import Path
 
 import numpy as np
@@ -64,3 +67,20 @@ def test_with_thresholds_changes_tiers_not_scores(trained: ModelArtefact, synth:
     b = score_snapshot(strict, synth.snapshot)
     np.testing.assert_array_equal(a.account_scores, b.account_scores)
     assert sum(t.rank for t in b.account_tiers) < sum(t.rank for t in a.account_tiers)
+
+
+def test_saving_removes_temp_files_of_a_save_that_died_and_keeps_a_live_ones(tmp_path: Path, trained: ModelArtefact) -> None:
+    """kill -9 during a save leaves its temporary file; the next save clears it, but never one
+    that a running process is still writing."""
+    gone = subprocess.run([sys.executable, "-c", "import os; print(os.getpid())"], capture_output=True, text=True, check=True)
+    dead_pid = int(gone.stdout)
+    models = tmp_path / "models"
+    models.mkdir()
+    dead = models / f".model-20260101-000000-abcdef.pt.{dead_pid}.k3j_x9"
+    live = models / f".model-20260101-000000-abcdef.pt.{os.getpid()}.q1w2e3"
+    other = models / ".keep-me"
+    for p in (dead, live, other):
+        p.write_bytes(b"partial")
+    trained.save(models)
+    assert not dead.exists() and live.exists() and other.exists()
+    assert not [p for p in models.glob(".*") if p not in (live, other)]  # this save left none
