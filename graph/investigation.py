@@ -211,10 +211,24 @@ def _cypher_literal(value: object) -> str:
     if isinstance(value, (int, float)):
         return repr(value)
     if isinstance(value, str):
-        return "'" + value.replace("\\", "\\\\").replace("'", "\\'") + "'"
+        return "'" + "".join(_cypher_char(c) for c in value) + "'"
     if isinstance(value, (list, tuple)):
         return "[" + ", ".join(_cypher_literal(v) for v in value) + "]"
     raise ValidationError("value", value, "only text, numbers, booleans and lists can be shown as :param")
+
+
+# Characters that end a line somewhere (Browser splits :param lines on them) or are invisible.
+_LINE_BREAKING = frozenset("\x85\u2028\u2029\x7f")
+
+
+def _cypher_char(c: str) -> str:
+    """One character of a single-quoted Cypher string: quote and backslash escaped, control and
+    line-separator characters as ``\\uXXXX`` so that a ``:param`` stays on its line."""
+    if c in "\\'":
+        return "\\" + c
+    if ord(c) < 0x20 or c in _LINE_BREAKING:
+        return f"\\u{ord(c):04x}"
+    return c
 
 
 def browser_snippet(query: InvestigationQuery, values: Mapping[str, object]) -> str:

@@ -262,6 +262,12 @@ def test_browser_snippet_passes_values_as_parameters() -> None:
     assert text.endswith(q.cypher + ";") and "o'brien" not in q.cypher
     with pytest.raises(ValidationError):
         analysis.browser_snippet(q, {})
+    # Line separators and control characters would split the :param line: escaped as \uXXXX.
+    tricky = "a\u2028b\u2029c\x85d\ne\rf\tg\\h"
+    lines = analysis.browser_snippet(q, {"ring_id": tricky}).splitlines()
+    param = next(line for line in lines if line.startswith(":param"))
+    assert param == ":param ring_id => 'a\\u2028b\\u2029c\\u0085d\\u000ae\\u000df\\u0009g\\\\h'"
+    assert len(lines) == len(analysis.browser_snippet(q, {"ring_id": "x"}).splitlines())
 
 
 def test_figures_have_titles_and_labelled_axes(world: World, tmp_path: Path) -> None:
