@@ -23,6 +23,7 @@ import logging
 import queue
 import threading
 import time
+from collections import OrderedDict
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
@@ -130,7 +131,8 @@ class AlertSender:
     def __init__(self, config: AlertConfig) -> None:
         self.config = config
         self._queue: queue.Queue[Alert | None] = queue.Queue()
-        self._last_sent: dict[str, float] = {}
+        # Dedupe key -> when it last alerted, oldest first; keys past the window are dropped.
+        self._last_sent: OrderedDict[str, float] = OrderedDict()
         self._lock = threading.Lock()
         self._raised = self._sent = self._deduplicated = self._failed = 0
         self._thread = threading.Thread(target=self._run, name="ringwatch-alerts", daemon=True)
@@ -148,18 +150,35 @@ class AlertSender:
         whether it was queued. Never blocks on the network."""
         with self._lock:
             self._raised += 1
+            self._forget_before(alert.created_at - self.config.dedupe_window)
             last = self._last_sent.get(alert.dedupe_key)
             if last is not None and alert.created_at - last < self.config.dedupe_window:
                 self._deduplicated += 1
                 duplicate = True
             else:
                 self._last_sent[alert.dedupe_key] = alert.created_at
+                self._last_sent.move_to_end(alert.dedupe_key)
                 duplicate = False
         if duplicate:
             self._log(alert, "deduplicated", attempts=0)
             return False
         self._queue.put(alert)
         return True
+
+    @property
+    def remembered(self) -> int:
+        """Dedupe keys held (those that alerted within the window, about)."""
+        with self._lock:
+            return len(self._last_sent)
+
+    def _forget_before(self, cutoff: float) -> None:
+        # Oldest first: stop at the first key still inside the window (alert times may be a
+        # little out of order; such a key is dropped on a later call).
+        while self._last_sent:
+            key, at = next(iter(self._last_sent.items()))
+            if at > cutoff:
+                return
+            del self._last_sent[key]
 
     def stats(self) -> AlertStats:
         with self._lock:

@@ -126,6 +126,16 @@ def test_same_ring_within_the_window_alerts_once(receiver: Receiver, tmp_path: P
     assert sender.stats().deduplicated == 1
 
 
+def test_dedupe_keys_are_forgotten_after_the_window(tmp_path: Path) -> None:
+    """A long-running server alerts on ever new rings: the dedupe map must not grow forever."""
+    sender = AlertSender(_config("http://127.0.0.1:9/unused", tmp_path, dedupe_window=600.0))
+    for i in range(5000):  # one new ring every 10 s: about 60 inside any 600 s window
+        sender.raise_alert(_alert(ring=f"ring-{i}", txn=f"t{i}", at=1000.0 + 10 * i))
+    assert 55 <= sender.remembered <= 61
+    # A ring still inside the window is still deduplicated.
+    assert not sender.raise_alert(_alert(ring="ring-4999", txn="again", at=1000.0 + 10 * 4999 + 1))
+
+
 def test_receiver_down_is_logged_as_failed(receiver: Receiver, tmp_path: Path) -> None:
     receiver.fail_first = 99
     sender = AlertSender(_config(receiver.url, tmp_path, max_attempts=3))
