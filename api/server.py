@@ -90,4 +90,5 @@ def app_from_env() -> FastAPI:
     import torch
 
     torch.set_num_threads(1)
+    os.umask(0o077)  # the journal holds events: owner-only, like everything ringwatch writes
     return create_app(config_from_env())

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import os
 import sys
 from pathlib import Path
 
@@ -96,15 +97,22 @@ def _train_config(args: argparse.Namespace, **extra: object) -> object:
     return TrainConfig(seed=args.seed, label_delay=delay, known_fraud_inputs=args.known_fraud_inputs, **extra)  # type: ignore[arg-type]
 
 
+#: Files ringwatch writes hold events, labels and models: owner-only (0600 files, 0700 folders).
+PRIVATE_UMASK = 0o077
+
+
 def main(argv: list[str] | None = None) -> int:
     args = _parser().parse_args(argv)
     settings = Settings.load(args.home)
     progress = not args.no_progress
+    previous = os.umask(PRIVATE_UMASK)  # inherited by the API's worker processes
     try:
         return _run(args, settings, progress)
     except RingwatchError as e:
         print(f"ringwatch {args.command}: error: {e}", file=sys.stderr)
         return 2
+    finally:
+        os.umask(previous)
 
 
 def _run(args: argparse.Namespace, settings: Settings, progress: bool) -> int:
