@@ -36,6 +36,13 @@ log = logging.getLogger(__name__)
 
 
 
+#: Default request body limit: room for the largest valid labels batch (10,000 verdicts, each at
+#: most about 1 kB even with every id character escaped); a checkout event is about 300 bytes.
+DEFAULT_MAX_BODY_BYTES = 16 << 20
+#: How much of a bad value an error message quotes.
+_QUOTE_CHARS = 80
+
+
 @dataclass(frozen=True)
 class ApiConfig(ServiceConfig):
     """How the service starts: ``api.service.ServiceConfig`` (store factory, models, journal,
@@ -45,10 +52,12 @@ class ApiConfig(ServiceConfig):
         keys: the API keys (``api.security.load_keys``). None turns authentication off
             (``ringwatch serve --no-auth``, tests): every caller has every scope.
         rate_limit: per-key token bucket; None: no limit.
+        max_body_bytes: larger request bodies get 413 before anything parses them.
     """
 
     keys: KeyRing | None = None
     rate_limit: RateLimiter | None = None
+    max_body_bytes: int = DEFAULT_MAX_BODY_BYTES
 
 
 def create_app(config: ApiConfig) -> FastAPI:
@@ -70,6 +79,7 @@ def create_app(config: ApiConfig) -> FastAPI:
         version="1",
         summary="Fraud-ring risk for checkout events and accounts, served from an in-memory graph.",
         lifespan=lifespan,
+        responses={413: {"model": ErrorResponse, "description": "request body over the size limit"}},
     )
     app.state.keys = config.keys
     app.state.rate_limiter = config.rate_limit
@@ -78,8 +88,65 @@ def create_app(config: ApiConfig) -> FastAPI:
     for router in (health.router, score.router, accounts.router, rings.router, labels.router):
         app.include_router(router)
     _register_error_handlers(app, metrics)
+    app.add_middleware(BodyLimitMiddleware, limit=config.max_body_bytes)
     app.add_middleware(LatencyMiddleware, metrics=metrics)
     return app
+
+
+class BodyLimitMiddleware:
+    """413 for a request body over ``limit`` bytes, declared (``Content-Length``) or streamed,
+    before any of it is parsed; smaller bodies are read here and handed on unchanged."""
+
+    def __init__(self, app: ASGIApp, limit: int) -> None:
+        self.app = app
+        self.limit = limit
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        declared = dict(scope.get("headers") or ()).get(b"content-length")
+        if declared is not None and declared.isdigit() and int(declared) > self.limit:
+            await self._too_large(send)
+            return
+        chunks: list[bytes] = []
+        size = 0
+        while True:
+            message = await receive()
+            if message["type"] != "http.request":  # the client went away
+                await self.app(scope, _replay([message], receive), send)
+                return
+            body = message.get("body", b"")
+            size += len(body)
+            if size > self.limit:
+                await self._too_large(send)
+                return
+            chunks.append(body)
+            if not message.get("more_body", False):
+                break
+        whole: Message = {"type": "http.request", "body": b"".join(chunks), "more_body": False}
+        await self.app(scope, _replay([whole], receive), send)
+
+    async def _too_large(self, send: Send) -> None:
+        response = _error(413, "too_large", f"request body over {self.limit:,} bytes (RINGWATCH_MAX_BODY_BYTES)")
+        await send({"type": "http.response.start", "status": 413, "headers": [
+            (b"content-type", b"application/json"), (b"content-length", str(len(response.body)).encode())]})  # fmt: skip
+        await send({"type": "http.response.body", "body": response.body})
+
+
+def _replay(messages: list[Message], receive: Receive) -> Receive:
+    pending = list(messages)
+
+    async def replayed() -> Message:
+        return pending.pop(0) if pending else await receive()
+
+    return replayed
+
+
+def _quote(value: object) -> str:
+    """``repr(value)``, cut to a short prefix: an error never echoes a huge input back."""
+    text = repr(value)
+    return text if len(text) <= _QUOTE_CHARS else f"{text[:_QUOTE_CHARS]}... ({len(text):,} characters)"
 
 
 class LatencyMiddleware:
@@ -137,7 +204,8 @@ def _register_error_handlers(app: FastAPI, metrics: ServiceMetrics) -> None:
         # loc is e.g. ("query", "hops") or ("path", "user_id"): the last name is the field.
         names = [str(part) for part in first.get("loc", ()) if isinstance(part, str)]
         field = names[-1] if names else None
-        message = f"{field}={first.get('input')!r}: {first.get('msg', 'invalid')}" if field else str(exc)
+        why = _quote(first.get("msg", "invalid"))[1:-1]
+        message = f"{field}={_quote(first.get('input'))}: {why}" if field else f"invalid request: {why}"
         return _error(422, "invalid", message, field)
 
     async def store_failed(_: Request, exc: Exception) -> JSONResponse:

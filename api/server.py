@@ -8,6 +8,7 @@ Environment (the CLI sets the first three from its options):
 - ``RINGWATCH_RATE_LIMIT``: ``<requests per second>,<burst>`` per key and worker (default
   ``1000,2000``; ``off`` for none).
 - ``RINGWATCH_API_KEYS`` / ``RINGWATCH_API_KEYS_FILE``: the hashed keys (``api.security``).
+- ``RINGWATCH_MAX_BODY_BYTES``: larger request bodies get 413 (default 16 MiB).
 - ``RINGWATCH_ALERT_URL`` and ``RINGWATCH_ALERT_SECRET``: the alert webhook and its HMAC secret.
 - ``NEO4J_URI``, ``NEO4J_USER``, ``NEO4J_PASSWORD``: use Neo4j instead of the embedded store.
 """
@@ -19,7 +20,7 @@ import os
 from fastapi import FastAPI
 
 from api.alerts import AlertConfig
-from api.app import ApiConfig, create_app
+from api.app import DEFAULT_MAX_BODY_BYTES, ApiConfig, create_app
 from api.security import KEYS_ENV, KEYS_FILE_ENV, KeyRing, RateLimiter, load_keys
 from graph.errors import ConfigError
 from ringwatch.settings import Settings
@@ -29,13 +30,14 @@ RATE_LIMIT_ENV = "RINGWATCH_RATE_LIMIT"
 ALERT_URL_ENV = "RINGWATCH_ALERT_URL"
 ALERT_SECRET_ENV = "RINGWATCH_ALERT_SECRET"
 DEFAULT_RATE_LIMIT = "1000,2000"
+MAX_BODY_ENV = "RINGWATCH_MAX_BODY_BYTES"
 
 
 def config_from_env(env: dict[str, str] | None = None) -> ApiConfig:
     """The service configuration from the environment (see the module docstring).
 
     Raises:
-        ConfigError: no API keys and no ``RINGWATCH_NO_AUTH=1``, a malformed key entry or rate
+        ConfigError: no API keys and no ``RINGWATCH_NO_AUTH=1``, a malformed key entry, body limit or rate
             limit, or an alert URL without its secret.
     """
     env = dict(os.environ) if env is None else env
@@ -51,6 +53,9 @@ def config_from_env(env: dict[str, str] | None = None) -> ApiConfig:
             )
         keys = KeyRing(loaded)
     limiter = _rate_limit(env.get(RATE_LIMIT_ENV, DEFAULT_RATE_LIMIT))
+    body_text = env.get(MAX_BODY_ENV, "").strip() or str(DEFAULT_MAX_BODY_BYTES)
+    if not body_text.isdigit() or int(body_text) < 1024:
+        raise ConfigError(f"{MAX_BODY_ENV}={body_text!r}: must be a whole number of bytes >= 1024")
     alerts: AlertConfig | None = None
     if url := env.get(ALERT_URL_ENV, "").strip():
         secret = env.get(ALERT_SECRET_ENV, "")
@@ -70,6 +75,7 @@ def config_from_env(env: dict[str, str] | None = None) -> ApiConfig:
         alerts=alerts,
         keys=keys,
         rate_limit=limiter,
+        max_body_bytes=int(body_text),
     )
 
 

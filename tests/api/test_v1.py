@@ -20,8 +20,9 @@ import pytest
 from fastapi.testclient import TestClient
 
 from api.alerts import SIGNATURE_HEADER, TIMESTAMP_HEADER, AlertConfig
-from api.app import ApiConfig, create_app
+from api.app import DEFAULT_MAX_BODY_BYTES, ApiConfig, create_app
 from api.journal import EventJournal
+from api.models import LabelsRequest
 from api.security import RateLimiter
 from gnn.artefact import ModelArtefact
 from graph.errors import StoreUnavailableError
@@ -212,6 +213,34 @@ def test_bad_input_is_422_naming_the_field(client: TestClient, home: ServedHome,
     assert r.status_code == 422, r.text
     assert r.json()["error"]["field"] == field and field in r.json()["error"]["message"]
 
+
+def test_a_huge_bad_value_is_named_not_echoed(client: TestClient, home: ServedHome) -> None:
+    body = {**checkout("t-huge", "huge-user", "huge-device"), "txn_id": "x" * 500_000}
+    r = client.post("/v1/score", json=body, headers=key(home, "checkout"))
+    assert r.status_code == 422 and r.json()["error"]["field"] == "txn_id"
+    assert len(r.content) < 1_000 and "500,002 characters" in r.json()["error"]["message"]
+
+
+def test_a_body_over_the_limit_is_413_before_it_is_parsed(home: ServedHome) -> None:
+    with TestClient(create_app(config_for(home, max_body_bytes=4096))) as c:
+        big = {"labels": [{"entity": "user", "entity_id": f"user-{i}", "label": "legit"} for i in range(200)]}
+        r = c.post("/v1/labels", json=big, headers=key(home, "analyst"))
+        assert r.status_code == 413 and r.json()["error"]["code"] == "too_large"
+        # Streamed without a Content-Length: counted as it arrives.
+        chunks = (b"x" * 1024 for _ in range(8))
+        streamed = c.post("/v1/score", content=chunks, headers={**key(home, "checkout"), "content-type": "application/json"})
+        assert streamed.status_code == 413
+        small = c.post("/v1/score", json=checkout("t-small", "small-user", "small-device"), headers=key(home, "checkout"))
+        assert small.status_code == 200, small.text
+
+
+def test_the_largest_valid_labels_batch_fits_the_default_body_limit() -> None:
+    # Every id character escaped as \uXXXX: the widest JSON a valid batch can take without padding.
+    label = {"entity": "transaction", "entity_id": "\u00e9" * 128, "label": "fraud",
+             "ts": "2026-01-02T03:04:05.123456+00:00", "source": "s" * 64}  # fmt: skip
+    body = json.dumps({"labels": [label] * 10_000}, ensure_ascii=True).encode()
+    assert len(body) < DEFAULT_MAX_BODY_BYTES
+    LabelsRequest.model_validate_json(body)
 
 # -- investigators ------------------------------------------------------------------------------
 
