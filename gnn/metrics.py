@@ -294,6 +294,64 @@ class TrainMetrics:
         )
 
 
+#: Verdicts of ``Comparison``: the paired interval of the difference lies above 0, below 0, or holds 0.
+BETTER = "better"
+WORSE = "worse"
+NO_CLEAR_DIFFERENCE = "no clear difference"
+
+
+@dataclass(frozen=True, slots=True)
+class Comparison:
+    """AUPRC of ``model`` minus that of ``baseline`` on the same rows (``n_fraud`` frauds of ``n``),
+    with its 95 % paired bootstrap interval (``paired_auprc_difference``)."""
+
+    entity: str  # accounts or transactions
+    model: str
+    baseline: str
+    difference: float
+    interval: Interval
+    n: int
+    n_fraud: int
+
+    @property
+    def verdict(self) -> str:
+        """``better`` or ``worse`` only when the whole interval is on one side of 0."""
+        if self.interval.low > 0:
+            return BETTER
+        if self.interval.high < 0:
+            return WORSE
+        return NO_CLEAR_DIFFERENCE
+
+
+def paired_auprc_difference(
+    model: np.ndarray,
+    baseline: np.ndarray,
+    y: np.ndarray,
+    resamples: int = BOOTSTRAP_RESAMPLES,
+    seed: int = BOOTSTRAP_SEED,
+) -> tuple[float, Interval]:
+    """AUPRC(model) - AUPRC(baseline) and its 95 % percentile interval, both scored on the same
+    stratified resamples. Which frauds are easy is shared by the two models and cancels, so this
+    interval decides "A beats B"; two separate intervals that overlap do not.
+
+    Raises:
+        ValidationError: shapes differ or a score is not finite.
+    """
+    a, t = _check(model, y)
+    b, _ = _check(baseline, y)
+    pos, neg = np.flatnonzero(t), np.flatnonzero(~t)
+    point = auprc(a, t) - auprc(b, t)
+    if pos.size == 0:
+        return point, _NO_INTERVAL
+    rng = np.random.default_rng(seed)
+    diffs = np.empty(resamples)
+    for i in range(resamples):
+        drawn_neg = neg[rng.integers(0, neg.size, neg.size)] if neg.size else neg
+        idx = np.concatenate([pos[rng.integers(0, pos.size, pos.size)], drawn_neg])
+        diffs[i] = auprc(a[idx], t[idx]) - auprc(b[idx], t[idx])
+    lo, hi = np.percentile(diffs, [2.5, 97.5])
+    return point, Interval(float(lo), float(hi))
+
 def split_metrics(scores: np.ndarray, y: np.ndarray) -> SplitMetrics | None:
     """AUPRC, AUROC and Recall@K (K = frauds in the split) or ``None`` without any fraud."""
     t = np.asarray(y).astype(bool)

@@ -9,10 +9,12 @@ import numpy as np
 import pandas as pd
 import pytest
 
+from gnn.baselines import GRAPHSAGE
 from gnn.evaluate import JSON_FILE, PLOT_FILES, EvaluationReport, PlantedTruth, ScenarioCatch, evaluate
 from gnn.leakage import POINT_IN_TIME_TXN_FEATURES, audit_leakage, truncate
 from gnn.selection import CANDIDATES, RULE
 from gnn.train import TrainConfig
+from gnn.trees import TREES_KNOWN_FRAUD
 from graph.types import NodeType
 from ingestion.synthetic import RING_KINDS, SyntheticConfig, generate
 from tests.gnn.synth import SynthData, snapshot_from_events
@@ -84,6 +86,23 @@ def test_winner_is_picked_by_the_rule_training_ships_with(planted: EvaluationRep
     text = planted.report_path.read_text()
     assert f"Winner: **{planted.winner}**" in text and "would ship" in text and RULE in text
     assert planted.numbers()["selection"]["winner"] == planted.winner  # type: ignore[index]
+
+
+def test_the_winner_is_set_against_the_strongest_simple_baseline(planted: EvaluationReport) -> None:
+    """Paired test-split AUPRC differences, and a verdict only where the interval allows one."""
+    model = GRAPHSAGE if planted.winner == TREES_KNOWN_FRAUD else planted.winner
+    assert [(c.entity, c.model, c.baseline) for c in planted.comparisons] == [
+        ("accounts", model, TREES_KNOWN_FRAUD),
+        ("transactions", model, TREES_KNOWN_FRAUD),
+    ]
+    for c, test in zip(planted.comparisons, ("accounts", "transactions"), strict=True):
+        mine, base = getattr(planted.get(model), test).test, getattr(planted.get(TREES_KNOWN_FRAUD), test).test
+        assert c.difference == pytest.approx(mine.auprc - base.auprc)
+        assert c.n_fraud == mine.n_fraud and c.interval.contains(c.difference)
+        assert (c.verdict == "better") == (c.interval.low > 0)
+    text = planted.report_path.read_text()
+    assert "against the strongest simple baseline" in text and "paired bootstrap" in text
+    assert [c["verdict"] for c in planted.numbers()["comparisons"]] == [c.verdict for c in planted.comparisons]  # type: ignore[index]
 
 
 @slow

@@ -7,13 +7,18 @@ import pytest
 from sklearn.metrics import average_precision_score, roc_auc_score
 
 from gnn.metrics import (
+    BETTER,
     BOOTSTRAP_SEED,
+    NO_CLEAR_DIFFERENCE,
+    WORSE,
+    Comparison,
     Interval,
     SplitMetrics,
     TrainMetrics,
     auprc,
     auroc,
     bootstrap_intervals,
+    paired_auprc_difference,
     recall_at_k,
     split_metrics,
 )
@@ -100,3 +105,44 @@ def test_intervals_narrow_with_more_frauds_and_include_the_estimate() -> None:
     assert widths[1] < widths[0] / 2
     # Same scores, same interval.
     assert bootstrap_intervals(scores, y) == bootstrap_intervals(scores, y)
+
+
+def _comparison(model: np.ndarray, baseline: np.ndarray, y: np.ndarray) -> Comparison:
+    diff, iv = paired_auprc_difference(model, baseline, y)
+    return Comparison("accounts", "a", "b", diff, iv, y.size, int(y.sum()))
+
+
+def test_a_paired_difference_separates_models_whose_own_intervals_overlap() -> None:
+    rng = np.random.default_rng(3)
+    y = np.zeros(3_000, dtype=bool)
+    y[:40] = True
+    shared = rng.normal(size=y.size) + 1.5 * y  # what both models see
+    model = shared + 0.8 * y + 0.3 * rng.normal(size=y.size)
+    baseline = shared + 0.3 * rng.normal(size=y.size)
+    a, b = split_metrics(model, y), split_metrics(baseline, y)
+    assert a is not None and b is not None
+    # Side by side, the two 40-fraud intervals overlap: no claim could be made from them.
+    assert a.auprc_ci.low < b.auprc_ci.high
+    better = _comparison(model, baseline, y)
+    assert better.difference == pytest.approx(a.auprc - b.auprc)
+    assert better.interval.contains(better.difference) and better.interval.low > 0
+    assert better.verdict == BETTER
+    worse = _comparison(baseline, model, y)
+    assert worse.verdict == WORSE and worse.difference == pytest.approx(-better.difference)
+    # Same scores, same interval.
+    assert paired_auprc_difference(model, baseline, y) == paired_auprc_difference(model, baseline, y)
+
+
+def test_a_model_against_itself_or_noise_is_no_clear_difference() -> None:
+    rng = np.random.default_rng(4)
+    y = rng.random(2_000) < 0.02
+    scores = rng.normal(size=y.size) + y
+    same = _comparison(scores, scores.copy(), y)
+    assert same.difference == 0.0 and same.interval == Interval(0.0, 0.0)
+    assert same.verdict == NO_CLEAR_DIFFERENCE
+    noise = _comparison(scores + 0.05 * rng.normal(size=y.size), scores, y)
+    assert noise.verdict == NO_CLEAR_DIFFERENCE
+    diff, iv = paired_auprc_difference(scores, scores, np.zeros(y.size, dtype=bool))
+    assert math.isnan(diff) and math.isnan(iv.low)
+    with pytest.raises(ValidationError):
+        paired_auprc_difference(scores, scores[:-1], y)
