@@ -88,6 +88,19 @@ EXISTING_TXN_IDS: LiteralString = (
     " UNWIND $ids AS id MATCH ()-[a:ACTED {txn_id: id}]->() USING INDEX a:ACTED(txn_id)"
     " RETURN a.txn_id AS id"
 )
+#: The stored events among ``$ids``, with the columns of ``Event`` (the same index hints).
+STORED_EVENTS: LiteralString = (
+    "UNWIND $ids AS id MATCH (u:User)-[t:TRANSACTED {txn_id: id}]->(m:Merchant) USING INDEX t:TRANSACTED(txn_id)"
+    " RETURN t.txn_id AS txn_id, t.ts AS ts, u.user_id AS user_id, t.device_id AS device_id, t.ip AS ip,"
+    " m.merchant_id AS merchant_id, t.amount AS amount, t.currency AS currency, t.event AS event, t.status AS status"
+    " UNION ALL"
+    " UNWIND $ids AS id MATCH (u:User)-[a:ACTED {txn_id: id}]->() USING INDEX a:ACTED(txn_id)"
+    " RETURN a.txn_id AS txn_id, a.ts AS ts, u.user_id AS user_id, a.device_id AS device_id, a.ip AS ip,"
+    " null AS merchant_id, a.amount AS amount, a.currency AS currency, a.event AS event, a.status AS status"
+)
+#: Whether any event is stored.
+ANY_EVENT: LiteralString = "MATCH ()-[e:TRANSACTED|ACTED]->() RETURN 1 LIMIT 1"
+
 # One batch of new events travels as separate, client-side deduplicated lists, so the server
 # looks every key up once (profiling showed the index seeks, about 100,000 a batch when each
 # clause re-read ``$rows`` and matched its nodes by key, costing more than the writes):

@@ -82,6 +82,7 @@ from graph.types import (
     EdgeType,
     EntityScore,
     Event,
+    EventKind,
     Label,
     LabelEntity,
     LinkTable,
@@ -325,6 +326,15 @@ class Neo4jGraphStore(GraphStore):
                 inserted += self._write("upsert_events", _write_event_batch, list(firsts.values()))
         return UpsertResult(inserted=inserted, duplicates=len(events) - inserted)
 
+    def _stored_events(self, txn_ids: list[str]) -> dict[str, Event]:
+        found: dict[str, Event] = {}
+        for start in range(0, len(txn_ids), self.batch_size):
+            found.update(self._read("stored events", _stored_events, txn_ids[start : start + self.batch_size]))
+        return found
+
+    def _has_events(self) -> bool:
+        return self._read("has events", _has_events)
+
     def _upsert_labels(self, labels: Sequence[Label]) -> int:
         rows = []
         for lb in labels:
@@ -512,6 +522,20 @@ class Neo4jGraphStore(GraphStore):
 # ============================================================================================
 # Transaction functions (module level: run by execute_write/execute_read, maybe more than once)
 # ============================================================================================
+
+
+def _stored_events(tx: ManagedTransaction, ids: list[str]) -> dict[str, Event]:
+    found = {}
+    for r in tx.run(cy.STORED_EVENTS, ids=ids):
+        found[r["txn_id"]] = Event(
+            r["txn_id"], r["ts"], r["user_id"], r["device_id"], r["ip"], r["merchant_id"],
+            r["amount"], r["currency"], EventKind(r["event"]), r["status"],
+        )  # fmt: skip
+    return found
+
+
+def _has_events(tx: ManagedTransaction) -> bool:
+    return tx.run(cy.ANY_EVENT).single() is not None
 
 
 def _write_event_batch(tx: ManagedTransaction, rows: list[tuple]) -> int:

@@ -63,6 +63,7 @@ from graph.types import (
     EntityScore,
     Event,
     EventBatch,
+    EventKind,
     Label,
     LabelEntity,
     LabelTable,
@@ -262,6 +263,11 @@ SQL_NODE_PROPS: dict[NodeType, LiteralString] = {
     for t, (table, key) in _NODE_TABLES.items()
 }
 SQL_TXN_EXISTS: LiteralString = "SELECT 1 FROM transactions WHERE txn_id = ?"
+#: Stored events among a JSON array of txn ids, in ``Event`` field order.
+SQL_STORED_EVENTS: LiteralString = (
+    "SELECT txn_id, ts, user_id, device_id, ip, merchant_id, amount, currency, event, status"
+    " FROM transactions WHERE txn_id IN (SELECT value FROM json_each(?))"
+)
 SQL_RING_PROPS: LiteralString = (
     "SELECT r.ring_id, r.score, r.tier FROM json_each(?) AS j JOIN rings AS r ON r.ring_id = j.value"
 )
@@ -670,6 +676,15 @@ class SQLiteGraphStore(GraphStore):
             depth_of, edges, truncated = walk(center, hops, limit, adjacent)
             nodes = self._subgraph_nodes(conn, depth_of)
         return Subgraph(center=center, hops=hops, nodes=nodes, edges=tuple(edges), truncated=truncated)
+
+    def _stored_events(self, txn_ids: list[str]) -> dict[str, Event]:
+        with self._transaction("stored events", write=False) as conn:
+            rows = conn.execute(SQL_STORED_EVENTS, (json.dumps(txn_ids),)).fetchall()
+        return {r[0]: Event(r[0], r[1], r[2], r[3], r[4], r[5], r[6], r[7], EventKind(r[8]), r[9]) for r in rows}
+
+    def _has_events(self) -> bool:
+        with self._transaction("has events", write=False) as conn:
+            return conn.execute(SQL_ANY_TXN).fetchone() is not None
 
     def _ensure_adjacency_indexes(self) -> None:
         """Rebuild the adjacency indexes a bulk load dropped (one write, only when missing)."""

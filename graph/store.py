@@ -83,6 +83,17 @@ class GraphStore(abc.ABC):
             raise ValidationError("node_type", node_type.value, "use ring() for rings")
         return self._neighbourhood(node_type, key, hops, limit)
 
+    def stored_events(self, txn_ids: Sequence[str]) -> dict[str, Event]:
+        """The stored events among ``txn_ids``, by ``txn_id`` (ids not stored are left out), to
+        tell a repeat of a stored event from a different event that reuses its ``txn_id``."""
+        if not txn_ids:
+            return {}
+        return self._stored_events(list(dict.fromkeys(txn_ids)))
+
+    def has_events(self) -> bool:
+        """Whether any event is stored (a first load into an empty store has nothing to compare)."""
+        return self._has_events()
+
     def rings(self) -> list[Ring]:
         """Rings from the last scoring run, highest score first."""
         return self._rings()
@@ -133,6 +144,12 @@ class GraphStore(abc.ABC):
 
     @abc.abstractmethod
     def _neighbourhood(self, node_type: NodeType, key: str, hops: int, limit: int) -> Subgraph: ...
+
+    @abc.abstractmethod
+    def _stored_events(self, txn_ids: list[str]) -> dict[str, Event]: ...
+
+    @abc.abstractmethod
+    def _has_events(self) -> bool: ...
 
     @abc.abstractmethod
     def _rings(self) -> list[Ring]: ...

@@ -8,7 +8,9 @@ Every row read ends up in exactly one of three counts, checked at the end of eac
 - ``quarantined``: bad rows, written to the quarantine file with line, reason and detail.
 
 Within one load, the first good row of a ``txn_id`` wins; a later row with the same ``txn_id`` but
-different content is quarantined as ``duplicate_txn_id_conflict``. To tell them apart the load
+different content is quarantined as ``duplicate_txn_id_conflict``, and so is a row whose
+``txn_id`` the store held before the load with different content (an identical one is a
+duplicate). To tell them apart the load
 keeps, per distinct ``txn_id``, a 128-bit key (two independent 64-bit hashes of the id) and a
 content hash, in sorted numpy runs: 24 bytes each; everything else is bounded by ``batch_size``.
 
@@ -32,7 +34,7 @@ from tqdm import tqdm
 
 from graph.errors import RingwatchError, StoreError, ValidationError
 from graph.store import GraphStore
-from graph.types import EventBatch, Label, LabelEntity, Verdict
+from graph.types import EVENT_KINDS, Event, EventBatch, EventKind, Label, LabelEntity, Verdict
 from ingestion.mapping import ColumnMapping, JoinSpec, LabelSpec, as_text, label_values
 from ingestion.quarantine import QuarantineWriter, quarantine_path
 from ingestion.readers import DEFAULT_ENCODING, RawChunk, read_chunks, read_table, source_columns, source_rows
@@ -223,6 +225,8 @@ class _EventLoad:
         self.inserted = 0
         self.store_duplicates = 0
         self.in_load_duplicates = 0
+        # Only a store that held events before this load can hold a txn_id this load has not seen.
+        self.check_store = store.has_events()
 
     @property
     def labels_loaded(self) -> int:
@@ -252,13 +256,14 @@ class _EventLoad:
             verdicts = (fraud, labelled)
         good = np.flatnonzero(checked.ok)
         batch = checked.batch(good)
-        repeat_of_kept = self._dedupe(checked, good, batch)
-        keep = ~repeat_of_kept & checked.ok[good]  # conflicts were just marked bad
+        repeat_of_kept, repeat_of_stored = self._dedupe(checked, good, batch)
+        keep = ~repeat_of_kept & ~repeat_of_stored & checked.ok[good]  # conflicts were just marked bad
         self.in_load_duplicates += int(repeat_of_kept.sum())
+        self.store_duplicates += int(repeat_of_stored.sum())
         if not keep.all():
             batch = batch.take(keep)
-        if verdicts is not None:
-            self.labels.add(checked, good[keep], *verdicts)
+        if verdicts is not None:  # a stored event's row may still bring a new verdict
+            self.labels.add(checked, good[keep | repeat_of_stored], *verdicts)
         if len(batch):
             self.pending.append(batch)
             self.pending_rows += len(batch)
@@ -291,14 +296,15 @@ class _EventLoad:
         self.inserted += result.inserted
         self.store_duplicates += result.duplicates
 
-    def _dedupe(self, checked: ValidatedEvents, good: np.ndarray, batch: EventBatch) -> np.ndarray:
+    def _dedupe(self, checked: ValidatedEvents, good: np.ndarray, batch: EventBatch) -> tuple[np.ndarray, np.ndarray]:
         """Find repeats of a ``txn_id`` among the good rows ``good`` (``batch`` holds their
-        values). The reference for a ``txn_id`` is its first good row in this load, in an
-        earlier chunk or this one. Identical repeats come back True (duplicates); different ones
-        are marked bad in ``checked`` as ``duplicate_txn_id_conflict``."""
+        values). The reference for a ``txn_id`` is the stored event when the store held it before
+        this load, else its first good row in this load, in an earlier chunk or this one.
+        Returns (identical repeats of a row of this load, identical repeats of a stored event);
+        different ones are marked bad in ``checked`` as ``duplicate_txn_id_conflict``."""
         n = len(good)
         if not n:
-            return np.zeros(0, dtype=bool)
+            return np.zeros(0, dtype=bool), np.zeros(0, dtype=bool)
         ids = batch.txn_id.tolist()
         digest = batch_digests(batch)
         key1, key2 = _id_keys(ids)
@@ -309,20 +315,69 @@ class _EventLoad:
             codes, _ = pd.factorize(batch.txn_id)
             _, first_pos = np.unique(codes, return_index=True)
             first_of = first_pos[codes]  # position of the first row with the same txn_id
-        is_new = (first_of == np.arange(n)) & ~seen_before
+        stored_same, stored_conflict, stored_detail = self._against_store(batch, ids, ~seen_before)
+        of_store = stored_same | stored_conflict
+        is_new = (first_of == np.arange(n)) & ~seen_before & ~of_store
         reference = np.where(seen_before, prior, digest[first_of])
         same = digest == reference
-        conflict = ~is_new & ~same
-        if conflict.any():
+        conflict = ~is_new & ~same & ~of_store
+        details = {int(i): f"txn_id={ids[i]!r}: already in this load with different content" for i in np.flatnonzero(conflict)}
+        details.update(stored_detail)
+        if details:
+            rows = np.array(sorted(details))
             mask = np.zeros(len(checked), dtype=bool)
-            mask[good[conflict]] = True
-            checked.reject(
-                mask,
-                DUPLICATE_TXN_ID_CONFLICT,
-                [f"txn_id={t!r}: already in this load with different content" for t in checked.txn_id[mask]],
-            )
+            mask[good[rows]] = True
+            checked.reject(mask, DUPLICATE_TXN_ID_CONFLICT, [details[int(i)] for i in rows])
         self.seen.add(key1[is_new], key2[is_new], digest[is_new])
-        return ~is_new & same
+        return ~is_new & same & ~of_store, stored_same
+
+    def _against_store(
+        self, batch: EventBatch, ids: list[str], unseen: np.ndarray
+    ) -> tuple[np.ndarray, np.ndarray, dict[int, str]]:
+        """Rows of ``batch`` (among ``unseen``) whose ``txn_id`` the store held before this load:
+        (same content, different content, {row: conflict detail}). A stored event stays the
+        reference, so it is looked up again by every later chunk that repeats its id."""
+        n = len(ids)
+        same, conflict = np.zeros(n, dtype=bool), np.zeros(n, dtype=bool)
+        if not self.check_store or not unseen.any():
+            return same, conflict, {}
+        stored = self.store.stored_events([ids[i] for i in np.flatnonzero(unseen)])
+        if not stored:
+            return same, conflict, {}
+        rows = np.array([i for i in np.flatnonzero(unseen) if ids[i] in stored], dtype=np.intp)
+        kept = [stored[ids[i]] for i in rows.tolist()]
+        differs = _differs(batch.take(rows), kept)
+        same[rows[~differs]] = True
+        conflict[rows[differs]] = True
+        details = {}
+        bad = np.flatnonzero(differs)
+        for k, event in zip(bad.tolist(), batch.take(rows[bad]).events(), strict=True):
+            details[int(rows[k])] = f"conflicting duplicate of txn_id {event.txn_id!r}: stored with {_differences(kept[k], event)}"
+        return same, conflict, details
+
+
+def _differs(rows: EventBatch, stored: list[Event]) -> np.ndarray:
+    """Per row, whether its content differs from the stored event at the same position (column
+    by column: a whole re-load of stored events builds no ``Event`` per row)."""
+    differs = np.zeros(len(rows), dtype=bool)
+    for name in ("ts", "user_id", "device_id", "ip", "merchant_id", "currency", "status"):
+        column = getattr(rows, name)
+        differs |= column != np.array([getattr(e, name) for e in stored], dtype=column.dtype)
+    amount = np.array([np.nan if e.amount is None else e.amount for e in stored], dtype=np.float64)
+    differs |= ~((rows.amount == amount) | (np.isnan(rows.amount) & np.isnan(amount)))
+    kinds = np.array([EVENT_KINDS.index(e.event.value) for e in stored], dtype=rows.event.dtype)
+    return differs | (rows.event != kinds)
+
+
+def _differences(stored: Event, row: Event) -> str:
+    """``field=stored value`` (``here`` the row's) for every field that differs, at most four."""
+    out = []
+    for name in ("ts", "user_id", "device_id", "ip", "merchant_id", "amount", "currency", "event", "status"):
+        a, b = getattr(stored, name), getattr(row, name)
+        if a != b:
+            a, b = (x.value if isinstance(x, EventKind) else x for x in (a, b))
+            out.append(f"{name}={a!r} (here {b!r})")
+    return ", ".join(out[:4]) + (f" and {len(out) - 4} more" if len(out) > 4 else "")
 
 
 _REVERSED = itemgetter(slice(None, None, -1))

@@ -192,6 +192,12 @@ class FakeGraphStore(GraphStore):
     def _neighbourhood(self, node_type: NodeType, key: str, hops: int, limit: int) -> Subgraph:
         raise AssertionError("the API must answer neighbourhoods from memory, not from the store")
 
+    def _stored_events(self, txn_ids: list[str]) -> dict[str, Event]:
+        return {}
+
+    def _has_events(self) -> bool:
+        return len(self._snap.transactions) > 0
+
     def _rings(self) -> list[Ring]:
         return list(self._writeback.rings) if self._writeback else []
 

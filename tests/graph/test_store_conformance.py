@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import math
 from collections.abc import Sequence
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -32,6 +33,8 @@ from graph.types import (
     TransactionTable,
     Verdict,
 )
+from ingestion.loader import load_events
+from ingestion.quarantine import read_quarantine
 
 T0 = 1_700_000_000.0
 PAY, REFUND, SIGNUP, LOGIN = EventKind.PAYMENT, EventKind.REFUND, EventKind.SIGNUP, EventKind.LOGIN
@@ -241,6 +244,40 @@ def test_a_txn_id_repeated_within_one_batch_counts_once(store: GraphStore) -> No
     result = store.upsert_events([EVENTS[1], EVENTS[2], EVENTS[1]])
     assert (result.inserted, result.duplicates) == (2, 1)
     assert len(store.snapshot().transactions) == 2
+
+
+def test_stored_events_come_back_as_they_were_written(store: GraphStore) -> None:
+    assert not store.has_events() and store.stored_events(["t01"]) == {}
+    events = [*EVENTS, _ev("t99", 900, "u1", "d1", "10.0.0.1", "m1", 12.5)]
+    store.upsert_events(events)
+    assert store.has_events()
+    asked = [e.txn_id for e in events] + ["no-such-txn", "t01"]
+    assert store.stored_events(asked) == {e.txn_id: e for e in events}
+    assert store.stored_events([]) == {}
+
+
+def test_a_later_load_quarantines_a_txn_id_reused_with_different_content(store: GraphStore, tmp_path: Path) -> None:
+    header = "txn_id,ts,user_id,device_id,ip,merchant_id,amount,currency,event,status\n"
+    first, second = tmp_path / "first.csv", tmp_path / "second.csv"
+    first.write_text(header + "c1,2026-01-02T00:00:00Z,u1,d1,10.0.0.1,m1,5,USD,payment,approved\n"
+                     "c2,2026-01-02T00:01:00Z,u2,d2,10.0.0.2,m1,7,USD,payment,approved\n")  # fmt: skip
+    second.write_text(header + "c1,2026-01-02T00:00:00Z,u9,d9,10.0.0.9,m1,9999,EUR,refund,approved\n"
+                      "c2,2026-01-02T00:01:00Z,u2,d2,10.0.0.2,m1,7,USD,payment,approved\n"
+                      "c3,2026-01-02T00:02:00Z,u3,d3,10.0.0.3,m1,8,USD,payment,approved\n"
+                      "c1,2026-01-02T00:00:00Z,u9,d9,10.0.0.9,m1,9999,EUR,refund,approved\n")  # fmt: skip
+    q = tmp_path / "quarantine"
+    load_events(first, store, quarantine_dir=q)
+    summary = load_events(second, store, quarantine_dir=q)
+    # c2 is the very same event (a no-op); both copies of the different c1 are quarantined.
+    assert (summary.read, summary.loaded, summary.duplicates, summary.quarantined) == (4, 1, 1, 2)
+    assert summary.quarantined_by_reason == {"duplicate_txn_id_conflict": 2}
+    bad = read_quarantine(summary.quarantine_file)
+    assert bad["line"].astype(int).tolist() == [2, 5]
+    assert all(d.startswith("conflicting duplicate of txn_id 'c1': stored with user_id='u1' (here 'u9')") for d in bad["detail"])
+    snap = store.snapshot()
+    assert sorted(snap.transactions.txn_id.tolist()) == ["c1", "c2", "c3"]
+    assert "u9" not in snap.nodes[NodeType.USER].tolist()  # no orphan node for the refused row
+    assert store.stored_events(["c1"])["c1"].user_id == "u1"
 
 
 def test_empty_batches_are_no_ops(store: GraphStore) -> None:

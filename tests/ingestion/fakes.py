@@ -56,6 +56,12 @@ class FakeGraphStore(GraphStore):
     def _neighbourhood(self, node_type: NodeType, key: str, hops: int, limit: int) -> Subgraph:
         raise NotImplementedError
 
+    def _stored_events(self, txn_ids: list[str]) -> dict[str, Event]:
+        return {t: self.events[t] for t in txn_ids if t in self.events}
+
+    def _has_events(self) -> bool:
+        return bool(self.events)
+
     def _rings(self) -> list[Ring]:
         return []
 
