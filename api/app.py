@@ -30,7 +30,7 @@ from api.models import ErrorBody, ErrorResponse
 from api.routes import accounts, health, labels, rings, score
 from api.security import AuthenticationError, KeyRing, PermissionDeniedError, RateLimitedError, RateLimiter
 from api.service import RiskService, ServiceConfig
-from graph.errors import ModelError, NotFoundError, RingwatchError, StoreError, ValidationError
+from graph.errors import ConflictError, ModelError, NotFoundError, RingwatchError, StoreError, ValidationError
 
 log = logging.getLogger(__name__)
 
@@ -208,6 +208,10 @@ def _register_error_handlers(app: FastAPI, metrics: ServiceMetrics) -> None:
         message = f"{field}={_quote(first.get('input'))}: {why}" if field else f"invalid request: {why}"
         return _error(422, "invalid", message, field)
 
+    async def conflict(_: Request, exc: Exception) -> JSONResponse:
+        assert isinstance(exc, ConflictError)
+        return _error(409, "conflict", str(exc), exc.field)
+
     async def store_failed(_: Request, exc: Exception) -> JSONResponse:
         return _error(503, "store_unavailable", str(exc))
 
@@ -245,6 +249,7 @@ def _register_error_handlers(app: FastAPI, metrics: ServiceMetrics) -> None:
 
     app.add_exception_handler(NotFoundError, not_found)
     app.add_exception_handler(ValidationError, invalid)
+    app.add_exception_handler(ConflictError, conflict)
     app.add_exception_handler(RequestValidationError, request_invalid)
     app.add_exception_handler(StoreError, store_failed)
     app.add_exception_handler(ModelError, not_ready)

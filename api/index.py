@@ -18,6 +18,7 @@ from graph.store import MAX_HOPS
 from graph.types import (
     EVENT_KINDS,
     EdgeType,
+    Event,
     EventKind,
     NodeType,
     Ring,
@@ -161,6 +162,8 @@ class ScoringIndex:
         n_users = len(index._user_pos)
         index.num_users = n_users
         index.num_transactions = len(snapshot.transactions)
+        index._txns = snapshot.transactions
+        index._txn_pos = {k: i for i, k in enumerate(snapshot.transactions.txn_id.tolist())}
 
         index._build_scores(snapshot, scores)
         index._build_labels(snapshot)
@@ -195,9 +198,8 @@ class ScoringIndex:
                 if pos is not None and self._user_ring[pos] < 0:
                     self._user_ring[pos] = ring_pos
         if scores.transactions:
-            txn_pos = {k: i for i, k in enumerate(snapshot.transactions.txn_id.tolist())}
             for s in scores.transactions:
-                pos = txn_pos.get(s.key)
+                pos = self._txn_pos.get(s.key)
                 if pos is not None:
                     self._txn_score[pos] = s.score
 
@@ -358,7 +360,23 @@ class ScoringIndex:
             raise ValidationError("hops", hops, f"must be between 1 and {MAX_HOPS}")
         if limit < 1:
             raise ValidationError("limit", limit, "must be at least 1")
-        center = self._position(user_id) + int(self._offsets[0])
+        return self._walk(self._position(user_id) + int(self._offsets[0]), (NodeType.USER, user_id), hops, limit, min_tier)
+
+    def identifier_subgraph(
+        self, node_type: NodeType, key: str, hops: int, limit: int = 500, *, min_tier: Tier | None = None
+    ) -> Subgraph | None:
+        """``subgraph`` around a device, IP or merchant (``hops`` 0..3; 0: the node alone), or
+        None when the snapshot does not hold it."""
+        order = _NODE_ORDER.index(node_type)
+        keys = self._keys[node_type]
+        pos = int(np.searchsorted(keys, key)) if len(keys) else 0
+        if pos >= len(keys) or keys[pos] != key:
+            return None
+        return self._walk(pos + int(self._offsets[order]), (node_type, key), hops, limit, min_tier)
+
+    def _walk(
+        self, center: int, center_key: tuple[NodeType, str], hops: int, limit: int, min_tier: Tier | None
+    ) -> Subgraph:
         graph = self._graph
         selected = np.zeros(int(self._offsets[-1]), dtype=bool)
         blocked = np.zeros_like(selected)
@@ -394,7 +412,7 @@ class ScoringIndex:
         names = {g: (n.node_type, n.key) for g, n in zip(order, nodes)}
         edges, edges_cut = self._edges_among(order, names, selected, EDGES_PER_NODE * limit)
         return Subgraph(
-            center=(NodeType.USER, user_id),
+            center=center_key,
             hops=hops,
             nodes=nodes,
             edges=edges,
@@ -422,6 +440,31 @@ class ScoringIndex:
     def find_ring(self, ring_id: str) -> Ring | None:
         pos = self._ring_pos.get(ring_id)
         return self._rings[pos] if pos is not None else None
+
+    def event(self, txn_id: str) -> Event | None:
+        """The snapshot's event with this ``txn_id``, or None."""
+        row = self._txn_pos.get(txn_id)
+        if row is None:
+            return None
+        t = self._txns
+
+        def key(node_type: NodeType, column: np.ndarray) -> str | None:
+            i = int(column[row])
+            return None if i < 0 else str(self._keys[node_type][i])
+
+        amount = float(t.amount[row])
+        return Event(
+            txn_id=txn_id,
+            ts=float(t.ts[row]),
+            user_id=str(self._keys[NodeType.USER][int(t.user[row])]),
+            device_id=key(NodeType.DEVICE, t.device),
+            ip=key(NodeType.IP, t.ip),
+            merchant_id=key(NodeType.MERCHANT, t.merchant),
+            amount=None if math.isnan(amount) else amount,
+            currency=t.currency[row],
+            event=EventKind(EVENT_KINDS[int(t.event[row])]),
+            status=t.status[row],
+        )
 
     def has_account(self, user_id: str) -> bool:
         return user_id in self._user_pos

@@ -34,8 +34,8 @@ import logging
 import math
 import threading
 import time
-from collections import deque
-from collections.abc import Callable
+from collections import OrderedDict
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -49,15 +49,64 @@ from gnn.artefact import CURRENT, ModelArtefact, read_current_version
 from gnn.explain import Explainer
 from gnn.inductive import InductiveScorer
 from gnn.scoring import ScoreResult, score_snapshot, to_writeback
-from graph.errors import ModelError, RingwatchError, ValidationError
+from graph.errors import ConflictError, ModelError, RingwatchError, ValidationError
 from graph.rings import detect_rings
-from graph.store import GraphStore
-from graph.types import Decision, Event, Label, NodeType, Ring, ScoreWriteback, Snapshot, Tier
+from graph.store import MAX_HOPS, GraphStore
+from graph.types import (
+    Decision,
+    EdgeType,
+    Event,
+    Label,
+    NodeType,
+    Ring,
+    ScoreWriteback,
+    Snapshot,
+    Subgraph,
+    SubgraphEdge,
+    SubgraphNode,
+    Tier,
+)
 
 log = logging.getLogger(__name__)
 
 #: The most events kept in memory for re-applying to a reloaded scorer.
 RECENT_EVENTS = 200_000
+#: Answers kept for idempotent retries: a repeated request with the same content gets the same answer.
+RETRY_ANSWERS = 10_000
+
+
+class RecentEvents:
+    """Events received or tailed since the snapshot, by ``txn_id`` (the first one wins), oldest
+    first, at most ``cap``: re-applied to a reloaded scorer, and the reference for a reused ``txn_id``."""
+
+    def __init__(self, cap: int = RECENT_EVENTS) -> None:
+        self._cap = cap
+        self._by_id: OrderedDict[str, Event] = OrderedDict()
+        self._by_user: dict[str, list[Event]] = {}
+
+    def add(self, events: Iterable[Event]) -> None:
+        for event in events:
+            if event.txn_id not in self._by_id:
+                self._by_id[event.txn_id] = event
+                self._by_user.setdefault(event.user_id, []).append(event)
+        while len(self._by_id) > self._cap:
+            _, old = self._by_id.popitem(last=False)
+            mine = self._by_user[old.user_id]
+            mine.remove(old)
+            if not mine:
+                del self._by_user[old.user_id]
+
+    def get(self, txn_id: str) -> Event | None:
+        return self._by_id.get(txn_id)
+
+    def of_user(self, user_id: str) -> list[Event]:
+        return list(self._by_user.get(user_id, ()))
+
+    def events(self) -> list[Event]:
+        return list(self._by_id.values())
+
+    def __len__(self) -> int:
+        return len(self._by_id)
 #: Other workers' events folded in per event-loop turn.
 TAIL_CHUNK = 2
 
@@ -302,7 +351,9 @@ class RiskService:
         self.metrics = metrics
         self.model: ServingModel | None = None
         self.store_backend = ""  # the store's backend name (sqlite, neo4j), known after start()
-        self._recent: deque[Event] = deque(maxlen=RECENT_EVENTS)
+        self._recent = RecentEvents()
+        self._answers: OrderedDict[str, tuple[Event, CheckoutResult]] = OrderedDict()
+        self._in_flight: dict[str, Event] = {}  # journal writes not answered yet
         self._loop: asyncio.AbstractEventLoop | None = None
         self._stop = threading.Event()
         self._threads: list[threading.Thread] = []
@@ -412,6 +463,32 @@ class RiskService:
             view = dataclasses.replace(view, reasons=model.explainer.account(user_id).texts)
         return view
 
+    def subgraph(self, user_id: str, hops: int, limit: int = 500, *, min_tier: Tier | None = None) -> Subgraph:
+        """``ScoringIndex.subgraph`` with what this worker folded in since the snapshot: an
+        account's newer events add their devices, IPs and merchants (and, past one hop, what
+        the snapshot holds around those), and an account that is new since exists here too.
+
+        Raises:
+            ValidationError: ``hops`` outside 1..3 or ``limit`` < 1.
+            NotFoundError: neither the snapshot nor a later event knows the account.
+        """
+        model = self.view()
+        index = model.index
+        newer = self._recent.of_user(user_id)
+        if not newer:
+            return index.subgraph(user_id, hops, limit, min_tier=min_tier)
+        if index.has_account(user_id):
+            base = index.subgraph(user_id, hops, limit, min_tier=min_tier)
+        else:
+            if not 1 <= hops <= MAX_HOPS:
+                raise ValidationError("hops", hops, f"must be between 1 and {MAX_HOPS}")
+            if limit < 1:
+                raise ValidationError("limit", limit, "must be at least 1")
+            view = self.account(user_id)
+            center = SubgraphNode(NodeType.USER, user_id, view.score, view.tier, view.ring_id)
+            base = Subgraph(center=(NodeType.USER, user_id), hops=hops, nodes=(center,), edges=())
+        return _with_events(base, newer, index, limit, min_tier)
+
     # -- scoring a checkout event --------------------------------------------------------------
 
     async def score(self, event: Event) -> CheckoutResult:
@@ -420,22 +497,38 @@ class RiskService:
         graph, count the decision and raise an alert when it is high tier. The loader moves
         journaled events to the store on its own tick.
 
+        A ``txn_id`` seen before (since the snapshot, in it, or in flight) with the same content
+        is an idempotent retry: the same answer while it is among the last ``RETRY_ANSWERS``,
+        else a fresh score of the event as the graph holds it. With other content it is refused.
+
         Raises:
+            ConflictError: the ``txn_id`` was received before with other content (nothing is
+                journaled or folded in).
             StoreError: the journal write failed (the event must not be acknowledged).
             ModelError: no view is loaded yet.
         """
-        self.view()
-        if self._writer is not None:
-            written = self._writer.submit(event)
-            if written.done():  # appended inline (``GroupCommit``)
-                written.result()
-            else:
-                await asyncio.wrap_future(written)
+        earlier = self._earlier(self.view(), event)
+        if earlier is not None:
+            return earlier
+        self._in_flight.setdefault(event.txn_id, event)
+        try:
+            if self._writer is not None:
+                written = self._writer.submit(event)
+                if written.done():  # appended inline (``GroupCommit``)
+                    written.result()
+                else:
+                    await asyncio.wrap_future(written)
+        finally:
+            if self._in_flight.get(event.txn_id) is event:
+                del self._in_flight[event.txn_id]
         model = self.view()  # after the wait: a swap may have happened meanwhile
         result = self._score(model, event)
         if model.scorer is not None:
             model.scorer.add_events([event])
-        self._recent.append(event)
+        self._recent.add([event])
+        self._answers[event.txn_id] = (event, result)
+        if len(self._answers) > RETRY_ANSWERS:
+            self._answers.popitem(last=False)
         self.metrics.decisions.labels(tier=result.tier.value, decision=result.decision.value).inc()
         if result.tier is Tier.HIGH and self._alerts is not None:
             ok = self._alerts.raise_alert(
@@ -453,6 +546,28 @@ class RiskService:
             )
             self.metrics.alerts.labels(kind=AlertKind.HIGH_DECISION.value, outcome="queued" if ok else "deduplicated").inc()
         return result
+
+    def _earlier(self, model: ServingModel, event: Event) -> CheckoutResult | None:
+        """The answer kept for a retry of ``event``, None to score it.
+
+        Raises:
+            ConflictError: its ``txn_id`` came before with other content.
+        """
+        answered = self._answers.get(event.txn_id)
+        before = (
+            answered[0]
+            if answered is not None
+            else self._in_flight.get(event.txn_id) or self._recent.get(event.txn_id) or model.index.event(event.txn_id)
+        )
+        if before is None:
+            return None
+        if before != event:
+            differs = before.differences(event, "this request")
+            raise ConflictError(
+                "txn_id", event.txn_id, "already received with other content: " + ", ".join(differs[:3])
+                + (f" and {len(differs) - 3} more" if len(differs) > 3 else "")
+            )  # fmt: skip
+        return answered[1] if answered is not None else None
 
     def _score(self, model: ServingModel, event: Event) -> CheckoutResult:
         index = model.index
@@ -555,7 +670,7 @@ class RiskService:
             def swap() -> None:
                 try:
                     if fresh.scorer is not None:
-                        fresh.scorer.add_events(list(self._recent))  # what arrived since; the snapshot's are skipped
+                        fresh.scorer.add_events(self._recent.events())  # what arrived since; the snapshot's are skipped
                     old, self.model = self.model, fresh
                     self.reloads += 1
                     # The view holds millions of long-lived objects (ids, strings): without
@@ -649,7 +764,7 @@ class RiskService:
             events, self._pending_tail = self._pending_tail[:TAIL_CHUNK], self._pending_tail[TAIL_CHUNK:]
             more = bool(self._pending_tail)
         if events:
-            self._recent.extend(events)
+            self._recent.add(events)
             model = self.model
             if model is not None and model.scorer is not None:
                 model.scorer.add_events(events)
@@ -763,6 +878,58 @@ def _event_reasons(
         if text not in out:
             out.append(text)
     return tuple(out[:4])
+
+
+def _with_events(base: Subgraph, events: list[Event], index: ScoringIndex, limit: int, min_tier: Tier | None) -> Subgraph:
+    """``base`` (an account's subgraph) plus the account's ``events`` since the snapshot: their
+    identifiers one hop out with the edges to them, and the snapshot around each identifier the
+    snapshot holds, ``base.hops - 1`` further; at most ``limit`` nodes."""
+    user = base.center
+    nodes = {(n.node_type, n.key): n for n in base.nodes}
+    edges = {(e.edge_type, e.source, e.target, e.txn_id): e for e in base.edges}
+    truncated = base.truncated
+
+    def add_node(node: SubgraphNode) -> bool:
+        nonlocal truncated
+        if (node.node_type, node.key) in nodes:
+            return True
+        if len(nodes) >= limit:
+            truncated = True
+            return False
+        nodes[(node.node_type, node.key)] = node
+        return True
+
+    def add_edge(edge: SubgraphEdge) -> None:
+        if edge.source in nodes and edge.target in nodes:
+            edges.setdefault((edge.edge_type, edge.source, edge.target, edge.txn_id), edge)
+
+    found: list[tuple[NodeType, str]] = []
+    for event in events:
+        device = (NodeType.DEVICE, event.device_id) if event.device_id else None
+        ip = (NodeType.IP, event.ip) if event.ip else None
+        merchant = (NodeType.MERCHANT, event.merchant_id) if event.merchant_id else None
+        for ident in (device, ip, merchant):
+            if ident is not None and add_node(SubgraphNode(*ident)):
+                found.append(ident)
+        if device is not None:
+            add_edge(SubgraphEdge(EdgeType.USED_DEVICE, user, device))
+        if ip is not None:
+            add_edge(SubgraphEdge(EdgeType.USED_IP, user, ip))
+        if device is not None and ip is not None:
+            add_edge(SubgraphEdge(EdgeType.SEEN_AT, device, ip))
+        if merchant is not None:
+            add_edge(SubgraphEdge(EdgeType.TRANSACTED, user, merchant, event.txn_id))
+    if base.hops > 1:
+        for node_type, key in dict.fromkeys(found):
+            around = index.identifier_subgraph(node_type, key, base.hops - 1, limit, min_tier=min_tier)
+            if around is None:
+                continue
+            truncated |= around.truncated
+            for node in around.nodes:
+                add_node(node)
+            for edge in around.edges:
+                add_edge(edge)
+    return Subgraph(center=user, hops=base.hops, nodes=tuple(nodes.values()), edges=tuple(edges.values()), truncated=truncated)
 
 
 def _close_quietly(store: GraphStore) -> None:

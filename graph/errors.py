@@ -32,6 +32,16 @@ class NotFoundError(RingwatchError):
         super().__init__(f"{kind} {key!r} not found")
 
 
+class ConflictError(RingwatchError):
+    """An id already used by something with other content (a ``txn_id`` reused for another event)."""
+
+    def __init__(self, field: str, value: str, reason: str) -> None:
+        self.field = field
+        self.value = value
+        self.reason = reason
+        super().__init__(f"{field}={value!r}: {reason}")
+
+
 class StoreError(RingwatchError):
     """A graph store failed to read or write."""
 

@@ -34,7 +34,7 @@ from tqdm import tqdm
 
 from graph.errors import RingwatchError, StoreError, ValidationError
 from graph.store import GraphStore
-from graph.types import EVENT_KINDS, Event, EventBatch, EventKind, Label, LabelEntity, Verdict
+from graph.types import EVENT_KINDS, Event, EventBatch, Label, LabelEntity, Verdict
 from ingestion.mapping import ColumnMapping, JoinSpec, LabelSpec, as_text, label_values
 from ingestion.quarantine import QuarantineWriter, quarantine_path
 from ingestion.readers import DEFAULT_ENCODING, RawChunk, read_chunks, read_table, source_columns, source_rows
@@ -370,13 +370,8 @@ def _differs(rows: EventBatch, stored: list[Event]) -> np.ndarray:
 
 
 def _differences(stored: Event, row: Event) -> str:
-    """``field=stored value`` (``here`` the row's) for every field that differs, at most four."""
-    out = []
-    for name in ("ts", "user_id", "device_id", "ip", "merchant_id", "amount", "currency", "event", "status"):
-        a, b = getattr(stored, name), getattr(row, name)
-        if a != b:
-            a, b = (x.value if isinstance(x, EventKind) else x for x in (a, b))
-            out.append(f"{name}={a!r} (here {b!r})")
+    """What differs between a stored event and a row reusing its ``txn_id``, at most four fields."""
+    out = stored.differences(row, "here")
     return ", ".join(out[:4]) + (f" and {len(out) - 4} more" if len(out) > 4 else "")
 
 

@@ -42,8 +42,9 @@ async def account_subgraph(
     limit: Annotated[int, Query(ge=1, le=MAX_SUBGRAPH_LIMIT, description="most nodes returned")] = 500,
 ) -> SubgraphResponse:
     """Accounts, devices, IPs, merchants and rings within ``hops`` of one account, with their
-    scores and tiers, ready to draw; ``browser`` opens the same subgraph in Neo4j Browser."""
-    sub = service.view().index.subgraph(user_id, hops, limit, min_tier=min_tier)
+    scores and tiers, ready to draw; ``browser`` opens the same subgraph in Neo4j Browser (which
+    shows the store, so events not loaded from the journal yet appear here first)."""
+    sub = service.subgraph(user_id, hops, limit, min_tier=min_tier)
     tiers = [t.value for t in Tier if min_tier is None or t.rank >= min_tier.rank]
     query = _subgraph_query()
     params: dict[str, str | int | list[str]] = {"user_id": user_id, "hops": hops, "tiers": tiers, "limit": limit}

@@ -17,6 +17,7 @@ router = APIRouter(prefix=API_PREFIX, tags=["checkout"])
     responses={
         401: {"model": ErrorResponse},
         403: {"model": ErrorResponse},
+        409: {"model": ErrorResponse, "description": "the txn_id was received before with other content"},
         422: {"model": ErrorResponse},
         429: {"model": ErrorResponse},
         503: {"model": ErrorResponse},

@@ -137,6 +137,56 @@ def test_a_scored_event_is_journaled_loaded_once_and_seen_by_the_next_request(
     assert ids.count("t-fresh-1") == 1 and ids.count("t-fresh-2") == 1
 
 
+def test_a_reused_txn_id_is_a_retry_with_the_same_content_and_409_with_other_content(
+    home: ServedHome, tmp_path: Path
+) -> None:
+    settings = home.copy(tmp_path / "home")
+    h = key(home, "all")
+    with TestClient(create_app(config_for(home, settings))) as client:
+        body = checkout("t-reuse-1", "reuse-user-1", "reuse-device-1", ip="203.0.113.211")
+        first = client.post("/v1/score", json=body, headers=h)
+        # Another event in between moves the graph; the retry still gets the first answer.
+        client.post("/v1/score", json=checkout("t-reuse-2", "reuse-user-1", "reuse-device-1", ip="203.0.113.211"), headers=h)
+        retry = client.post("/v1/score", json=body, headers=h)
+        assert first.status_code == retry.status_code == 200 and retry.json() == first.json()
+        other = client.post("/v1/score", json=checkout("t-reuse-1", "orphan-user", "orphan-device", amount=9999.0), headers=h)
+        assert other.status_code == 409, other.text
+        error = other.json()["error"]
+        assert error["code"] == "conflict" and error["field"] == "txn_id"
+        assert "t-reuse-1" in error["message"] and "user_id='reuse-user-1' (this request 'orphan-user')" in error["message"]
+        # Nothing of the refused event exists: not for scoring, not for investigators.
+        assert client.get("/v1/accounts/orphan-user/risk", headers=h).status_code == 404
+        assert wait_for(lambda: {"t-reuse-1", "t-reuse-2"} <= set(stored_txn_ids(settings)))
+        assert wait_for(lambda: client.get("/readyz").json()["journal_depth"] == 0)
+        # An event of the snapshot, sent again with other content, is refused too.
+        snapshot_txn = SQLiteGraphStore(home.settings.store_path).snapshot().transactions.txn_id[0]
+        stale = client.post("/v1/score", json=checkout(str(snapshot_txn), "orphan-user", "orphan-device"), headers=h)
+        assert stale.status_code == 409, stale.text
+    snap = SQLiteGraphStore(settings.store_path).snapshot()
+    assert "orphan-user" not in snap.nodes[NodeType.USER].tolist()
+    assert "orphan-device" not in snap.nodes[NodeType.DEVICE].tolist()
+
+
+def test_every_route_sees_a_new_account_at_once(home: ServedHome, tmp_path: Path) -> None:
+    settings = home.copy(tmp_path / "home")
+    h = key(home, "all")
+    with TestClient(create_app(config_for(home, settings))) as client:
+        r = client.post("/v1/score", json=checkout("t-new-1", "brand-new-user", home.ring_device, ip="203.0.113.212"), headers=h)
+        assert r.status_code == 200, r.text
+        assert client.get("/v1/accounts/brand-new-user/risk", headers=h).status_code == 200
+        one = client.get("/v1/accounts/brand-new-user/subgraph", headers=h)
+        assert one.status_code == 200, one.text
+        nodes = {n["id"] for n in one.json()["nodes"]}
+        assert {"User:brand-new-user", f"Device:{home.ring_device}", "IP:203.0.113.212", "Merchant:m0003"} <= nodes
+        kinds = {e["type"] for e in one.json()["edges"]}
+        assert {"USED_DEVICE", "USED_IP", "TRANSACTED"} <= kinds
+        # Two hops reach the ring members who share the device, from the snapshot.
+        two = client.get("/v1/accounts/brand-new-user/subgraph", params={"hops": 2}, headers=h).json()
+        users = {n["id"] for n in two["nodes"] if n["type"] == "User"}
+        assert {f"User:{m}" for m in home.ring_members} & users
+        assert client.get("/v1/accounts/never-seen-user/subgraph", headers=h).status_code == 404
+
+
 def test_scored_events_do_not_pile_up_in_the_collectors_old_generation(home: ServedHome, tmp_path: Path) -> None:
     """Each folded event leaves long-lived objects; in the old generation every full collection
     would walk them on the event loop (pauses growing with the events served). The service
