@@ -37,7 +37,15 @@ from graph.store import GraphStore
 from graph.types import EVENT_KINDS, Event, EventBatch, Label, LabelEntity, Verdict
 from ingestion.mapping import ColumnMapping, JoinSpec, LabelSpec, as_text, label_values
 from ingestion.quarantine import QuarantineWriter, quarantine_path
-from ingestion.readers import DEFAULT_ENCODING, RawChunk, read_chunks, read_table, source_columns, source_rows
+from ingestion.readers import (
+    DEFAULT_ENCODING,
+    MAX_ROW_BYTES,
+    RawChunk,
+    read_chunks,
+    read_table,
+    source_columns,
+    source_rows,
+)
 from ingestion.validate import (
     BAD_LABEL,
     DUPLICATE_TXN_ID_CONFLICT,
@@ -133,6 +141,7 @@ def load_events(
     batch_size: int = 50_000,
     progress: bool = False,
     encoding: str = DEFAULT_ENCODING,
+    max_row_bytes: int = MAX_ROW_BYTES,
 ) -> LoadSummary:
     """Validate event files and upsert their good rows into ``store`` in batches.
 
@@ -145,6 +154,8 @@ def load_events(
         batch_size: rows per read chunk and events per ``store.upsert_events`` call.
         progress: show a tqdm progress bar.
         encoding: the text files' encoding (rows that are not valid text in it are quarantined).
+        max_row_bytes: the most bytes one row may take (longer ones are quarantined as
+            ``row_too_long``; see ``ingestion.readers`` for a CSV row far over it).
 
     Raises:
         ValidationError: a missing, unknown or unreadable file, an unknown ``encoding``,
@@ -163,7 +174,7 @@ def load_events(
     started = time.perf_counter()
     schemas: list[tuple[str, ...] | None] = []
     for src in sources:
-        columns = source_columns(src, encoding)
+        columns = source_columns(src, encoding, max_row_bytes)
         schemas.append(columns)
         if columns is not None:
             joined = tuple(columns) + tuple(c for j in mapping.joins for c in _join_columns(j, src))
@@ -178,7 +189,7 @@ def load_events(
             sides = [_SideTable.load(j, src) for j in mapping.joins]
             writer = QuarantineWriter(quarantine_path(quarantine_dir, src), columns)
             writers.append(writer)
-            for chunk in read_chunks(src, chunk_rows=batch_size, encoding=encoding):
+            for chunk in read_chunks(src, chunk_rows=batch_size, encoding=encoding, max_row_bytes=max_row_bytes):
                 run.process(chunk, sides, writer)
                 bar.update(chunk.rows_read)
         run.finish()
@@ -573,10 +584,12 @@ def load_labels(
     quarantine_dir: Path,
     progress: bool = False,
     encoding: str = DEFAULT_ENCODING,
+    max_row_bytes: int = MAX_ROW_BYTES,
 ) -> LabelLoadSummary:
     """Validate a verdicts file (entity, entity_id, label, ts, source; CSV, Parquet or JSON lines)
     and upsert its good rows; bad rows go to ``<file name>.quarantine.csv``. ``encoding``: the
-    text file's encoding (rows that are not valid text in it are quarantined).
+    text file's encoding (rows that are not valid text in it are quarantined); ``max_row_bytes``:
+    the most bytes one row may take (as for ``load_events``).
 
     Raises:
         ValidationError: a missing, unknown or unreadable file, an unknown ``encoding``, or a
@@ -585,7 +598,7 @@ def load_labels(
     """
     source = Path(source)
     started = time.perf_counter()
-    columns = source_columns(source, encoding)
+    columns = source_columns(source, encoding, max_row_bytes)
     if columns is not None:
         missing = [c for c in LABEL_COLUMNS[:4] if c not in columns]
         if missing:
@@ -595,7 +608,7 @@ def load_labels(
     writer = QuarantineWriter(quarantine_path(quarantine_dir, source), columns)
     read = valid = new = 0
     with tqdm(total=source_rows(source), unit="rows", desc="labels", disable=not progress) as bar:
-        for chunk in read_chunks(source, chunk_rows=_LABEL_BATCH, encoding=encoding):
+        for chunk in read_chunks(source, chunk_rows=_LABEL_BATCH, encoding=encoding, max_row_bytes=max_row_bytes):
             read += chunk.rows_read
             checked = validate_labels(chunk.frame, empty=_blank_rows(chunk.frame))
             ok = checked.ok

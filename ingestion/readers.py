@@ -19,6 +19,14 @@ counted and quarantined, never dropped. So are rows whose bytes are not valid te
 encoding (UTF-8 unless the caller declares another, e.g. ``latin-1``): the rest of the file loads.
 A file that cannot be read at all (broken gzip, a header that is not text) raises one
 ``ValidationError`` naming the file.
+
+One row may take at most ``max_row_bytes`` bytes (``MAX_ROW_BYTES`` unless the caller gives
+another), and a chunk at most about ``_CHUNK_BYTES`` besides, so memory stays bounded whatever a
+file holds. A JSON line over the limit is skipped in bounded pieces and quarantined with its line
+number. A CSV row over the limit is quarantined when the parser could still split it (up to
+``_ROWS_PER_BLOCK`` times the limit); a longer one stops the file with one error naming its line,
+because pyarrow's streaming parser cannot resume past a row that does not fit its block, and
+finding where the row ends without it would mean parsing CSV quoting again in Python.
 """
 
 from __future__ import annotations
@@ -50,13 +58,22 @@ BAD_ROW_SHAPE = "bad_row_shape"
 BAD_JSON = "bad_json"
 BAD_ENCODING = "bad_encoding"
 EMPTY_ROW = "empty_row"
+ROW_TOO_LONG = "row_too_long"
+#: The most bytes one row (a CSV record's fields, a JSON line) may take unless the caller says.
+MAX_ROW_BYTES = 1 << 20
 #: The encoding files are read in unless the caller declares another.
 DEFAULT_ENCODING = "utf-8"
 # What a broken or truncated gzip stream raises, from Python's gzip or from pyarrow.
 _UNREADABLE = (OSError, EOFError, zlib.error, UnicodeDecodeError, pa.ArrowInvalid)
 
-# Bytes per CSV block handed to pyarrow; chunks are re-assembled to ``chunk_rows`` rows.
-_CSV_BLOCK_BYTES = 4 << 20
+# pyarrow's CSV block is this many times the row limit (4 MiB by default): a row up to one block
+# always parses, and blocks stay big enough to read fast. Chunks are re-assembled to
+# ``chunk_rows`` rows.
+_ROWS_PER_BLOCK = 4
+# A chunk is cut short once its rows hold this many bytes, so long rows cannot add up unbounded.
+_CHUNK_BYTES = 64 << 20
+# Characters of an over-long row kept in its quarantine entry.
+_PREVIEW_CHARS = 200
 
 
 class SourceFormat(str, enum.Enum):
@@ -119,12 +136,15 @@ def detect_format(path: Path) -> SourceFormat:
     return fmt
 
 
-def source_columns(path: Path, encoding: str = DEFAULT_ENCODING) -> tuple[str, ...] | None:
+def source_columns(
+    path: Path, encoding: str = DEFAULT_ENCODING, max_row_bytes: int = MAX_ROW_BYTES
+) -> tuple[str, ...] | None:
     """The file's column names, or None for JSON lines (every line may have its own keys).
 
     Raises:
         ValidationError: missing or unreadable file, an unknown ``encoding``, or a CSV header
-            that is not text in that encoding or names a column twice.
+            that is not text in that encoding, names a column twice or is longer than
+            ``max_row_bytes``.
     """
     path = _existing(path)
     fmt = detect_format(path)
@@ -136,7 +156,7 @@ def source_columns(path: Path, encoding: str = DEFAULT_ENCODING) -> tuple[str, .
             raise ValidationError("source", str(path), f"not a readable Parquet file: {e}") from e
     if fmt is SourceFormat.JSONL:
         return None
-    return _csv_header(path, encoding)
+    return _csv_header(path, encoding, _check_row_limit(max_row_bytes))
 
 
 def check_encoding(encoding: str) -> str:
@@ -160,25 +180,31 @@ def source_rows(path: Path) -> int | None:
     return None
 
 
-def read_chunks(path: Path, chunk_rows: int = 50_000, encoding: str = DEFAULT_ENCODING) -> Iterator[RawChunk]:
+def read_chunks(
+    path: Path, chunk_rows: int = 50_000, encoding: str = DEFAULT_ENCODING, max_row_bytes: int = MAX_ROW_BYTES
+) -> Iterator[RawChunk]:
     """Stream ``path`` as chunks of at most ``chunk_rows`` parsed rows (plus any rejects).
     ``encoding``: the text formats' encoding (Parquet text is UTF-8 by definition).
+    ``max_row_bytes``: the most bytes one CSV row or JSON line may take; longer ones are
+    quarantined as ``row_too_long`` (see the module docstring for CSV rows far over it).
 
     Raises:
-        ValidationError: missing file, unknown extension or encoding, ``chunk_rows`` < 1, a CSV
-            header that names a column twice, or a file that cannot be read (raised when the
-            iterator reaches the broken part).
+        ValidationError: missing file, unknown extension or encoding, ``chunk_rows`` or
+            ``max_row_bytes`` < 1, a CSV header that names a column twice or is longer than
+            ``max_row_bytes``, or a file that cannot be read (raised when the iterator reaches
+            the broken part, also a CSV row too long for the parser to split).
     """
     if chunk_rows < 1:
         raise ValidationError("chunk_rows", chunk_rows, "must be at least 1")
+    _check_row_limit(max_row_bytes)
     path = _existing(path)
     fmt = detect_format(path)
     check_encoding(encoding)
     if fmt is SourceFormat.CSV:
-        return _read_csv(path, chunk_rows, encoding)
+        return _read_csv(path, chunk_rows, encoding, max_row_bytes)
     if fmt is SourceFormat.PARQUET:
         return _read_parquet(path, chunk_rows)
-    return _read_jsonl(path, chunk_rows, encoding)
+    return _read_jsonl(path, chunk_rows, encoding, max_row_bytes)
 
 
 def read_table(path: Path) -> RawChunk:
@@ -195,17 +221,39 @@ def read_table(path: Path) -> RawChunk:
 # -- CSV ----------------------------------------------------------------------------------------
 
 
+def _check_row_limit(max_row_bytes: int) -> int:
+    if max_row_bytes < 1:
+        raise ValidationError("max_row_bytes", max_row_bytes, "must be at least 1")
+    return max_row_bytes
+
+
 def _is_utf8(encoding: str) -> bool:
     return codecs.lookup(encoding).name == "utf-8"
 
 
-def _csv_header(path: Path, encoding: str = DEFAULT_ENCODING) -> tuple[str, ...]:
+def _content_bytes(line: bytes) -> int:
+    """Bytes of ``line`` without its line ending (LF or CRLF)."""
+    if line.endswith(b"\r\n"):
+        return len(line) - 2
+    return len(line) - 1 if line.endswith(b"\n") else len(line)
+
+
+def _preview(raw: bytes) -> str:
+    text = raw[: _PREVIEW_CHARS * 4].decode("utf-8", errors="backslashreplace")
+    return text[:_PREVIEW_CHARS] + "..."
+
+
+def _csv_header(path: Path, encoding: str = DEFAULT_ENCODING, max_row_bytes: int = MAX_ROW_BYTES) -> tuple[str, ...]:
     opener = gzip.open if path.suffix.lower() == ".gz" else open
     try:
         with opener(path, "rb") as f:  # type: ignore[operator]
-            first = f.readline(1 << 20)
+            first = f.readline(max_row_bytes + 2)
     except _UNREADABLE as e:
         raise ValidationError("source", str(path), f"cannot be read: {e}") from e
+    if _content_bytes(first) > max_row_bytes:
+        raise ValidationError(
+            "source", str(path), f"its header line is longer than the limit of {max_row_bytes:,} bytes per row"
+        )
     try:
         text = first.decode("utf-8-sig" if _is_utf8(encoding) else encoding)
     except UnicodeDecodeError as e:
@@ -264,20 +312,65 @@ def _split_csv_line(text: str) -> list[str]:
     return next(csv.reader([text]), [])
 
 
-def _read_csv(path: Path, chunk_rows: int, encoding: str = DEFAULT_ENCODING) -> Iterator[RawChunk]:
-    names = _csv_header(path, encoding)
+def _read_csv(
+    path: Path, chunk_rows: int, encoding: str = DEFAULT_ENCODING, max_row_bytes: int = MAX_ROW_BYTES
+) -> Iterator[RawChunk]:
+    names = _csv_header(path, encoding, max_row_bytes)
     if not names:
         return
     invalid = _InvalidRows(len(names))
+    pos = _CsvPosition()
+    buffered: list[pa.RecordBatch] = []
+    buffered_rows = buffered_bytes = 0
+    try:
+        reader = _open_csv(path, names, encoding, max_row_bytes, invalid)
+        for batch in _iter_batches(reader, path):
+            buffered.append(batch)
+            buffered_rows += batch.num_rows
+            buffered_bytes += batch.nbytes
+            if buffered_rows >= chunk_rows or buffered_bytes >= _CHUNK_BYTES:
+                table = pa.Table.from_batches(buffered)
+                buffered, buffered_rows, buffered_bytes = [], 0, 0
+                for start in range(0, table.num_rows, chunk_rows):
+                    yield _csv_chunk(table.slice(start, chunk_rows), pos, invalid, max_row_bytes)
+    except _RowTooLong as e:
+        # Give the rows before it, then name the line where the parser gave up.
+        if buffered_rows:
+            yield _csv_chunk(pa.Table.from_batches(buffered), pos, invalid, max_row_bytes)
+        rejects = _pending_rejects(invalid, pos)
+        if rejects:
+            yield RawChunk(pd.DataFrame(columns=list(names), dtype="str"), np.zeros(0, np.int64), rejects)
+        raise ValidationError(
+            "source",
+            str(path),
+            f"line {pos.record + pos.extra}: a row longer than the limit of {max_row_bytes:,} bytes (or a quote "
+            "that is never closed); the file cannot be read past it",
+        ) from e.__cause__
+    if buffered_rows:
+        yield _csv_chunk(pa.Table.from_batches(buffered), pos, invalid, max_row_bytes)
+    rejects = _pending_rejects(invalid, pos)
+    if rejects:  # bad rows after the last good one
+        yield RawChunk(pd.DataFrame(columns=list(names), dtype="str"), np.zeros(0, np.int64), rejects)
+
+
+def _open_csv(
+    path: Path, names: tuple[str, ...], encoding: str, max_row_bytes: int, invalid: _InvalidRows
+) -> pa_csv.CSVStreamingReader:
+    """pyarrow's streaming reader over the rows after the header (it parses the first block).
+
+    Raises:
+        _RowTooLong: a row in the first block does not fit it.
+        ValidationError: the file cannot be read as CSV.
+    """
     utf8 = _is_utf8(encoding)
     try:
-        reader = pa_csv.open_csv(
+        return pa_csv.open_csv(
             path,
             # Single-threaded so the parser reports the numbers of bad rows. Another encoding is
             # transcoded to UTF-8 by pyarrow.
             read_options=pa_csv.ReadOptions(
                 use_threads=False,
-                block_size=_CSV_BLOCK_BYTES,
+                block_size=_ROWS_PER_BLOCK * max_row_bytes,
                 skip_rows=1,
                 column_names=list(names),
                 encoding="utf8" if utf8 else encoding,
@@ -290,26 +383,28 @@ def _read_csv(path: Path, chunk_rows: int, encoding: str = DEFAULT_ENCODING) -> 
             ),
         )
     except _UNREADABLE as e:
+        if _STRADDLING in str(e):
+            raise _RowTooLong() from e
         raise ValidationError("source", str(path), f"cannot be read as CSV: {e}") from e
-    pos = _CsvPosition()
-    buffered: list[pa.RecordBatch] = []
-    buffered_rows = 0
-    for batch in _iter_batches(reader, path):
-        buffered.append(batch)
-        buffered_rows += batch.num_rows
-        if buffered_rows >= chunk_rows:
-            table = pa.Table.from_batches(buffered)
-            buffered, buffered_rows = [], 0
-            for start in range(0, table.num_rows, chunk_rows):
-                yield _csv_chunk(table.slice(start, chunk_rows), pos, invalid)
-    if buffered_rows:
-        yield _csv_chunk(pa.Table.from_batches(buffered), pos, invalid)
-    if invalid.pending:  # bad rows after the last good one
-        rejects = []
-        for record in sorted(invalid.pending):
-            rejects.append(invalid.pop(record, record + pos.extra))
-            pos.extra += rejects[-1].text.count("\n")
-        yield RawChunk(pd.DataFrame(columns=list(names), dtype="str"), np.zeros(0, np.int64), tuple(rejects))
+
+
+def _pending_rejects(invalid: _InvalidRows, pos: _CsvPosition) -> tuple[RejectedRow, ...]:
+    """The bad rows the parser reported after the last good row read so far."""
+    rejects = []
+    for record in sorted(invalid.pending):
+        rejects.append(invalid.pop(record, record + pos.extra))
+        pos.extra += rejects[-1].text.count("\n")
+        pos.record = record + 1
+    return tuple(rejects)
+
+
+class _RowTooLong(Exception):
+    """pyarrow met a row that does not fit its block; ``__cause__`` is its error."""
+
+
+# What pyarrow's error says when a row does not fit its block ("straddling object straddles two
+# block boundaries"); it has no error type of its own.
+_STRADDLING = "straddl"
 
 
 def _iter_batches(reader: pa_csv.CSVStreamingReader, path: Path) -> Iterator[pa.RecordBatch]:
@@ -319,10 +414,12 @@ def _iter_batches(reader: pa_csv.CSVStreamingReader, path: Path) -> Iterator[pa.
         except StopIteration:
             return
         except _UNREADABLE as e:
+            if _STRADDLING in str(e):
+                raise _RowTooLong() from e
             raise ValidationError("source", str(path), f"CSV cannot be read past this point: {e}") from e
 
 
-def _csv_chunk(table: pa.Table, pos: _CsvPosition, invalid: _InvalidRows) -> RawChunk:
+def _csv_chunk(table: pa.Table, pos: _CsvPosition, invalid: _InvalidRows, max_row_bytes: int = MAX_ROW_BYTES) -> RawChunk:
     """Turn ``table`` into a chunk, giving each row its physical line. Bad rows reported by the
     parser sit between good ones; quoted values holding newlines push later lines down."""
     n = table.num_rows
@@ -350,10 +447,38 @@ def _csv_chunk(table: pa.Table, pos: _CsvPosition, invalid: _InvalidRows) -> Raw
         rejects.append(invalid.pop(pos.record, pos.record + pos.extra))
         pos.extra += rejects[-1].text.count("\n")
         pos.record += 1
+    table, lines, too_long = _without_long_rows(table, lines, max_row_bytes)
+    rejects.extend(too_long)
     table, lines, bad_text = _decoded(table, lines)
     rejects.extend(bad_text)
     rejects.sort(key=lambda r: r.line)
     return RawChunk(table.to_pandas(), lines, tuple(rejects))
+
+
+def _without_long_rows(
+    table: pa.Table, lines: np.ndarray, max_row_bytes: int
+) -> tuple[pa.Table, np.ndarray, list[RejectedRow]]:
+    """Rows whose fields and separators take more than ``max_row_bytes`` bytes become
+    ``RejectedRow``s holding the start of the row (quotes around values are not counted)."""
+    if table.num_rows == 0 or table.num_columns == 0:
+        return table, lines, []
+    size = np.full(table.num_rows, table.num_columns - 1, dtype=np.int64)
+    for column in table.columns:
+        size += pa_compute.binary_length(column).to_numpy(zero_copy_only=False).astype(np.int64)
+    long = size > max_row_bytes
+    if not long.any():
+        return table, lines, []
+    rejects = []
+    for i in np.flatnonzero(long).tolist():
+        start = bytearray()
+        for column in table.columns:  # only the first bytes are kept, so stop once there are enough
+            start += column[i].as_py() + b","
+            if len(start) > _PREVIEW_CHARS * 4:
+                break
+        detail = f"{int(size[i]):,} bytes, more than the limit of {max_row_bytes:,} per row"
+        rejects.append(RejectedRow(int(lines[i]), ROW_TOO_LONG, detail, _preview(bytes(start))))
+    keep = np.flatnonzero(~long)
+    return table.take(pa.array(keep)), lines[keep], rejects
 
 
 def _decoded(table: pa.Table, lines: np.ndarray) -> tuple[pa.Table, np.ndarray, list[RejectedRow]]:
@@ -409,25 +534,58 @@ def _read_parquet(path: Path, chunk_rows: int) -> Iterator[RawChunk]:
 # -- JSON lines ---------------------------------------------------------------------------------
 
 
-def _read_jsonl(path: Path, chunk_rows: int, encoding: str = DEFAULT_ENCODING) -> Iterator[RawChunk]:
+def _read_jsonl(
+    path: Path, chunk_rows: int, encoding: str = DEFAULT_ENCODING, max_row_bytes: int = MAX_ROW_BYTES
+) -> Iterator[RawChunk]:
     opener = gzip.open if path.suffix.lower() == ".gz" else open
     try:
         with opener(path, "rb") as f:  # type: ignore[operator]
             line_no = 1
-            while True:
-                raw = list(itertools.islice(f, chunk_rows))
-                if not raw:
-                    return
-                yield _jsonl_chunk(raw, line_no, encoding)
-                line_no += len(raw)
+            at_end = False
+            while not at_end:
+                raw: list[bytes] = []
+                numbers: list[int] = []
+                too_long: list[RejectedRow] = []
+                size = 0
+                while len(raw) + len(too_long) < chunk_rows and size < _CHUNK_BYTES:
+                    line = f.readline(max_row_bytes + 2)
+                    if not line:
+                        at_end = True
+                        break
+                    if _content_bytes(line) > max_row_bytes:
+                        too_long.append(_skip_long_line(f, line, line_no, max_row_bytes))
+                    else:
+                        raw.append(line)
+                        numbers.append(line_no)
+                        size += len(line)
+                    line_no += 1
+                if raw or too_long:
+                    chunk = _jsonl_chunk(raw, np.asarray(numbers, dtype=np.int64), encoding)
+                    if too_long:
+                        rejects = sorted(chunk.rejects + tuple(too_long), key=lambda r: r.line)
+                        chunk = RawChunk(chunk.frame, chunk.lines, tuple(rejects))
+                    yield chunk
     except _UNREADABLE as e:
         raise ValidationError("source", str(path), f"cannot be read past this point: {e}") from e
 
 
-def _jsonl_chunk(raw: list[bytes], first_line: int, encoding: str = DEFAULT_ENCODING) -> RawChunk:
+def _skip_long_line(f: io.BufferedIOBase, start: bytes, line_no: int, max_row_bytes: int) -> RejectedRow:
+    """Read the rest of an over-long line in bounded pieces, keeping only its start."""
+    total = len(start)
+    piece = start
+    while not piece.endswith(b"\n"):
+        piece = f.readline(max(max_row_bytes, 1 << 16))
+        if not piece:
+            break
+        total += len(piece)
+    detail = f"a line of {total:,} bytes, more than the limit of {max_row_bytes:,} per row"
+    return RejectedRow(line_no, ROW_TOO_LONG, detail, _preview(start))
+
+
+def _jsonl_chunk(raw: list[bytes], lines: np.ndarray, encoding: str = DEFAULT_ENCODING) -> RawChunk:
     """Parse lines with pyarrow in one go; if any line is broken, parse line by line so only the
-    broken ones are rejected. Lines that are not text in ``encoding`` are rejected first."""
-    lines = np.arange(first_line, first_line + len(raw), dtype=np.int64)
+    broken ones are rejected. Lines that are not text in ``encoding`` are rejected first.
+    ``lines[i]`` is the file's line number of ``raw[i]``."""
     rejects: list[RejectedRow] = []
     raw = list(raw)
     undecodable = np.zeros(len(raw), dtype=bool)
