@@ -29,6 +29,10 @@ mapping does not name is read from the source column of the same name, if there 
 ``ts`` units: ``iso`` (default; ISO-8601 text, UTC when it has no zone), ``s`` or ``ms``
 (numbers counted from ``origin``, an ISO-8601 instant or epoch seconds; default 1970-01-01 UTC).
 Text fields are stripped; empty cells and the null tokens in ``NULL_TOKENS`` count as missing.
+
+A mapping file may be at most ``MAX_MAPPING_BYTES`` long and hold at most ``MAX_MAPPING_VALUES``
+values, every use of a YAML alias (``*name``) counted in full, so a file of nested aliases (a
+"billion laughs") is refused before anything walks it.
 """
 
 from __future__ import annotations
@@ -67,6 +71,16 @@ _NON_TEXT_FIELDS = frozenset({"ts", "amount"})
 TIMESTAMP_UNITS: tuple[str, ...] = ("iso", "s", "ms")
 #: Cell values that mean "no value" in exports (what pandas treats as NA by default, roughly).
 NULL_TOKENS: tuple[str, ...] = ("", "NA", "N/A", "n/a", "NaN", "nan", "null", "NULL", "None", "none")
+#: The largest mapping file read. A mapping is a few kilobytes; this leaves room for long value
+#: lists and keeps parsing quick.
+MAX_MAPPING_BYTES = 256 << 10
+#: The most values (keys, list items, scalars) a mapping file may hold once its YAML aliases are
+#: expanded.
+MAX_MAPPING_VALUES = 10_000
+# Tables and lists in a mapping nest four deep at most; this leaves room and bounds the recursion.
+_MAX_MAPPING_DEPTH = 32
+# libyaml's parser when PyYAML was built with it: several times faster, and it refuses deep nesting.
+_YAML_LOADER = getattr(yaml, "CSafeLoader", yaml.SafeLoader)
 
 _FIELD_KEYS = frozenset({"column", "columns", "separator", "prefix", "constant", "default",
                          "allow_missing_parts", "unit", "origin"})
@@ -135,26 +149,40 @@ class ColumnMapping:
     # -- construction -----------------------------------------------------------------------
 
     @classmethod
-    def from_file(cls, path: Path) -> ColumnMapping:
+    def from_file(
+        cls, path: Path, *, max_bytes: int = MAX_MAPPING_BYTES, max_values: int = MAX_MAPPING_VALUES
+    ) -> ColumnMapping:
         """Read a YAML or TOML mapping file.
 
+        Args:
+            path: the file (``.yaml``, ``.yml`` or ``.toml``, UTF-8).
+            max_bytes: the largest file read (checked before parsing).
+            max_values: the most values the file may hold, every use of a YAML alias counted in
+                full (checked before the mapping is built).
+
         Raises:
-            ValidationError: missing file, unknown extension, unparseable text, or a mapping that
-                breaks the rules (unknown field or key, composite ``ts``, bad unit...).
+            ValidationError: missing file, unknown extension, a file over ``max_bytes``, text
+                that is not UTF-8 or cannot be parsed, more than ``max_values`` values or an alias
+                that holds itself, or a mapping that breaks the rules (unknown field or key,
+                composite ``ts``, bad unit...).
         """
         path = Path(path)
         if not path.is_file():
             raise ValidationError("mapping", str(path), "file not found")
         suffix = path.suffix.lower()
+        if suffix not in (".yaml", ".yml", ".toml"):
+            raise ValidationError("mapping", str(path), "expected a .yaml, .yml or .toml file")
+        text = _mapping_text(path, max_bytes)
         try:
-            if suffix in (".yaml", ".yml"):
-                data = yaml.safe_load(path.read_text(encoding="utf-8"))
-            elif suffix == ".toml":
-                data = tomllib.loads(path.read_text(encoding="utf-8"))
+            if suffix == ".toml":
+                data = tomllib.loads(text)
             else:
-                raise ValidationError("mapping", str(path), "expected a .yaml, .yml or .toml file")
+                data = yaml.load(text, Loader=_YAML_LOADER)
         except (yaml.YAMLError, tomllib.TOMLDecodeError) as e:
             raise ValidationError("mapping", str(path), f"cannot be parsed: {e}") from e
+        except RecursionError as e:
+            raise ValidationError("mapping", str(path), "cannot be parsed: nested too deeply") from e
+        _check_values(data, str(path), max_values)
         if data is None:
             data = {}
         if not isinstance(data, dict):
@@ -268,6 +296,61 @@ def label_values(frame: pd.DataFrame, spec: LabelSpec) -> tuple[np.ndarray, np.n
 
 
 # -- helpers -------------------------------------------------------------------------------------
+
+
+def _mapping_text(path: Path, max_bytes: int) -> str:
+    """The file's text, read only when it is at most ``max_bytes`` long."""
+    too_big = f"more than the limit of {max_bytes:,} bytes for a mapping file"
+    try:
+        size = path.stat().st_size
+        if size > max_bytes:
+            raise ValidationError("mapping", str(path), f"{size:,} bytes, {too_big}")
+        with path.open("rb") as f:
+            raw = f.read(max_bytes + 1)  # bounded also if the file grows meanwhile
+    except OSError as e:
+        raise ValidationError("mapping", str(path), f"cannot be read: {e.strerror or e}") from e
+    if len(raw) > max_bytes:
+        raise ValidationError("mapping", str(path), too_big)
+    try:
+        return raw.decode("utf-8")
+    except UnicodeDecodeError as e:
+        raise ValidationError("mapping", str(path), f"not UTF-8 text (byte {e.start} is 0x{raw[e.start]:02x})") from e
+
+
+def _check_values(data: object, where: str, max_values: int) -> None:
+    """Refuse parsed mapping data holding more than ``max_values`` values once YAML aliases (one
+    object used in several places) are counted at every use, or an alias that holds itself.
+    Each shared object is counted once and remembered, so a file of nested aliases is refused
+    after a few steps, not after expanding it."""
+    counted: dict[int, int] = {}
+    open_now: set[int] = set()
+
+    def count(value: object, depth: int) -> int:
+        if not isinstance(value, (dict, list)):
+            return 1
+        key = id(value)
+        if key in counted:
+            return counted[key]
+        if key in open_now:
+            raise ValidationError("mapping", where, "a YAML alias refers to a value holding it: the mapping is endless")
+        if depth > _MAX_MAPPING_DEPTH:
+            raise ValidationError("mapping", where, f"nested more than {_MAX_MAPPING_DEPTH} levels deep")
+        open_now.add(key)
+        total = 1
+        for item in (x for kv in value.items() for x in kv) if isinstance(value, dict) else value:
+            total += count(item, depth + 1)
+            if total > max_values:
+                raise ValidationError(
+                    "mapping",
+                    where,
+                    f"holds more than {max_values:,} values, every use of a YAML alias (*name) counted; "
+                    "a mapping needs far fewer",
+                )
+        open_now.discard(key)
+        counted[key] = total
+        return total
+
+    count(data, 0)
 
 
 def _column(frame: pd.DataFrame, name: str, n: int) -> pd.Series:

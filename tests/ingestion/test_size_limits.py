@@ -1,6 +1,7 @@
-"""Size bombs: one row and one JSON line take bounded memory. A row over the limit is
-quarantined with its line, or, for a CSV row too long for the parser to split, the file stops
-with one error naming the line. Limits are lowered through parameters so the inputs stay small."""
+"""Size bombs: one row, one JSON line and one mapping file take bounded memory. A row over the
+limit is quarantined with its line, or, for a CSV row too long for the parser to split, the file
+stops with one error naming the line; a mapping file too big or full of nested YAML aliases is
+one error naming it (exit 2). Limits are lowered through parameters so the inputs stay small."""
 
 from __future__ import annotations
 
@@ -13,8 +14,10 @@ import pytest
 from graph.errors import ValidationError
 from ingestion import readers
 from ingestion.loader import load_events
+from ingestion.mapping import ColumnMapping
 from ingestion.quarantine import read_quarantine
 from ingestion.readers import BAD_ROW_SHAPE, ROW_TOO_LONG, read_chunks, source_columns
+from ringwatch.cli import main as cli_main
 from tests.ingestion.fakes import FakeGraphStore
 
 HEADER = "txn_id,ts,user_id,device_id,ip,merchant_id,amount,currency,event,status\n"
@@ -131,3 +134,72 @@ def test_the_row_limit_must_be_positive(tmp_path: Path) -> None:
     path.write_text(HEADER, encoding="utf-8")
     with pytest.raises(ValidationError, match="max_row_bytes"):
         list(read_chunks(path, max_row_bytes=0))
+
+
+# -- mapping files ---------------------------------------------------------------------------------
+
+
+def _alias_bomb(levels: int = 9) -> str:
+    """The "billion laughs": each level lists the one before nine times (9**9 strings)."""
+    anchors = ['&a0 ["lol","lol","lol","lol","lol","lol","lol","lol","lol"]']
+    anchors += [f"&a{k} [" + ",".join([f"*a{k - 1}"] * 9) + "]" for k in range(1, levels)]
+    return "name: [" + ", ".join(anchors) + "]\n"
+
+
+def test_a_yaml_alias_bomb_is_one_error_naming_the_file(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    bomb = tmp_path / "bomb.yaml"
+    bomb.write_text(_alias_bomb(), encoding="utf-8")
+    with pytest.raises(ValidationError, match=r"bomb\.yaml.*more than 10,000 values.*YAML alias"):
+        ColumnMapping.from_file(bomb)
+    events = tmp_path / "events.csv"
+    events.write_text(HEADER + _row(1), encoding="utf-8")
+    home = tmp_path / "home"
+    assert cli_main(["--home", str(home), "--no-progress", "ingest", str(events), "--mapping", str(bomb)]) == 2
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and "bomb.yaml" in err and "Traceback" not in err, err
+
+
+def test_a_few_yaml_aliases_are_fine(tmp_path: Path) -> None:
+    path = tmp_path / "m.yaml"
+    path.write_text(
+        "fields:\n  user_id: &card {columns: [card, zip], separator: '-'}\n  device_id: *card\n"
+        "labels: {column: fraud, fraud_values: &yes ['1', 'y'], legit_values: ['0']}\n",
+        encoding="utf-8",
+    )
+    mapping = ColumnMapping.from_file(path)
+    assert mapping.spec("device_id") == mapping.spec("user_id")
+    with pytest.raises(ValidationError, match="more than 5 values"):
+        ColumnMapping.from_file(path, max_values=5)
+
+
+@pytest.mark.parametrize(
+    ("text", "why"),
+    [
+        ("fields: &a {txn_id: order, user_id: *a}\n", "refers to a value holding it"),
+        ("name: " + "[" * 40 + "]" * 40 + "\n", "nested"),
+        ("name = " + "[" * 5000 + "]" * 5000 + "\n", "nested too deeply"),
+    ],
+    ids=["alias-holding-itself", "deep-yaml", "deep-toml"],
+)
+def test_endless_or_deep_mappings_are_refused(tmp_path: Path, text: str, why: str) -> None:
+    path = tmp_path / ("m.toml" if text.startswith("name =") else "m.yaml")
+    path.write_text(text, encoding="utf-8")
+    with pytest.raises(ValidationError, match=why):
+        ColumnMapping.from_file(path)
+
+
+def test_a_mapping_file_over_the_size_limit_is_refused_before_parsing(tmp_path: Path) -> None:
+    path = tmp_path / "big.yaml"
+    path.write_text("name: x\n" + "# padding\n" * 100 + "fields: [unclosed\n", encoding="utf-8")
+    size = path.stat().st_size
+    with pytest.raises(ValidationError, match=rf"big\.yaml.*{size:,} bytes, more than the limit of 500"):
+        ColumnMapping.from_file(path, max_bytes=500)
+    with pytest.raises(ValidationError, match="cannot be parsed"):
+        ColumnMapping.from_file(path)
+
+
+def test_a_mapping_file_that_is_not_utf8_is_one_error(tmp_path: Path) -> None:
+    path = tmp_path / "latin.yaml"
+    path.write_bytes(b"name: caf\xe9\n")
+    with pytest.raises(ValidationError, match=r"latin\.yaml.*not UTF-8 text \(byte 9 is 0xe9\)"):
+        ColumnMapping.from_file(path)
