@@ -256,6 +256,7 @@ class _EventLoad:
             ts_origin=self.mapping.ts_origin,
             ip_cache=self.ip_cache,
             empty=_blank_rows(frame),
+            nested=self.mapping.nested(joined),
         )
         verdicts = None
         if self.mapping.labels is not None:

@@ -79,6 +79,9 @@ MAX_MAPPING_BYTES = 256 << 10
 MAX_MAPPING_VALUES = 10_000
 # Tables and lists in a mapping nest four deep at most; this leaves room and bounds the recursion.
 _MAX_MAPPING_DEPTH = 32
+# What a JSON object or array becomes in a frame: dict and list from ``json``, dict and numpy
+# array from pyarrow.
+_NESTED_TYPES = (dict, list, tuple, np.ndarray)
 # libyaml's parser when PyYAML was built with it: several times faster, and it refuses deep nesting.
 _YAML_LOADER = getattr(yaml, "CSafeLoader", yaml.SafeLoader)
 
@@ -251,6 +254,27 @@ class ColumnMapping:
                     f"required field has no source column in {source}; columns are {list(available)} (use --mapping)",
                 )
 
+    def nested(self, frame: pd.DataFrame) -> dict[str, np.ndarray]:
+        """The canonical fields that some rows of ``frame`` feed with a JSON object or array
+        instead of one value (see ``nested_values``): per such field, an object array holding,
+        for each row, the first nested source value or None. Fields without any are left out."""
+        out: dict[str, np.ndarray] = {}
+        for name in CANONICAL_FIELDS:
+            spec = self.spec(name)
+            if spec.constant is not None:
+                continue
+            masks = [(c, nested_values(frame[c])) for c in spec.columns if c in frame.columns]
+            if not any(m.any() for _, m in masks):
+                continue
+            found = np.full(len(frame), None, dtype=object)
+            seen = np.zeros(len(frame), dtype=bool)
+            for column, mask in masks:
+                take = mask & ~seen
+                found[take] = frame[column].to_numpy(dtype=object)[take]
+                seen |= take
+            out[name] = found
+        return out
+
     def apply(self, frame: pd.DataFrame) -> pd.DataFrame:
         """The canonical columns for ``frame`` (source columns, joins already added).
 
@@ -283,6 +307,15 @@ def as_text(values: pd.Series) -> pd.Series:
         text = values.astype("str")
     text = text.str.strip()
     return text.mask(text.isin(NULL_TOKENS))
+
+
+def nested_values(values: pd.Series) -> np.ndarray:
+    """Per row, whether ``values`` holds a JSON object or array there (a dict, list or array, as
+    JSON lines and nested Parquet columns give them) rather than one value. Only columns of
+    Python objects can; text and number columns cost nothing."""
+    if values.dtype != object:
+        return np.zeros(len(values), dtype=bool)
+    return np.fromiter((isinstance(v, _NESTED_TYPES) for v in values.to_numpy()), dtype=bool, count=len(values))
 
 
 def label_values(frame: pd.DataFrame, spec: LabelSpec) -> tuple[np.ndarray, np.ndarray, np.ndarray]:

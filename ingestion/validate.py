@@ -9,9 +9,10 @@ from __future__ import annotations
 
 import dataclasses
 import ipaddress
+import json
 import types
 from collections import deque
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from itertools import repeat
 from typing import Any
@@ -22,7 +23,7 @@ import pyarrow as pa
 import pyarrow.compute as pa_compute
 
 from graph.types import EVENT_KINDS, Event, EventBatch, EventKind, Label, LabelEntity, Verdict
-from ingestion.mapping import as_text
+from ingestion.mapping import as_text, nested_values
 from ingestion.readers import EMPTY_ROW
 
 #: Cleaned values of good rows, one list per ``Event`` field name.
@@ -38,6 +39,7 @@ MAX_YEAR = 2100
 
 # Reason codes, in the order the checks run (the first failing one is reported). EMPTY_ROW
 # (every cell empty) comes from ``readers``, which also reports blank JSON lines with it.
+NOT_SCALAR = "not_scalar"
 MISSING_TXN_ID = "missing_txn_id"
 MISSING_USER_ID = "missing_user_id"
 MISSING_TS = "missing_ts"
@@ -54,7 +56,7 @@ BAD_CURRENCY = "bad_currency"
 BAD_LABEL = "bad_label"
 DUPLICATE_TXN_ID_CONFLICT = "duplicate_txn_id_conflict"
 EVENT_REASONS: tuple[str, ...] = (
-    EMPTY_ROW, MISSING_TXN_ID, MISSING_USER_ID, MISSING_TS, ID_TOO_LONG, BAD_ID, BAD_TIMESTAMP,
+    EMPTY_ROW, NOT_SCALAR, MISSING_TXN_ID, MISSING_USER_ID, MISSING_TS, ID_TOO_LONG, BAD_ID, BAD_TIMESTAMP,
     UNKNOWN_EVENT, MISSING_MERCHANT, MISSING_AMOUNT, BAD_AMOUNT, NEGATIVE_AMOUNT, BAD_IP,
     BAD_CURRENCY, BAD_LABEL, DUPLICATE_TXN_ID_CONFLICT,
 )
@@ -285,6 +287,7 @@ def validate_events(
     ts_origin: float = 0.0,
     ip_cache: IpCache | None = None,
     empty: np.ndarray | None = None,
+    nested: Mapping[str, np.ndarray] | None = None,
 ) -> ValidatedEvents:
     """Check every row of a canonical frame (``ColumnMapping.apply`` output).
 
@@ -293,6 +296,8 @@ def validate_events(
         ts_unit, ts_origin: how to read ``ts`` (see ``parse_timestamps``).
         ip_cache: shared across chunks of a load so each distinct IP is parsed once.
         empty: rows whose source cells are all empty (reported as ``empty_row``).
+        nested: per canonical field, the JSON object or array its source held in each row, or
+            None (``ColumnMapping.nested`` output); such rows are ``not_scalar``.
     """
     n = len(canonical)
     ip_cache = ip_cache or IpCache()
@@ -308,6 +313,8 @@ def validate_events(
 
     if empty is not None:
         _mark(reason, detail, empty, EMPTY_ROW, "every cell is empty")
+    for field, values in (nested or {}).items():
+        _mark_nested(reason, detail, field, values)
     for field, code in (("txn_id", MISSING_TXN_ID), ("user_id", MISSING_USER_ID)):
         mark(text[field].isna().to_numpy(), code, field, text[field], "required")
 
@@ -413,6 +420,9 @@ def validate_labels(frame: pd.DataFrame, *, empty: np.ndarray | None = None) -> 
 
     if empty is not None:
         _mark(reason, detail, empty, EMPTY_ROW, "every cell is empty")
+    for name in ("entity", "entity_id", "label", "ts", "source"):
+        if name in frame.columns and (mask := nested_values(frame[name])).any():
+            _mark_nested(reason, detail, name, np.where(mask, frame[name].to_numpy(dtype=object), None))
     entity_text, entity_id, label_text = col("entity").str.lower(), col("entity_id"), col("label").str.lower()
     source = col("source").fillna(Label.__dataclass_fields__["source"].default)
     raw_ts = frame["ts"] if "ts" in frame.columns else col("ts")
@@ -470,6 +480,27 @@ def _mark_bad_id(reason: np.ndarray, detail: np.ndarray, field: str, text: pd.Se
         shown = [f"{field}={_show(v)}: holds a control character (newline, tab, NUL ...)"
                  for v in text.to_numpy(dtype=object)[control]]
         _mark(reason, detail, control, BAD_ID, shown)
+
+
+def _mark_nested(reason: np.ndarray, detail: np.ndarray, field: str, values: np.ndarray) -> None:
+    """Rows where ``values`` (an object array, None for one value) holds a JSON object or array."""
+    mask = np.fromiter((v is not None for v in values), dtype=bool, count=len(values))
+    if mask.any():
+        shown = [f"{field}={_show_json(v)}: a JSON {'object' if isinstance(v, dict) else 'array'}, not one value"
+                 for v in values[mask]]
+        _mark(reason, detail, mask, NOT_SCALAR, shown)
+
+
+def _show_json(value: object) -> str:
+    """``value`` as JSON text, at most 80 characters."""
+    shown = json.dumps(value, default=_json_default, ensure_ascii=False)
+    return shown if len(shown) <= 80 else shown[:77] + "..."
+
+
+def _json_default(value: object) -> object:
+    if isinstance(value, (np.ndarray, np.generic)):
+        return value.tolist()
+    return str(value)
 
 
 def _objects(text: pd.Series) -> np.ndarray:

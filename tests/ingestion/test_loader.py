@@ -3,6 +3,7 @@ add up, labels from a mapping and from a verdicts file."""
 
 from __future__ import annotations
 
+import json
 import time
 from pathlib import Path
 
@@ -13,10 +14,12 @@ import pyarrow.parquet as pq
 import pytest
 
 from graph.errors import ValidationError
+from graph.sqlite_store import SQLiteGraphStore
 from graph.types import Event, EventKind, LabelEntity, Verdict
 from ingestion.loader import LoadSummary, load_events, load_labels
 from ingestion.mapping import ColumnMapping
 from ingestion.quarantine import read_quarantine
+from ingestion.validate import NOT_SCALAR
 from tests.ingestion.fakes import FakeGraphStore
 
 HEADER = "txn_id,ts,user_id,device_id,ip,merchant_id,amount,currency,event,status"
@@ -342,3 +345,62 @@ def test_source_columns_named_like_quarantine_columns(tmp_path: Path) -> None:
     assert header.split(",")[:3] == ["line", "reason", "detail"]
     assert header.split(",")[3:] == list(frame.columns)
     assert row.startswith("3,bad_ip,") and row.endswith(",r,l")
+
+
+@pytest.mark.parametrize("backend", ["fake", "sqlite"])
+def test_a_json_object_or_array_as_an_id_quarantines_the_row(tmp_path: Path, backend: str) -> None:
+    """A nested value is never stored as its Python text ("{'nested': 1}"): the row is quarantined
+    naming the field and the value as JSON."""
+    good = {"ts": T, "user_id": "u1", "device_id": "d1", "ip": "10.0.0.1", "merchant_id": "m1", "amount": 5}
+    rows = [
+        {**good, "txn_id": {"nested": 1}},  # 1
+        {**good, "txn_id": "n2"},  # 2
+        {**good, "txn_id": "n3", "user_id": ["a", "b"]},  # 3
+        {**good, "txn_id": "n4", "device_id": {"x": [1, 2]}},  # 4
+        {**good, "txn_id": "n5", "ip": []},  # 5
+        {**good, "txn_id": "n6", "merchant_id": {"k": "v" * 200}},  # 6
+        {**good, "txn_id": "n7", "meta": {"kept": True}},  # 7 a nested column no field reads
+    ]
+    src = tmp_path / "events.jsonl"
+    src.write_text("".join(json.dumps(r) + "\n" for r in rows), encoding="utf-8")
+    store = FakeGraphStore() if backend == "fake" else SQLiteGraphStore(tmp_path / "store.sqlite")
+    try:
+        summary = _load(src, store, tmp_path)
+        assert (summary.read, summary.loaded, summary.quarantined) == (7, 2, 5)
+        assert summary.quarantined_by_reason == {NOT_SCALAR: 5}
+        assert sorted(store.stored_events([f"n{i}" for i in range(1, 8)])) == ["n2", "n7"]
+        if isinstance(store, SQLiteGraphStore):
+            assert len(store.snapshot().transactions) == 2
+        else:
+            assert sorted(store.events) == ["n2", "n7"]
+    finally:
+        store.close()
+    q = read_quarantine(summary.quarantine_files[0])
+    assert q["line"].tolist() == ["1", "3", "4", "5", "6"]
+    assert q["detail"].tolist()[:4] == [
+        'txn_id={"nested": 1}: a JSON object, not one value',
+        'user_id=["a", "b"]: a JSON array, not one value',
+        'device_id={"x": [1, 2]}: a JSON object, not one value',
+        "ip=[]: a JSON array, not one value",
+    ]
+    assert q["detail"][4].startswith('merchant_id={"k": "vvv') and len(q["detail"][4]) < 140
+
+
+def test_a_nested_value_in_every_row_and_in_a_label_file(tmp_path: Path) -> None:
+    """pyarrow reads a key that is an object on every line as a struct column; label ids too."""
+    src = tmp_path / "events.jsonl"
+    src.write_text(
+        "".join(json.dumps({"txn_id": {"n": i}, "ts": T, "user_id": "u", "event": "login"}) + "\n" for i in range(3)),
+        encoding="utf-8",
+    )
+    summary = _load(src, FakeGraphStore(), tmp_path)
+    assert (summary.loaded, summary.quarantined_by_reason) == (0, {NOT_SCALAR: 3})
+    labels = tmp_path / "labels.jsonl"
+    labels.write_text(
+        json.dumps({"entity": "user", "entity_id": {"a": 1}, "label": "fraud", "ts": T}) + "\n"
+        + json.dumps({"entity": "user", "entity_id": "u1", "label": "fraud", "ts": T}) + "\n",
+        encoding="utf-8",
+    )
+    result = load_labels(labels, FakeGraphStore(), quarantine_dir=tmp_path / "q")
+    assert (result.loaded, result.quarantined_by_reason) == (1, {NOT_SCALAR: 1})
+    assert 'entity_id={"a": 1}: a JSON object' in read_quarantine(result.quarantine_file)["detail"][0]

@@ -157,3 +157,23 @@ def test_label_values() -> None:
     assert fraud.tolist() == [True, False, False, True, False]
     assert labelled.tolist() == [True, True, False, True, False]
     assert bad.tolist() == [False, False, False, False, True]
+
+
+def test_nested_finds_json_objects_and_arrays_in_the_columns_a_field_reads() -> None:
+    mapping = ColumnMapping.from_dict(
+        {"fields": {"user_id": {"columns": ["card", "zip"]}, "event": {"constant": "payment"}}}
+    )
+    frame = pd.DataFrame(
+        {
+            "txn_id": pd.Series(["t1", "t2", "t3"], dtype="str"),
+            "card": pd.Series(["4111", {"a": 1}, "4333"], dtype=object),
+            "zip": pd.Series([np.array([1, 2]), [3], "10115"], dtype=object),
+            "event": pd.Series([{"x": 1}, None, None], dtype=object),  # a constant reads no column
+            "meta": pd.Series([{"k": 1}] * 3, dtype=object),  # read by no field
+        }
+    )
+    nested = mapping.nested(frame)
+    assert list(nested) == ["user_id"]
+    assert nested["user_id"][1] == {"a": 1}  # the first nested part of the row
+    assert nested["user_id"][2] is None and nested["user_id"][0].tolist() == [1, 2]
+    assert ColumnMapping().nested(_frame(txn_id=["t1"], user_id=["u1"])) == {}
