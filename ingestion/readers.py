@@ -375,7 +375,10 @@ def _open_csv(
                 column_names=list(names),
                 encoding="utf8" if utf8 else encoding,
             ),
-            parse_options=pa_csv.ParseOptions(ignore_empty_lines=False, invalid_row_handler=invalid),
+            # Quoted values may hold newlines anywhere, also across a block boundary.
+            parse_options=pa_csv.ParseOptions(
+                ignore_empty_lines=False, newlines_in_values=True, invalid_row_handler=invalid
+            ),
             # Bytes, not text: a row with invalid UTF-8 is quarantined by ``_csv_chunk`` instead
             # of failing the whole file.
             convert_options=pa_csv.ConvertOptions(

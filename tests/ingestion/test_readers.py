@@ -167,3 +167,19 @@ def test_csv_with_windows_line_endings(tmp_path: Path) -> None:
     rows, lines, rejects = _rows_and_lines(path)
     assert rows == [["1", "2"], ["4", "5"]]
     assert lines == [2, 4] and rejects == [(3, BAD_ROW_SHAPE)]
+
+
+def test_quoted_newlines_across_the_parser_s_blocks(tmp_path: Path) -> None:
+    """A quoted value holding a newline may fall on a block boundary of pyarrow's parser (blocks
+    are four row limits long: 64 bytes here)."""
+    path = tmp_path / "e.csv"
+    path.write_text("a,b\n" + "".join(f'{i},"x\ny{i}"\n' if i % 3 == 0 else f"{i},p{i}\n" for i in range(60)))
+    chunks = list(read_chunks(path, chunk_rows=7, max_row_bytes=16))
+    values = [v for c in chunks for v in c.frame["b"].tolist()]
+    assert values == [f"x\ny{i}" if i % 3 == 0 else f"p{i}" for i in range(60)]
+    lines = np.concatenate([c.lines for c in chunks]).tolist()
+    expected, line = [], 2
+    for i in range(60):
+        expected.append(line)
+        line += 2 if i % 3 == 0 else 1
+    assert lines == expected and not any(c.rejects for c in chunks)
