@@ -16,7 +16,8 @@ column mapping turns them into text where it needs text.
 Rows the parser cannot split into the file's columns (a CSV row with too few or too many fields,
 a JSON line that is not an object) are returned as ``RejectedRow`` with their raw text: they are
 counted and quarantined, never dropped. So are rows whose bytes are not valid text in the file's
-encoding (UTF-8 unless the caller declares another, e.g. ``latin-1``): the rest of the file loads.
+encoding (UTF-8 unless the caller declares another, e.g. ``latin-1`` or ``cp1252``): the rest of
+the file loads.
 A file that cannot be read at all (broken gzip, a header that is not text) raises one
 ``ValidationError`` naming the file.
 
@@ -32,6 +33,7 @@ finding where the row ends without it would mean parsing CSV quoting again in Py
 from __future__ import annotations
 
 import codecs
+import contextlib
 import csv
 import enum
 import gzip
@@ -40,6 +42,7 @@ import zlib
 import itertools
 import json
 from collections.abc import Iterator
+from typing import BinaryIO
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -64,7 +67,7 @@ MAX_ROW_BYTES = 1 << 20
 #: The encoding files are read in unless the caller declares another.
 DEFAULT_ENCODING = "utf-8"
 # What a broken or truncated gzip stream raises, from Python's gzip or from pyarrow.
-_UNREADABLE = (OSError, EOFError, zlib.error, UnicodeDecodeError, pa.ArrowInvalid)
+_UNREADABLE = (OSError, EOFError, zlib.error, UnicodeError, pa.ArrowInvalid)
 
 # pyarrow's CSV block is this many times the row limit (4 MiB by default): a row up to one block
 # always parses, and blocks stay big enough to read fast. Chunks are re-assembled to
@@ -322,8 +325,9 @@ def _read_csv(
     pos = _CsvPosition()
     buffered: list[pa.RecordBatch] = []
     buffered_rows = buffered_bytes = 0
+    opened = contextlib.ExitStack()  # the transcoding stream of a file not in UTF-8
     try:
-        reader = _open_csv(path, names, encoding, max_row_bytes, invalid)
+        reader = _open_csv(path, names, encoding, max_row_bytes, invalid, opened)
         for batch in _iter_batches(reader, path):
             buffered.append(batch)
             buffered_rows += batch.num_rows
@@ -332,11 +336,11 @@ def _read_csv(
                 table = pa.Table.from_batches(buffered)
                 buffered, buffered_rows, buffered_bytes = [], 0, 0
                 for start in range(0, table.num_rows, chunk_rows):
-                    yield _csv_chunk(table.slice(start, chunk_rows), pos, invalid, max_row_bytes)
+                    yield _csv_chunk(table.slice(start, chunk_rows), pos, invalid, max_row_bytes, encoding)
     except _RowTooLong as e:
         # Give the rows before it, then name the line where the parser gave up.
         if buffered_rows:
-            yield _csv_chunk(pa.Table.from_batches(buffered), pos, invalid, max_row_bytes)
+            yield _csv_chunk(pa.Table.from_batches(buffered), pos, invalid, max_row_bytes, encoding)
         rejects = _pending_rejects(invalid, pos)
         if rejects:
             yield RawChunk(pd.DataFrame(columns=list(names), dtype="str"), np.zeros(0, np.int64), rejects)
@@ -346,34 +350,45 @@ def _read_csv(
             f"line {pos.record + pos.extra}: a row longer than the limit of {max_row_bytes:,} bytes (or a quote "
             "that is never closed); the file cannot be read past it",
         ) from e.__cause__
+    finally:
+        opened.close()
     if buffered_rows:
-        yield _csv_chunk(pa.Table.from_batches(buffered), pos, invalid, max_row_bytes)
+        yield _csv_chunk(pa.Table.from_batches(buffered), pos, invalid, max_row_bytes, encoding)
     rejects = _pending_rejects(invalid, pos)
     if rejects:  # bad rows after the last good one
         yield RawChunk(pd.DataFrame(columns=list(names), dtype="str"), np.zeros(0, np.int64), rejects)
 
 
 def _open_csv(
-    path: Path, names: tuple[str, ...], encoding: str, max_row_bytes: int, invalid: _InvalidRows
+    path: Path,
+    names: tuple[str, ...],
+    encoding: str,
+    max_row_bytes: int,
+    invalid: _InvalidRows,
+    opened: contextlib.ExitStack,
 ) -> pa_csv.CSVStreamingReader:
     """pyarrow's streaming reader over the rows after the header (it parses the first block).
+    A file in another encoding than UTF-8 is read through ``_Utf8Reader``, entered in ``opened``.
 
     Raises:
         _RowTooLong: a row in the first block does not fit it.
         ValidationError: the file cannot be read as CSV.
     """
-    utf8 = _is_utf8(encoding)
+    source: Path | io.BufferedReader = path
     try:
+        if not _is_utf8(encoding):
+            opener = gzip.open if path.suffix.lower() == ".gz" else open
+            raw = opened.enter_context(opener(path, "rb"))  # type: ignore[operator]
+            source = opened.enter_context(io.BufferedReader(_Utf8Reader(raw, encoding), 1 << 20))
         return pa_csv.open_csv(
-            path,
-            # Single-threaded so the parser reports the numbers of bad rows. Another encoding is
-            # transcoded to UTF-8 by pyarrow.
+            source,
+            # Single-threaded so the parser reports the numbers of bad rows.
             read_options=pa_csv.ReadOptions(
                 use_threads=False,
                 block_size=_ROWS_PER_BLOCK * max_row_bytes,
                 skip_rows=1,
                 column_names=list(names),
-                encoding="utf8" if utf8 else encoding,
+                encoding="utf8",
             ),
             # Quoted values may hold newlines anywhere, also across a block boundary.
             parse_options=pa_csv.ParseOptions(
@@ -389,6 +404,33 @@ def _open_csv(
         if _STRADDLING in str(e):
             raise _RowTooLong() from e
         raise ValidationError("source", str(path), f"cannot be read as CSV: {e}") from e
+
+
+class _Utf8Reader(io.RawIOBase):
+    """The bytes of ``raw``, text in ``encoding``, as UTF-8. A byte that is not text in
+    ``encoding`` passes through as it is, which is not valid UTF-8, so only its row is
+    quarantined (pyarrow's own transcoding fails the whole file on it)."""
+
+    def __init__(self, raw: BinaryIO, encoding: str) -> None:
+        self._raw = raw
+        self._decoder = codecs.getincrementaldecoder(encoding)(errors="surrogateescape")
+        self._out = b""
+        self._at = 0
+        self._done = False
+
+    def readable(self) -> bool:
+        return True
+
+    def readinto(self, buffer: memoryview) -> int:  # type: ignore[override]
+        while self._at == len(self._out) and not self._done:
+            data = self._raw.read(1 << 20)
+            self._done = not data
+            self._out = self._decoder.decode(data, final=self._done).encode("utf-8", errors="surrogateescape")
+            self._at = 0
+        n = min(len(buffer), len(self._out) - self._at)
+        buffer[:n] = self._out[self._at : self._at + n]
+        self._at += n
+        return n
 
 
 def _pending_rejects(invalid: _InvalidRows, pos: _CsvPosition) -> tuple[RejectedRow, ...]:
@@ -422,7 +464,13 @@ def _iter_batches(reader: pa_csv.CSVStreamingReader, path: Path) -> Iterator[pa.
             raise ValidationError("source", str(path), f"CSV cannot be read past this point: {e}") from e
 
 
-def _csv_chunk(table: pa.Table, pos: _CsvPosition, invalid: _InvalidRows, max_row_bytes: int = MAX_ROW_BYTES) -> RawChunk:
+def _csv_chunk(
+    table: pa.Table,
+    pos: _CsvPosition,
+    invalid: _InvalidRows,
+    max_row_bytes: int = MAX_ROW_BYTES,
+    encoding: str = DEFAULT_ENCODING,
+) -> RawChunk:
     """Turn ``table`` into a chunk, giving each row its physical line. Bad rows reported by the
     parser sit between good ones; quoted values holding newlines push later lines down."""
     n = table.num_rows
@@ -452,7 +500,7 @@ def _csv_chunk(table: pa.Table, pos: _CsvPosition, invalid: _InvalidRows, max_ro
         pos.record += 1
     table, lines, too_long = _without_long_rows(table, lines, max_row_bytes)
     rejects.extend(too_long)
-    table, lines, bad_text = _decoded(table, lines)
+    table, lines, bad_text = _decoded(table, lines, encoding)
     rejects.extend(bad_text)
     rejects.sort(key=lambda r: r.line)
     return RawChunk(table.to_pandas(), lines, tuple(rejects))
@@ -484,9 +532,12 @@ def _without_long_rows(
     return table.take(pa.array(keep)), lines[keep], rejects
 
 
-def _decoded(table: pa.Table, lines: np.ndarray) -> tuple[pa.Table, np.ndarray, list[RejectedRow]]:
+def _decoded(
+    table: pa.Table, lines: np.ndarray, encoding: str = DEFAULT_ENCODING
+) -> tuple[pa.Table, np.ndarray, list[RejectedRow]]:
     """The byte columns as text; rows holding invalid UTF-8 become ``RejectedRow``s (the usual
-    case, valid text everywhere, costs one validating cast per column)."""
+    case, valid text everywhere, costs one validating cast per column). In a file read from
+    another ``encoding``, invalid UTF-8 is a byte that was not text in that encoding."""
     columns: list[pa.Array] = []
     bad = np.zeros(table.num_rows, dtype=bool)
     first_error: dict[int, str] = {}
@@ -501,18 +552,25 @@ def _decoded(table: pa.Table, lines: np.ndarray) -> tuple[pa.Table, np.ndarray, 
                 value.decode("utf-8")
             except UnicodeDecodeError as e:
                 bad[i] = True
-                first_error.setdefault(i, f"invalid UTF-8 in column {name} at byte {e.start} of the value (0x{value[e.start]:02x})")
+                first_error.setdefault(i, _bad_text(encoding, name, e.start, value[e.start]))
         columns.append(column)
     if not bad.any():
         return pa.Table.from_arrays(columns, names=table.column_names), lines, []
     rejects = []
     for i in np.flatnonzero(bad).tolist():
         raw = b",".join(table.column(j)[i].as_py() for j in range(table.num_columns))
-        rejects.append(RejectedRow(int(lines[i]), BAD_ENCODING, first_error[i] + "; declare the file's encoding with --encoding if it is not UTF-8", raw.decode("utf-8", errors="backslashreplace")))
+        rejects.append(RejectedRow(int(lines[i]), BAD_ENCODING, first_error[i], raw.decode("utf-8", errors="backslashreplace")))
     keep = np.flatnonzero(~bad)
     kept = table.take(pa.array(keep))
     text = [c.cast(pa.string()) for c in kept.columns]
     return pa.Table.from_arrays(text, names=table.column_names), lines[keep], rejects
+
+
+def _bad_text(encoding: str, column: str, at: int, byte: int) -> str:
+    if _is_utf8(encoding):
+        return (f"invalid UTF-8 in column {column} at byte {at} of the value (0x{byte:02x}); declare the "
+                "file's encoding with --encoding if it is not UTF-8")
+    return f"byte 0x{byte:02x} in column {column} is not {encoding} text"
 
 
 # -- Parquet ------------------------------------------------------------------------------------

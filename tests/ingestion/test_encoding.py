@@ -99,3 +99,27 @@ def test_a_file_that_cannot_be_read_is_one_clear_error_naming_it(tmp_path: Path,
         assert cli_main(["--home", str(tmp_path / "home"), "--no-progress", "ingest", str(path)]) == 2
         err = capsys.readouterr().err
         assert err.count("\n") == 1 and name in err and "Traceback" not in err, err
+
+
+@pytest.mark.parametrize("name", ["events.csv", "events.csv.gz"])
+def test_a_byte_that_is_not_text_in_the_declared_encoding_quarantines_its_row(tmp_path: Path, name: str) -> None:
+    """0x81 has no character in cp1252: that row is quarantined, the rest of the file loads."""
+    data = HEADER + _row(0, b"caf\xe9") + _row(1, b"x\x81y") + _row(2, b"\x80uro")
+    src = tmp_path / name
+    src.write_bytes(gzip.compress(data) if name.endswith(".gz") else data)
+    with SQLiteGraphStore(tmp_path / "store.sqlite") as store:
+        summary = load_events(src, store, quarantine_dir=tmp_path / "q", encoding="cp1252")
+        assert sorted(e.user_id for e in store.stored_events(["t0", "t1", "t2"]).values()) == ["café", "€uro"]
+    assert (summary.read, summary.loaded, summary.quarantined) == (3, 2, 1)
+    q = read_quarantine(summary.quarantine_files[0])
+    assert q["line"].tolist() == ["3"] and q["detail"][0].startswith("byte 0x81 in column user_id is not cp1252 text")
+
+
+def test_a_declared_encoding_the_file_is_not_in_is_one_error(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    src = _events(tmp_path / "events.csv", 2, {})
+    with pytest.raises(ValidationError, match="events.csv"):
+        list(read_chunks(src, encoding="utf-16"))
+    args = ["--home", str(tmp_path / "home"), "--no-progress", "ingest", str(src), "--encoding", "utf-16"]
+    assert cli_main(args) == 2
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and "events.csv" in err and "Traceback" not in err, err
