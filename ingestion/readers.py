@@ -77,6 +77,16 @@ _ROWS_PER_BLOCK = 4
 _CHUNK_BYTES = 64 << 20
 # Characters of an over-long row kept in its quarantine entry.
 _PREVIEW_CHARS = 200
+# A CSV byte that is not text in the file's encoding reaches pyarrow as the character
+# U+10FF00 + byte, from the last private-use block (a text that really holds one in a file with
+# bad bytes is quarantined too). Its rows are quarantined as bad_encoding.
+_MARK_BASE = 0x10FF00
+_MARK_ERRORS = "ringwatch-mark-bytes"
+_MARK_PREFIX = chr(_MARK_BASE).encode("utf-8")[:2]  # every mark's UTF-8 starts with these bytes
+_MARKS = f"[{chr(_MARK_BASE)}-{chr(_MARK_BASE + 0xFF)}]"
+_SHOW_MARKS = {_MARK_BASE + b: f"\\x{b:02x}" for b in range(256)}
+# Encodings (``codecs`` names) in which ASCII bytes mean the ASCII characters in any context.
+_ASCII_SUPERSETS = frozenset({"utf-8", "iso8859-1", "cp1252", "iso8859-15", "cp1250", "cp1251", "ascii"})
 
 
 class SourceFormat(str, enum.Enum):
@@ -242,7 +252,7 @@ def _content_bytes(line: bytes) -> int:
 
 
 def _preview(raw: bytes) -> str:
-    text = raw[: _PREVIEW_CHARS * 4].decode("utf-8", errors="backslashreplace")
+    text = _unmarked(raw[: _PREVIEW_CHARS * 4].decode("utf-8", errors="backslashreplace"))
     return text[:_PREVIEW_CHARS] + "..."
 
 
@@ -299,7 +309,7 @@ class _InvalidRows:
         return "skip"
 
     def pop(self, record: int, line: int) -> RejectedRow:
-        text = self.pending.pop(record)
+        text = _unmarked(self.pending.pop(record))
         n = len(_split_csv_line(text))
         detail = f"expected {self.expected} fields, saw {n}"
         return RejectedRow(line=line, reason=BAD_ROW_SHAPE, detail=detail, text=text)
@@ -325,9 +335,9 @@ def _read_csv(
     pos = _CsvPosition()
     buffered: list[pa.RecordBatch] = []
     buffered_rows = buffered_bytes = 0
-    opened = contextlib.ExitStack()  # the transcoding stream of a file not in UTF-8
+    opened = contextlib.ExitStack()  # the file and the text stream over it
     try:
-        reader = _open_csv(path, names, encoding, max_row_bytes, invalid, opened)
+        reader, text = _open_csv(path, names, encoding, max_row_bytes, invalid, opened)
         for batch in _iter_batches(reader, path):
             buffered.append(batch)
             buffered_rows += batch.num_rows
@@ -336,11 +346,11 @@ def _read_csv(
                 table = pa.Table.from_batches(buffered)
                 buffered, buffered_rows, buffered_bytes = [], 0, 0
                 for start in range(0, table.num_rows, chunk_rows):
-                    yield _csv_chunk(table.slice(start, chunk_rows), pos, invalid, max_row_bytes, encoding)
+                    yield _csv_chunk(table.slice(start, chunk_rows), pos, invalid, max_row_bytes, encoding, text.marked)
     except _RowTooLong as e:
         # Give the rows before it, then name the line where the parser gave up.
         if buffered_rows:
-            yield _csv_chunk(pa.Table.from_batches(buffered), pos, invalid, max_row_bytes, encoding)
+            yield _csv_chunk(pa.Table.from_batches(buffered), pos, invalid, max_row_bytes, encoding, True)
         rejects = _pending_rejects(invalid, pos)
         if rejects:
             yield RawChunk(pd.DataFrame(columns=list(names), dtype="str"), np.zeros(0, np.int64), rejects)
@@ -353,7 +363,7 @@ def _read_csv(
     finally:
         opened.close()
     if buffered_rows:
-        yield _csv_chunk(pa.Table.from_batches(buffered), pos, invalid, max_row_bytes, encoding)
+        yield _csv_chunk(pa.Table.from_batches(buffered), pos, invalid, max_row_bytes, encoding, text.marked)
     rejects = _pending_rejects(invalid, pos)
     if rejects:  # bad rows after the last good one
         yield RawChunk(pd.DataFrame(columns=list(names), dtype="str"), np.zeros(0, np.int64), rejects)
@@ -366,22 +376,19 @@ def _open_csv(
     max_row_bytes: int,
     invalid: _InvalidRows,
     opened: contextlib.ExitStack,
-) -> pa_csv.CSVStreamingReader:
-    """pyarrow's streaming reader over the rows after the header (it parses the first block).
-    A file in another encoding than UTF-8 is read through ``_Utf8Reader``, entered in ``opened``.
+) -> tuple[pa_csv.CSVStreamingReader, _Utf8Reader]:
+    """pyarrow's streaming reader over the rows after the header (it parses the first block), and
+    the ``_Utf8Reader`` it reads the file through; both are closed with ``opened``.
 
     Raises:
         _RowTooLong: a row in the first block does not fit it.
         ValidationError: the file cannot be read as CSV.
     """
-    source: Path | io.BufferedReader = path
     try:
-        if not _is_utf8(encoding):
-            opener = gzip.open if path.suffix.lower() == ".gz" else open
-            raw = opened.enter_context(opener(path, "rb"))  # type: ignore[operator]
-            source = opened.enter_context(io.BufferedReader(_Utf8Reader(raw, encoding), 1 << 20))
-        return pa_csv.open_csv(
-            source,
+        opener = gzip.open if path.suffix.lower() == ".gz" else open
+        text = _Utf8Reader(opened.enter_context(opener(path, "rb")), encoding)  # type: ignore[operator]
+        reader = pa_csv.open_csv(
+            opened.enter_context(io.BufferedReader(text, 1 << 20)),
             # Single-threaded so the parser reports the numbers of bad rows.
             read_options=pa_csv.ReadOptions(
                 use_threads=False,
@@ -394,12 +401,12 @@ def _open_csv(
             parse_options=pa_csv.ParseOptions(
                 ignore_empty_lines=False, newlines_in_values=True, invalid_row_handler=invalid
             ),
-            # Bytes, not text: a row with invalid UTF-8 is quarantined by ``_csv_chunk`` instead
-            # of failing the whole file.
+            # Bytes: ``_csv_chunk`` measures rows, then ``_decoded`` makes them text.
             convert_options=pa_csv.ConvertOptions(
                 column_types={n: pa.binary() for n in names}, strings_can_be_null=False
             ),
         )
+        return reader, text
     except _UNREADABLE as e:
         if _STRADDLING in str(e):
             raise _RowTooLong() from e
@@ -407,16 +414,22 @@ def _open_csv(
 
 
 class _Utf8Reader(io.RawIOBase):
-    """The bytes of ``raw``, text in ``encoding``, as UTF-8. A byte that is not text in
-    ``encoding`` passes through as it is, which is not valid UTF-8, so only its row is
-    quarantined (pyarrow's own transcoding fails the whole file on it)."""
+    """The bytes of ``raw``, text in ``encoding``, as valid UTF-8, with each byte that is not text
+    in ``encoding`` as a mark (see ``_MARK_BASE``). pyarrow gets no invalid UTF-8, which would
+    fail the whole file: its own transcoding stops at the first bad byte, and its handler of
+    malformed rows cannot take one holding invalid UTF-8. ``marked``: a mark may have been
+    written (its bytes were seen), so rows must be checked for marks."""
 
     def __init__(self, raw: BinaryIO, encoding: str) -> None:
+        codecs.register_error(_MARK_ERRORS, _mark_bytes)
         self._raw = raw
-        self._decoder = codecs.getincrementaldecoder(encoding)(errors="surrogateescape")
+        self._decoder = codecs.getincrementaldecoder(encoding)(errors=_MARK_ERRORS)
         self._out = b""
         self._at = 0
         self._done = False
+        self.marked = False
+        # Encodings where ASCII bytes are those characters and nothing else (not UTF-16, ...).
+        self._ascii_safe = codecs.lookup(encoding).name in _ASCII_SUPERSETS
 
     def readable(self) -> bool:
         return True
@@ -425,10 +438,14 @@ class _Utf8Reader(io.RawIOBase):
         while self._at == len(self._out) and not self._done:
             data = self._raw.read(1 << 20)
             self._done = not data
-            self._out = self._decoder.decode(data, final=self._done).encode("utf-8", errors="surrogateescape")
+            if self._ascii_safe and data.isascii() and not self._decoder.getstate()[0]:
+                self._out = data  # the usual case: plain ASCII needs no decoding
+            else:
+                self._out = self._decoder.decode(data, final=self._done).encode("utf-8")
+                self.marked = self.marked or _MARK_PREFIX in self._out
             self._at = 0
         n = min(len(buffer), len(self._out) - self._at)
-        buffer[:n] = self._out[self._at : self._at + n]
+        buffer[:n] = memoryview(self._out)[self._at : self._at + n]
         self._at += n
         return n
 
@@ -441,6 +458,18 @@ def _pending_rejects(invalid: _InvalidRows, pos: _CsvPosition) -> tuple[Rejected
         pos.extra += rejects[-1].text.count("\n")
         pos.record = record + 1
     return tuple(rejects)
+
+
+def _mark_bytes(error: UnicodeError) -> tuple[str, int]:
+    """Codec error handler: the bytes that are not text, as marks."""
+    if not isinstance(error, UnicodeDecodeError):
+        raise error
+    return "".join(chr(_MARK_BASE + b) for b in error.object[error.start : error.end]), error.end
+
+
+def _unmarked(text: str) -> str:
+    """``text`` with marks shown as the bytes they stand for (``\\xe9``)."""
+    return text.translate(_SHOW_MARKS)
 
 
 class _RowTooLong(Exception):
@@ -470,6 +499,7 @@ def _csv_chunk(
     invalid: _InvalidRows,
     max_row_bytes: int = MAX_ROW_BYTES,
     encoding: str = DEFAULT_ENCODING,
+    marked: bool = True,
 ) -> RawChunk:
     """Turn ``table`` into a chunk, giving each row its physical line. Bad rows reported by the
     parser sit between good ones; quoted values holding newlines push later lines down."""
@@ -500,7 +530,7 @@ def _csv_chunk(
         pos.record += 1
     table, lines, too_long = _without_long_rows(table, lines, max_row_bytes)
     rejects.extend(too_long)
-    table, lines, bad_text = _decoded(table, lines, encoding)
+    table, lines, bad_text = _decoded(table, lines, encoding, marked)
     rejects.extend(bad_text)
     rejects.sort(key=lambda r: r.line)
     return RawChunk(table.to_pandas(), lines, tuple(rejects))
@@ -533,40 +563,37 @@ def _without_long_rows(
 
 
 def _decoded(
-    table: pa.Table, lines: np.ndarray, encoding: str = DEFAULT_ENCODING
+    table: pa.Table, lines: np.ndarray, encoding: str = DEFAULT_ENCODING, marked: bool = True
 ) -> tuple[pa.Table, np.ndarray, list[RejectedRow]]:
-    """The byte columns as text; rows holding invalid UTF-8 become ``RejectedRow``s (the usual
-    case, valid text everywhere, costs one validating cast per column). In a file read from
-    another ``encoding``, invalid UTF-8 is a byte that was not text in that encoding."""
-    columns: list[pa.Array] = []
+    """The byte columns (valid UTF-8, see ``_Utf8Reader``) as text; rows holding a mark, a byte
+    that was not text in ``encoding``, become ``RejectedRow``s. Unless ``marked``, no row can
+    hold one and the check is skipped."""
+    columns = [c.cast(pa.string()) for c in table.columns]
     bad = np.zeros(table.num_rows, dtype=bool)
-    first_error: dict[int, str] = {}
-    for name, column in zip(table.column_names, table.columns, strict=True):
-        try:
-            columns.append(column.cast(pa.string()))
-            continue
-        except pa.ArrowInvalid:
-            pass
-        for i, value in enumerate(column.to_pylist()):
-            try:
-                value.decode("utf-8")
-            except UnicodeDecodeError as e:
-                bad[i] = True
-                first_error.setdefault(i, _bad_text(encoding, name, e.start, value[e.start]))
-        columns.append(column)
+    if marked and table.num_rows:
+        first_error: dict[int, str] = {}
+        for name, column in zip(table.column_names, columns, strict=True):
+            if not any(_MARK_PREFIX in part.buffers()[2].to_pybytes() for part in column.chunks if part.buffers()[2]):
+                continue  # a byte search over the column's data rules out most columns cheaply
+            hit = pa_compute.match_substring_regex(column, _MARKS).to_numpy(zero_copy_only=False)
+            for i in np.flatnonzero(hit & ~bad).tolist():
+                value = column[i].as_py()
+                at = next(k for k, ch in enumerate(value) if ord(ch) >= _MARK_BASE)
+                first_error[i] = _bad_text(encoding, name, len(value[:at].encode()), ord(value[at]) - _MARK_BASE)
+            bad |= hit
+    text = pa.Table.from_arrays(columns, names=table.column_names)
     if not bad.any():
-        return pa.Table.from_arrays(columns, names=table.column_names), lines, []
+        return text, lines, []
     rejects = []
     for i in np.flatnonzero(bad).tolist():
-        raw = b",".join(table.column(j)[i].as_py() for j in range(table.num_columns))
-        rejects.append(RejectedRow(int(lines[i]), BAD_ENCODING, first_error[i], raw.decode("utf-8", errors="backslashreplace")))
+        raw = ",".join(text.column(j)[i].as_py() for j in range(text.num_columns))
+        rejects.append(RejectedRow(int(lines[i]), BAD_ENCODING, first_error[i], _unmarked(raw)))
     keep = np.flatnonzero(~bad)
-    kept = table.take(pa.array(keep))
-    text = [c.cast(pa.string()) for c in kept.columns]
-    return pa.Table.from_arrays(text, names=table.column_names), lines[keep], rejects
+    return text.take(pa.array(keep)), lines[keep], rejects
 
 
 def _bad_text(encoding: str, column: str, at: int, byte: int) -> str:
+    """Why a value is not text: its first bad ``byte``, ``at`` bytes into the value."""
     if _is_utf8(encoding):
         return (f"invalid UTF-8 in column {column} at byte {at} of the value (0x{byte:02x}); declare the "
                 "file's encoding with --encoding if it is not UTF-8")

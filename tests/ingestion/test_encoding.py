@@ -123,3 +123,19 @@ def test_a_declared_encoding_the_file_is_not_in_is_one_error(tmp_path: Path, cap
     assert cli_main(args) == 2
     err = capsys.readouterr().err
     assert err.count("\n") == 1 and "events.csv" in err and "Traceback" not in err, err
+
+
+@pytest.mark.parametrize("encoding", ["utf-8", "cp1252"])
+def test_a_malformed_row_holding_bytes_that_are_not_text_is_quarantined(
+    tmp_path: Path, encoding: str, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """pyarrow cannot hand such a row to the reader's handler of malformed rows as it is (0x81
+    and 0x8d are neither UTF-8 nor cp1252)."""
+    src = tmp_path / "events.csv"
+    src.write_bytes(HEADER + _row(0, b"u0") + b"\x8d\x81,x\n" + b't2,"\x81\n\x8d"\n' + _row(3, b"u3"))
+    chunks = list(read_chunks(src, encoding=encoding))
+    assert [t for c in chunks for t in c.frame["txn_id"].tolist()] == ["t0", "t3"]
+    assert [c.lines.tolist() for c in chunks] == [[2, 6]]
+    rejects = [(r.line, r.reason, r.text) for c in chunks for r in c.rejects]
+    assert rejects == [(3, "bad_row_shape", "\\x8d\\x81,x"), (4, "bad_row_shape", "t2,\"\\x81\n\\x8d\"")]
+    assert capsys.readouterr().err == ""
