@@ -4,7 +4,9 @@ One CSV per source file per load, ``<quarantine_dir>/<source file name>.quaranti
 example ``events.csv.quarantine.csv``). The name has no timestamp, so re-loading a file replaces
 its quarantine file instead of piling up new ones; a load with no bad rows removes a stale one.
 Columns: ``line``, ``reason``, ``detail``, then the source row's own columns as read. Rows the
-parser could not split into columns have their raw text in ``detail`` after ``raw:``.
+parser could not split into columns have their raw text in ``detail`` after ``raw:``. Lines end
+in CRLF (RFC 4180), so a value holding a bare carriage return is quoted and every quarantined
+row reads back as one row.
 """
 
 from __future__ import annotations
@@ -22,6 +24,8 @@ from ingestion.readers import RejectedRow
 
 QUARANTINE_SUFFIX = ".quarantine.csv"
 META_COLUMNS: tuple[str, ...] = ("line", "reason", "detail")
+# Python's csv quotes a value holding any character of the line ending, so "\r" must be in it.
+_LINE_END = "\r\n"
 
 
 def quarantine_path(quarantine_dir: Path, source: Path) -> Path:
@@ -101,9 +105,9 @@ class QuarantineWriter:
         if not self._opened:
             self.path.parent.mkdir(parents=True, exist_ok=True)
             with self.path.open("w", encoding="utf-8", newline="") as f:
-                csv.writer(f, lineterminator="\n").writerow([*META_COLUMNS, *(self.columns or [])])
+                csv.writer(f, lineterminator=_LINE_END).writerow([*META_COLUMNS, *(self.columns or [])])
             self._opened = True
-        out.to_csv(self.path, mode="a", header=False, index=False, quoting=csv.QUOTE_MINIMAL, lineterminator="\n")
+        out.to_csv(self.path, mode="a", header=False, index=False, quoting=csv.QUOTE_MINIMAL, lineterminator=_LINE_END)
 
 
 def read_quarantine(path: Path) -> pd.DataFrame:
