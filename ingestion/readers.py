@@ -630,6 +630,7 @@ def _read_jsonl(
         with opener(path, "rb") as f:  # type: ignore[operator]
             line_no = 1
             at_end = False
+            utf8 = _is_utf8(encoding)
             while not at_end:
                 raw: list[bytes] = []
                 numbers: list[int] = []
@@ -640,6 +641,8 @@ def _read_jsonl(
                     if not line:
                         at_end = True
                         break
+                    if line_no == 1 and utf8 and line.startswith(codecs.BOM_UTF8):
+                        line = line[len(codecs.BOM_UTF8) :]  # a byte-order mark some editors write first
                     if _content_bytes(line) > max_row_bytes:
                         too_long.append(_skip_long_line(f, line, line_no, max_row_bytes))
                     else:

@@ -183,3 +183,13 @@ def test_quoted_newlines_across_the_parser_s_blocks(tmp_path: Path) -> None:
         expected.append(line)
         line += 2 if i % 3 == 0 else 1
     assert lines == expected and not any(c.rejects for c in chunks)
+
+
+@pytest.mark.parametrize("name", ["e.jsonl", "e.jsonl.gz"])
+def test_jsonl_starting_with_a_byte_order_mark(tmp_path: Path, name: str) -> None:
+    data = b'\xef\xbb\xbf{"a": "1"}\n{"a": "2"}\n\xef\xbb\xbf{"a": "3"}\n'
+    path = tmp_path / name
+    path.write_bytes(gzip.compress(data) if name.endswith(".gz") else data)
+    rows, lines, rejects = _rows_and_lines(path)
+    assert rows == [["1"], ["2"]] and lines == [1, 2]
+    assert rejects == [(3, BAD_JSON)]  # only the file's first bytes may be a byte-order mark
