@@ -75,6 +75,8 @@ _UNREADABLE = (OSError, EOFError, zlib.error, UnicodeError, pa.ArrowInvalid)
 _ROWS_PER_BLOCK = 4
 # A chunk is cut short once its rows hold this many bytes, so long rows cannot add up unbounded.
 _CHUNK_BYTES = 64 << 20
+# Whitespace JSON allows around a value.
+_JSON_SPACE = b" \t\r\n"
 # Characters of an over-long row kept in its quarantine entry.
 _PREVIEW_CHARS = 200
 # A CSV byte that is not text in the file's encoding reaches pyarrow as the character
@@ -697,7 +699,13 @@ def _jsonl_chunk(raw: list[bytes], lines: np.ndarray, encoding: str = DEFAULT_EN
             raw[i] = text.encode("utf-8")
     blank = np.fromiter((not r.strip() for r in raw), dtype=bool, count=len(raw)) & ~undecodable
     rejects += [RejectedRow(int(lines[i]), EMPTY_ROW, "blank line", "") for i in np.flatnonzero(blank)]
-    keep = np.flatnonzero(~blank & ~undecodable)
+    # Only lines that open an object go to pyarrow: it crashes the process on a block that starts
+    # with a bare ``null`` line, and a line that is not an object is a bad row anyway.
+    opens_object = np.fromiter((r.lstrip(_JSON_SPACE).startswith(b"{") for r in raw), dtype=bool, count=len(raw))
+    for i in np.flatnonzero(~blank & ~undecodable & ~opens_object).tolist():
+        text = raw[i].decode("utf-8").rstrip("\r\n")
+        rejects.append(RejectedRow(int(lines[i]), BAD_JSON, _not_an_object(text), text))
+    keep = np.flatnonzero(~blank & ~undecodable & opens_object)
     body = b"".join(raw[i] if raw[i].endswith(b"\n") else raw[i] + b"\n" for i in keep)
     frame: pd.DataFrame | None = None
     if body:
@@ -728,6 +736,15 @@ def _jsonl_chunk(raw: list[bytes], lines: np.ndarray, encoding: str = DEFAULT_EN
         keep = np.asarray(good, dtype=np.int64)
     rejects.sort(key=lambda r: r.line)
     return RawChunk(frame.reset_index(drop=True), lines[keep], tuple(rejects))
+
+
+def _not_an_object(text: str) -> str:
+    """Why a JSON line that does not open an object is not a row."""
+    try:
+        value = json.loads(text)
+    except json.JSONDecodeError as e:
+        return f"not JSON: {e.msg} at column {e.colno}"
+    return f"not a JSON object: {type(value).__name__}"
 
 
 def _existing(path: Path) -> Path:

@@ -193,3 +193,15 @@ def test_jsonl_starting_with_a_byte_order_mark(tmp_path: Path, name: str) -> Non
     rows, lines, rejects = _rows_and_lines(path)
     assert rows == [["1"], ["2"]] and lines == [1, 2]
     assert rejects == [(3, BAD_JSON)]  # only the file's first bytes may be a byte-order mark
+
+
+@pytest.mark.parametrize("first", [b"null", b" null\r", b"5", b'"text"', b"[{}]", b"nul"])
+def test_json_lines_that_are_not_objects_are_bad_rows_also_first_in_a_chunk(tmp_path: Path, first: bytes) -> None:
+    """pyarrow's JSON reader crashes the process on a block starting with a ``null`` line; such
+    lines never reach it."""
+    path = tmp_path / "e.jsonl"
+    path.write_bytes(first + b'\n{"a": "1"}\nnull\n{"a": "2"}\n')
+    for chunk_rows in (50_000, 1):
+        rows, lines, rejects = _rows_and_lines(path, chunk_rows)
+        assert rows == [["1"], ["2"]] and lines == [2, 4]
+        assert rejects == [(1, BAD_JSON), (3, BAD_JSON)]
