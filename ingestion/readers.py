@@ -287,9 +287,9 @@ def _csv_header(path: Path, encoding: str = DEFAULT_ENCODING, max_row_bytes: int
     seen: set[str] = set()
     for name in names:
         if not name:
-            raise ValidationError("header", ",".join(header), "a column has no name")
+            raise ValidationError("header", ",".join(header), f"a column of {path} has no name")
         if name in seen:
-            raise ValidationError("header", name, "column named twice")
+            raise ValidationError("header", name, f"column named twice in {path}")
         seen.add(name)
     return names
 

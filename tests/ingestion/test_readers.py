@@ -100,7 +100,10 @@ def test_csv_gz_and_header_with_bom(tmp_path: Path) -> None:
 def test_csv_header_naming_a_column_twice_is_refused(tmp_path: Path) -> None:
     path = tmp_path / "e.csv"
     path.write_text("a,b,a\n1,2,3\n", encoding="utf-8")
-    with pytest.raises(ValidationError, match="'a'"):
+    with pytest.raises(ValidationError, match=r"'a'.*named twice in .*e\.csv"):
+        list(read_chunks(path))
+    path.write_text("a,\t\n1,2\n", encoding="utf-8")
+    with pytest.raises(ValidationError, match=r"a column of .*e\.csv has no name"):
         list(read_chunks(path))
 
 
