@@ -280,7 +280,10 @@ def _csv_header(path: Path, encoding: str = DEFAULT_ENCODING, max_row_bytes: int
         ) from e
     if "\x00" in text:
         raise ValidationError("source", str(path), "its header holds NUL bytes: not a text file")
-    header = next(csv.reader([text]), None)
+    try:  # a bare carriage return ends the header, as it ends a row for pyarrow
+        header = next(csv.reader(io.StringIO(text, newline="")), None)
+    except csv.Error as e:
+        raise ValidationError("source", str(path), f"its header cannot be read as CSV: {e}") from e
     if not header:
         return ()
     names = tuple(h.strip() for h in header)

@@ -208,3 +208,11 @@ def test_json_lines_that_are_not_objects_are_bad_rows_also_first_in_a_chunk(tmp_
         rows, lines, rejects = _rows_and_lines(path, chunk_rows)
         assert rows == [["1"], ["2"]] and lines == [2, 4]
         assert rejects == [(1, BAD_JSON), (3, BAD_JSON)]
+
+
+def test_a_bare_carriage_return_ends_the_header_as_it_ends_a_row(tmp_path: Path) -> None:
+    path = tmp_path / "e.csv"
+    path.write_bytes(b"a\rb\n1\n")
+    assert source_columns(path) == ("a",)
+    rows, lines, rejects = _rows_and_lines(path)
+    assert rows == [["b"], ["1"]] and rejects == []
