@@ -80,12 +80,15 @@ _JSON_SPACE = b" \t\r\n"
 # Characters of an over-long row kept in its quarantine entry.
 _PREVIEW_CHARS = 200
 # A CSV byte that is not text in the file's encoding reaches pyarrow as the character
-# U+10FF00 + byte, from the last private-use block (a text that really holds one in a file with
-# bad bytes is quarantined too). Its rows are quarantined as bad_encoding.
+# U+10FF00 + byte, from the last private-use block, and its row is quarantined as bad_encoding
+# (in a file with such bytes, so is a row that really holds one of those characters). Decoding
+# gives it first as the lone surrogate U+DC00 + byte, which no decoder gives for real text.
 _MARK_BASE = 0x10FF00
-_MARK_ERRORS = "ringwatch-mark-bytes"
-_MARK_PREFIX = chr(_MARK_BASE).encode("utf-8")[:2]  # every mark's UTF-8 starts with these bytes
+_ESCAPE_BASE = 0xDC00
+_MARK_ERRORS = "ringwatch-escape-bytes"
+_ESCAPES_TO_MARKS = {_ESCAPE_BASE + b: _MARK_BASE + b for b in range(256)}
 _MARKS = f"[{chr(_MARK_BASE)}-{chr(_MARK_BASE + 0xFF)}]"
+_MARK_PREFIX = chr(_MARK_BASE).encode("utf-8")[:2]  # every mark's UTF-8 starts with these bytes
 _SHOW_MARKS = {_MARK_BASE + b: f"\\x{b:02x}" for b in range(256)}
 # Encodings (``codecs`` names) in which ASCII bytes mean the ASCII characters in any context.
 _ASCII_SUPERSETS = frozenset({"utf-8", "iso8859-1", "cp1252", "iso8859-15", "cp1250", "cp1251", "ascii"})
@@ -422,11 +425,11 @@ class _Utf8Reader(io.RawIOBase):
     """The bytes of ``raw``, text in ``encoding``, as valid UTF-8, with each byte that is not text
     in ``encoding`` as a mark (see ``_MARK_BASE``). pyarrow gets no invalid UTF-8, which would
     fail the whole file: its own transcoding stops at the first bad byte, and its handler of
-    malformed rows cannot take one holding invalid UTF-8. ``marked``: a mark may have been
-    written (its bytes were seen), so rows must be checked for marks."""
+    malformed rows cannot take one holding invalid UTF-8. ``marked``: a mark was written, so
+    rows must be checked for marks."""
 
     def __init__(self, raw: BinaryIO, encoding: str) -> None:
-        codecs.register_error(_MARK_ERRORS, _mark_bytes)
+        codecs.register_error(_MARK_ERRORS, _escape_bytes)
         self._raw = raw
         self._decoder = codecs.getincrementaldecoder(encoding)(errors=_MARK_ERRORS)
         self._out = b""
@@ -446,8 +449,12 @@ class _Utf8Reader(io.RawIOBase):
             if self._ascii_safe and data.isascii() and not self._decoder.getstate()[0]:
                 self._out = data  # the usual case: plain ASCII needs no decoding
             else:
-                self._out = self._decoder.decode(data, final=self._done).encode("utf-8")
-                self.marked = self.marked or _MARK_PREFIX in self._out
+                text = self._decoder.decode(data, final=self._done)
+                try:
+                    self._out = text.encode("utf-8")
+                except UnicodeEncodeError:  # lone surrogates: bytes that were not text
+                    self._out = text.translate(_ESCAPES_TO_MARKS).encode("utf-8")
+                    self.marked = True
             self._at = 0
         n = min(len(buffer), len(self._out) - self._at)
         buffer[:n] = memoryview(self._out)[self._at : self._at + n]
@@ -465,11 +472,11 @@ def _pending_rejects(invalid: _InvalidRows, pos: _CsvPosition) -> tuple[Rejected
     return tuple(rejects)
 
 
-def _mark_bytes(error: UnicodeError) -> tuple[str, int]:
-    """Codec error handler: the bytes that are not text, as marks."""
+def _escape_bytes(error: UnicodeError) -> tuple[str, int]:
+    """Codec error handler: each byte that is not text as the lone surrogate U+DC00 + byte."""
     if not isinstance(error, UnicodeDecodeError):
         raise error
-    return "".join(chr(_MARK_BASE + b) for b in error.object[error.start : error.end]), error.end
+    return "".join(chr(_ESCAPE_BASE + b) for b in error.object[error.start : error.end]), error.end
 
 
 def _unmarked(text: str) -> str:

@@ -139,3 +139,14 @@ def test_a_malformed_row_holding_bytes_that_are_not_text_is_quarantined(
     rejects = [(r.line, r.reason, r.text) for c in chunks for r in c.rejects]
     assert rejects == [(3, "bad_row_shape", "\\x8d\\x81,x"), (4, "bad_row_shape", "t2,\"\\x81\n\\x8d\"")]
     assert capsys.readouterr().err == ""
+
+
+def test_characters_of_the_last_private_use_block_load_in_a_file_without_bad_bytes(tmp_path: Path) -> None:
+    """Bytes that are not text reach pyarrow as U+10FF00 + byte; the real character is text."""
+    src = _events(tmp_path / "events.csv", 2, {1: "u\U0010ff00\U0010ffe9".encode()})
+    users = [u for c in read_chunks(src) for u in c.frame["user_id"].tolist()]
+    assert users == ["u0", "u\U0010ff00\U0010ffe9"]
+    src = _events(tmp_path / "events.csv", 2, {0: b"u\xe9", 1: "u\U0010ff00".encode()})
+    rejects = [(r.line, r.text.split(",")[2]) for c in read_chunks(src) for r in c.rejects]
+    # In a file that has bytes that are not text, the real character is taken for one (0x00).
+    assert rejects == [(2, "u\\xe9"), (3, "u\\x00")]
