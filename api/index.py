@@ -14,7 +14,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from graph.errors import NotFoundError, ValidationError
-from graph.store import MAX_HOPS
+from graph.store import check_walk
 from graph.types import (
     EVENT_KINDS,
     EdgeType,
@@ -356,10 +356,7 @@ class ScoringIndex:
             ValidationError: ``hops`` outside 1..3 or ``limit`` < 1.
             NotFoundError: no such account.
         """
-        if not 1 <= hops <= MAX_HOPS:
-            raise ValidationError("hops", hops, f"must be between 1 and {MAX_HOPS}")
-        if limit < 1:
-            raise ValidationError("limit", limit, "must be at least 1")
+        check_walk(hops, limit)
         return self._walk(self._position(user_id) + int(self._offsets[0]), (NodeType.USER, user_id), hops, limit, min_tier)
 
     def identifier_subgraph(

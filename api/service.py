@@ -51,7 +51,7 @@ from gnn.inductive import InductiveScorer
 from gnn.scoring import ScoreResult, score_snapshot, to_writeback
 from graph.errors import ConflictError, ModelError, RingwatchError, ValidationError
 from graph.rings import detect_rings
-from graph.store import MAX_HOPS, GraphStore
+from graph.store import GraphStore, check_walk
 from graph.types import (
     Decision,
     EdgeType,
@@ -480,10 +480,7 @@ class RiskService:
         if index.has_account(user_id):
             base = index.subgraph(user_id, hops, limit, min_tier=min_tier)
         else:
-            if not 1 <= hops <= MAX_HOPS:
-                raise ValidationError("hops", hops, f"must be between 1 and {MAX_HOPS}")
-            if limit < 1:
-                raise ValidationError("limit", limit, "must be at least 1")
+            check_walk(hops, limit)
             view = self.account(user_id)
             center = SubgraphNode(NodeType.USER, user_id, view.score, view.tier, view.ring_id)
             base = Subgraph(center=(NodeType.USER, user_id), hops=hops, nodes=(center,), edges=())
@@ -562,11 +559,8 @@ class RiskService:
         if before is None:
             return None
         if before != event:
-            differs = before.differences(event, "this request")
-            raise ConflictError(
-                "txn_id", event.txn_id, "already received with other content: " + ", ".join(differs[:3])
-                + (f" and {len(differs) - 3} more" if len(differs) > 3 else "")
-            )  # fmt: skip
+            differs = before.differences(event, "this request", at_most=3)
+            raise ConflictError("txn_id", event.txn_id, f"already received with other content: {differs}")
         return answered[1] if answered is not None else None
 
     def _score(self, model: ServingModel, event: Event) -> CheckoutResult:

@@ -26,6 +26,14 @@ from graph.types import (
 MAX_HOPS = 3
 
 
+def check_walk(hops: int, limit: int) -> None:
+    """Raises ``ValidationError`` unless ``hops`` is 1..``MAX_HOPS`` and ``limit`` at least 1."""
+    if not 1 <= hops <= MAX_HOPS:
+        raise ValidationError("hops", hops, f"must be between 1 and {MAX_HOPS}")
+    if limit < 1:
+        raise ValidationError("limit", limit, "must be at least 1")
+
+
 class GraphStore(abc.ABC):
     """Where the graph lives. Writes are idempotent: the same events twice change nothing."""
 
@@ -75,10 +83,7 @@ class GraphStore(abc.ABC):
             ValidationError: ``hops`` outside 1..3 or ``limit`` < 1.
             NotFoundError: no such entity.
         """
-        if not 1 <= hops <= MAX_HOPS:
-            raise ValidationError("hops", hops, f"must be between 1 and {MAX_HOPS}")
-        if limit < 1:
-            raise ValidationError("limit", limit, "must be at least 1")
+        check_walk(hops, limit)
         if node_type is NodeType.RING:
             raise ValidationError("node_type", node_type.value, "use ring() for rings")
         return self._neighbourhood(node_type, key, hops, limit)

@@ -110,15 +110,17 @@ class Event:
     event: EventKind = EventKind.PAYMENT
     status: str | None = None
 
-    def differences(self, other: Event, other_name: str = "other") -> tuple[str, ...]:
-        """``field=mine (<other_name> theirs)`` for every field but ``txn_id`` where ``other`` differs."""
+    def differences(self, other: Event, other_name: str = "other", at_most: int = 4) -> str:
+        """``field=mine (<other_name> theirs)`` for the first ``at_most`` fields but ``txn_id``
+        where ``other`` differs, and how many more."""
         out = []
         for name in ("ts", "user_id", "device_id", "ip", "merchant_id", "amount", "currency", "event", "status"):
             a, b = getattr(self, name), getattr(other, name)
             if a != b:
                 a, b = (x.value if isinstance(x, EventKind) else x for x in (a, b))
                 out.append(f"{name}={a!r} ({other_name} {b!r})")
-        return tuple(out)
+        more = f" and {len(out) - at_most} more" if len(out) > at_most else ""
+        return ", ".join(out[:at_most]) + more
 
 
 @dataclass(frozen=True, slots=True)

@@ -364,7 +364,8 @@ class _EventLoad:
         details = {}
         bad = np.flatnonzero(differs)
         for k, event in zip(bad.tolist(), batch.take(rows[bad]).events(), strict=True):
-            details[int(rows[k])] = f"conflicting duplicate of txn_id {event.txn_id!r}: stored with {_differences(kept[k], event)}"
+            differs_here = kept[k].differences(event, "here")
+            details[int(rows[k])] = f"conflicting duplicate of txn_id {event.txn_id!r}: stored with {differs_here}"
         return same, conflict, details
 
 
@@ -379,12 +380,6 @@ def _differs(rows: EventBatch, stored: list[Event]) -> np.ndarray:
     differs |= ~((rows.amount == amount) | (np.isnan(rows.amount) & np.isnan(amount)))
     kinds = np.array([EVENT_KINDS.index(e.event.value) for e in stored], dtype=rows.event.dtype)
     return differs | (rows.event != kinds)
-
-
-def _differences(stored: Event, row: Event) -> str:
-    """What differs between a stored event and a row reusing its ``txn_id``, at most four fields."""
-    out = stored.differences(row, "here")
-    return ", ".join(out[:4]) + (f" and {len(out) - 4} more" if len(out) > 4 else "")
 
 
 _REVERSED = itemgetter(slice(None, None, -1))
