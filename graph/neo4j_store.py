@@ -69,13 +69,7 @@ from neo4j.exceptions import (
 
 from graph import neo4j_cypher as cy
 from graph.errors import NotFoundError, RingwatchError, StoreError, StoreUnavailableError, ValidationError
-from graph.sqlite_store import (  # array builders shared by both stores' snapshot()
-    _codes,
-    _key_index,
-    _label_table,
-    _object_array,
-    _transaction_table,
-)
+from graph.snapshot_arrays import codes, key_index, label_table, object_array, transaction_table
 from graph.store import GraphStore
 from graph.traversal import Node, node_sort_key, walk
 from graph.types import (
@@ -407,10 +401,10 @@ class Neo4jGraphStore(GraphStore):
         taken_at = time.time()
         raw = self._read("snapshot", self._read_snapshot)
         keys, user_links, device_links, txn_rows, verdicts = raw
-        nodes = {t: _object_array(sorted(k)) for t, k in keys.items()}
-        positions = {t: _key_index(k) for t, k in nodes.items()}
-        txn_rows.sort(key=_first)  # code-point order of txn_id, as _transaction_table expects
-        txns, txn_rows_of = _transaction_table(txn_rows, positions)
+        nodes = {t: object_array(sorted(k)) for t, k in keys.items()}
+        positions = {t: key_index(k) for t, k in nodes.items()}
+        txn_rows.sort(key=_first)  # code-point order of txn_id, as transaction_table expects
+        txns, txn_rows_of = transaction_table(txn_rows, positions)
         user_pos, device_pos, ip_pos = (positions[t] for t in (NodeType.USER, NodeType.DEVICE, NodeType.IP))
         winners = _winning_verdicts(verdicts)
         return Snapshot(
@@ -419,8 +413,8 @@ class Neo4jGraphStore(GraphStore):
             user_device=_links(user_links[0], user_pos, device_pos),
             user_ip=_links(user_links[1], user_pos, ip_pos),
             device_ip=_links(device_links, device_pos, ip_pos),
-            user_labels=_label_table(winners[LabelEntity.USER.value], lambda ids: _codes(user_pos, ids)),
-            txn_labels=_label_table(winners[LabelEntity.TRANSACTION.value], txn_rows_of),
+            user_labels=label_table(winners[LabelEntity.USER.value], lambda ids: codes(user_pos, ids)),
+            txn_labels=label_table(winners[LabelEntity.TRANSACTION.value], txn_rows_of),
             taken_at=taken_at,
         )
 
@@ -701,8 +695,8 @@ def _links(rows: list[tuple[str, str, float, float, int]], src_index: pd.Index, 
     cols = np.empty((n, 5), dtype=object)
     if n:
         cols[:] = rows
-    src = _codes(src_index, cols[:, 0])
-    dst = _codes(dst_index, cols[:, 1])
+    src = codes(src_index, cols[:, 0])
+    dst = codes(dst_index, cols[:, 1])
     order = np.lexsort((dst, src))
     return LinkTable(
         src=src[order].astype(np.int64),
