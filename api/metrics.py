@@ -14,8 +14,8 @@ import os
 from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, Counter, Gauge, Histogram, generate_latest
 from prometheus_client import multiprocess
 
-#: Latency buckets in seconds: the checkout targets are p99 <= 10 ms (known account) and <= 25 ms
-#: (unseen event), so the resolution is finest there.
+#: Latency buckets in seconds: the checkout targets (DESIGN §7) are p99 <= 10 ms (known account)
+#: and <= 25 ms (unseen event), so the resolution is finest there.
 LATENCY_BUCKETS = (0.001, 0.002, 0.005, 0.01, 0.015, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5)
 MULTIPROC_ENV = "PROMETHEUS_MULTIPROC_DIR"
 

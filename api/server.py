@@ -91,8 +91,8 @@ def _rate_limit(text: str) -> RateLimiter | None:
 
 def app_from_env() -> FastAPI:
     """The app of one worker process (uvicorn ``--factory``). Torch runs on one thread: a
-    worker scores one small neighbourhood at a time, and torch's thread pool spinning on two
-    cores under several workers cost 3x the throughput in ``bench/api_bench.py``."""
+    worker scores one small neighbourhood at a time, and the thread pools of several workers
+    spinning on the same cores lower the throughput (``bench/api_bench.py`` shows it)."""
     import torch
 
     torch.set_num_threads(1)

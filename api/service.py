@@ -126,9 +126,8 @@ class ServiceConfig:
         refresh_interval: seconds between full reloads from the store (0: never).
         tail_interval: seconds between reads of the other workers' journals.
         load_interval: seconds between moves of this worker's journal into the store. Every
-            move is a store transaction, which the workers take in turn on the embedded store;
-            at 0.5 s they cost the checkout calls' p99 10-20 ms at 500 req/s over a minute
-            (``bench/api_bench.py``).
+            move is a store transaction, which the workers take in turn on the embedded store,
+            so moving more often raises the checkout calls' p99 (``bench/api_bench.py``).
         probe_interval: seconds between store reachability checks.
     """
 
@@ -668,9 +667,9 @@ class RiskService:
                     old, self.model = self.model, fresh
                     self.reloads += 1
                     # The view holds millions of long-lived objects (ids, strings): without
-                    # this, each full collection walks them all, a pause of a quarter second
-                    # in the middle of a request (bench/explain_bench.py). Acyclic garbage of
-                    # the old view is still freed by reference counting.
+                    # this, each full collection walks them all, a long pause in the middle of
+                    # a request. Acyclic garbage of the old view is still freed by reference
+                    # counting.
                     gc.freeze()
                     self._announce_rings(old, fresh)
                 finally:
@@ -723,9 +722,9 @@ class RiskService:
 
         Every folded event leaves long-lived objects (the event, its entries in the scorer's
         delta). Left to the GC, they pile up in the old generation, and each automatic full
-        collection walks all of them on the event loop: pauses of 40-120 ms a few thousand
-        events after start, growing with every event until the next reload (seen in
-        ``bench/api_bench.py``). Frozen, they are never walked again; they are still freed by
+        collection walks all of them on the event loop: pauses that grow with every event until
+        the next reload (``bench/api_bench.py`` shows them in its p99 per window). Frozen, they
+        are never walked again; they are still freed by
         reference counting when dropped (a reload drops the old scorer). Only reference cycles
         that are alive at the moment of the freeze (requests in flight) are never collected."""
         gc.collect(1)

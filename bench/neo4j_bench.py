@@ -1,6 +1,6 @@
 """Benchmark: events/s into Neo4j through ``Neo4jGraphStore`` vs a naive row-at-a-time loader.
 
-Targets (issue 3): >= 20,000 events/s batched, and >= 20x the naive loader. The naive loader
+Targets (DESIGN §7): >= 20,000 events/s batched, and >= 20x the naive loader. The naive loader
 sends one auto-commit query per event (MERGE the nodes, CREATE the edge, MERGE the links: the
 same graph shape) on the first ``--naive-events`` events, into an emptied database. Then the
 snapshot export rate (rows/s: transactions + link rows + node keys). ``--warmup`` events are

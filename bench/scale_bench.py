@@ -1,5 +1,5 @@
 """Benchmark: GraphSAGE training and scoring at 100k, 1M and 5M synthetic transactions
-(DESIGN §7: an epoch over 1M transactions in under 10 s on the CPU; issue 4: peak RSS < 8 GB
+(DESIGN §7: an epoch over 1M transactions in under 10 s on the CPU; target: peak RSS < 8 GB
 at 5M).
 
 Per size, in a child process of its own (so each size's peak RSS is its own): the synthetic

@@ -3,7 +3,7 @@
 import os
 
 # OpenMP threads (torch's intra-op pool, scikit-learn's trees) sleep instead of spinning while
-# they wait. On a machine whose cores are busy with other work, spinning made training several
-# times slower (README, "Speed on a busy machine"). ACTIVE suits a machine of one's own. libgomp
+# they wait. On a machine whose cores are busy with other work, spinning slows training down
+# (README, "Speed on a busy machine"). ACTIVE suits a machine of one's own. libgomp
 # reads this when torch loads, so it is set before anything here imports torch.
 os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")

@@ -1,6 +1,6 @@
 """The baselines GraphSAGE is judged against, all on the split and targets of ``gnn.train``.
 
-Five families (issue 4), each giving a score in [0, 1] to every account and every transaction:
+Five families, each giving a score in [0, 1] to every account and every transaction:
 
 1. Rules, no training. ``rule_shared_device``: accounts met on the account's devices (the sum
    over its devices of the other accounts on each); ``rule_shared_ip``: the same over IPs;
@@ -28,8 +28,8 @@ Five families (issue 4), each giving a score in [0, 1] to every account and ever
 Transactions, for the tree baselines: trees fitted on the training transactions that move money
 (payments and refunds; signups and logins are never positive targets) with the columns
 ``TXN_FEATURES`` + ``velocity_1h`` + the score that the same baseline's account trees give the
-transaction's account (stacking: one column instead of the ~150 account columns, which keeps the
-fit a few seconds on two cores); 3 and 5 also get the transaction's device, IP and merchant
+transaction's account (stacking: one column instead of all the account columns, which keeps the
+fit small); 3 and 5 also get the transaction's device, IP and merchant
 features (NaN when absent). For accounts in the training split that account score is in-sample,
 so the transaction trees may trust it a little too much; that can only hurt the tree baselines.
 Trees are weighted to balance the classes and their probabilities shifted back by the

@@ -2,7 +2,7 @@
 
 An ``Explainer`` is built once from a snapshot, its features and the batch scores (at batch
 scoring time or when the API loads a snapshot); one explanation is then a few array reads and
-string formats (well under the API's 2 ms per score, see ``bench/explain_bench.py``).
+string formats, cheap enough for every API call (``bench/explain_bench.py`` times them).
 
 Each explanation combines two sources:
 

@@ -16,8 +16,7 @@ through all k layers, with numpy copies of the model's weights. A root's mean pe
 its sources' cached layers summed (a hub's running sum instead), corrected for the roots among
 its sources (their new layer replaces their cached one) and for the event's new edges (their
 source is added), divided by the count. The cost does not depend on how many accounts paid at
-the event's merchant: a checkout call takes under a millisecond on one core
-(``bench/explain_bench.py``).
+the event's merchant (``bench/explain_bench.py`` times the calls).
 
 * ``score_account`` (a known account): the same score as ``gnn.scoring.score_snapshot`` on the
   same graph, up to float32 summation order (tested with ``np.allclose``); likewise
@@ -71,8 +70,8 @@ Relation = tuple[str, str, str]
 #: office IP's) keeps a running sum of those sources' layers; a smaller one sums them when asked.
 HUB_EDGES = 64
 #: Rows kept free past the snapshot's nodes, per type, for nodes that added events bring (zero
-#: pages: no memory until used). Past them the caches double, which copies every row: a pause of
-#: milliseconds per 10k rows on the event loop, that this keeps out of the usual serving period.
+#: pages: no memory until used). Past them the caches double, which copies every row: a pause on
+#: the event loop that grows with the rows, which this keeps out of the usual serving period.
 RESERVE_ROWS = 1 << 17
 #: The relations into each node type (the order of its rows in the sum caches), and each
 #: relation's position there.

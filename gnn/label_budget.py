@@ -1,4 +1,4 @@
-"""Quality with few labels: 0 %, 1 %, 10 % and 100 % of the fraud labels revealed (issue 4).
+"""Quality with few labels: 0 %, 1 %, 10 % and 100 % of the fraud labels revealed.
 
 Real teams start with almost no labels. ``label_budget`` replays that on a snapshot whose labels
 are all known, on the time-ordered split of ``gnn.train``:
@@ -61,7 +61,7 @@ __all__ = [
     "render_label_budget",
 ]
 
-#: The fractions of the issue: none, 1 %, 10 % and all of the fraud labels.
+#: The fractions compared: none, 1 %, 10 % and all of the fraud labels.
 LABEL_FRACTIONS: tuple[float, ...] = (0.0, 0.01, 0.1, 1.0)
 
 _MONEY = (EVENT_KINDS.index(EventKind.PAYMENT.value), EVENT_KINDS.index(EventKind.REFUND.value))

@@ -48,19 +48,17 @@ RELATIONS: tuple[tuple[str, str, str], ...] = (
 )
 #: Node types whose embedding enters the transaction head, besides the user.
 TXN_CONTEXT: tuple[str, ...] = ("merchant", "device", "ip")
-#: Transactions per chunk of the edge head (training: checkpointed; inference: a loop). At
-#: hidden 64 a chunk's activations are a few tens of MB, whatever the graph's size.
+#: Transactions per chunk of the edge head (training: checkpointed; inference: a loop), so a
+#: chunk's activations do not grow with the graph.
 TXN_CHUNK = 1 << 17
 #: Destination nodes per chunk of a message-passing layer in ``RingSAGE.embed_layerwise``.
 NODE_CHUNK = 1 << 16
 #: Graphs with more nodes than this train with checkpointed message-passing layers: each
-#: layer keeps only its input for the backward pass and is recomputed there, which costs about
-#: one more forward pass of the layers and saves most of their activations (issue 4: the 5M
-#: transaction graph has about 1.1M nodes; the 1M one, 230k, trains without).
+#: layer keeps only its input for the backward pass and is recomputed there, which costs one
+#: more forward pass of the layers and saves most of their activations; smaller graphs skip it.
 CHECKPOINT_NODES = 500_000
 #: Likewise, the edge head is checkpointed chunk by chunk when training on more transactions
-#: than this (5M transactions: 3M training rows; 1M: 600k, trained without: the 1M epoch time
-#: target of DESIGN §7 does not pay for the recomputation).
+#: than this; below it the recomputation is not worth its time (DESIGN §7's epoch-time target).
 CHECKPOINT_TXNS = 1_000_000
 
 
@@ -395,7 +393,7 @@ def predict(
     Runs under ``torch.inference_mode`` and layer-wise (``RingSAGE.embed_layerwise``, chunks of
     ``node_chunk`` destination nodes), the heads in chunks (``txn_chunk`` transactions): memory
     is a few [N, hidden] embedding tables plus one chunk, so a graph whose training fits also
-    scores (issue 4: 5M transactions under 8 GB). Same scores as ``model(g)`` in eval mode.
+    scores. Same scores as ``model(g)`` in eval mode.
     """
     was_training = model.training
     model.eval()

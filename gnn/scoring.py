@@ -83,8 +83,8 @@ def score_snapshot(artefact: ModelArtefact, snapshot: Snapshot, *, device: str |
         model = load_model(artefact, device)
         known = known_inputs(model.config, snapshot)
         g = build_graph_input(snapshot, artefact.normalisation.apply(features), known).to(next(model.parameters()).device)
-        # Layer-wise and chunked under inference mode (``gnn.model.predict``): at 5M
-        # transactions this holds a few [nodes, hidden] tables, not every activation.
+        # Layer-wise and chunked under inference mode (``gnn.model.predict``): this holds a few
+        # [nodes, hidden] tables, not every activation, so large graphs score too.
         pred = predict(model, g)
         del g  # the standardised copy of the features: the trees below read the raw ones
         account, txn, emb = pred.account, pred.txn, pred.embeddings

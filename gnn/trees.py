@@ -1,7 +1,7 @@
 """Gradient-boosted trees on account features and their neighbourhood: inputs, fit, and a fitted
 model that a ``ModelArtefact`` can hold and score with.
 
-Baselines 2, 3 and 5 of issue 4 (``gnn.baselines``) and a shipped tree scorer (``gnn.selection``
+Baselines 2, 3 and 5 of ``gnn.baselines`` and a shipped tree scorer (``gnn.selection``
 picks it, ``gnn.scoring`` scores with it) read their columns from one place, ``TreeInputs``, so
 that what was fitted and what is scored later are the same columns in the same order:
 
@@ -518,9 +518,8 @@ class TreeEnsemble:
 def _classifier() -> type:
     """``HistGradientBoostingClassifier`` whose feature bins are unweighted quantiles of the fit
     rows, as scikit-learn computed them up to 1.5 (``pyproject`` allows >= 1.4). From 1.6 on, with
-    class weights, each bin edge is a separate weighted-percentile pass over the column: 254 per
-    column, 90 % of a fit's time on the demo data (~12 s of CPU for the aggregated family against
-    ~3 s unweighted). The class weights still weight the loss, as before."""
+    class weights, each bin edge is a separate weighted-percentile pass over the column, which
+    then takes most of a fit's time. The class weights still weight the loss."""
     # Imported here: scikit-learn's estimators are only needed to fit, not to score.
     from sklearn.ensemble import HistGradientBoostingClassifier
 
@@ -548,8 +547,8 @@ def _fit_and_score(
     x: np.ndarray, y: np.ndarray, fit_rows: np.ndarray, seed: int, config: TreeConfig
 ) -> tuple[TreeEnsemble, np.ndarray]:
     """``fit_trees`` and the fitted ensemble's probabilities on every row of ``x``, from
-    scikit-learn's compiled predictor (equal to ``TreeEnsemble.predict_proba``, several times
-    faster than its numpy walk on large tables)."""
+    scikit-learn's compiled predictor (equal to ``TreeEnsemble.predict_proba``, and faster than
+    its numpy walk on large tables)."""
     yy = y[fit_rows].astype(bool)
     n_pos = int(yy.sum())
     n_neg = int(yy.size - n_pos)
@@ -567,8 +566,8 @@ def _fit_and_score(
         early_stopping=False,
         random_state=seed,
     )
-    # One OpenMP thread: on a busy two-core machine (torch beside us, other jobs) the threads'
-    # spin-waits at every barrier made a fit 3x slower than single-threaded.
+    # One OpenMP thread: on a busy machine with few cores (torch beside us, other jobs) the
+    # threads' spin-waits at every barrier make a fit slower than single-threaded.
     xf = x[fit_rows]
     empty = np.isnan(xf).all(axis=0)
     if empty.any():

@@ -79,8 +79,8 @@ GET_SCHEMA_VERSION: LiteralString = "MATCH (m:RingwatchMeta {key: 'schema'}) RET
 
 #: Which of ``$ids`` are stored already, as either kind of event edge. The index hints pin the
 #: plan to one unique-index seek per id: a plan cached while the database was nearly empty (after
-#: ``delete_all``, or on a first load) was sometimes an index *scan* plus a filter per id, which
-#: profiling showed costing up to ~200 µs of server CPU per event until the planner replanned.
+#: ``delete_all``, or on a first load) can be an index *scan* plus a filter per id, far costlier
+#: per event until the planner replans.
 EXISTING_TXN_IDS: LiteralString = (
     "UNWIND $ids AS id MATCH ()-[t:TRANSACTED {txn_id: id}]->() USING INDEX t:TRANSACTED(txn_id)"
     " RETURN t.txn_id AS id"
@@ -102,8 +102,8 @@ STORED_EVENTS: LiteralString = (
 ANY_EVENT: LiteralString = "MATCH ()-[e:TRANSACTED|ACTED]->() RETURN 1 LIMIT 1"
 
 # One batch of new events travels as separate, client-side deduplicated lists, so the server
-# looks every key up once (profiling showed the index seeks, about 100,000 a batch when each
-# clause re-read ``$rows`` and matched its nodes by key, costing more than the writes):
+# looks every key up once (matching nodes by key in every clause that reads ``$rows`` costs more
+# index seeks than the writes themselves):
 #
 # - ``$users``, ``$merchants``, ``$devices``, ``$ips``: the distinct keys, sorted (concurrent
 #   writers then lock nodes in the same order: no deadlock cycles). Each is merged and collected

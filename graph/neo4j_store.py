@@ -29,7 +29,7 @@ Scores: one write transaction clears the previous run's scores and rings, writes
 and checks, by the counts the statements return, that every key exists; a missing key raises
 ``ValidationError`` inside the transaction, which rolls it back (all or nothing). This keeps all
 updated properties of one run in one transaction: ``dbms.memory.transaction.total.max`` must
-allow for that (about a million scored users in 256 MiB).
+allow for that; the need grows with the number of scored users.
 
 Snapshot: nodes, edges and verdicts are read in pages of ``page_size`` rows over ordered key
 ranges (``WHERE key >= $from ORDER BY key LIMIT $page``, served by the constraint indexes), in
@@ -96,8 +96,8 @@ from graph.types import (
 
 #: Version of the storage model above; recorded in ``(:RingwatchMeta {key: 'schema'})``.
 SCHEMA_VERSION = 1
-#: Events per write transaction. 2,000 and 10,000 loaded at about the same rate in
-#: bench/neo4j_bench.py; much larger batches need more of dbms.memory.transaction.total.max.
+#: Events per write transaction (``bench/neo4j_bench.py --batch`` compares sizes); much larger
+#: batches need more of dbms.memory.transaction.total.max.
 BATCH_SIZE = 10_000
 #: Rows per snapshot page.
 PAGE_SIZE = 20_000

@@ -13,8 +13,8 @@ passes the same conformance suite, but keeps it in relational form:
 - ``labels`` keeps every verdict (re-loading one is a no-op); the winner is chosen on read;
 - ``rings`` / ``ring_members`` / ``scoring`` hold the last scoring run only.
 
-Ingestion speed (target: 200,000 events/s end to end, ``bench/ingest_bench.py``; the store
-alone: ``bench/store_bench.py``): a batch is one transaction. Its rows go straight into
+Ingestion speed (DESIGN §7 target; end to end: ``bench/ingest_bench.py``, the store alone:
+``bench/store_bench.py``): a batch is one transaction. Its rows go straight into
 ``transactions`` by an ``executemany`` of a prepared ``INSERT ... VALUES`` of ``INSERT_ROWS``
 rows at a time (``ON CONFLICT DO NOTHING``; the summed ``changes()`` count the new ones), which
 binds columns in C with a fraction of the per-row overhead of one row per statement. Node keys
@@ -134,7 +134,7 @@ SQL_SCHEMA: tuple[LiteralString, ...] = (
 )
 
 # Adjacency indexes, used only by neighbourhood(). Maintaining four random-key indexes costs
-# ~10x the plain insert of a transaction row (measured: bench/store_bench.py), so a bulk batch
+# far more than the plain insert of a transaction row (bench/store_bench.py), so a bulk batch
 # drops them and the next neighbourhood() rebuilds them in one sorted pass (see
 # SQLiteGraphStore). Partial where the column may be NULL: signups cost nothing there.
 SQL_ADJACENCY_INDEXES: dict[LiteralString, LiteralString] = {
@@ -168,7 +168,7 @@ SQL_META_INIT: LiteralString = "INSERT OR IGNORE INTO meta (key, value) VALUES (
 
 #: Rows per multi-row INSERT: 64 rows x 10 columns = 640 parameters, under the 999 that older
 #: SQLite builds allow. One statement per 64 rows saves most of executemany's per-statement
-#: step/reset and Python work: ~30% less CPU per event than one row per statement.
+#: step/reset and Python work, compared with one row per statement.
 INSERT_ROWS = 64
 _TXN_INSERT: LiteralString = (
     "INSERT INTO transactions (txn_id, ts, user_id, merchant_id, device_id, ip, amount, currency, event, status)"
@@ -341,7 +341,7 @@ NODE_CACHE_KEYS = 2_000_000
 _EVENT_KIND_NAMES = np.array(EVENT_KINDS, dtype=object)
 
 # Column order of SQL_INSERT_TXN; attrgetter builds each row as a tuple in C. ``event.value``
-# (plain str, not the enum) keeps the tuples free of GC-tracked objects: ~3x faster to build.
+# (plain str, not the enum) keeps the tuples free of GC-tracked objects, so they build faster.
 _EVENT_ROW = attrgetter(
     "txn_id", "ts", "user_id", "merchant_id", "device_id", "ip", "amount", "currency", "event.value", "status"
 )
@@ -353,8 +353,8 @@ class SQLiteGraphStore(GraphStore):
 
     Bulk loads: a batch of at least ``bulk_rows`` events drops the four adjacency indexes on
     ``transactions`` (user, device, IP, merchant), which only ``neighbourhood()`` needs; the
-    first ``neighbourhood()`` afterwards rebuilds them in one sorted pass (seconds per million
-    transactions, instead of ~10x the cost of the load itself when maintained row by row).
+    first ``neighbourhood()`` afterwards rebuilds them in one sorted pass, far cheaper than
+    maintaining them row by row during the load.
     Smaller batches (online events) keep existing indexes up to date. Snapshots, scores and
     stats never need them.
 
