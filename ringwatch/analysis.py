@@ -33,7 +33,7 @@ from gnn.metrics import auprc
 from graph.errors import ValidationError
 from graph.investigation import browser_snippet
 from graph.rings import RingConfig
-from graph.types import EVENT_KINDS, EventKind, NodeType, Ring, ScoreWriteback, Snapshot, StoreStats, Tier
+from graph.types import EVENT_KINDS, EdgeType, EventKind, NodeType, Ring, ScoreWriteback, Snapshot, StoreStats, Tier
 from ingestion.loader import LabelLoadSummary, LoadSummary
 from ingestion.synthetic import GeneratedDataset
 from ringwatch.settings import Settings
@@ -755,7 +755,10 @@ def ring_subgraph(snapshot: Snapshot, ring: Ring, scores: ScoreWriteback | None 
         add_user(i, True)
     named = {NodeType.DEVICE: set(ring.shared_devices), NodeType.IP: set(ring.shared_ips), NodeType.MERCHANT: set(ring.shared_merchants)}
     shared_nodes: list[tuple[NodeType, int]] = []
-    for t, links, etype in ((NodeType.DEVICE, snapshot.user_device, "USED_DEVICE"), (NodeType.IP, snapshot.user_ip, "USED_IP")):
+    for t, links, etype in (
+        (NodeType.DEVICE, snapshot.user_device, EdgeType.USED_DEVICE.value),
+        (NodeType.IP, snapshot.user_ip, EdgeType.USED_IP.value),
+    ):
         src, dst = np.asarray(links.src, np.int64), np.asarray(links.dst, np.int64)
         keep = np.isin(src, members)
         per = np.bincount(dst[keep], minlength=snapshot.num_nodes(t))
@@ -781,7 +784,7 @@ def ring_subgraph(snapshot: Snapshot, ring: Ring, scores: ScoreWriteback | None 
             if not named_m and (payers[m] < 2 or popularity[m] > RingConfig().max_merchant_users):
                 continue
             g.add_node((NodeType.MERCHANT, key), node_type=NodeType.MERCHANT, key=key, member=False, shared=named_m, score=None, tier=None)
-            g.add_edge((NodeType.USER, str(users[u])), (NodeType.MERCHANT, key), edge_type="TRANSACTED", payments=len(grp), amount=float(grp["amount"].sum()))
+            g.add_edge((NodeType.USER, str(users[u])), (NodeType.MERCHANT, key), edge_type=EdgeType.TRANSACTED.value, payments=len(grp), amount=float(grp["amount"].sum()))
     if outsiders > 0 and shared_nodes:
         found: dict[int, set[tuple[NodeType, str]]] = {}
         seen = set(shared_nodes)
@@ -802,7 +805,8 @@ def ring_subgraph(snapshot: Snapshot, ring: Ring, scores: ScoreWriteback | None 
         for u in ranked:
             node = add_user(u, False)
             for ident in sorted(found[u], key=lambda x: (x[0].value, x[1])):
-                g.add_edge(node, ident, edge_type="USED_DEVICE" if ident[0] is NodeType.DEVICE else "USED_IP")
+                link_type = EdgeType.USED_DEVICE if ident[0] is NodeType.DEVICE else EdgeType.USED_IP
+                g.add_edge(node, ident, edge_type=link_type.value)
     return g
 
 
