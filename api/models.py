@@ -6,19 +6,17 @@ Response models are built from the domain records in ``graph.types`` and ``api.i
 
 from __future__ import annotations
 
-import ipaddress
-import time
+import dataclasses
 from datetime import UTC, datetime
 from typing import Annotated, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, field_validator
+from pydantic import BaseModel, ConfigDict, Field
 
 from api.index import AccountView
 from api.service import CheckoutResult
 from graph.types import (
     Decision,
     Event,
-    EventKind,
     Label,
     LabelEntity,
     NodeType,
@@ -29,15 +27,30 @@ from graph.types import (
     Tier,
     Verdict,
 )
-from ingestion.validate import ID_CONTROL_CHARACTERS, MAX_AMOUNT, MAX_ID_LENGTH, MIN_YEAR
+from ingestion.validate import (
+    MAX_AMOUNT,
+    MAX_FUTURE_SECONDS,
+    MAX_ID_LENGTH,
+    MAX_YEAR,
+    MIN_YEAR,
+    RowRejected,
+    validate_event,
+    validate_label,
+)
 
-#: An identifier in a request: 1..128 characters, no control characters (the store's limits).
-Identifier = Annotated[str, Field(min_length=1, max_length=MAX_ID_LENGTH, pattern=rf"^[^{ID_CONTROL_CHARACTERS[1:-1]}]+$")]
-#: An IP address as text; the schema says so with the standard formats (checked by ``_ip``).
-IpText = Annotated[str, Field(max_length=64, json_schema_extra={"anyOf": [{"format": "ipv4"}, {"format": "ipv6"}]})]
-#: How far in the future an event's timestamp may be (clock skew between services).
-MAX_FUTURE_SECONDS = 86_400.0
-_MIN_TS = datetime(MIN_YEAR, 1, 1, tzinfo=UTC)
+# Requests carry JSON types only; their values are checked by ``ingestion.validate``, the
+# validation files go through, so both accept and refuse the same values with the same words.
+# The descriptions state the limits. The schema does not: that validation strips text and reads
+# any letter case, which JSON Schema patterns cannot say exactly.
+
+#: An identifier (text is stripped; an empty one is missing).
+Identifier = Annotated[
+    str, Field(description=f"1..{MAX_ID_LENGTH} characters, no control characters (newline, tab, NUL ...)")
+]
+#: A timestamp as ISO-8601 text.
+Timestamp = Annotated[
+    str, Field(description=f"ISO-8601; UTC when no zone is given; years {MIN_YEAR}..{MAX_YEAR}, at most a day ahead")
+]
 
 
 def node_id(node_type: NodeType, key: str) -> str:
@@ -193,16 +206,6 @@ class RingResponse(BaseModel):
         )
 
 
-def _check_ts(value: datetime, field: str) -> datetime:
-    """UTC (a naive time is read as UTC), not before ``MIN_YEAR``, at most a day ahead."""
-    ts = value if value.tzinfo is not None else value.replace(tzinfo=UTC)
-    if ts < _MIN_TS:
-        raise ValueError(f"{field} must not be before {_MIN_TS.date().isoformat()}")
-    if ts.timestamp() > time.time() + MAX_FUTURE_SECONDS:
-        raise ValueError(f"{field} must not be more than a day in the future")
-    return ts.astimezone(UTC)
-
-
 class CheckoutRequest(BaseModel):
     """One checkout event, as the checkout service sends it (DESIGN §5). The user, device, IP
     and merchant may all be new to ringwatch."""
@@ -210,42 +213,23 @@ class CheckoutRequest(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
     txn_id: Identifier
-    ts: datetime = Field(description="ISO-8601; UTC when no zone is given; not before 2000, at most a day ahead")
+    ts: Timestamp
     user_id: Identifier
     device_id: Identifier | None = None
-    ip: IpText | None = Field(default=None, description="IPv4 or IPv6 text")
-    merchant_id: Identifier
-    amount: float = Field(ge=0.0, le=MAX_AMOUNT, allow_inf_nan=False, strict=True)
-    currency: Annotated[str, Field(pattern=r"^[A-Z]{3}$")] | None = Field(default=None, description="ISO 4217")
+    ip: str | None = Field(default=None, description="IPv4 or IPv6 text")
+    merchant_id: Identifier | None = Field(default=None, description="required for payment and refund")
+    amount: float | None = Field(default=None, strict=True,
+                                 description=f"0..{MAX_AMOUNT:,.0f}; required for payment and refund")  # fmt: skip
+    currency: str | None = Field(default=None, description="ISO 4217: three letters, any case")
     event: Literal["payment", "refund"] = "payment"
 
-    @field_validator("ts")
-    @classmethod
-    def _ts(cls, value: datetime) -> datetime:
-        return _check_ts(value, "ts")
+    def to_event(self, now: float) -> Event:
+        """The checked event; ``now`` is the clock that ``ts`` may run ahead of by a day.
 
-    @field_validator("ip")
-    @classmethod
-    def _ip(cls, value: str | None) -> str | None:
-        if value is None:
-            return None
-        try:
-            return str(ipaddress.ip_address(value.strip()))
-        except ValueError:
-            raise ValueError("ip must be an IPv4 or IPv6 address") from None
-
-    def to_event(self) -> Event:
-        return Event(
-            txn_id=self.txn_id,
-            ts=self.ts.timestamp(),
-            user_id=self.user_id,
-            device_id=self.device_id,
-            ip=self.ip,
-            merchant_id=self.merchant_id,
-            amount=float(self.amount),
-            currency=self.currency,
-            event=EventKind(self.event),
-        )
+        Raises:
+            RowRejected: a value a file's row would be quarantined for, named as there.
+        """
+        return validate_event(self.model_dump(), not_after=now + MAX_FUTURE_SECONDS)
 
 
 class CheckoutResponse(BaseModel):
@@ -290,26 +274,35 @@ class LabelIn(BaseModel):
 
     model_config = ConfigDict(extra="forbid")
 
-    entity: LabelEntity
+    entity: str = Field(description=" or ".join(e.value for e in LabelEntity) + ", any case")
     entity_id: Identifier
-    label: Verdict
-    ts: datetime | None = Field(default=None, description="when the verdict was given; default: now")
-    source: Annotated[str, Field(min_length=1, max_length=64, pattern=r"^[A-Za-z0-9_.-]+$")] = "investigator"
-
-    @field_validator("ts")
-    @classmethod
-    def _ts(cls, value: datetime | None) -> datetime | None:
-        return None if value is None else _check_ts(value, "ts")
-
-    def to_label(self, now: float) -> Label:
-        ts = self.ts.timestamp() if self.ts is not None else now
-        return Label(entity=self.entity, entity_id=self.entity_id, label=self.label, ts=ts, source=self.source)
+    label: str = Field(description=" or ".join(v.value for v in Verdict) + ", any case")
+    ts: Timestamp | None = Field(default=None, description="when the verdict was given; default: now")
+    source: Identifier = "investigator"
 
 
 class LabelsRequest(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
     labels: list[LabelIn] = Field(min_length=1, max_length=10_000)
+
+    def to_labels(self, now: float) -> list[Label]:
+        """The checked verdicts; one without ``ts`` is dated ``now``.
+
+        Raises:
+            RowRejected: the first item a labels file would quarantine, with its index.
+        """
+        labels = []
+        now_text = datetime.fromtimestamp(int(now), UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
+        for i, item in enumerate(self.labels):
+            values = item.model_dump()
+            try:
+                label = validate_label({**values, "ts": values["ts"] or now_text},
+                                       not_after=now + MAX_FUTURE_SECONDS)  # fmt: skip
+            except RowRejected as e:
+                raise RowRejected(e.code, e.field, f"labels[{i}].{e.reason}") from None
+            labels.append(label if item.ts is not None else dataclasses.replace(label, ts=now))
+        return labels
 
 
 class LabelsResponse(BaseModel):

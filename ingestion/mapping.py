@@ -81,7 +81,7 @@ MAX_MAPPING_VALUES = 10_000
 _MAX_MAPPING_DEPTH = 32
 # What a JSON object or array becomes in a frame: dict and list from ``json``, dict and numpy
 # array from pyarrow.
-_NESTED_TYPES = (dict, list, tuple, np.ndarray)
+NESTED_TYPES = (dict, list, tuple, np.ndarray)
 # libyaml's parser when PyYAML was built with it: several times faster, and it refuses deep nesting.
 _YAML_LOADER = getattr(yaml, "CSafeLoader", yaml.SafeLoader)
 
@@ -315,7 +315,7 @@ def nested_values(values: pd.Series) -> np.ndarray:
     Python objects can; text and number columns cost nothing."""
     if values.dtype != object:
         return np.zeros(len(values), dtype=bool)
-    return np.fromiter((isinstance(v, _NESTED_TYPES) for v in values.to_numpy()), dtype=bool, count=len(values))
+    return np.fromiter((isinstance(v, NESTED_TYPES) for v in values.to_numpy()), dtype=bool, count=len(values))
 
 
 def label_values(frame: pd.DataFrame, spec: LabelSpec) -> tuple[np.ndarray, np.ndarray, np.ndarray]:

@@ -1,8 +1,11 @@
-"""Vectorised validation of canonical event and label rows (DESIGN §5, §9).
+"""Validation of events and labels, from files and from HTTP alike (DESIGN §5, §9).
 
-Every check works on whole columns with pandas/numpy; Python runs once per *distinct* IP and
-event kind (cached) and once per *bad* row (to word its detail), never once per good row. A row
-gets the reason of the first check it fails, in the order of ``EVENT_REASONS``.
+``validate_events`` / ``validate_labels`` check a file's rows a whole column at a time; Python
+runs once per *distinct* IP and event kind (cached) and once per *bad* row (to word its detail).
+``validate_event`` / ``validate_label`` run the same checks on one request's values, where a
+one-row frame would cost milliseconds. Both give the same reason code and words for the same
+values (a property test holds them to it). A row gets the reason of the first check it fails,
+in the order of ``EVENT_REASONS``.
 """
 
 from __future__ import annotations
@@ -10,10 +13,12 @@ from __future__ import annotations
 import dataclasses
 import ipaddress
 import json
+import re
 import types
 from collections import deque
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
+from datetime import UTC, datetime
 from itertools import repeat
 from typing import Any
 
@@ -22,8 +27,9 @@ import pandas as pd
 import pyarrow as pa
 import pyarrow.compute as pa_compute
 
+from graph.errors import RingwatchError, ValidationError
 from graph.types import EVENT_KINDS, Event, EventBatch, EventKind, Label, LabelEntity, Verdict
-from ingestion.mapping import as_text, nested_values
+from ingestion.mapping import NESTED_TYPES, NULL_TOKENS, as_text, nested_values
 from ingestion.readers import EMPTY_ROW
 
 #: Cleaned values of good rows, one list per ``Event`` field name.
@@ -36,6 +42,8 @@ ID_CONTROL_CHARACTERS = r"[\x00-\x1f\x7f]"
 MAX_AMOUNT = 1_000_000_000.0
 MIN_YEAR = 2000
 MAX_YEAR = 2100
+#: How far past the clock an event or verdict may be dated (clock skew between services).
+MAX_FUTURE_SECONDS = 86_400.0
 
 # Reason codes, in the order the checks run (the first failing one is reported). EMPTY_ROW
 # (every cell empty) comes from ``readers``, which also reports blank JSON lines with it.
@@ -288,6 +296,7 @@ def validate_events(
     ip_cache: IpCache | None = None,
     empty: np.ndarray | None = None,
     nested: Mapping[str, np.ndarray] | None = None,
+    not_after: float | None = None,
 ) -> ValidatedEvents:
     """Check every row of a canonical frame (``ColumnMapping.apply`` output).
 
@@ -298,6 +307,7 @@ def validate_events(
         empty: rows whose source cells are all empty (reported as ``empty_row``).
         nested: per canonical field, the JSON object or array its source held in each row, or
             None (``ColumnMapping.nested`` output); such rows are ``not_scalar``.
+        not_after: the latest timestamp accepted (the clock plus ``MAX_FUTURE_SECONDS``), or None.
     """
     n = len(canonical)
     ip_cache = ip_cache or IpCache()
@@ -328,6 +338,9 @@ def validate_events(
     why_ts = "not an ISO-8601 timestamp" if ts_unit == "iso" else f"not a number of {ts_unit} after the origin"
     mark(ts_out_of_range, BAD_TIMESTAMP, "ts", raw_ts, f"year outside {MIN_YEAR}..{MAX_YEAR}")
     mark(ts_present & np.isnan(ts), BAD_TIMESTAMP, "ts", raw_ts, why_ts)
+    if not_after is not None:
+        with np.errstate(invalid="ignore"):
+            mark(ts > not_after, BAD_TIMESTAMP, "ts", raw_ts, _FUTURE)
 
     kind_text = as_text(canonical["event"]).str.lower()
     codes, uniques = pd.factorize(kind_text)
@@ -400,9 +413,12 @@ class ValidatedLabels:
         )
 
 
-def validate_labels(frame: pd.DataFrame, *, empty: np.ndarray | None = None) -> ValidatedLabels:
+def validate_labels(
+    frame: pd.DataFrame, *, empty: np.ndarray | None = None, not_after: float | None = None
+) -> ValidatedLabels:
     """Check label rows in the canonical label schema: entity, entity_id, label, ts, source
-    (DESIGN §5). A missing ``source`` becomes ``unknown``."""
+    (DESIGN §5). A missing ``source`` becomes ``unknown``; ``source`` obeys the id limits.
+    ``not_after`` is the latest timestamp accepted, or None."""
     n = len(frame)
     reason = np.full(n, None, dtype=object)
     detail = np.full(n, None, dtype=object)
@@ -438,6 +454,10 @@ def validate_labels(frame: pd.DataFrame, *, empty: np.ndarray | None = None) -> 
     mark(~ts_present, MISSING_TS, "ts", ts_shown, "required")
     mark(ts_out_of_range, BAD_TIMESTAMP, "ts", ts_shown, f"year outside {MIN_YEAR}..{MAX_YEAR}")
     mark(ts_present & np.isnan(ts), BAD_TIMESTAMP, "ts", ts_shown, "not an ISO-8601 timestamp")
+    if not_after is not None:
+        with np.errstate(invalid="ignore"):
+            mark(ts > not_after, BAD_TIMESTAMP, "ts", ts_shown, _FUTURE)
+    _mark_bad_id(reason, detail, "source", source)
     return ValidatedLabels(
         reason=reason,
         detail=detail,
@@ -447,6 +467,173 @@ def validate_labels(frame: pd.DataFrame, *, empty: np.ndarray | None = None) -> 
         ts=ts,
         source=_objects(source),
     )
+
+
+# -- one request ---------------------------------------------------------------------------------
+
+
+class RowRejected(ValidationError):
+    """One event or verdict that fails a check: its reason code, the field, and the words a
+    file's quarantine gives for the same values."""
+
+    def __init__(self, code: str, field: str, detail: str) -> None:
+        RingwatchError.__init__(self, detail)
+        self.code = code
+        self.field = field
+        self.value = None
+        self.reason = detail
+
+
+def validate_event(values: Mapping[str, object], *, not_after: float | None = None) -> Event:
+    """One event given as canonical field values (``ts`` ISO-8601 text), checked as
+    ``validate_events`` checks a file's row: same order, reason codes and words.
+
+    Raises:
+        RowRejected: the first check the values fail.
+    """
+    _reject_nested(values, ("txn_id", "ts", "user_id", "device_id", "ip", "merchant_id", "amount",
+                            "currency", "event", "status"))  # fmt: skip
+    text = {name: _text(values.get(name)) for name in ("txn_id", "user_id", "device_id", "merchant_id",
+                                                        "status", "event", "ip", "currency")}  # fmt: skip
+    for field, code in (("txn_id", MISSING_TXN_ID), ("user_id", MISSING_USER_ID)):
+        if text[field] is None:
+            raise _rejected(code, field, None, "required")
+    raw_ts = values.get("ts")
+    if _text(raw_ts) is None:
+        raise _rejected(MISSING_TS, "ts", raw_ts, "required")
+    for field in _ID_FIELDS:
+        _check_id(field, text[field])
+    ts = _one_timestamp(raw_ts, not_after)
+    kind = EventKind.PAYMENT if text["event"] is None else _EVENT_KINDS.get(text["event"].lower())
+    if kind is None:
+        raise _rejected(UNKNOWN_EVENT, "event", text["event"], f"expected one of {', '.join(EVENT_KINDS)}")
+    needs_merchant = kind in (EventKind.PAYMENT, EventKind.REFUND)
+    if needs_merchant and text["merchant_id"] is None:
+        raise _rejected(MISSING_MERCHANT, "merchant_id", None, "required for payment and refund")
+    raw_amount = values.get("amount")
+    amount, present = _one_amount(raw_amount)
+    if needs_merchant and not present:
+        raise _rejected(MISSING_AMOUNT, "amount", raw_amount, "required for payment and refund")
+    if present and not np.isfinite(amount):
+        raise _rejected(BAD_AMOUNT, "amount", raw_amount, "not a finite number")
+    if amount < 0:
+        raise _rejected(NEGATIVE_AMOUNT, "amount", raw_amount, "must be >= 0")
+    if amount > MAX_AMOUNT:
+        raise _rejected(BAD_AMOUNT, "amount", raw_amount, f"more than {MAX_AMOUNT:,.0f}")
+    ip = None if text["ip"] is None else _IP_CACHE.lookup(text["ip"])
+    if text["ip"] is not None and ip is None:
+        raise _rejected(BAD_IP, "ip", text["ip"], "not an IPv4 or IPv6 address")
+    currency = text["currency"]
+    if currency is not None and not _CURRENCY.fullmatch(currency):
+        raise _rejected(BAD_CURRENCY, "currency", currency, "must be a 3-letter ISO 4217 code")
+    return Event(
+        txn_id=str(text["txn_id"]),
+        ts=ts,
+        user_id=str(text["user_id"]),
+        device_id=text["device_id"],
+        ip=ip,
+        merchant_id=text["merchant_id"],
+        amount=amount if present and np.isfinite(amount) else None,
+        currency=None if currency is None else currency.upper(),
+        event=kind,
+        status=text["status"],
+    )
+
+
+def validate_label(values: Mapping[str, object], *, not_after: float | None = None) -> Label:
+    """One verdict given as label field values (``ts`` ISO-8601 text), checked as
+    ``validate_labels`` checks a file's row: same order, reason codes and words.
+
+    Raises:
+        RowRejected: the first check the values fail.
+    """
+    _reject_nested(values, ("entity", "entity_id", "label", "ts", "source"))
+    entity_text, entity_id, label_text = (_text(values.get(n)) for n in ("entity", "entity_id", "label"))
+    entity = None if entity_text is None else _ENTITIES.get(entity_text.lower())
+    if entity is None:
+        raise _rejected(BAD_ENTITY, "entity", entity_text, "expected user or transaction")
+    if entity_id is None:
+        raise _rejected(MISSING_ENTITY_ID, "entity_id", None, "required")
+    _check_id("entity_id", entity_id)
+    label = None if label_text is None else _VERDICTS.get(label_text.lower())
+    if label is None:
+        raise _rejected(BAD_LABEL, "label", label_text, "expected fraud or legit")
+    raw_ts = values.get("ts")
+    if _text(raw_ts) is None:
+        raise _rejected(MISSING_TS, "ts", _text(raw_ts), "required")
+    ts = _one_timestamp(_text(raw_ts), not_after)
+    source = _text(values.get("source")) or str(Label.__dataclass_fields__["source"].default)
+    _check_id("source", source)
+    return Label(entity=entity, entity_id=entity_id, label=label, ts=ts, source=source)
+
+
+_FUTURE = f"more than {MAX_FUTURE_SECONDS / 3600:.0f} hours after the clock"
+_EVENT_KINDS = {k.value: k for k in EventKind}
+_CURRENCY = re.compile(r"[A-Za-z]{3}")
+_ID_CONTROL = re.compile(ID_CONTROL_CHARACTERS)
+# ISO-8601 with whole seconds in 1900..2199: ``datetime.fromisoformat`` reads these exactly as
+# pandas does, in a microsecond instead of a tenth of a millisecond.
+_PLAIN_TS = re.compile(r"(?:19|20|21)\d\d-\d\d-\d\d[T ]\d\d:\d\d:\d\d(?:Z|[+-]\d\d:\d\d)?")
+_TS_LO = (pd.Timestamp(f"{MIN_YEAR}-01-01", tz="UTC") - _EPOCH) / pd.Timedelta(seconds=1)
+_TS_HI = (pd.Timestamp(f"{MAX_YEAR + 1}-01-01", tz="UTC") - _EPOCH) / pd.Timedelta(seconds=1)
+_IP_CACHE = IpCache(max_size=100_000)
+
+
+def _text(value: object) -> str | None:
+    """``value`` as ``as_text`` gives it: stripped text, None when empty or a null token."""
+    if value is None or (isinstance(value, float) and np.isnan(value)):
+        return None
+    text = (value if isinstance(value, str) else str(value)).strip()
+    return None if text in NULL_TOKENS else text
+
+
+def _rejected(code: str, field: str, value: object, why: str) -> RowRejected:
+    return RowRejected(code, field, f"{field}={_show(value)}: {why}")
+
+
+def _reject_nested(values: Mapping[str, object], fields: Sequence[str]) -> None:
+    for field in fields:
+        value = values.get(field)
+        if isinstance(value, NESTED_TYPES):
+            kind = "object" if isinstance(value, dict) else "array"
+            raise RowRejected(NOT_SCALAR, field, f"{field}={_show_json(value)}: a JSON {kind}, not one value")
+
+
+def _check_id(field: str, text: str | None) -> None:
+    if text is None:
+        return
+    if len(text) > MAX_ID_LENGTH:
+        raise _rejected(ID_TOO_LONG, field, text, f"{len(text):,} characters, more than {MAX_ID_LENGTH}")
+    if _ID_CONTROL.search(text):
+        raise _rejected(BAD_ID, field, text, "holds a control character (newline, tab, NUL ...)")
+
+
+def _one_timestamp(raw: object, not_after: float | None) -> float:
+    """UTC epoch seconds of present ISO-8601 ``raw``, as ``parse_timestamps`` reads it."""
+    text = _text(raw)
+    assert text is not None
+    if _PLAIN_TS.fullmatch(text):
+        parsed = datetime.fromisoformat(text)
+        seconds = (parsed if parsed.tzinfo else parsed.replace(tzinfo=UTC)).timestamp()
+    else:
+        stamp = pd.to_datetime(text, utc=True, format="ISO8601", errors="coerce")
+        seconds = np.nan if pd.isna(stamp) else (stamp - _EPOCH) / pd.Timedelta(seconds=1)
+    if np.isnan(seconds):
+        raise _rejected(BAD_TIMESTAMP, "ts", raw, "not an ISO-8601 timestamp")
+    if not _TS_LO <= seconds < _TS_HI:
+        raise _rejected(BAD_TIMESTAMP, "ts", raw, f"year outside {MIN_YEAR}..{MAX_YEAR}")
+    if not_after is not None and seconds > not_after:
+        raise _rejected(BAD_TIMESTAMP, "ts", raw, _FUTURE)
+    return float(seconds)
+
+
+def _one_amount(raw: object) -> tuple[float, bool]:
+    """(amount, present) of one value, as ``_parse_amounts`` reads it (NaN when absent or bad)."""
+    if isinstance(raw, (int, float)) and not isinstance(raw, bool):
+        value = float(raw)
+        return value, not np.isnan(value)
+    values, present = _parse_amounts(pd.Series([raw], dtype=object))
+    return float(values[0]), bool(present[0])
 
 
 # -- helpers -------------------------------------------------------------------------------------
@@ -472,7 +659,7 @@ def _mark_bad_id(reason: np.ndarray, detail: np.ndarray, field: str, text: pd.Se
     lengths = text.str.len().to_numpy(dtype=np.float64, na_value=0.0)
     too_long = lengths > MAX_ID_LENGTH
     if too_long.any():
-        shown = [f"{field}={_show(v)}: {int(n)} characters, more than {MAX_ID_LENGTH}"
+        shown = [f"{field}={_show(v)}: {int(n):,} characters, more than {MAX_ID_LENGTH}"
                  for v, n in zip(text.to_numpy(dtype=object)[too_long], lengths[too_long])]
         _mark(reason, detail, too_long, ID_TOO_LONG, shown)
     control = text.str.contains(ID_CONTROL_CHARACTERS, regex=True).to_numpy(dtype=bool, na_value=False)

@@ -26,6 +26,6 @@ async def post_labels(body: LabelsRequest, service: ServiceDep, _: LabelKey) -> 
     (503 when it is unreachable: nothing was stored, send again); the next `ringwatch train`
     reads them."""
     now = time.time()
-    labels = [item.to_label(now) for item in body.labels]
+    labels = body.to_labels(now)
     stored = await run_in_threadpool(service.add_labels, labels)  # off the loop: the store may be slow
     return LabelsResponse(received=len(labels), stored=stored)

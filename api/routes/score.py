@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import time
+
 from fastapi import APIRouter
 
 from api.deps import ScoreKey, ServiceDep
@@ -29,4 +31,4 @@ async def score(body: CheckoutRequest, service: ServiceDep, _: ScoreKey) -> Chec
     The user, device and IP may be new: the event's own edges attach them to the in-memory
     graph and GraphSAGE scores that neighbourhood. The event is journaled durably before the
     answer and reaches the graph store in the background."""
-    return CheckoutResponse.from_result(await service.score(body.to_event()))
+    return CheckoutResponse.from_result(await service.score(body.to_event(time.time())))

@@ -6,13 +6,20 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from graph.types import EventKind, LabelEntity, Verdict
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+
+from graph.types import Event, EventKind, LabelEntity, Verdict
 from ingestion.mapping import CANONICAL_FIELDS, ColumnMapping
 from ingestion.validate import (
+    MAX_FUTURE_SECONDS,
     IpCache,
+    RowRejected,
     events_from,
     parse_timestamps,
+    validate_event,
     validate_events,
+    validate_label,
     validate_labels,
 )
 
@@ -181,18 +188,120 @@ def test_events_from_builds_the_same_events_as_the_constructor(monkeypatch: pyte
      {"amount": "1000000001"}, {"user_id": "u" * 129}, {}, {"amount": "1000000000"}],
 )  # fmt: skip
 def test_files_and_the_api_accept_and_refuse_the_same_values(changes: dict[str, str]) -> None:
-    """One set of limits: a value ingest quarantines is one the checkout API refuses, and back."""
+    """One validation: a value ingest quarantines is one the checkout API refuses with the same
+    words, and a value one accepts the other stores as the same event."""
     from pydantic import ValidationError as RequestInvalid
 
     from api.models import CheckoutRequest
 
-    file_ok = _check(**changes)[0] is None
+    file_reason, file_detail = _check(**changes)
     row = {**GOOD, **changes}
-    body = {k: row[k] for k in ("txn_id", "ts", "user_id", "device_id", "ip", "merchant_id")}
-    body.update(amount=float(row["amount"]), currency=row["currency"].upper(), event=row["event"])
+    body = {k: row[k] for k in ("txn_id", "ts", "user_id", "device_id", "ip", "merchant_id", "currency", "event")}
+    body.update(amount=float(row["amount"]))
     try:
-        CheckoutRequest.model_validate(body)
-        api_ok = True
+        event = CheckoutRequest.model_validate(body).to_event(now=_NOW)
+        api_reason, api_detail = None, None
     except RequestInvalid:
-        api_ok = False
-    assert file_ok == api_ok, (changes, file_ok, api_ok)
+        api_reason, api_detail = "request", None
+    except RowRejected as e:
+        api_reason, api_detail = e.code, str(e)
+    assert api_reason == file_reason, (changes, file_reason, api_reason)
+    if file_reason is None:
+        assert event == _file_event({**GOOD, **changes, "status": None})  # the API sends no status
+    elif "amount" not in changes:  # the API sends the number, a file its text: the quote differs
+        assert api_detail == file_detail
+
+
+# -- the one-request validation gives what a file's row gets ---------------------------------------
+
+_NOW = pd.Timestamp("2026-06-01T00:00:00Z").timestamp()
+_NOT_AFTER = _NOW + MAX_FUTURE_SECONDS
+_ODD = ["", " ", "null", "None", "NaN", " x ", "\t", "a\nb", "é", "x" * 129, "💳", "\x00", "\x7f", "0", "-1"]
+_TEXT = st.one_of(st.sampled_from(_ODD), st.text(max_size=6), st.none())
+
+
+def _file_event(row: dict[str, object]) -> Event:
+    frame = pd.DataFrame({k: pd.Series([row.get(k)], dtype="str") for k in CANONICAL_FIELDS})
+    checked = validate_events(ColumnMapping().apply(frame), not_after=_NOT_AFTER)
+    assert checked.ok[0], checked.detail[0]
+    (event,) = events_from(checked.columns(np.array([0])))
+    return event
+
+
+@st.composite
+def _event_rows(draw: st.DrawFn) -> dict[str, str | None]:
+    row: dict[str, str | None] = dict(GOOD)
+    for field, choices in {
+        "txn_id": _TEXT, "user_id": _TEXT, "device_id": _TEXT, "merchant_id": _TEXT, "status": _TEXT,
+        "ts": st.one_of(_TEXT, st.sampled_from([
+            "2026-06-02T00:00:00Z", "2026-06-03T00:00:00Z", "2026-06-01 10:00:00", "2024-03-01T12:00:00+05:30",
+            "2024-03-01", "2024-03-01T12:00:00.25Z", "1999-12-31T23:59:59Z", "2100-12-31T23:59:59Z",
+            "2101-01-01T00:00:00Z", "1800-01-01T00:00:00Z", "9999-01-01T00:00:00Z", "2024-02-30T00:00:00Z",
+            " 2024-03-01T12:00:00Z ", "20240301T120000Z", "2024-03-01T12:00Z", "2024-W09-5"])),
+        "amount": st.one_of(_TEXT, st.sampled_from(
+            ["10", "1e300", "inf", "-inf", "nan", "-0.01", "1000000000", "1000000000.5", "1_000", "0x10", " 7 ", "1e-400"])),
+        "ip": st.one_of(_TEXT, st.sampled_from(
+            ["10.0.0.1", "010.0.0.1", "256.1.1.1", "::1", "2001:DB8::1", " 10.0.0.2 ", "fe80::1%eth0", "1.2.3"])),
+        "currency": st.one_of(_TEXT, st.sampled_from(["usd", "EUR", "Eu", "EURO", " gbp "])),
+        "event": st.one_of(_TEXT, st.sampled_from(["payment", "REFUND", "signup", "Login", "transfer"])),
+    }.items():  # fmt: skip
+        if draw(st.booleans()):
+            row[field] = draw(choices)
+    return row
+
+
+@settings(max_examples=400, deadline=None, derandomize=True, suppress_health_check=[HealthCheck.too_slow])
+@given(_event_rows())
+def test_one_request_is_checked_exactly_as_a_file_row_is(row: dict[str, str | None]) -> None:
+    """``validate_event`` (the API's path) and ``validate_events`` (a file's) agree on every
+    row: the same reason and words for a bad one, the same event for a good one."""
+    frame = pd.DataFrame({k: pd.Series([row.get(k)], dtype="str") for k in CANONICAL_FIELDS})
+    checked = validate_events(ColumnMapping().apply(frame), not_after=_NOT_AFTER)
+    try:
+        event = validate_event(row, not_after=_NOT_AFTER)
+    except RowRejected as e:
+        assert (e.code, str(e)) == (checked.reason[0], checked.detail[0]), row
+        return
+    assert checked.ok[0], (row, checked.reason[0], checked.detail[0])
+    (expected,) = events_from(checked.columns(np.array([0])))
+    assert event == expected, row
+
+
+@st.composite
+def _label_rows(draw: st.DrawFn) -> dict[str, str | None]:
+    row: dict[str, str | None] = {"entity": "user", "entity_id": "u1", "label": "fraud", "ts": "2024-03-01T12:00:00Z",
+                                  "source": "chargeback"}  # fmt: skip
+    for field, choices in {
+        "entity": st.one_of(_TEXT, st.sampled_from(["USER", "transaction", "account"])),
+        "entity_id": _TEXT, "source": _TEXT,
+        "label": st.one_of(_TEXT, st.sampled_from(["FRAUD", "legit", "maybe"])),
+        "ts": st.one_of(_TEXT, st.sampled_from(["2026-06-03T00:00:00Z", "1999-01-01T00:00:00Z", "2024-03-01 12:00:00",
+                                                "2024-03-01T12:00:00.5+01:00"])),
+    }.items():  # fmt: skip
+        if draw(st.booleans()):
+            row[field] = draw(choices)
+    return row
+
+
+@settings(max_examples=300, deadline=None, derandomize=True, suppress_health_check=[HealthCheck.too_slow])
+@given(_label_rows())
+def test_one_verdict_is_checked_exactly_as_a_file_row_is(row: dict[str, str | None]) -> None:
+    frame = pd.DataFrame({k: pd.Series([v], dtype="str") for k, v in row.items()})
+    checked = validate_labels(frame, not_after=_NOT_AFTER)
+    try:
+        label = validate_label(row, not_after=_NOT_AFTER)
+    except RowRejected as e:
+        assert (e.code, str(e)) == (checked.reason[0], checked.detail[0]), row
+        return
+    assert checked.ok[0], (row, checked.reason[0], checked.detail[0])
+    assert [label] == checked.labels(np.array([0])), row
+
+
+def test_a_row_dated_past_the_clock_is_refused_by_files_and_the_api() -> None:
+    late = {**GOOD, "ts": "2026-06-02T00:00:01Z"}  # a day and a second after _NOW
+    frame = pd.DataFrame({k: pd.Series([late[k]], dtype="str") for k in CANONICAL_FIELDS})
+    checked = validate_events(ColumnMapping().apply(frame), not_after=_NOT_AFTER)
+    assert checked.reason[0] == "bad_timestamp" and "after the clock" in checked.detail[0]
+    with pytest.raises(RowRejected, match="after the clock"):
+        validate_event(late, not_after=_NOT_AFTER)
+    assert validate_event({**late, "ts": "2026-06-02T00:00:00Z"}, not_after=_NOT_AFTER).ts == _NOT_AFTER
