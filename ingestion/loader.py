@@ -22,7 +22,7 @@ the way (a store that needs them builds them itself).
 from __future__ import annotations
 
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from itertools import repeat
 from operator import itemgetter
@@ -49,7 +49,6 @@ from ingestion.readers import (
 from ingestion.validate import (
     BAD_LABEL,
     DUPLICATE_TXN_ID_CONFLICT,
-    MAX_FUTURE_SECONDS,
     IpCache,
     ValidatedEvents,
     batch_digests,
@@ -143,7 +142,6 @@ def load_events(
     progress: bool = False,
     encoding: str = DEFAULT_ENCODING,
     max_row_bytes: int = MAX_ROW_BYTES,
-    clock: Callable[[], float] = time.time,
 ) -> LoadSummary:
     """Validate event files and upsert their good rows into ``store`` in batches.
 
@@ -158,7 +156,6 @@ def load_events(
         encoding: the text files' encoding (rows that are not valid text in it are quarantined).
         max_row_bytes: the most bytes one row may take (longer ones are quarantined as
             ``row_too_long``; see ``ingestion.readers`` for a CSV row far over it).
-        clock: the wall clock; a row dated more than ``MAX_FUTURE_SECONDS`` after it is bad.
 
     Raises:
         ValidationError: a missing, unknown or unreadable file, an unknown ``encoding``,
@@ -183,7 +180,7 @@ def load_events(
             joined = tuple(columns) + tuple(c for j in mapping.joins for c in _join_columns(j, src))
             mapping.check_columns(joined, src.name)
 
-    run = _EventLoad(store, mapping, batch_size, clock() + MAX_FUTURE_SECONDS)
+    run = _EventLoad(store, mapping, batch_size)
     writers: list[QuarantineWriter] = []
     totals = [source_rows(s) for s in sources]
     total = sum(t for t in totals if t is not None) if all(t is not None for t in totals) else None
@@ -226,9 +223,8 @@ def load_events(
 class _EventLoad:
     """The running state of one ``load_events`` call across its files and chunks."""
 
-    def __init__(self, store: GraphStore, mapping: ColumnMapping, batch_size: int, not_after: float) -> None:
+    def __init__(self, store: GraphStore, mapping: ColumnMapping, batch_size: int) -> None:
         self.store = store
-        self.not_after = not_after
         self.mapping = mapping
         self.batch_size = batch_size
         self.ip_cache = IpCache()
@@ -261,7 +257,6 @@ class _EventLoad:
             ip_cache=self.ip_cache,
             empty=_blank_rows(frame),
             nested=self.mapping.nested(joined),
-            not_after=self.not_after,
         )
         verdicts = None
         if self.mapping.labels is not None:
@@ -586,12 +581,11 @@ def load_labels(
     progress: bool = False,
     encoding: str = DEFAULT_ENCODING,
     max_row_bytes: int = MAX_ROW_BYTES,
-    clock: Callable[[], float] = time.time,
 ) -> LabelLoadSummary:
     """Validate a verdicts file (entity, entity_id, label, ts, source; CSV, Parquet or JSON lines)
     and upsert its good rows; bad rows go to ``<file name>.quarantine.csv``. ``encoding``: the
     text file's encoding (rows that are not valid text in it are quarantined); ``max_row_bytes``:
-    the most bytes one row may take; ``clock``: the wall clock (both as for ``load_events``).
+    the most bytes one row may take (as for ``load_events``).
 
     Raises:
         ValidationError: a missing, unknown or unreadable file, an unknown ``encoding``, or a
@@ -600,7 +594,6 @@ def load_labels(
     """
     source = Path(source)
     started = time.perf_counter()
-    not_after = clock() + MAX_FUTURE_SECONDS
     columns = source_columns(source, encoding, max_row_bytes)
     if columns is not None:
         missing = [c for c in LABEL_COLUMNS[:4] if c not in columns]
@@ -613,7 +606,7 @@ def load_labels(
     with tqdm(total=source_rows(source), unit="rows", desc="labels", disable=not progress) as bar:
         for chunk in read_chunks(source, chunk_rows=_LABEL_BATCH, encoding=encoding, max_row_bytes=max_row_bytes):
             read += chunk.rows_read
-            checked = validate_labels(chunk.frame, empty=_blank_rows(chunk.frame), not_after=not_after)
+            checked = validate_labels(chunk.frame, empty=_blank_rows(chunk.frame))
             ok = checked.ok
             rows = np.flatnonzero(ok)
             valid += len(rows)

@@ -42,7 +42,8 @@ ID_CONTROL_CHARACTERS = r"[\x00-\x1f\x7f]"
 MAX_AMOUNT = 1_000_000_000.0
 MIN_YEAR = 2000
 MAX_YEAR = 2100
-#: How far past the clock an event or verdict may be dated (clock skew between services).
+#: How far past the clock a live event or verdict may be dated (clock skew between services);
+#: the API passes ``not_after``, files carry history and replays of any date.
 MAX_FUTURE_SECONDS = 86_400.0
 
 # Reason codes, in the order the checks run (the first failing one is reported). EMPTY_ROW

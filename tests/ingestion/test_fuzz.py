@@ -69,7 +69,7 @@ def planted_rows(draw: st.DrawFn, latin1: bool) -> list[Planted]:
         def ident(kind: str, k: int = k) -> str:
             return f"{MARK}-{kind}{k}:" + draw(st.text(chars, min_size=1, max_size=12))
 
-        ts = draw(st.integers(978_307_200, 1_767_225_599))  # 2001-01-01 .. 2025-12-31, before the clock
+        ts = draw(st.integers(978_307_200, 4_070_908_799))  # 2001-01-01 .. 2098-12-31
         cents = draw(st.integers(0, 100_000_000_000))
         ip = draw(st.one_of(st.integers(0, 2**32 - 1).map(ipaddress.IPv4Address),
                             st.integers(0, 2**128 - 1).map(ipaddress.IPv6Address)))
