@@ -79,6 +79,23 @@ _ID_FIELDS = ("txn_id", "user_id", "device_id", "merchant_id")
 # so these skip the per-value parse (IP columns have many distinct values).
 _PLAIN_IPV4 = r"(?:25[0-5]|2[0-4][0-9]|1[0-9][0-9]|[1-9]?[0-9])(?:\.(?:25[0-5]|2[0-4][0-9]|1[0-9][0-9]|[1-9]?[0-9])){3}"
 _EPOCH = pd.Timestamp("1970-01-01", tz="UTC")
+# Epoch seconds of the first instant of MIN_YEAR and of the year after MAX_YEAR.
+_TS_LO = (pd.Timestamp(f"{MIN_YEAR}-01-01", tz="UTC") - _EPOCH) / pd.Timedelta(seconds=1)
+_TS_HI = (pd.Timestamp(f"{MAX_YEAR + 1}-01-01", tz="UTC") - _EPOCH) / pd.Timedelta(seconds=1)
+# The words for each failed check, shared by the column and the one-request paths.
+_REQUIRED = "required"
+_REQUIRED_FOR_MONEY = "required for payment and refund"
+_YEAR_RANGE = f"year outside {MIN_YEAR}..{MAX_YEAR}"
+_NOT_ISO = "not an ISO-8601 timestamp"
+_UNKNOWN_KIND = f"expected one of {', '.join(EVENT_KINDS)}"
+_NOT_FINITE = "not a finite number"
+_NEGATIVE = "must be >= 0"
+_TOO_MUCH = f"more than {MAX_AMOUNT:,.0f}"
+_NOT_IP = "not an IPv4 or IPv6 address"
+_NOT_CURRENCY = "must be a 3-letter ISO 4217 code"
+_NOT_ENTITY = "expected user or transaction"
+_NOT_VERDICT = "expected fraud or legit"
+_CONTROL = "holds a control character (newline, tab, NUL ...)"
 _KIND_CODES = {k: np.int8(i) for i, k in enumerate(EVENT_KINDS)}
 _KINDS = np.array([EventKind(k) for k in EVENT_KINDS], dtype=object)
 _VERDICTS = {v.value: v for v in Verdict}
@@ -282,9 +299,7 @@ def parse_timestamps(
             numbers = pd.to_numeric(text, errors="coerce").to_numpy(dtype=np.float64, na_value=np.nan)
         seconds = origin + numbers * (1.0 if unit == "s" else 1e-3)
     with np.errstate(invalid="ignore"):
-        lo = (pd.Timestamp(f"{MIN_YEAR}-01-01", tz="UTC") - _EPOCH) / pd.Timedelta(seconds=1)
-        hi = (pd.Timestamp(f"{MAX_YEAR + 1}-01-01", tz="UTC") - _EPOCH) / pd.Timedelta(seconds=1)
-        in_range = (seconds >= lo) & (seconds < hi)
+        in_range = (seconds >= _TS_LO) & (seconds < _TS_HI)
     out_of_range = ~np.isnan(seconds) & ~in_range
     return np.where(in_range, seconds, np.nan), np.asarray(present, dtype=bool), out_of_range
 
@@ -297,7 +312,6 @@ def validate_events(
     ip_cache: IpCache | None = None,
     empty: np.ndarray | None = None,
     nested: Mapping[str, np.ndarray] | None = None,
-    not_after: float | None = None,
 ) -> ValidatedEvents:
     """Check every row of a canonical frame (``ColumnMapping.apply`` output).
 
@@ -308,7 +322,6 @@ def validate_events(
         empty: rows whose source cells are all empty (reported as ``empty_row``).
         nested: per canonical field, the JSON object or array its source held in each row, or
             None (``ColumnMapping.nested`` output); such rows are ``not_scalar``.
-        not_after: the latest timestamp accepted (the clock plus ``MAX_FUTURE_SECONDS``), or None.
     """
     n = len(canonical)
     ip_cache = ip_cache or IpCache()
@@ -327,47 +340,44 @@ def validate_events(
     for field, values in (nested or {}).items():
         _mark_nested(reason, detail, field, values)
     for field, code in (("txn_id", MISSING_TXN_ID), ("user_id", MISSING_USER_ID)):
-        mark(text[field].isna().to_numpy(), code, field, text[field], "required")
+        mark(text[field].isna().to_numpy(), code, field, text[field], _REQUIRED)
 
     ts, ts_present, ts_out_of_range = parse_timestamps(canonical["ts"], ts_unit, ts_origin)
     raw_ts = canonical["ts"]
-    mark(~ts_present, MISSING_TS, "ts", raw_ts, "required")
+    mark(~ts_present, MISSING_TS, "ts", raw_ts, _REQUIRED)
 
     for field in _ID_FIELDS:
         _mark_bad_id(reason, detail, field, text[field])
 
-    why_ts = "not an ISO-8601 timestamp" if ts_unit == "iso" else f"not a number of {ts_unit} after the origin"
-    mark(ts_out_of_range, BAD_TIMESTAMP, "ts", raw_ts, f"year outside {MIN_YEAR}..{MAX_YEAR}")
+    why_ts = _NOT_ISO if ts_unit == "iso" else f"not a number of {ts_unit} after the origin"
+    mark(ts_out_of_range, BAD_TIMESTAMP, "ts", raw_ts, _YEAR_RANGE)
     mark(ts_present & np.isnan(ts), BAD_TIMESTAMP, "ts", raw_ts, why_ts)
-    if not_after is not None:
-        with np.errstate(invalid="ignore"):
-            mark(ts > not_after, BAD_TIMESTAMP, "ts", raw_ts, _FUTURE)
 
     kind_text = as_text(canonical["event"]).str.lower()
     codes, uniques = pd.factorize(kind_text)
     kind_of = np.array([_KIND_CODES.get(u, -1) for u in uniques] + [_KIND_CODES["payment"]], dtype=np.int8)
     event = kind_of[codes]  # missing (code -1) -> payment, the default kind
-    mark(event < 0, UNKNOWN_EVENT, "event", canonical["event"], f"expected one of {', '.join(EVENT_KINDS)}")
+    mark(event < 0, UNKNOWN_EVENT, "event", canonical["event"], _UNKNOWN_KIND)
     needs_merchant = (event == _KIND_CODES["payment"]) | (event == _KIND_CODES["refund"])
 
     mark(needs_merchant & text["merchant_id"].isna().to_numpy(), MISSING_MERCHANT, "merchant_id",
-         text["merchant_id"], "required for payment and refund")
+         text["merchant_id"], _REQUIRED_FOR_MONEY)
 
     amount, amount_present = _parse_amounts(canonical["amount"])
     raw_amount = canonical["amount"]
-    mark(needs_merchant & ~amount_present, MISSING_AMOUNT, "amount", raw_amount, "required for payment and refund")
-    mark(amount_present & ~np.isfinite(amount), BAD_AMOUNT, "amount", raw_amount, "not a finite number")
+    mark(needs_merchant & ~amount_present, MISSING_AMOUNT, "amount", raw_amount, _REQUIRED_FOR_MONEY)
+    mark(amount_present & ~np.isfinite(amount), BAD_AMOUNT, "amount", raw_amount, _NOT_FINITE)
     with np.errstate(invalid="ignore"):
-        mark(amount < 0, NEGATIVE_AMOUNT, "amount", raw_amount, "must be >= 0")
-        mark(amount > MAX_AMOUNT, BAD_AMOUNT, "amount", raw_amount, f"more than {MAX_AMOUNT:,.0f}")
+        mark(amount < 0, NEGATIVE_AMOUNT, "amount", raw_amount, _NEGATIVE)
+        mark(amount > MAX_AMOUNT, BAD_AMOUNT, "amount", raw_amount, _TOO_MUCH)
 
     ip_text = as_text(canonical["ip"])
     ip, bad_ip = ip_cache.normalise(ip_text)
-    mark(bad_ip, BAD_IP, "ip", ip_text, "not an IPv4 or IPv6 address")
+    mark(bad_ip, BAD_IP, "ip", ip_text, _NOT_IP)
 
     currency = as_text(canonical["currency"])
     bad_currency = currency.notna() & ~currency.str.fullmatch(r"[A-Za-z]{3}").fillna(False).astype(bool)
-    mark(bad_currency.to_numpy(dtype=bool), BAD_CURRENCY, "currency", currency, "must be a 3-letter ISO 4217 code")
+    mark(bad_currency.to_numpy(dtype=bool), BAD_CURRENCY, "currency", currency, _NOT_CURRENCY)
 
     return ValidatedEvents(
         reason=reason,
@@ -414,12 +424,9 @@ class ValidatedLabels:
         )
 
 
-def validate_labels(
-    frame: pd.DataFrame, *, empty: np.ndarray | None = None, not_after: float | None = None
-) -> ValidatedLabels:
+def validate_labels(frame: pd.DataFrame, *, empty: np.ndarray | None = None) -> ValidatedLabels:
     """Check label rows in the canonical label schema: entity, entity_id, label, ts, source
-    (DESIGN §5). A missing ``source`` becomes ``unknown``; ``source`` obeys the id limits.
-    ``not_after`` is the latest timestamp accepted, or None."""
+    (DESIGN §5). A missing ``source`` becomes ``unknown``; ``source`` obeys the id limits."""
     n = len(frame)
     reason = np.full(n, None, dtype=object)
     detail = np.full(n, None, dtype=object)
@@ -446,18 +453,15 @@ def validate_labels(
     ts, ts_present, ts_out_of_range = parse_timestamps(raw_ts)
 
     entity = entity_text.map(_ENTITIES).to_numpy(dtype=object, na_value=None)
-    mark(pd.isna(entity), BAD_ENTITY, "entity", col("entity"), "expected user or transaction")
-    mark(entity_id.isna().to_numpy(), MISSING_ENTITY_ID, "entity_id", entity_id, "required")
+    mark(pd.isna(entity), BAD_ENTITY, "entity", col("entity"), _NOT_ENTITY)
+    mark(entity_id.isna().to_numpy(), MISSING_ENTITY_ID, "entity_id", entity_id, _REQUIRED)
     _mark_bad_id(reason, detail, "entity_id", entity_id)
     label = label_text.map(_VERDICTS).to_numpy(dtype=object, na_value=None)
-    mark(pd.isna(label), BAD_LABEL, "label", col("label"), "expected fraud or legit")
+    mark(pd.isna(label), BAD_LABEL, "label", col("label"), _NOT_VERDICT)
     ts_shown = as_text(raw_ts) if not pd.api.types.is_datetime64_any_dtype(raw_ts.dtype) else raw_ts.astype("str")
-    mark(~ts_present, MISSING_TS, "ts", ts_shown, "required")
-    mark(ts_out_of_range, BAD_TIMESTAMP, "ts", ts_shown, f"year outside {MIN_YEAR}..{MAX_YEAR}")
-    mark(ts_present & np.isnan(ts), BAD_TIMESTAMP, "ts", ts_shown, "not an ISO-8601 timestamp")
-    if not_after is not None:
-        with np.errstate(invalid="ignore"):
-            mark(ts > not_after, BAD_TIMESTAMP, "ts", ts_shown, _FUTURE)
+    mark(~ts_present, MISSING_TS, "ts", ts_shown, _REQUIRED)
+    mark(ts_out_of_range, BAD_TIMESTAMP, "ts", ts_shown, _YEAR_RANGE)
+    mark(ts_present & np.isnan(ts), BAD_TIMESTAMP, "ts", ts_shown, _NOT_ISO)
     _mark_bad_id(reason, detail, "source", source)
     return ValidatedLabels(
         reason=reason,
@@ -487,7 +491,8 @@ class RowRejected(ValidationError):
 
 def validate_event(values: Mapping[str, object], *, not_after: float | None = None) -> Event:
     """One event given as canonical field values (``ts`` ISO-8601 text), checked as
-    ``validate_events`` checks a file's row: same order, reason codes and words.
+    ``validate_events`` checks a file's row: same order, reason codes and words. ``not_after``:
+    the latest ``ts`` a live request may carry (the clock plus ``MAX_FUTURE_SECONDS``), or None.
 
     Raises:
         RowRejected: the first check the values fail.
@@ -498,35 +503,35 @@ def validate_event(values: Mapping[str, object], *, not_after: float | None = No
                                                         "status", "event", "ip", "currency")}  # fmt: skip
     for field, code in (("txn_id", MISSING_TXN_ID), ("user_id", MISSING_USER_ID)):
         if text[field] is None:
-            raise _rejected(code, field, None, "required")
+            raise _rejected(code, field, None, _REQUIRED)
     raw_ts = values.get("ts")
     if _text(raw_ts) is None:
-        raise _rejected(MISSING_TS, "ts", raw_ts, "required")
+        raise _rejected(MISSING_TS, "ts", raw_ts, _REQUIRED)
     for field in _ID_FIELDS:
         _check_id(field, text[field])
     ts = _one_timestamp(raw_ts, not_after)
     kind = EventKind.PAYMENT if text["event"] is None else _EVENT_KINDS.get(text["event"].lower())
     if kind is None:
-        raise _rejected(UNKNOWN_EVENT, "event", text["event"], f"expected one of {', '.join(EVENT_KINDS)}")
+        raise _rejected(UNKNOWN_EVENT, "event", text["event"], _UNKNOWN_KIND)
     needs_merchant = kind in (EventKind.PAYMENT, EventKind.REFUND)
     if needs_merchant and text["merchant_id"] is None:
-        raise _rejected(MISSING_MERCHANT, "merchant_id", None, "required for payment and refund")
+        raise _rejected(MISSING_MERCHANT, "merchant_id", None, _REQUIRED_FOR_MONEY)
     raw_amount = values.get("amount")
     amount, present = _one_amount(raw_amount)
     if needs_merchant and not present:
-        raise _rejected(MISSING_AMOUNT, "amount", raw_amount, "required for payment and refund")
+        raise _rejected(MISSING_AMOUNT, "amount", raw_amount, _REQUIRED_FOR_MONEY)
     if present and not np.isfinite(amount):
-        raise _rejected(BAD_AMOUNT, "amount", raw_amount, "not a finite number")
+        raise _rejected(BAD_AMOUNT, "amount", raw_amount, _NOT_FINITE)
     if amount < 0:
-        raise _rejected(NEGATIVE_AMOUNT, "amount", raw_amount, "must be >= 0")
+        raise _rejected(NEGATIVE_AMOUNT, "amount", raw_amount, _NEGATIVE)
     if amount > MAX_AMOUNT:
-        raise _rejected(BAD_AMOUNT, "amount", raw_amount, f"more than {MAX_AMOUNT:,.0f}")
+        raise _rejected(BAD_AMOUNT, "amount", raw_amount, _TOO_MUCH)
     ip = None if text["ip"] is None else _IP_CACHE.lookup(text["ip"])
     if text["ip"] is not None and ip is None:
-        raise _rejected(BAD_IP, "ip", text["ip"], "not an IPv4 or IPv6 address")
+        raise _rejected(BAD_IP, "ip", text["ip"], _NOT_IP)
     currency = text["currency"]
     if currency is not None and not _CURRENCY.fullmatch(currency):
-        raise _rejected(BAD_CURRENCY, "currency", currency, "must be a 3-letter ISO 4217 code")
+        raise _rejected(BAD_CURRENCY, "currency", currency, _NOT_CURRENCY)
     return Event(
         txn_id=str(text["txn_id"]),
         ts=ts,
@@ -543,7 +548,8 @@ def validate_event(values: Mapping[str, object], *, not_after: float | None = No
 
 def validate_label(values: Mapping[str, object], *, not_after: float | None = None) -> Label:
     """One verdict given as label field values (``ts`` ISO-8601 text), checked as
-    ``validate_labels`` checks a file's row: same order, reason codes and words.
+    ``validate_labels`` checks a file's row: same order, reason codes and words; ``not_after``
+    as for ``validate_event``.
 
     Raises:
         RowRejected: the first check the values fail.
@@ -552,16 +558,16 @@ def validate_label(values: Mapping[str, object], *, not_after: float | None = No
     entity_text, entity_id, label_text = (_text(values.get(n)) for n in ("entity", "entity_id", "label"))
     entity = None if entity_text is None else _ENTITIES.get(entity_text.lower())
     if entity is None:
-        raise _rejected(BAD_ENTITY, "entity", entity_text, "expected user or transaction")
+        raise _rejected(BAD_ENTITY, "entity", entity_text, _NOT_ENTITY)
     if entity_id is None:
-        raise _rejected(MISSING_ENTITY_ID, "entity_id", None, "required")
+        raise _rejected(MISSING_ENTITY_ID, "entity_id", None, _REQUIRED)
     _check_id("entity_id", entity_id)
     label = None if label_text is None else _VERDICTS.get(label_text.lower())
     if label is None:
-        raise _rejected(BAD_LABEL, "label", label_text, "expected fraud or legit")
+        raise _rejected(BAD_LABEL, "label", label_text, _NOT_VERDICT)
     raw_ts = values.get("ts")
     if _text(raw_ts) is None:
-        raise _rejected(MISSING_TS, "ts", _text(raw_ts), "required")
+        raise _rejected(MISSING_TS, "ts", _text(raw_ts), _REQUIRED)
     ts = _one_timestamp(_text(raw_ts), not_after)
     source = _text(values.get("source")) or str(Label.__dataclass_fields__["source"].default)
     _check_id("source", source)
@@ -575,8 +581,6 @@ _ID_CONTROL = re.compile(ID_CONTROL_CHARACTERS)
 # ISO-8601 with whole seconds in 1900..2199: ``datetime.fromisoformat`` reads these exactly as
 # pandas does, in a microsecond instead of a tenth of a millisecond.
 _PLAIN_TS = re.compile(r"(?:19|20|21)\d\d-\d\d-\d\d[T ]\d\d:\d\d:\d\d(?:Z|[+-]\d\d:\d\d)?")
-_TS_LO = (pd.Timestamp(f"{MIN_YEAR}-01-01", tz="UTC") - _EPOCH) / pd.Timedelta(seconds=1)
-_TS_HI = (pd.Timestamp(f"{MAX_YEAR + 1}-01-01", tz="UTC") - _EPOCH) / pd.Timedelta(seconds=1)
 _IP_CACHE = IpCache(max_size=100_000)
 
 
@@ -606,7 +610,7 @@ def _check_id(field: str, text: str | None) -> None:
     if len(text) > MAX_ID_LENGTH:
         raise _rejected(ID_TOO_LONG, field, text, f"{len(text):,} characters, more than {MAX_ID_LENGTH}")
     if _ID_CONTROL.search(text):
-        raise _rejected(BAD_ID, field, text, "holds a control character (newline, tab, NUL ...)")
+        raise _rejected(BAD_ID, field, text, _CONTROL)
 
 
 def _one_timestamp(raw: object, not_after: float | None) -> float:
@@ -620,9 +624,9 @@ def _one_timestamp(raw: object, not_after: float | None) -> float:
         stamp = pd.to_datetime(text, utc=True, format="ISO8601", errors="coerce")
         seconds = np.nan if pd.isna(stamp) else (stamp - _EPOCH) / pd.Timedelta(seconds=1)
     if np.isnan(seconds):
-        raise _rejected(BAD_TIMESTAMP, "ts", raw, "not an ISO-8601 timestamp")
+        raise _rejected(BAD_TIMESTAMP, "ts", raw, _NOT_ISO)
     if not _TS_LO <= seconds < _TS_HI:
-        raise _rejected(BAD_TIMESTAMP, "ts", raw, f"year outside {MIN_YEAR}..{MAX_YEAR}")
+        raise _rejected(BAD_TIMESTAMP, "ts", raw, _YEAR_RANGE)
     if not_after is not None and seconds > not_after:
         raise _rejected(BAD_TIMESTAMP, "ts", raw, _FUTURE)
     return float(seconds)
@@ -665,7 +669,7 @@ def _mark_bad_id(reason: np.ndarray, detail: np.ndarray, field: str, text: pd.Se
         _mark(reason, detail, too_long, ID_TOO_LONG, shown)
     control = text.str.contains(ID_CONTROL_CHARACTERS, regex=True).to_numpy(dtype=bool, na_value=False)
     if control.any():
-        shown = [f"{field}={_show(v)}: holds a control character (newline, tab, NUL ...)"
+        shown = [f"{field}={_show(v)}: {_CONTROL}"
                  for v in text.to_numpy(dtype=object)[control]]
         _mark(reason, detail, control, BAD_ID, shown)
 
