@@ -80,7 +80,8 @@ _MONEY = (EVENT_KINDS.index(EventKind.PAYMENT.value), EVENT_KINDS.index(EventKin
 class TrainConfig:
     """Training knobs. ``epochs`` is a maximum: training stops after ``patience`` epochs without
     a better validation score (account AUPRC + transaction AUPRC on the validation split) and
-    keeps the best epoch's weights. ``user_feature_drop`` hides that share of accounts' own
+    keeps the best epoch's weights. The maximum is set so that early stopping, not the cap, ends
+    training on the generator's graphs; with no fraud in validation the cap ends it. ``user_feature_drop`` hides that share of accounts' own
     features each epoch (see ``ModelConfig``): on held-out, later accounts it lifts AUPRC a lot,
     because late ring members look ordinary and only their neighbourhood gives them away.
     ``device=None`` picks CUDA when present (``RINGWATCH_DEVICE`` overrides).
@@ -105,7 +106,7 @@ class TrainConfig:
 
     hidden: int = 64
     layers: int = 2
-    epochs: int = 60
+    epochs: int = 150
     patience: int = 12
     lr: float = 0.01
     weight_decay: float = 1e-4
