@@ -45,6 +45,7 @@ from api.alerts import Alert, AlertConfig, AlertKind, AlertSender
 from api.index import AccountView, IdentifierFacts, ScoringIndex
 from api.journal import EventJournal, GroupCommit, JournalLoader, JournalSlots
 from api.metrics import ServiceMetrics
+from api.results import CheckoutResult, Readiness, StoreHealth
 from gnn.artefact import CURRENT, ModelArtefact, read_current_version
 from gnn.explain import Explainer
 from gnn.inductive import InductiveScorer
@@ -53,7 +54,6 @@ from graph.errors import ConflictError, ModelError, RingwatchError, ValidationEr
 from graph.rings import detect_rings
 from graph.store import GraphStore, check_walk
 from graph.types import (
-    Decision,
     EdgeType,
     Event,
     Label,
@@ -163,53 +163,6 @@ class ServingModel:
     @property
     def mode(self) -> str | None:
         return self.index.mode
-
-
-@dataclass(frozen=True, slots=True)
-class CheckoutResult:
-    """The answer to one checkout event (see ``RiskService.score``)."""
-
-    txn_id: str
-    user_id: str
-    score: float
-    tier: Tier
-    decision: Decision
-    account_score: float
-    account_tier: Tier
-    transaction_score: float
-    transaction_tier: Tier
-    reasons: tuple[str, ...]
-    ring_id: str | None
-    new_entities: tuple[str, ...]
-    model_version: str | None
-    mode: str | None
-    scoring: str  # "inductive" (GraphSAGE on the neighbourhood) or "identifiers" (fallback)
-
-
-@dataclass(frozen=True, slots=True)
-class StoreHealth:
-    reachable: bool | None  # None: not checked yet
-    checked_at: float | None
-    error: str | None
-
-
-@dataclass(frozen=True, slots=True)
-class Readiness:
-    """What ``/readyz`` reports. ``status``: ready, degraded (serving from memory, the store is
-    unreachable or the journal cannot drain) or not_ready (no model view loaded)."""
-
-    status: str
-    model_loaded: bool
-    model_version: str | None
-    mode: str | None
-    artifact_version: str | None
-    inductive: bool
-    snapshot_age_seconds: float | None
-    store: StoreHealth
-    journal_depth: int
-    journal_error: str | None
-    events_since_snapshot: int
-    reasons: tuple[str, ...]
 
 
 # -- building a serving view ------------------------------------------------------------------
