@@ -25,9 +25,9 @@ from api.index import ScoringIndex
 from gnn.artefact import CURRENT, ModelArtefact, read_current_version
 from gnn.explain import Explainer
 from gnn.inductive import InductiveScorer
-from gnn.scoring import ScoreResult, score_snapshot, to_writeback
+from gnn.scoring import ScoreResult
+from gnn.writeback import score_and_write_back
 from graph.errors import ModelError, RingwatchError, ValidationError
-from graph.rings import detect_rings
 from graph.store import GraphStore
 from graph.types import NodeType, ScoreWriteback, Snapshot
 
@@ -132,10 +132,7 @@ def _load_artefact(models_dir: Path | None, version: str | None) -> ModelArtefac
 def _score_in_memory(artefact: ModelArtefact, snapshot: Snapshot) -> ScoreWriteback | None:
     if snapshot.num_nodes(NodeType.USER) == 0:
         return None
-    result = score_snapshot(artefact, snapshot, device="cpu")
-    thr = artefact.account_thresholds
-    rings = detect_rings(snapshot, result.account_scores, medium=thr.medium, high=thr.high)
-    return to_writeback(result, snapshot, rings, scored_at=time.time())
+    return score_and_write_back(artefact, snapshot, device="cpu").writeback
 
 
 def _explainer(artefact: ModelArtefact | None, snapshot: Snapshot, scores: ScoreWriteback | None) -> Explainer | None:
