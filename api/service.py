@@ -43,6 +43,7 @@ from api.reload import Reloader, ServingModel, load_serving_model
 from api.results import CheckoutResult, Readiness
 from api.tail import RecentEvents, Tailer
 from gnn.inductive import InductiveScorer
+from gnn.reasons import event_identifier, first_seen, rescored, ring_alert, ring_linked
 from graph.errors import ConflictError, ModelError
 from graph.store import GraphStore, check_walk
 from graph.types import (
@@ -209,9 +210,7 @@ class RiskService:
             base = model.index.account(user_id) if known else None
             if base is not None and model.explainer is not None:
                 base = dataclasses.replace(base, reasons=model.explainer.account(user_id).texts)
-            reasons = (base.reasons if base is not None else ()) + (
-                f"scored on its latest events (after the {'snapshot' if known else 'account first appeared'})",
-            )
+            texts = (base.reasons if base is not None else ()) + (rescored(known),)
             return AccountView(
                 user_id=user_id,
                 score=fresh.score,
@@ -219,7 +218,7 @@ class RiskService:
                 ring_id=base.ring_id if base is not None else None,
                 model_version=model.model_version,
                 mode=model.mode,
-                reasons=reasons[:4] if base is None else tuple(reasons[:3]) + reasons[-1:],
+                reasons=texts[:4] if base is None else tuple(texts[:3]) + texts[-1:],
                 devices=base.devices if base is not None else (),
                 ips=base.ips if base is not None else (),
             )
@@ -437,7 +436,7 @@ class RiskService:
             score=ring.score,
             tier=ring.tier.value,
             model_version=model_version,
-            reasons=(f"{ring.size} accounts sharing {len(ring.shared_devices)} devices and {len(ring.shared_ips)} IPs",),
+            reasons=(ring_alert(ring),),
             ring_id=ring.ring_id,
             ring_size=ring.size,
         )
@@ -503,25 +502,17 @@ def _event_reasons(
     found: list[tuple[float, str]] = []
     for f in facts:
         others = f.accounts - int(known is not None)
-        noun = "device" if f.node_type is NodeType.DEVICE else "IP"
         if others <= 0:
             continue
-        text = f"{noun} {f.key} is shared by {others} other account{'s' if others != 1 else ''}"
-        risky = []
-        if f.fraud:
-            risky.append(f"{f.fraud} confirmed fraud")
-        if f.high:
-            risky.append(f"{f.high} high risk")
-        if risky:
-            text += ": " + ", ".join(risky)
+        text = event_identifier(f.node_type, f.key, others, fraud=f.fraud, high=f.high)
+        risky = bool(f.fraud or f.high)
         found.append(((80.0 if risky else 30.0) + (2.0 if f.node_type is NodeType.DEVICE else 1.0), text))
     if ring_id is not None:
         ring = index.find_ring(ring_id)
         if ring is not None:
-            found.append((85.0 + ring.tier.rank, f"linked to ring {ring.ring_id} ({ring.size} accounts, {ring.tier.value} tier)"))
+            found.append((85.0 + ring.tier.rank, ring_linked(ring)))
     if new:
-        names = {"user": "account", "device": "device", "ip": "IP", "merchant": "merchant"}
-        found.append((40.0, "first time seen: " + ", ".join(names.get(n, n) for n in new)))
+        found.append((40.0, first_seen(new)))
     if known is not None:
         for i, text in enumerate(known.reasons):
             found.append((50.0 - i, text))
