@@ -45,6 +45,7 @@ from pathlib import Path
 from graph.errors import RingwatchError, StoreError, ValidationError
 from graph.store import GraphStore
 from graph.types import Event, EventKind
+from ingestion.loader import store_events
 
 log = logging.getLogger(__name__)
 
@@ -201,13 +202,14 @@ class EventJournal:
     # -- loading -----------------------------------------------------------------------------
 
     def load_pending(self, store: GraphStore, *, batch_size: int = 5_000) -> int:
-        """Move every event past the offset into ``store``, in batches, moving the offset after
-        each batch. Returns how many events were read and handed to the store (duplicates the
-        store already held count too: they are in the store).
+        """Move every event past the offset into ``store``, in batches (``ingestion.loader.
+        store_events``, the write file loads use), moving the offset after each batch. Returns
+        how many events were read and handed to the store (duplicates the store already held
+        count too: they are in the store).
 
         Raises:
-            StoreError / StoreUnavailableError: from the store; the offset stays before the
-            failed batch, so the next call retries it.
+            StoreError / StoreUnavailableError: from the store, or counts that do not add up;
+            the offset stays before the failed batch, so the next call retries it.
         """
         with self._load_lock:
             done = 0
@@ -217,7 +219,7 @@ class EventJournal:
                 if end == offset:
                     break
                 if events:
-                    store.upsert_events(events)
+                    store_events(store, events)
                 self._write_offset(end)
                 with self._lock:
                     self._depth = max(0, self._depth - len(events))
