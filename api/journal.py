@@ -43,7 +43,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from graph.errors import RingwatchError, StoreError, ValidationError
-from graph.store import GraphStore
+from graph.store import GraphStore, close_quietly
 from graph.types import Event, EventKind
 from ingestion.loader import store_events
 
@@ -584,18 +584,11 @@ class JournalLoader:
                 else:
                     log.exception("journal load failed unexpectedly (retrying in %.1f s)", delay)
                 if store is not None:
-                    _close_quietly(store)
+                    close_quietly(store, log, "the journal's store")
                     store = None
             if stopping:
                 break
             self._wake.wait(delay)
             self._wake.clear()
         if store is not None:
-            _close_quietly(store)
-
-
-def _close_quietly(store: GraphStore) -> None:
-    try:
-        store.close()
-    except RingwatchError as e:
-        log.warning("closing the journal's store: %s", e)
+            close_quietly(store, log, "the journal's store")

@@ -14,7 +14,7 @@ from collections.abc import Callable
 
 from api.results import StoreHealth
 from graph.errors import RingwatchError
-from graph.store import GraphStore
+from graph.store import GraphStore, close_quietly
 
 log = logging.getLogger(__name__)
 
@@ -43,16 +43,9 @@ class StoreProbe:
             except RingwatchError as e:
                 self.health = StoreHealth(False, time.time(), str(e))
                 if store is not None:
-                    _close_quietly(store)
+                    close_quietly(store, log, "a store connection")
                     store = None
             if stop.wait(self._interval):
                 break
         if store is not None:
-            _close_quietly(store)
-
-
-def _close_quietly(store: GraphStore) -> None:
-    try:
-        store.close()
-    except RingwatchError as e:
-        log.warning("closing a store connection: %s", e)
+            close_quietly(store, log, "a store connection")
