@@ -18,7 +18,7 @@ Several workers (``JournalSlots``): under N uvicorn workers each process claims 
 folder ``slot-<i>`` under the journal root, held by an exclusive ``flock`` for the process's
 life. A slot whose process died (its lock is free) is drained by any live worker's loader, so a
 restart with fewer workers loses nothing. Workers read each other's ``events.jsonl`` (read-only)
-to see every event in memory within a second (``api.service``).
+to see every event in memory within a second (``api.tail``).
 
 Crash safety: a crash after the store write but before the offset moved replays those events on
 start; the stores skip a ``txn_id`` they hold already, so nothing is doubled. A crash in the
