@@ -13,6 +13,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from gnn.reasons import NOT_SCORED, account_shares, active_for, busiest_hour, ring_member, verdict
 from graph.errors import NotFoundError, ValidationError
 from graph.store import check_walk
 from graph.types import (
@@ -30,8 +31,6 @@ from graph.types import (
     Tier,
 )
 
-#: Reason shown first for every account while the store holds no scores.
-NOT_SCORED_REASON = "not scored yet — run `ringwatch score`"
 #: At most this many reasons per account, most relevant first.
 MAX_REASONS = 4
 #: A subgraph returns at most ``EDGES_PER_NODE * limit`` edges; a user with thousands of payments
@@ -520,43 +519,31 @@ class ScoringIndex:
         """Short sentences about the facts behind a score, most relevant first (DESIGN §6)."""
         found: list[tuple[float, str]] = []
         if not self.scored:
-            found.append((1000.0, NOT_SCORED_REASON))
+            found.append((1000.0, NOT_SCORED))
         label = int(self._user_label[pos])
         if label >= 0:
             source = self._user_label_source.get(pos, "unknown")
-            text = f"confirmed fraud ({source})" if label == 1 else f"cleared as legit ({source})"
-            found.append((100.0 if label == 1 else 95.0, text))
+            found.append((100.0 if label == 1 else 95.0, verdict(label == 1, source)))
         ring_pos = int(self._user_ring[pos])
         if ring_pos >= 0:
             ring = self._rings[ring_pos]
-            found.append(
-                (90.0 + ring.tier.rank, f"member of ring {ring.ring_id} ({ring.size} accounts, {ring.tier.value} tier)")
-            )
-        for node_type, noun, bonus in ((NodeType.DEVICE, "device", 2.0), (NodeType.IP, "IP", 1.0)):
+            found.append((90.0 + ring.tier.rank, ring_member(ring)))
+        for node_type, bonus in ((NodeType.DEVICE, 2.0), (NodeType.IP, 1.0)):
             share = self._strongest_share(pos, node_type)
             if share is None:
                 continue
-            text = f"shares {noun} {share.key} with {share.others} other account{_s(share.others)}"
-            risky = []
-            if share.high_others > 0:
-                risky.append(f"{share.high_others} of them high risk")
-            if share.fraud_others > 0:
-                risky.append(f"{share.fraud_others} confirmed fraud")
-            if risky:
-                text += ", " + ", ".join(risky)
+            text = account_shares(
+                node_type, share.key, share.others, high=share.high_others, fraud=share.fraud_others
+            )
+            risky = share.high_others > 0 or share.fraud_others > 0
             found.append(((60.0 if risky else 30.0) + bonus, text))
         busiest = int(self._busiest_hour[pos])
         if busiest >= 3:
-            found.append((55.0 if busiest >= 10 else 25.0, f"{busiest} payments in the busiest hour"))
+            found.append((55.0 if busiest >= 10 else 25.0, busiest_hour(busiest)))
         first, last = float(self._first_ts[pos]), float(self._last_ts[pos])
         if math.isfinite(first):
             days = (last - first) / _DAY
-            text = (
-                "account active for less than a day"
-                if days < 1
-                else f"account active for {int(days)} day{_s(int(days))}"
-            )
-            found.append((20.0 if days < 7 else 5.0, text))
+            found.append((20.0 if days < 7 else 5.0, active_for(days)))
         found.sort(key=lambda item: -item[0])  # stable: equal weights keep insertion order
         return tuple(text for _, text in found[:MAX_REASONS])
 
@@ -633,7 +620,3 @@ class ScoringIndex:
                 )
             )
         return tuple(out)
-
-
-def _s(n: int) -> str:
-    return "" if n == 1 else "s"

@@ -18,7 +18,7 @@ Several workers (``JournalSlots``): under N uvicorn workers each process claims 
 folder ``slot-<i>`` under the journal root, held by an exclusive ``flock`` for the process's
 life. A slot whose process died (its lock is free) is drained by any live worker's loader, so a
 restart with fewer workers loses nothing. Workers read each other's ``events.jsonl`` (read-only)
-to see every event in memory within a second (``api.service``).
+to see every event in memory within a second (``api.tail``).
 
 Crash safety: a crash after the store write but before the offset moved replays those events on
 start; the stores skip a ``txn_id`` they hold already, so nothing is doubled. A crash in the
@@ -43,8 +43,9 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from graph.errors import RingwatchError, StoreError, ValidationError
-from graph.store import GraphStore
+from graph.store import GraphStore, close_quietly
 from graph.types import Event, EventKind
+from ingestion.loader import store_events
 
 log = logging.getLogger(__name__)
 
@@ -201,13 +202,14 @@ class EventJournal:
     # -- loading -----------------------------------------------------------------------------
 
     def load_pending(self, store: GraphStore, *, batch_size: int = 5_000) -> int:
-        """Move every event past the offset into ``store``, in batches, moving the offset after
-        each batch. Returns how many events were read and handed to the store (duplicates the
-        store already held count too: they are in the store).
+        """Move every event past the offset into ``store``, in batches (``ingestion.loader.
+        store_events``, the write file loads use), moving the offset after each batch. Returns
+        how many events were read and handed to the store (duplicates the store already held
+        count too: they are in the store).
 
         Raises:
-            StoreError / StoreUnavailableError: from the store; the offset stays before the
-            failed batch, so the next call retries it.
+            StoreError / StoreUnavailableError: from the store, or counts that do not add up;
+            the offset stays before the failed batch, so the next call retries it.
         """
         with self._load_lock:
             done = 0
@@ -217,7 +219,7 @@ class EventJournal:
                 if end == offset:
                     break
                 if events:
-                    store.upsert_events(events)
+                    store_events(store, events)
                 self._write_offset(end)
                 with self._lock:
                     self._depth = max(0, self._depth - len(events))
@@ -582,18 +584,11 @@ class JournalLoader:
                 else:
                     log.exception("journal load failed unexpectedly (retrying in %.1f s)", delay)
                 if store is not None:
-                    _close_quietly(store)
+                    close_quietly(store, log, "the journal's store")
                     store = None
             if stopping:
                 break
             self._wake.wait(delay)
             self._wake.clear()
         if store is not None:
-            _close_quietly(store)
-
-
-def _close_quietly(store: GraphStore) -> None:
-    try:
-        store.close()
-    except RingwatchError as e:
-        log.warning("closing the journal's store: %s", e)
+            close_quietly(store, log, "the journal's store")

@@ -1,7 +1,8 @@
 """Request and response models of the HTTP API (pydantic v2).
 
-Response models are built from the domain records in ``graph.types`` and ``api.index`` by the
-``from_*`` constructors here, so routes stay one line and no dict crosses the boundary.
+Response models are built from the domain records in ``graph.types``, ``api.index`` and
+``api.results`` by the ``from_*`` constructors here, so routes stay one line and no dict crosses
+the boundary.
 """
 
 from __future__ import annotations
@@ -13,7 +14,7 @@ from typing import Annotated, Literal
 from pydantic import BaseModel, ConfigDict, Field
 
 from api.index import AccountView
-from api.service import CheckoutResult
+from api.results import CheckoutResult
 from graph.types import (
     Decision,
     Event,

@@ -1,24 +1,19 @@
-"""The risk service behind the HTTP routes: what is served, how it stays fresh, what it records.
+"""The risk service behind the HTTP routes: one worker's view, its checkout scoring, and the
+threads that keep it fresh and recorded.
 
-``RiskService`` owns, per API worker process:
+``RiskService`` (``start`` in the app's lifespan, ``stop`` at shutdown) owns, per API worker
+process:
 
-* a ``ServingModel``: one consistent view (the store's snapshot, the scores of the current model,
-  the ``ScoringIndex`` over both, and an ``InductiveScorer`` for unseen events). It is replaced
-  as a whole (one reference assignment), so a request sees one model or the other, never half of
-  each. A reload is built in a background thread when ``models_dir/CURRENT`` names another
-  artefact, or every ``refresh_interval`` seconds (to pick up other replicas' events, new scoring
-  runs and verdicts from the store); when the store holds no scores of that artefact yet, the
-  snapshot is scored in memory with it (nothing is written back: ``ringwatch score`` writes).
-* freshness without reloads: a scored checkout event is added to the scorer's graph at once
-  (``InductiveScorer.add_events``), and a tailer adds the events the other workers journaled
-  (``Freshness``), so every worker sees every event within ``tail_interval`` seconds.
-* the event journal of this worker (``api.journal``): the event is on disk before the answer;
-  a ``JournalLoader`` thread moves it into the store, and journal slots left by a dead worker are
+* the ``ServingModel`` served now (``api.reload``): replaced as a whole (one reference
+  assignment), so a request sees one view or the other, never half of each. A ``Reloader``
+  thread builds new ones.
+* freshness without reloads (``api.tail``): a scored checkout event is added to the scorer's
+  graph at once (``InductiveScorer.add_events``) and to ``RecentEvents``, and a ``Tailer`` thread
+  adds the events the other workers journaled.
+* the event journal of this worker (``api.journal``): the event is on disk before the answer; a
+  ``JournalLoader`` thread moves it into the store, and journal slots left by a dead worker are
   drained by the live ones.
-* a store probe (``StoreProbe``) for ``/readyz``, alerts (``api.alerts``) and metrics.
-* a steady heap: once a second the objects that folded events left behind are moved out of the
-  garbage collector's reach (``gc.freeze``), so that no full collection walks them on the event
-  loop (``_settle_heap``).
+* a ``StoreProbe`` thread for ``/readyz`` (``api.probe``), alerts (``api.alerts``) and metrics.
 
 Threads: request handlers run on the event loop thread and are the only ones that touch the
 scorer; reloads are built elsewhere and handed to the loop (``loop.call_soon_threadsafe``) to be
@@ -35,32 +30,28 @@ import math
 import threading
 import time
 from collections import OrderedDict
-from collections.abc import Callable, Iterable
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
-
-import numpy as np
 
 from api.alerts import Alert, AlertConfig, AlertKind, AlertSender
 from api.index import AccountView, IdentifierFacts, ScoringIndex
 from api.journal import EventJournal, GroupCommit, JournalLoader, JournalSlots
 from api.metrics import ServiceMetrics
-from gnn.artefact import CURRENT, ModelArtefact, read_current_version
-from gnn.explain import Explainer
+from api.probe import StoreProbe
+from api.reload import Reloader, ServingModel, load_serving_model
+from api.results import CheckoutResult, Readiness
+from api.tail import RecentEvents, Tailer
 from gnn.inductive import InductiveScorer
-from gnn.scoring import ScoreResult, score_snapshot, to_writeback
-from graph.errors import ConflictError, ModelError, RingwatchError, ValidationError
-from graph.rings import detect_rings
+from gnn.reasons import event_identifier, first_seen, rescored, ring_alert, ring_linked
+from graph.errors import ConflictError, ModelError
 from graph.store import GraphStore, check_walk
 from graph.types import (
-    Decision,
     EdgeType,
     Event,
     Label,
     NodeType,
     Ring,
-    ScoreWriteback,
-    Snapshot,
     Subgraph,
     SubgraphEdge,
     SubgraphNode,
@@ -69,46 +60,8 @@ from graph.types import (
 
 log = logging.getLogger(__name__)
 
-#: The most events kept in memory for re-applying to a reloaded scorer.
-RECENT_EVENTS = 200_000
 #: Answers kept for idempotent retries: a repeated request with the same content gets the same answer.
 RETRY_ANSWERS = 10_000
-
-
-class RecentEvents:
-    """Events received or tailed since the snapshot, by ``txn_id`` (the first one wins), oldest
-    first, at most ``cap``: re-applied to a reloaded scorer, and the reference for a reused ``txn_id``."""
-
-    def __init__(self, cap: int = RECENT_EVENTS) -> None:
-        self._cap = cap
-        self._by_id: OrderedDict[str, Event] = OrderedDict()
-        self._by_user: dict[str, list[Event]] = {}
-
-    def add(self, events: Iterable[Event]) -> None:
-        for event in events:
-            if event.txn_id not in self._by_id:
-                self._by_id[event.txn_id] = event
-                self._by_user.setdefault(event.user_id, []).append(event)
-        while len(self._by_id) > self._cap:
-            _, old = self._by_id.popitem(last=False)
-            mine = self._by_user[old.user_id]
-            mine.remove(old)
-            if not mine:
-                del self._by_user[old.user_id]
-
-    def get(self, txn_id: str) -> Event | None:
-        return self._by_id.get(txn_id)
-
-    def of_user(self, user_id: str) -> list[Event]:
-        return list(self._by_user.get(user_id, ()))
-
-    def events(self) -> list[Event]:
-        return list(self._by_id.values())
-
-    def __len__(self) -> int:
-        return len(self._by_id)
-#: Other workers' events folded in per event-loop turn.
-TAIL_CHUNK = 2
 
 
 @dataclass(frozen=True, slots=True)
@@ -143,201 +96,6 @@ class ServiceConfig:
     fsync: bool = True
 
 
-@dataclass(frozen=True, slots=True)
-class ServingModel:
-    """One consistent view of graph, scores and model; replaced as a whole."""
-
-    index: ScoringIndex
-    scorer: InductiveScorer | None
-    artefact: ModelArtefact | None
-    artifact_version: str | None  # what models_dir/CURRENT named when this was built
-    scored_in_memory: bool  # the store had no scores of this artefact: scored at load time
-    loaded_at: float
-    scorer_note: str | None = None  # why there is no inductive scorer
-    explainer: Explainer | None = None  # reasons from the model (gnn.explain); None: the index's facts
-
-    @property
-    def model_version(self) -> str | None:
-        return self.index.model_version
-
-    @property
-    def mode(self) -> str | None:
-        return self.index.mode
-
-
-@dataclass(frozen=True, slots=True)
-class CheckoutResult:
-    """The answer to one checkout event (see ``RiskService.score``)."""
-
-    txn_id: str
-    user_id: str
-    score: float
-    tier: Tier
-    decision: Decision
-    account_score: float
-    account_tier: Tier
-    transaction_score: float
-    transaction_tier: Tier
-    reasons: tuple[str, ...]
-    ring_id: str | None
-    new_entities: tuple[str, ...]
-    model_version: str | None
-    mode: str | None
-    scoring: str  # "inductive" (GraphSAGE on the neighbourhood) or "identifiers" (fallback)
-
-
-@dataclass(frozen=True, slots=True)
-class StoreHealth:
-    reachable: bool | None  # None: not checked yet
-    checked_at: float | None
-    error: str | None
-
-
-@dataclass(frozen=True, slots=True)
-class Readiness:
-    """What ``/readyz`` reports. ``status``: ready, degraded (serving from memory, the store is
-    unreachable or the journal cannot drain) or not_ready (no model view loaded)."""
-
-    status: str
-    model_loaded: bool
-    model_version: str | None
-    mode: str | None
-    artifact_version: str | None
-    inductive: bool
-    snapshot_age_seconds: float | None
-    store: StoreHealth
-    journal_depth: int
-    journal_error: str | None
-    events_since_snapshot: int
-    reasons: tuple[str, ...]
-
-
-# -- building a serving view ------------------------------------------------------------------
-
-
-def load_serving_model(store: GraphStore, models_dir: Path | None) -> ServingModel:
-    """Snapshot + scores + artefact -> a ``ServingModel``.
-
-    The artefact is the one ``models_dir/CURRENT`` names (else the one that made the stored
-    scores). When the stored scores are another model's (a model was promoted since the last
-    ``ringwatch score``), the snapshot is scored here with the current one, rings included.
-
-    Raises:
-        StoreError: the store cannot be read.
-    """
-    snapshot = store.snapshot()
-    stored = store.last_scores()
-    current = _current_version(models_dir)
-    version = current or (stored.model_version if stored is not None else None)
-    artefact = _load_artefact(models_dir, version)
-    scores, in_memory = stored, False
-    if artefact is not None and (stored is None or stored.model_version != artefact.version):
-        try:
-            scores, in_memory = _score_in_memory(artefact, snapshot), True
-        except (RingwatchError, RuntimeError, ValueError, KeyError) as e:
-            log.warning("model %s cannot score this graph, serving the stored scores: %s", artefact.version, e)
-            artefact = _load_artefact(models_dir, stored.model_version) if stored is not None else None
-    mode = artefact.mode if artefact is not None and scores is not None and scores.model_version == artefact.version else None
-    index = ScoringIndex.build(snapshot, scores, mode=mode)
-    scorer, note = _inductive_scorer(artefact, snapshot, scores)
-    explainer = _explainer(artefact, snapshot, scores) if mode is not None else None
-    return ServingModel(
-        index=index,
-        scorer=scorer,
-        artefact=artefact,
-        artifact_version=_current_line(models_dir),
-        scored_in_memory=in_memory,
-        loaded_at=time.time(),
-        scorer_note=note,
-        explainer=explainer,
-    )
-
-
-def _current_version(models_dir: Path | None) -> str | None:
-    """The version ``models_dir/CURRENT`` names; None (with a warning) when it names no model."""
-    if models_dir is None:
-        return None
-    try:
-        return read_current_version(models_dir)
-    except ModelError as e:
-        log.warning("%s; serving the stored scores' model", e)
-        return None
-
-
-def _current_line(models_dir: Path | None) -> str | None:
-    """``CURRENT``'s first line as written (reported by /healthz and /readyz)."""
-    if models_dir is None:
-        return None
-    try:
-        lines = (Path(models_dir) / CURRENT).read_text(encoding="utf-8").splitlines()
-    except (OSError, UnicodeDecodeError):
-        return None
-    return lines[0].strip() or None if lines else None
-
-
-def _load_artefact(models_dir: Path | None, version: str | None) -> ModelArtefact | None:
-    if models_dir is None or version is None:
-        return None
-    try:
-        return ModelArtefact.load(Path(models_dir), version)
-    except (ModelError, ValidationError) as e:
-        log.warning("model %s cannot be loaded, serving the stored scores: %s", version, e)
-        return None
-
-
-def _score_in_memory(artefact: ModelArtefact, snapshot: Snapshot) -> ScoreWriteback | None:
-    if snapshot.num_nodes(NodeType.USER) == 0:
-        return None
-    result = score_snapshot(artefact, snapshot, device="cpu")
-    thr = artefact.account_thresholds
-    rings = detect_rings(snapshot, result.account_scores, medium=thr.medium, high=thr.high)
-    return to_writeback(result, snapshot, rings, scored_at=time.time())
-
-
-def _explainer(artefact: ModelArtefact | None, snapshot: Snapshot, scores: ScoreWriteback | None) -> Explainer | None:
-    """The reasons of the served scores (surrogate contributions + risky neighbours), or None
-    (with a warning) when they cannot be built: the index's fact-based reasons are served then."""
-    if artefact is None or scores is None or snapshot.num_nodes(NodeType.USER) == 0:
-        return None
-    users = snapshot.nodes[NodeType.USER].tolist()
-    txns = snapshot.transactions.txn_id.tolist()
-    acc = {s.key: s for s in scores.accounts}
-    txn = {s.key: s for s in scores.transactions}
-    if any(u not in acc for u in users) or any(t not in txn for t in txns):
-        log.warning("some accounts or transactions have no score yet: serving fact-based reasons until the next scoring run")
-        return None
-    result = ScoreResult(
-        account_scores=np.array([acc[u].score for u in users], dtype=np.float64),
-        account_tiers=[acc[u].tier for u in users],
-        txn_scores=np.array([txn[t].score for t in txns], dtype=np.float64),
-        txn_tiers=[txn[t].tier for t in txns],
-        embeddings=np.zeros((len(users), 0), dtype=np.float32),
-        mode=artefact.mode,
-        model_version=scores.model_version,
-        scorer=artefact.shipped,
-    )
-    try:
-        return Explainer.build(artefact, snapshot, scores=result)
-    except (RingwatchError, ValueError) as e:
-        log.warning("reasons fall back to the graph's facts: %s", e)
-        return None
-
-
-def _inductive_scorer(
-    artefact: ModelArtefact | None, snapshot: Snapshot, scores: ScoreWriteback | None
-) -> tuple[InductiveScorer | None, str | None]:
-    if artefact is None:
-        return None, "no model artefact: unseen events are scored from their identifiers"
-    if scores is None or scores.model_version != artefact.version:
-        return None, f"the served scores are not model {artefact.version}'s"
-    if snapshot.num_nodes(NodeType.USER) == 0:
-        return None, "the store holds no accounts yet"
-    try:
-        return InductiveScorer.build(artefact, snapshot), None
-    except (RingwatchError, RuntimeError, ValueError, KeyError) as e:
-        return None, f"{e}; unseen events are scored from their identifiers"
-
-
 # -- the service ------------------------------------------------------------------------------
 
 
@@ -353,20 +111,16 @@ class RiskService:
         self._recent = RecentEvents()
         self._answers: OrderedDict[str, tuple[Event, CheckoutResult]] = OrderedDict()
         self._in_flight: dict[str, Event] = {}  # journal writes not answered yet
-        self._loop: asyncio.AbstractEventLoop | None = None
         self._stop = threading.Event()
         self._threads: list[threading.Thread] = []
-        self._reloading = threading.Lock()
-        self._store_health = StoreHealth(None, None, None)
+        self._probe = StoreProbe(config.store_factory, config.probe_interval)
+        self._reloader: Reloader | None = None
+        self._tailer: Tailer | None = None
         self._slots: JournalSlots | None = None
         self.journal: EventJournal | None = None
         self._loader: JournalLoader | None = None
         self._writer: GroupCommit | None = None
         self._alerts: AlertSender | None = None
-        self._tail_offsets: dict[Path, int] = {}
-        self._pending_tail: list[Event] = []
-        self._tail_lock = threading.Lock()
-        self._last_refresh = 0.0
         self.reloads = 0
 
     # -- life cycle ----------------------------------------------------------------------------
@@ -374,15 +128,24 @@ class RiskService:
     def start(self) -> None:
         """Load the first view (blocking), open the journal (replaying what an earlier process
         left) and start the background threads."""
-        self._loop = asyncio.get_running_loop()
+        loop = asyncio.get_running_loop()
         if self.config.alerts is not None:
             self._alerts = AlertSender(self.config.alerts)
             self._alerts.start()
         with self.config.store_factory() as store:
             self.store_backend = store.backend
             self.model = load_serving_model(store, self.config.models_dir)
-        gc.freeze()  # see swap() in reload()
-        self._last_refresh = time.monotonic()
+        gc.freeze()  # see _install()
+        self._reloader = Reloader(
+            self.config.store_factory,
+            self.config.models_dir,
+            reload_interval=self.config.reload_interval,
+            refresh_interval=self.config.refresh_interval,
+            install=self._install,
+            serving=lambda: self.model,
+            loop=loop,
+        )
+        self._reloader.loaded()
         self._announce_rings(None, self.model)
         if self.config.journal_dir is not None:
             self._slots = JournalSlots(self.config.journal_dir)
@@ -392,10 +155,14 @@ class RiskService:
                 self.journal, self.config.store_factory, slots=self._slots, interval=self.config.load_interval
             )
             self._loader.start()
-            self._tail_once(include_own=True)  # what this slot (a replay) and the others hold
-            self._apply_tailed()
-        for name, target in (("reload", self._reload_loop), ("probe", self._probe_loop), ("tail", self._tail_loop)):
-            t = threading.Thread(target=target, name=f"ringwatch-{name}", daemon=True)
+        self._tailer = Tailer(
+            self._slots, self.journal, self._recent, self._scorer, loop, self.config.tail_interval
+        )
+        if self.journal is not None:
+            self._tailer.read(include_own=True)  # what this slot (a replay) and the others hold
+            self._tailer.apply()
+        for name, run in (("reload", self._reloader.run), ("probe", self._probe.run), ("tail", self._tailer.run)):
+            t = threading.Thread(target=run, args=(self._stop,), name=f"ringwatch-{name}", daemon=True)
             t.start()
             self._threads.append(t)
 
@@ -443,9 +210,7 @@ class RiskService:
             base = model.index.account(user_id) if known else None
             if base is not None and model.explainer is not None:
                 base = dataclasses.replace(base, reasons=model.explainer.account(user_id).texts)
-            reasons = (base.reasons if base is not None else ()) + (
-                f"scored on its latest events (after the {'snapshot' if known else 'account first appeared'})",
-            )
+            texts = (base.reasons if base is not None else ()) + (rescored(known),)
             return AccountView(
                 user_id=user_id,
                 score=fresh.score,
@@ -453,7 +218,7 @@ class RiskService:
                 ring_id=base.ring_id if base is not None else None,
                 model_version=model.model_version,
                 mode=model.mode,
-                reasons=reasons[:4] if base is None else tuple(reasons[:3]) + reasons[-1:],
+                reasons=texts[:4] if base is None else tuple(texts[:3]) + texts[-1:],
                 devices=base.devices if base is not None else (),
                 ips=base.ips if base is not None else (),
             )
@@ -634,51 +399,24 @@ class RiskService:
             return 0.5, Tier.MEDIUM, new
         return 0.0, Tier.LOW, new
 
-    # -- background: reloads -------------------------------------------------------------------
+    # -- new views, ring alerts -----------------------------------------------------------------
 
-    def _reload_loop(self) -> None:
-        seen = _current_line(self.config.models_dir)
-        while not self._stop.wait(self.config.reload_interval):
-            current = _current_line(self.config.models_dir)
-            due = self.config.refresh_interval > 0 and time.monotonic() - self._last_refresh >= self.config.refresh_interval
-            if current != seen or due:
-                if self.reload():
-                    seen = current
+    def _install(self, fresh: ServingModel) -> None:
+        """Swap in a view the reloader built (on the event loop)."""
+        if fresh.scorer is not None:
+            fresh.scorer.add_events(self._recent.events())  # what arrived since; the snapshot's are skipped
+        old, self.model = self.model, fresh
+        self.reloads += 1
+        # The view holds millions of long-lived objects (ids, strings): without this, each full
+        # collection walks them all, a long pause in the middle of a request. Acyclic garbage
+        # of the old view is still freed by reference counting.
+        gc.freeze()
+        self._announce_rings(old, fresh)
 
-    def reload(self) -> bool:
-        """Build a new view from the store and the current artefact and hand it to the event
-        loop to swap in. Returns False (and keeps serving the old view) when it fails."""
-        with self._reloading:
-            started = time.monotonic()
-            try:
-                with self.config.store_factory() as store:
-                    fresh = load_serving_model(store, self.config.models_dir)
-            except RingwatchError as e:
-                log.warning("reload failed, still serving model %s: %s", self.model.model_version if self.model else None, e)
-                return False
-            self._last_refresh = time.monotonic()
-            done = threading.Event()
-            assert self._loop is not None
-
-            def swap() -> None:
-                try:
-                    if fresh.scorer is not None:
-                        fresh.scorer.add_events(self._recent.events())  # what arrived since; the snapshot's are skipped
-                    old, self.model = self.model, fresh
-                    self.reloads += 1
-                    # The view holds millions of long-lived objects (ids, strings): without
-                    # this, each full collection walks them all, a long pause in the middle of
-                    # a request. Acyclic garbage of the old view is still freed by reference
-                    # counting.
-                    gc.freeze()
-                    self._announce_rings(old, fresh)
-                finally:
-                    done.set()
-
-            self._loop.call_soon_threadsafe(swap)
-            done.wait(60.0)
-            log.info("serving model %s (%s) after a %.1f s reload", fresh.model_version, fresh.mode, time.monotonic() - started)
-            return True
+    def _scorer(self) -> InductiveScorer | None:
+        """The inductive scorer of the view served now, if any (the tailer folds events into it)."""
+        model = self.model
+        return model.scorer if model is not None else None
 
     def _announce_rings(self, old: ServingModel | None, new: ServingModel) -> None:
         """Alert on high-tier rings the previous view did not have (all of them at start)."""
@@ -698,91 +436,12 @@ class RiskService:
             score=ring.score,
             tier=ring.tier.value,
             model_version=model_version,
-            reasons=(f"{ring.size} accounts sharing {len(ring.shared_devices)} devices and {len(ring.shared_ips)} IPs",),
+            reasons=(ring_alert(ring),),
             ring_id=ring.ring_id,
             ring_size=ring.size,
         )
         ok = self._alerts.raise_alert(alert)
         self.metrics.alerts.labels(kind=AlertKind.HIGH_RING.value, outcome="queued" if ok else "deduplicated").inc()
-
-    # -- background: other workers' events -----------------------------------------------------
-
-    def _tail_loop(self) -> None:
-        while not self._stop.wait(self.config.tail_interval):
-            with self._tail_lock:
-                busy = bool(self._pending_tail)  # the loop is still folding in the last read
-            if not busy and self._tail_once() and self._loop is not None:
-                self._loop.call_soon_threadsafe(self._apply_tailed)
-            if self._loop is not None:
-                self._loop.call_soon_threadsafe(self._settle_heap)
-
-    def _settle_heap(self) -> None:
-        """Collect the young generations, then move what survived into the GC's permanent
-        generation (``gc.freeze``, which costs no walk of the heap).
-
-        Every folded event leaves long-lived objects (the event, its entries in the scorer's
-        delta). Left to the GC, they pile up in the old generation, and each automatic full
-        collection walks all of them on the event loop: pauses that grow with every event until
-        the next reload (``bench/api_bench.py`` shows them in its p99 per window). Frozen, they
-        are never walked again; they are still freed by
-        reference counting when dropped (a reload drops the old scorer). Only reference cycles
-        that are alive at the moment of the freeze (requests in flight) are never collected."""
-        gc.collect(1)
-        gc.freeze()
-
-    def _tail_once(self, *, include_own: bool = False) -> bool:
-        """Read events the other workers appended to their journals since the last read (and
-        at start this worker's own, which a replay is about to load into the store). Events
-        the snapshot holds already are skipped by ``add_events``."""
-        if self._slots is None or self.journal is None:
-            return False
-        found: list[Event] = []
-        for path in self._slots.event_files():
-            if path.parent == self.journal.directory and not include_own:
-                continue
-            start = self._tail_offsets.get(path, 0)
-            events, end = EventJournal.read_file(path, start)
-            self._tail_offsets[path] = end
-            found.extend(events)
-        if not found:
-            return False
-        with self._tail_lock:
-            self._pending_tail.extend(found)
-        return True
-
-    def _apply_tailed(self) -> None:
-        """Fold in tailed events a chunk at a time, yielding the event loop between chunks, so
-        that a request waits behind at most one chunk, not the whole backlog."""
-        with self._tail_lock:
-            events, self._pending_tail = self._pending_tail[:TAIL_CHUNK], self._pending_tail[TAIL_CHUNK:]
-            more = bool(self._pending_tail)
-        if events:
-            self._recent.add(events)
-            model = self.model
-            if model is not None and model.scorer is not None:
-                model.scorer.add_events(events)
-        if more and self._loop is not None:
-            self._loop.call_soon(self._apply_tailed)
-
-    # -- background: store reachability ---------------------------------------------------------
-
-    def _probe_loop(self) -> None:
-        store: GraphStore | None = None
-        while True:
-            try:
-                if store is None:
-                    store = self.config.store_factory()
-                store.ping()
-                self._store_health = StoreHealth(True, time.time(), None)
-            except RingwatchError as e:
-                self._store_health = StoreHealth(False, time.time(), str(e))
-                if store is not None:
-                    _close_quietly(store)
-                    store = None
-            if self._stop.wait(self.config.probe_interval):
-                break
-        if store is not None:
-            _close_quietly(store)
 
     # -- verdicts, readiness ----------------------------------------------------------------------
 
@@ -798,7 +457,7 @@ class RiskService:
 
     def readiness(self) -> Readiness:
         model = self.model
-        health = self._store_health
+        health = self._probe.health
         js = self.journal.status() if self.journal is not None else None
         reasons: list[str] = []
         if model is None:
@@ -843,25 +502,17 @@ def _event_reasons(
     found: list[tuple[float, str]] = []
     for f in facts:
         others = f.accounts - int(known is not None)
-        noun = "device" if f.node_type is NodeType.DEVICE else "IP"
         if others <= 0:
             continue
-        text = f"{noun} {f.key} is shared by {others} other account{'s' if others != 1 else ''}"
-        risky = []
-        if f.fraud:
-            risky.append(f"{f.fraud} confirmed fraud")
-        if f.high:
-            risky.append(f"{f.high} high risk")
-        if risky:
-            text += ": " + ", ".join(risky)
+        text = event_identifier(f.node_type, f.key, others, fraud=f.fraud, high=f.high)
+        risky = bool(f.fraud or f.high)
         found.append(((80.0 if risky else 30.0) + (2.0 if f.node_type is NodeType.DEVICE else 1.0), text))
     if ring_id is not None:
         ring = index.find_ring(ring_id)
         if ring is not None:
-            found.append((85.0 + ring.tier.rank, f"linked to ring {ring.ring_id} ({ring.size} accounts, {ring.tier.value} tier)"))
+            found.append((85.0 + ring.tier.rank, ring_linked(ring)))
     if new:
-        names = {"user": "account", "device": "device", "ip": "IP", "merchant": "merchant"}
-        found.append((40.0, "first time seen: " + ", ".join(names.get(n, n) for n in new)))
+        found.append((40.0, first_seen(new)))
     if known is not None:
         for i, text in enumerate(known.reasons):
             found.append((50.0 - i, text))
@@ -923,10 +574,3 @@ def _with_events(base: Subgraph, events: list[Event], index: ScoringIndex, limit
             for edge in around.edges:
                 add_edge(edge)
     return Subgraph(center=user, hops=base.hops, nodes=tuple(nodes.values()), edges=tuple(edges.values()), truncated=truncated)
-
-
-def _close_quietly(store: GraphStore) -> None:
-    try:
-        store.close()
-    except RingwatchError as e:
-        log.warning("closing a store connection: %s", e)

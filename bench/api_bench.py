@@ -239,7 +239,7 @@ def start_server(home: Path, port: int, workers: int, key_entry: str, loop: str,
     else:  # uvicorn directly, as `ringwatch serve` runs it, with another loop / HTTP parser
         metrics_dir = Path(tempfile.mkdtemp(prefix="rw-apibench-prom-"))
         env["PROMETHEUS_MULTIPROC_DIR"] = str(metrics_dir)
-        cmd = [sys.executable, "-m", "uvicorn", "api.server:app_from_env", "--factory", "--host", "127.0.0.1",
+        cmd = [sys.executable, "-m", "uvicorn", "ringwatch.serve:app_from_env", "--factory", "--host", "127.0.0.1",
                "--port", str(port), "--workers", str(workers), "--loop", loop, "--http", http,
                "--no-access-log"]  # fmt: skip
     out = log.open("w")

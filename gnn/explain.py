@@ -55,6 +55,7 @@ from gnn.features import (
     FeatureSet,
     build_features,
 )
+from gnn.reasons import identifier_shared
 from gnn.scoring import ScoreResult, score_snapshot
 from gnn.known_fraud import KNOWN_FRAUD_TXN_FEATURES, KNOWN_FRAUD_USER_FEATURES, known_fraud_features
 from graph.errors import ModelError, NotFoundError, ValidationError
@@ -163,22 +164,15 @@ class NeighbourFact:
         return self.fraud + self.high
 
     def text(self) -> str:
-        noun = "device" if self.node[0] is NodeType.DEVICE else "IP"
-        parts = []
-        if self.fraud:
-            parts.append(f"{self.fraud} confirmed fraud")
-        if self.high:
-            parts.append(f"{self.high} {'more ' if self.fraud else ''}high risk")
-        tail = f": {', '.join(parts)}" if parts else ""
-        return f"{noun} {self.node[1]} is shared with {self.others} other account{_s(self.others)}{tail}"
+        return identifier_shared(self.node[0], self.node[1], self.others, fraud=self.fraud, high=self.high)
 
 
 # -- sentence templates -------------------------------------------------------------------------
 #
-# One place for every sentence. A template has the slots {who} (whose value it is), {q} (a
-# qualifier: "" for the account's own value, "on average " / "up to " for a mean / max over
-# neighbours), {v} (the formatted value) and {s} ("s" unless {v} is 1); the second item says
-# how to format the raw value.
+# One place for every sentence about a feature (``gnn.reasons`` words the risky-neighbour facts).
+# A template has the slots {who} (whose value it is), {q} (a qualifier: "" for the account's own
+# value, "on average " / "up to " for a mean / max over neighbours), {v} (the formatted value) and
+# {s} ("s" unless {v} is 1); the second item says how to format the raw value.
 #   count: log1p count -> integer    share: fraction -> percent    money: log1p amount -> 2 decimals
 #   factor: std of log amounts -> "x1.8"    days: log1p days -> 1 decimal    raw: plain integer
 
@@ -499,10 +493,6 @@ def r2(y: np.ndarray, pred: np.ndarray) -> float:
 def _logit(p: np.ndarray) -> np.ndarray:
     q = np.clip(np.asarray(p, dtype=np.float64), _EPS, 1.0 - _EPS)
     return np.log(q / (1.0 - q))
-
-
-def _s(n: int) -> str:
-    return "" if n == 1 else "s"
 
 
 # -- the explainer ------------------------------------------------------------------------------

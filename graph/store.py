@@ -7,9 +7,10 @@ pass the same conformance suite (``tests/graph/test_store_conformance.py``).
 from __future__ import annotations
 
 import abc
+import logging
 from collections.abc import Sequence
 
-from graph.errors import ValidationError
+from graph.errors import RingwatchError, ValidationError
 from graph.types import (
     Event,
     EventBatch,
@@ -32,6 +33,16 @@ def check_walk(hops: int, limit: int) -> None:
         raise ValidationError("hops", hops, f"must be between 1 and {MAX_HOPS}")
     if limit < 1:
         raise ValidationError("limit", limit, "must be at least 1")
+
+
+def close_quietly(store: GraphStore, log: logging.Logger, what: str) -> None:
+    """Close ``store`` where a failure to close must not stop the caller (a background thread
+    dropping a broken connection, or done with it): the failure is logged as a warning naming
+    ``what``."""
+    try:
+        store.close()
+    except RingwatchError as e:
+        log.warning("closing %s: %s", what, e)
 
 
 class GraphStore(abc.ABC):

@@ -17,6 +17,10 @@ content hash, in sorted numpy runs: 24 bytes each; everything else is bounded by
 Speed (``bench/ingest_bench.py``): every step works on whole columns; good rows reach the store
 as an ``EventBatch`` through ``GraphStore.upsert_batch``, so no ``Event`` object is built on
 the way (a store that needs them builds them itself).
+
+``store_events`` is the one write of validated events into a store, with its counts checked:
+file loads call it per batch, and so does the API's journal loader (``api.journal``) for the
+checkout events it moves into the store.
 """
 
 from __future__ import annotations
@@ -34,7 +38,7 @@ from tqdm import tqdm
 
 from graph.errors import RingwatchError, StoreError, ValidationError
 from graph.store import GraphStore
-from graph.types import EVENT_KINDS, Event, EventBatch, Label, LabelEntity, Verdict
+from graph.types import EVENT_KINDS, Event, EventBatch, Label, LabelEntity, UpsertResult, Verdict
 from ingestion.mapping import ColumnMapping, JoinSpec, LabelSpec, as_text, label_values
 from ingestion.quarantine import QuarantineWriter, quarantine_path
 from ingestion.readers import (
@@ -130,6 +134,24 @@ class LabelLoadSummary:
 
 
 # -- events ---------------------------------------------------------------------------------------
+
+
+def store_events(store: GraphStore, events: EventBatch | Sequence[Event]) -> UpsertResult:
+    """Write validated events into ``store`` in one upsert and check what it answered: every
+    event is either inserted or a duplicate of a stored ``txn_id`` (idempotent, so a replay
+    changes nothing). An ``EventBatch`` goes through ``GraphStore.upsert_batch``, ``Event``
+    objects through ``GraphStore.upsert_events``.
+
+    Raises:
+        StoreError: the store failed, or its counts do not add up to the events given.
+    """
+    result = store.upsert_batch(events) if isinstance(events, EventBatch) else store.upsert_events(events)
+    if result.inserted + result.duplicates != len(events):
+        raise StoreError(
+            f"store {store.backend!r} answered inserted={result.inserted} + "
+            f"duplicates={result.duplicates} for a batch of {len(events)} events"
+        )
+    return result
 
 
 def load_events(
@@ -299,12 +321,7 @@ class _EventLoad:
         self.labels.finish()
 
     def _flush(self, batch: EventBatch) -> None:
-        result = self.store.upsert_batch(batch)
-        if result.inserted + result.duplicates != len(batch):
-            raise StoreError(
-                f"store {self.store.backend!r} answered inserted={result.inserted} + "
-                f"duplicates={result.duplicates} for a batch of {len(batch)} events"
-            )
+        result = store_events(self.store, batch)
         self.inserted += result.inserted
         self.store_duplicates += result.duplicates
 

@@ -12,7 +12,7 @@ state), so they render the same in a notebook, a script or a test.
 * Thresholds: ``operating_points``, ``choose_thresholds`` (a target precision for HIGH and a
   review capacity for MEDIUM), ``tier_costs``, ``plot_tradeoff``, ``metric_interval``.
 * Rings: ``rings_frame``, ``ring_subgraph``, ``draw_ring``, ``ring_timeline``,
-  ``plot_ring_timeline``, ``export_ring``, ``browser_snippet``.
+  ``plot_ring_timeline``, ``ring_member_risk``, ``export_ring``, ``browser_snippet``.
 * Data: ``load_or_generate`` (reuse what the store holds, or generate a synthetic dataset).
 """
 
@@ -28,6 +28,7 @@ import networkx as nx
 import numpy as np
 import pandas as pd
 
+from api.index import AccountView, ScoringIndex
 from gnn.calibrate import Thresholds, calibrate
 from gnn.metrics import auprc
 from graph.errors import ValidationError
@@ -72,6 +73,7 @@ __all__ = [
     "draw_ring",
     "ring_timeline",
     "plot_ring_timeline",
+    "ring_member_risk",
     "RingExport",
     "export_ring",
     "browser_snippet",
@@ -946,6 +948,21 @@ def plot_ring_timeline(timeline: pd.DataFrame, ring: Ring) -> Figure:
     fig.autofmt_xdate()
     fig.tight_layout()
     return fig
+
+
+def ring_member_risk(
+    snapshot: Snapshot, ring: Ring, scores: ScoreWriteback | None, *, mode: str | None = None
+) -> list[AccountView]:
+    """Each member of ``ring`` as the API's scoring index reports it (``api.index.ScoringIndex``):
+    score, tier, ring, devices, IPs and the reasons read from the graph's facts (verdict, ring,
+    devices and IPs shared with risky accounts, bursts of payments, account age). ``mode``: how
+    ``scores`` were made, from their artefact ("supervised" or "unsupervised").
+
+    Raises:
+        NotFoundError: a member the snapshot does not hold.
+    """
+    index = ScoringIndex.build(snapshot, scores, mode=mode)
+    return [index.account(m) for m in ring.members]
 
 
 @dataclass(frozen=True, slots=True)

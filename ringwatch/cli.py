@@ -211,14 +211,16 @@ def _run(args: argparse.Namespace, settings: Settings, progress: bool) -> int:
 
 
 def _serve(args: argparse.Namespace, settings: Settings) -> int:
-    """Run uvicorn with ``--workers`` processes, each building its app from the environment."""
+    """Run uvicorn with ``--workers`` processes, each building its app from the environment set
+    here (``ringwatch.serve.app_from_env``)."""
     import os
     import shutil
 
     import uvicorn
 
     from api.metrics import MULTIPROC_ENV
-    from api.server import NO_AUTH_ENV, config_from_env
+    from api.server import NO_AUTH_ENV
+    from ringwatch.serve import APP_FACTORY, api_config
 
     if args.workers < 1:
         raise ConfigError(f"--workers={args.workers}: must be at least 1")
@@ -226,13 +228,13 @@ def _serve(args: argparse.Namespace, settings: Settings) -> int:
     os.environ.setdefault("OMP_NUM_THREADS", "1")  # one compute thread per worker (see api.server)
     if args.no_auth:
         os.environ[NO_AUTH_ENV] = "1"
-    config_from_env()  # fail here, once, with a clear message rather than in every worker
+    api_config(settings)  # fail here, once, with a clear message rather than in every worker
     if args.workers > 1 and not os.environ.get(MULTIPROC_ENV):
         metrics_dir = settings.home / "run" / "prometheus"
         shutil.rmtree(metrics_dir, ignore_errors=True)
         metrics_dir.mkdir(parents=True)
         os.environ[MULTIPROC_ENV] = str(metrics_dir)
-    uvicorn.run("api.server:app_from_env", factory=True, host=args.host, port=args.port, workers=args.workers,
+    uvicorn.run(APP_FACTORY, factory=True, host=args.host, port=args.port, workers=args.workers,
                 log_level="info", access_log=False)  # fmt: skip
     return 0
 

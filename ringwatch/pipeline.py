@@ -18,12 +18,13 @@ from gnn.evaluate import EvaluationReport, PlantedTruth, evaluate
 from gnn.lineage import Promotion
 from gnn.metrics import StageTime, Stopwatch
 from gnn.promotion import decide
-from gnn.scoring import ScoreResult, score_snapshot, to_writeback
+from gnn.scoring import ScoreResult
 from gnn.selection import CANDIDATES, train_and_select
 from gnn.train import TrainConfig
+from gnn.writeback import score_and_write_back
 from graph.errors import ModelError
 from graph.factory import open_store
-from graph.rings import RingConfig, detect_rings
+from graph.rings import RingConfig
 from graph.store import GraphStore
 from graph.types import NodeType, Ring, Snapshot
 from ingestion.loader import LabelLoadSummary, LoadSummary, load_events, load_labels
@@ -169,17 +170,9 @@ def step_score(
     artefact = ModelArtefact.load(settings.models_dir, model_version)
     with store_for(settings) as store:
         snapshot = store.snapshot()
-        result = score_snapshot(artefact, snapshot)
-        rings = detect_rings(
-            snapshot,
-            result.account_scores,
-            medium=artefact.account_thresholds.medium,
-            high=artefact.account_thresholds.high,
-            config=ring_config,
-        )
-        store.write_scores(to_writeback(result, snapshot, rings, scored_at=time.time()))
-    exported = export_scores(result, snapshot, out) if out else ()
-    return ScoreOutcome(snapshot=snapshot, result=result, rings=rings, exported=exported)
+        run = score_and_write_back(artefact, snapshot, store=store, ring_config=ring_config)
+    exported = export_scores(run.result, snapshot, out) if out else ()
+    return ScoreOutcome(snapshot=snapshot, result=run.result, rings=run.rings, exported=exported)
 
 
 def export_scores(result: ScoreResult, snapshot: Snapshot, out: Path) -> tuple[Path, Path]:

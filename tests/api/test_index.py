@@ -4,7 +4,8 @@ from __future__ import annotations
 
 import pytest
 
-from api.index import NOT_SCORED_REASON, ScoringIndex
+from api.index import ScoringIndex
+from gnn.reasons import NOT_SCORED
 from graph.errors import NotFoundError, ValidationError
 from graph.types import EdgeType, NodeType, Snapshot, Tier
 from tests.api.fixtures import MODEL_VERSION, RING_USERS, events, make_snapshot
@@ -57,7 +58,7 @@ def test_unscored_index_answers_with_nulls_and_says_so(snapshot: Snapshot) -> No
     idx = ScoringIndex.build(snapshot, None)
     view = idx.account("u02")
     assert (view.score, view.tier, view.ring_id, view.model_version) == (None, None, None, None)
-    assert view.reasons[0] == NOT_SCORED_REASON
+    assert view.reasons[0] == NOT_SCORED
     assert not idx.scored and idx.rings() == []
     # Without tiers, sharing is still reported, but nobody is called high risk.
     assert any(r.startswith("shares device d01 with 4 other accounts") for r in view.reasons)

@@ -294,3 +294,10 @@ def test_thresholds_chosen_are_thresholds_the_artefact_accepts() -> None:
     s, y = _scores()
     th = analysis.choose_thresholds(s, y, target_precision=0.8, review_rate=0.05).thresholds
     assert isinstance(th, Thresholds) and 0.0 <= th.medium <= th.high <= 1.0
+
+
+def test_ring_member_risk_reports_each_member_as_the_api_index_does(world: World) -> None:
+    ring, _ = _planted_ring(world)
+    views = analysis.ring_member_risk(world.snapshot, ring, world.scores)
+    assert [v.user_id for v in views] == list(ring.members)
+    assert all(v.ring_id is not None and any(r.startswith("member of ring ") for r in v.reasons) for v in views)
