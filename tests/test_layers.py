@@ -1,44 +1,66 @@
-"""The packages depend one way (DESIGN §2): ``ingestion -> graph``, ``gnn -> graph``,
-``api -> graph, gnn, ingestion``, the command line (``ringwatch``) on top of all; ``graph``
-imports none of the others. Every import is checked, the ones inside functions too."""
+"""Dependencies point one way (DESIGN §2): every import in the packages, module level or inside a
+function, and every code cell of the notebooks, is read and checked against the allowed layers."""
 
 from __future__ import annotations
 
 import ast
+import json
 from pathlib import Path
 
 import pytest
 
-REPO = Path(__file__).resolve().parents[1]
-PACKAGES = ("graph", "ingestion", "gnn", "api", "ringwatch")
-ALLOWED = {
-    "graph": {"graph"},
-    "ingestion": {"ingestion", "graph"},
-    "gnn": {"gnn", "graph"},
-    "api": {"api", "graph", "gnn", "ingestion"},
-    "ringwatch": set(PACKAGES),
+ROOT = Path(__file__).resolve().parent.parent
+
+#: Our top-level packages and the ones each may import (itself always).
+ALLOWED: dict[str, frozenset[str]] = {
+    "graph": frozenset(),
+    "ingestion": frozenset({"graph"}),
+    "gnn": frozenset({"graph"}),
+    "api": frozenset({"graph", "gnn", "ingestion"}),
+    "ringwatch": frozenset({"graph", "gnn", "ingestion", "api"}),
 }
+#: Analysts' notebooks work from the command line's package and below, not from the service.
+NOTEBOOK_ALLOWED = frozenset({"graph", "gnn", "ingestion", "ringwatch"})
 
 
-def _imported_packages(path: Path) -> set[tuple[str, int]]:
-    found = set()
-    for node in ast.walk(ast.parse(path.read_text(encoding="utf-8"), filename=str(path))):
+def imported_packages(tree: ast.AST) -> list[tuple[int, str]]:
+    """(line, top-level name) of every absolute import in ``tree``."""
+    found: list[tuple[int, str]] = []
+    for node in ast.walk(tree):
         if isinstance(node, ast.Import):
-            names = [alias.name for alias in node.names]
+            found += [(node.lineno, alias.name.split(".")[0]) for alias in node.names]
         elif isinstance(node, ast.ImportFrom) and node.level == 0 and node.module:
-            names = [node.module]
-        else:
-            continue
-        found.update((name.split(".")[0], node.lineno) for name in names if name.split(".")[0] in PACKAGES)
+            found.append((node.lineno, node.module.split(".")[0]))
     return found
 
 
-@pytest.mark.parametrize("package", PACKAGES)
-def test_imports_point_one_way(package: str) -> None:
-    wrong = [
-        f"{path.relative_to(REPO)}:{line} imports {imported}"
-        for path in sorted((REPO / package).rglob("*.py"))
-        for imported, line in sorted(_imported_packages(path))
-        if imported not in ALLOWED[package]
-    ]
-    assert not wrong, "\n".join(wrong)
+def wrong_way(package: str, tree: ast.AST, allowed: frozenset[str]) -> list[str]:
+    ours = set(ALLOWED)
+    return [f"line {line}: imports {name}" for line, name in imported_packages(tree) if name in ours and name != package and name not in allowed]
+
+
+@pytest.mark.parametrize("package", sorted(ALLOWED))
+def test_a_package_imports_only_the_layers_below_it(package: str) -> None:
+    problems = []
+    for path in sorted((ROOT / package).rglob("*.py")):
+        tree = ast.parse(path.read_text(encoding="utf-8"), filename=str(path))
+        problems += [f"{path.relative_to(ROOT)} {p}" for p in wrong_way(package, tree, ALLOWED[package])]
+    assert not problems, "wrong-way imports:\n" + "\n".join(problems)
+
+
+def test_notebooks_do_not_import_the_service() -> None:
+    problems = []
+    notebooks = sorted((ROOT / "notebooks").glob("*.ipynb"))
+    assert notebooks
+    for path in notebooks:
+        cells = json.loads(path.read_text(encoding="utf-8"))["cells"]
+        for i, cell in enumerate(c for c in cells if c["cell_type"] == "code"):
+            source = "".join(cell["source"])
+            tree = ast.parse("\n".join(line for line in source.splitlines() if not line.lstrip().startswith(("%", "!"))))
+            problems += [f"{path.name} cell {i} {p}" for p in wrong_way("notebook", tree, NOTEBOOK_ALLOWED)]
+    assert not problems, "wrong-way imports:\n" + "\n".join(problems)
+
+
+def test_the_checker_sees_an_import_inside_a_function() -> None:
+    tree = ast.parse("def f():\n    from ringwatch.settings import Settings\n")
+    assert wrong_way("api", tree, ALLOWED["api"]) == ["line 2: imports ringwatch"]
