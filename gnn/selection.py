@@ -209,14 +209,14 @@ def train_and_select(
     # One feature build for GraphSAGE and the trees (labels never enter features).
     features = build_features(snapshot)
     watch.lap("features")
-    gnn = train(snapshot, config, features=features, progress=progress)
-    if gnn.mode != SUPERVISED:  # too few labels: the unsupervised score, nothing to choose between
-        return dataclasses.replace(gnn, metrics=dataclasses.replace(
-            gnn.metrics, seconds=time.perf_counter() - started, stages=(*watch.stages, *gnn.metrics.stages)
+    graphsage = train(snapshot, config, features=features, progress=progress)
+    if graphsage.mode != SUPERVISED:  # too few labels: the unsupervised score, nothing to choose between
+        return dataclasses.replace(graphsage, metrics=dataclasses.replace(
+            graphsage.metrics, seconds=time.perf_counter() - started, stages=(*watch.stages, *graphsage.metrics.stages)
         ))  # fmt: skip
-    run = run_baselines(snapshot, config, trees=trees, names=tuple(candidates), artefact=gnn, features=features)
+    run = run_baselines(snapshot, config, trees=trees, names=tuple(candidates), artefact=graphsage, features=features)
     selection = select(run, candidates)
-    stages: list[StageTime] = [*watch.stages, *gnn.metrics.stages, *run.stages]
+    stages: list[StageTime] = [*watch.stages, *graphsage.metrics.stages, *run.stages]
     if selection.warning:
         log.warning("%s; selecting on cross-validation instead", selection.warning)
         watch.restart()
@@ -233,11 +233,11 @@ def train_and_select(
     log.info("selected %s (%s)", selection.winner, selection.rule)
     if selection.warning:
         log.warning("%s", selection.warning)
-    return ship(gnn, run, selection, config, seconds=time.perf_counter() - started, stages=tuple(stages))
+    return ship(graphsage, run, selection, config, seconds=time.perf_counter() - started, stages=tuple(stages))
 
 
 def ship(
-    gnn: ModelArtefact,
+    graphsage: ModelArtefact,
     run: BaselineRun,
     selection: Selection,
     config: TrainConfig,
@@ -245,7 +245,7 @@ def ship(
     seconds: float | None = None,
     stages: tuple[StageTime, ...] | None = None,
 ) -> ModelArtefact:
-    """The artefact that ships ``selection.winner``: ``gnn`` (the GraphSAGE artefact ``run`` was
+    """The artefact that ships ``selection.winner``: ``graphsage`` (the GraphSAGE artefact ``run`` was
     made with) plus, for a tree winner, its fitted trees, thresholds calibrated on its validation
     scores and its metrics. ``seconds`` / ``stages``: the whole training time and where it went,
     to record (default: unchanged).
@@ -253,13 +253,13 @@ def ship(
     Raises:
         ValidationError: the winner is not in ``run`` (a tree family that was not fitted).
     """
-    metrics = gnn.metrics
+    metrics = graphsage.metrics
     if seconds is not None:
         metrics = dataclasses.replace(metrics, seconds=seconds)
     if stages is not None:
         metrics = dataclasses.replace(metrics, stages=stages)
     if selection.winner == GRAPHSAGE:
-        return dataclasses.replace(gnn, selection=selection, metrics=metrics)
+        return dataclasses.replace(graphsage, selection=selection, metrics=metrics)
     if selection.winner not in run.models:
         raise ValidationError("selection.winner", selection.winner, f"no fitted trees of that name ({sorted(run.models)})")
     won = run.get(selection.winner)
@@ -268,8 +268,8 @@ def ship(
     created = time.time()
     account_thresholds = calibrate_split(won.account, y.user, users.val, config)
     return dataclasses.replace(
-        gnn,
-        version=make_version(created, SUPERVISED, {**gnn.state_dict, **fitted.tensors()}),
+        graphsage,
+        version=make_version(created, SUPERVISED, {**graphsage.state_dict, **fitted.tensors()}),
         created_at=created,
         account_thresholds=account_thresholds,
         transaction_thresholds=calibrate_split(won.txn, y.txn, txns.val, config),
