@@ -35,8 +35,8 @@ import numpy as np
 import torch
 
 from gnn.artefact import ModelArtefact
+from gnn.core.features import build_features
 from gnn.explain import Explainer, SurrogateConfig
-from gnn.features import build_features
 from gnn.inductive import InductiveScorer
 from gnn.scoring import score_snapshot
 from gnn.train import TrainConfig, train

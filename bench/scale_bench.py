@@ -18,7 +18,7 @@ then, not timed with the training:
 Peak RSS is sampled every 20 ms per phase (``psutil``), and ``ru_maxrss`` is the child's peak
 over everything, data generation included. CPU seconds are printed next to wall time because
 the machine may be shared. ``--profile`` prints the top torch operators of one full-batch
-epoch (``torch.profiler``). ``gnn.device.pick_device`` picks CUDA when present.
+epoch (``torch.profiler``). ``gnn.core.device.pick_device`` picks CUDA when present.
 
     python bench/scale_bench.py [--txns 100000,1000000,5000000] [--epochs 30] [--patience 6]
                                 [--batch-size 8192] [--fanout 15,10] [--skip-full-above N]
@@ -51,11 +51,11 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # run from a check
 import torch  # noqa: E402
 import torch.nn.functional as F  # noqa: E402
 
-from gnn.device import pick_device  # noqa: E402
-from gnn.features import Normalisation, build_features  # noqa: E402
+from gnn.core.device import pick_device  # noqa: E402
+from gnn.core.features import Normalisation, build_features  # noqa: E402
 from gnn.leakage import snapshot_from_frames  # noqa: E402
 from gnn.minibatch import MiniBatchEpochs  # noqa: E402
-from gnn.model import ModelConfig, RingSAGE, build_graph_input  # noqa: E402
+from gnn.core.model import ModelConfig, RingSAGE, build_graph_input  # noqa: E402
 from gnn.scoring import score_snapshot  # noqa: E402
 from gnn.train import TrainConfig, targets, train, txn_split, user_split  # noqa: E402
 from graph.types import NodeType, Snapshot  # noqa: E402

@@ -7,7 +7,7 @@ the model) never sees half a file. The file holds only tensors and plain Python 
 read with ``torch.load(weights_only=True)``: loading an artefact cannot run code.
 
 ``scorer`` says what makes the scores of a supervised artefact: ``"graphsage"`` (the network),
-or a tree family of ``gnn.trees`` (``"trees_aggregated"``, ``"hybrid"``) that won the selection
+or a tree family of ``gnn.core.trees`` (``"trees_aggregated"``, ``"hybrid"``) that won the selection
 (``gnn.selection``); then ``trees`` holds the fitted trees as plain arrays (no pickle), and the
 GraphSAGE weights stay in the artefact (the hybrid's inputs include its embeddings). Beside the
 ``.pt`` file, ``model-<version>.json`` repeats the metadata for people and tools: scorer, the
@@ -33,13 +33,14 @@ from typing import BinaryIO
 import numpy as np
 import torch
 
-from gnn.anomaly import AnomalyReference
 from gnn.calibrate import Thresholds
-from gnn.features import Normalisation
+from gnn.core.anomaly import AnomalyReference
+from gnn.core.features import Normalisation
+from gnn.core.model import ModelConfig
+from gnn.core.tree_features import TREE_FAMILIES
+from gnn.core.trees import TreeScorer
 from gnn.lineage import Promotion, Selection
 from gnn.metrics import TrainMetrics
-from gnn.model import ModelConfig
-from gnn.trees import TREE_FAMILIES, TreeScorer
 from graph.errors import ModelError, ValidationError
 
 SUPERVISED = "supervised"

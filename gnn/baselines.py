@@ -9,13 +9,13 @@ Five families, each giving a score in [0, 1] to every account and every transact
    sharing rules and, for velocity, the account's payments in the hour up to the transaction
    (point in time, see ``txn_velocity``).
 2. ``trees_own``: gradient-boosted trees (``HistGradientBoostingClassifier``) on the account's
-   own features, without graph features: ``gnn.features`` user block minus
+   own features, without graph features: ``gnn.core.features`` user block minus
    ``GRAPH_USER_FEATURES`` (the two columns that count *other* accounts on the account's devices
    and IPs). The account's own counts of devices, IPs and merchants stay: they describe the
    account, not its neighbours.
 2b. ``trees_known_fraud``: the strongest generic baseline: the same trees on every user feature
    (tabular and sharing counts) plus the known-fraud neighbourhood features of
-   ``gnn.known_fraud`` (verdicts known before, on the same devices, IPs, prefixes, merchants and
+   ``gnn.core.known_fraud`` (verdicts known before, on the same devices, IPs, prefixes, merchants and
    account), with the training config's label delay. What a user builds in an afternoon; the
    shipped model is judged against it.
 3. ``trees_aggregated``: the same trees on the columns of 2b plus ``neighbour_aggregates``:
@@ -33,8 +33,8 @@ fit small); 3 and 5 also get the transaction's device, IP and merchant
 features (NaN when absent). For accounts in the training split that account score is in-sample,
 so the transaction trees may trust it a little too much; that can only hurt the tree baselines.
 Trees are weighted to balance the classes and their probabilities shifted back by the
-class-weight ratio (like GraphSAGE's prior shift), seeded with ``TrainConfig.seed``. The inputs,
-the fit and the fitted models live in ``gnn.trees`` (re-exported here), so that a tree family that
+class-weight ratio (like GraphSAGE's prior shift), seeded with ``TrainConfig.seed``. The columns
+live in ``gnn.core.tree_features`` and the fit in ``gnn.core.trees``, so that a tree family that
 wins the selection (``gnn.selection``) can be shipped and scored with exactly these columns.
 """
 
@@ -48,25 +48,12 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from gnn.artefact import ModelArtefact
-from gnn.features import USER_FEATURES, FeatureSet, build_features
+from gnn.core.features import USER_FEATURES, FeatureSet, build_features
+from gnn.core.tree_features import HYBRID, TREES_AGGREGATED, TREES_KNOWN_FRAUD, TREES_OWN, TreeInputs, txn_velocity
+from gnn.core.trees import TreeConfig, TreeScorer, fit_tree_scorer
 from gnn.metrics import StageTime, Stopwatch
 from gnn.scoring import score_snapshot
 from gnn.train import Split, Targets, TrainConfig, targets, time_splits, train
-from gnn.trees import (
-    GRAPH_USER_FEATURES,
-    HYBRID,
-    OWN_USER_FEATURES,
-    TREES_AGGREGATED,
-    TREES_KNOWN_FRAUD,
-    TREES_OWN,
-    VELOCITY_WINDOW,
-    TreeConfig,
-    TreeInputs,
-    TreeScorer,
-    fit_tree_scorer,
-    neighbour_aggregates,
-    txn_velocity,
-)
 from graph.errors import ModelError, ValidationError
 from graph.types import EVENT_KINDS, EventKind, NodeType, Snapshot
 
@@ -74,19 +61,8 @@ __all__ = [
     "BASELINES",
     "BASELINE_TITLES",
     "GRAPHSAGE",
-    "HYBRID",
-    "TREES_AGGREGATED",
-    "TREES_KNOWN_FRAUD",
-    "TREES_OWN",
-    "GRAPH_USER_FEATURES",
-    "OWN_USER_FEATURES",
-    "VELOCITY_WINDOW",
-    "TreeConfig",
-    "TreeScorer",
     "BaselineScores",
     "BaselineRun",
-    "neighbour_aggregates",
-    "txn_velocity",
     "rule_scores",
     "run_baselines",
 ]

@@ -32,11 +32,11 @@ import numpy as np
 from sklearn.model_selection import GroupKFold
 
 from gnn.baselines import run_baselines
-from gnn.features import FeatureSet
+from gnn.core.features import FeatureSet
+from gnn.core.trees import TreeConfig
 from gnn.lineage import CandidateScore
 from gnn.metrics import auprc
 from gnn.train import Split, TrainConfig, targets, time_splits
-from gnn.trees import TreeConfig
 from graph.rings import account_components
 from graph.types import NodeType, Snapshot
 

@@ -48,25 +48,17 @@ import numpy as np
 import pandas as pd
 
 from gnn.artefact import jsonable
-from gnn.baselines import (
-    BASELINE_TITLES,
-    BASELINES,
-    GRAPH_USER_FEATURES,
-    GRAPHSAGE,
-    BaselineRun,
-    BaselineScores,
-    TreeConfig,
-    run_baselines,
-)
+from gnn.baselines import BASELINE_TITLES, BASELINES, GRAPHSAGE, BaselineRun, BaselineScores, run_baselines
 from gnn.calibrate import Thresholds, tier_codes
-from gnn.features import build_features
+from gnn.core.features import build_features
+from gnn.core.tree_features import GRAPH_USER_FEATURES, TREES_KNOWN_FRAUD
+from gnn.core.trees import TreeConfig
 from gnn.label_budget import LABEL_FRACTIONS, LabelBudget, label_budget, render_label_budget
 from gnn.leakage import WHOLE_HISTORY, LeakageAudit, audit_leakage
 from gnn.lineage import CandidateScore, Selection
 from gnn.metrics import Comparison, SplitMetrics, auroc, paired_auprc_difference, split_metrics
 from gnn.selection import CANDIDATES, TIE, select, select_by_cross_validation
 from gnn.train import TrainConfig, calibrate_split
-from gnn.trees import TREES_KNOWN_FRAUD
 from graph.errors import ModelError, ValidationError
 from graph.ring_recovery import RingRecovery, ring_recovery
 from graph.rings import RingConfig, detect_rings
@@ -833,7 +825,7 @@ def render_markdown(report: EvaluationReport, run: BaselineRun, *, main_epochs: 
         *[f"- {BASELINE_TITLES[n]}" + ("" if any(b.name == n for b in report.baselines) else " (not run)") for n in BASELINES],
         "",
         "Definitions: `gnn/baselines.py` (module docstring). Trees: scikit-learn HistGradientBoostingClassifier, "
-        f"balanced class weights, feature bins from unweighted quantiles (as scikit-learn <= 1.5 did; `gnn.trees`), seed {seed}.",
+        f"balanced class weights, feature bins from unweighted quantiles (as scikit-learn <= 1.5 did; `gnn.core.trees`), seed {seed}.",
         "",
     ]
     return "\n".join(lines)

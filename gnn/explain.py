@@ -13,8 +13,8 @@ Each explanation combines two sources:
   4 confirmed fraud, 1 more high risk". A transaction names its own device and IP the same way.
 * **Feature contributions (exact for a surrogate, approximate for the model).** GraphSAGE has no
   exact per-feature attribution, so a tree surrogate is fitted to the shipped model's logits:
-  ``HistGradientBoostingRegressor`` on the account's own features (``gnn.features`` user block)
-  plus ``gnn.baselines.neighbour_aggregates`` (1–2 hop mean/max/count through devices, IPs and
+  ``HistGradientBoostingRegressor`` on the account's own features (``gnn.core.features`` user block)
+  plus ``gnn.core.tree_features.neighbour_aggregates`` (1–2 hop mean/max/count through devices, IPs and
   merchants) for accounts; on the transaction features, the payment velocity, the features of the
   transaction's device, IP and merchant and the account's model logit for transactions. The
   surrogate's prediction is decomposed *exactly* into per-feature contributions by path
@@ -44,8 +44,7 @@ from sklearn.ensemble import HistGradientBoostingRegressor
 from threadpoolctl import threadpool_limits
 
 from gnn.artefact import ModelArtefact
-from gnn.baselines import neighbour_aggregates, txn_velocity
-from gnn.features import (
+from gnn.core.features import (
     DEVICE_FEATURES,
     IP_FEATURES,
     MERCHANT_FEATURES,
@@ -55,8 +54,9 @@ from gnn.features import (
     FeatureSet,
     build_features,
 )
+from gnn.core.known_fraud import KNOWN_FRAUD_TXN_FEATURES, KNOWN_FRAUD_USER_FEATURES, known_fraud_features
+from gnn.core.tree_features import neighbour_aggregates, txn_velocity
 from gnn.scoring import ScoreResult, score_snapshot
-from gnn.known_fraud import KNOWN_FRAUD_TXN_FEATURES, KNOWN_FRAUD_USER_FEATURES, known_fraud_features
 from graph.errors import ModelError, NotFoundError, ValidationError
 from graph.types import NodeType, Snapshot, Tier
 
@@ -183,7 +183,7 @@ class NeighbourFact:
 #   factor: std of log amounts -> "x1.8"    days: log1p days -> 1 decimal    raw: plain integer
 
 TEMPLATES: dict[str, tuple[str, str]] = {
-    # account features (gnn.features.USER_FEATURES); hop-2 aggregates reuse them
+    # account features (gnn.core.features.USER_FEATURES); hop-2 aggregates reuse them
     "user:n_payments_log": ("{who} made {q}{v} payment{s}", "count"),
     "user:n_refunds_log": ("{who} received {q}{v} refund{s}", "count"),
     "user:n_logins_log": ("{who} logged in {q}{v} time{s}", "count"),
@@ -220,7 +220,7 @@ TEMPLATES: dict[str, tuple[str, str]] = {
     "agg:device2_n": ("its devices are shared with {v} other account{s} in all", "raw"),
     "agg:ip2_n": ("its IPs are shared with {v} other account{s} in all", "raw"),
     "agg:merchant2_n": ("its merchants have {v} other customer{s} in all", "raw"),
-    # transaction features (gnn.features.TXN_FEATURES + velocity); event_* and hour_* are
+    # transaction features (gnn.core.features.TXN_FEATURES + velocity); event_* and hour_* are
     # rendered from the whole row (see _txn_text)
     "txn:amount_log": ("the amount is {v}", "money"),
     "txn:gap_log": ("{v} since the account's previous event", "duration"),
@@ -228,7 +228,7 @@ TEMPLATES: dict[str, tuple[str, str]] = {
     "txn:velocity_1h": ("the account made {v} payment{s} in the hour up to this one", "raw"),
     "txn:account_logit": ("account {who} scores {v}{tier}", "prob"),
 }
-# Known-fraud features (gnn.known_fraud): what was known before, near the account or event.
+# Known-fraud features (gnn.core.known_fraud): what was known before, near the account or event.
 _KF_NOUN = {"account": "account", "device": "device", "ip": "IP", "ip_prefix": "IP prefix", "merchant": "merchant"}
 _KF_WINDOW = {"1d": " in the day before", "30d": " in the 30 days before", "all": ""}
 for _k, _noun in _KF_NOUN.items():

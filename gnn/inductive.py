@@ -4,7 +4,7 @@ GraphSAGE with k layers computes a node's layer ``l`` from the mean of its in-ne
 ``l - 1`` per relation and its own layer ``l - 1``. An ``InductiveScorer`` holds, for every node
 of the serving snapshot:
 
-* the node features' sufficient statistics (``gnn.features.FeatureStats``: counts and sums);
+* the node features' sufficient statistics (``gnn.core.features.FeatureStats``: counts and sums);
 * its layers ``0 .. k - 1`` (layer 0 = the encoded input ``relu(encode(x))``);
 * for a **hub** (a node with more than ``HUB_EDGES`` in-edges of one relation: a busy
   merchant's accounts, a shared office IP's), the running sum of those sources' layers. Only
@@ -57,8 +57,16 @@ import torch
 
 from gnn.artefact import SUPERVISED, ModelArtefact
 from gnn.calibrate import tier_of
-from gnn.features import NODE_TYPES, EventContext, FeatureSet, FeatureStats, UserHistory, build_features_and_stats, event_txn_features
-from gnn.model import RELATIONS, GraphInput, build_graph_input
+from gnn.core.features import (
+    NODE_TYPES,
+    EventContext,
+    FeatureSet,
+    FeatureStats,
+    UserHistory,
+    build_features_and_stats,
+    event_txn_features,
+)
+from gnn.core.model import RELATIONS, GraphInput, build_graph_input
 from gnn.scoring import load_model
 from graph.errors import ModelError, NotFoundError, ValidationError
 from graph.types import EVENT_KINDS, Event, Snapshot, Tier
@@ -79,7 +87,7 @@ INTO: dict[str, tuple[Relation, ...]] = {t: tuple(r for r in RELATIONS if r[2] =
 SLOT: dict[Relation, int] = {r: INTO[r[2]].index(r) for r in RELATIONS}
 #: The relations out of each node type.
 OUT: dict[str, tuple[Relation, ...]] = {t: tuple(r for r in RELATIONS if r[0] == t) for t in NODE_TYPES}
-#: Each relation -> the one with the same edges the other way (``gnn.model.RELATIONS`` has both).
+#: Each relation -> the one with the same edges the other way (``gnn.core.model.RELATIONS`` has both).
 REVERSE: dict[Relation, Relation] = {r: (r[2], r[1][4:] if r[1].startswith("rev_") else f"rev_{r[1]}", r[0]) for r in RELATIONS}
 #: Model node-type name -> the event column that names it.
 _EVENT_KEY = {"user": "user_id", "device": "device_id", "ip": "ip", "merchant": "merchant_id"}
@@ -691,7 +699,7 @@ class InductiveScorer:
             row, want = back, b
         if row.size <= 8:  # the usual case (an account's few devices): no array search
             return want in row.tolist()
-        i = int(np.searchsorted(row, want))  # each row is sorted (``gnn.model._edges``)
+        i = int(np.searchsorted(row, want))  # each row is sorted (``gnn.core.model._edges``)
         return i < row.size and int(row[i]) == want
 
     def _history(self, user: int) -> UserHistory:
@@ -716,7 +724,7 @@ class InductiveScorer:
 
 
 def _prob(logit: float, shift: float) -> float:
-    """The probability after the prior shift, in float64 as ``gnn.model.predict``."""
+    """The probability after the prior shift, in float64 as ``gnn.core.model.predict``."""
     return float(1.0 / (1.0 + np.exp(-(np.float64(logit) - shift))))
 
 

@@ -41,13 +41,14 @@ from dataclasses import dataclass
 import numpy as np
 
 from gnn.artefact import SUPERVISED, jsonable
-from gnn.baselines import GRAPHSAGE, TREES_AGGREGATED, BaselineRun, TreeConfig, run_baselines
-from gnn.features import build_features
-from gnn.known_fraud import known_labels
+from gnn.baselines import GRAPHSAGE, BaselineRun, run_baselines
+from gnn.core.features import build_features
+from gnn.core.known_fraud import known_labels
+from gnn.core.tree_features import TREES_AGGREGATED, TreeInputs
+from gnn.core.trees import TreeConfig
 from gnn.metrics import SplitMetrics, split_metrics
 from gnn.scoring import score_snapshot
 from gnn.train import Split, Targets, TrainConfig, targets, train, txn_split, user_split
-from gnn.trees import TreeInputs
 from graph.errors import ValidationError
 from graph.types import EVENT_KINDS, EventKind, LabelTable, NodeType, Snapshot
 
@@ -415,7 +416,7 @@ def render_label_budget(budget: LabelBudget, main_epochs: int | None = None) -> 
     lines += [
         f"**Threshold.** With fewer than `min_fraud_labels` = {budget.min_fraud_labels} fraud accounts (or none in "
         "the training split), `ringwatch train` trains no GraphSAGE and ships the unsupervised graph anomaly score "
-        "(`gnn.anomaly`); the artefact, the scores and the API then say `mode: unsupervised`. Why the default 20: "
+        "(`gnn.core.anomaly`); the artefact, the scores and the API then say `mode: unsupervised`. Why the default 20: "
         "the time-ordered 60/20/20 split leaves about 12 of them to learn from and 4 to pick the epoch (early "
         "stopping on validation AUPRC) and calibrate the tiers on. With fewer, a supervised model learns one or two "
         "rings' look and its validation AUPRC rests on one or two accounts, while the anomaly score needs no labels "

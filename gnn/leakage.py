@@ -21,8 +21,7 @@ from dataclasses import dataclass
 import numpy as np
 import pandas as pd
 
-from gnn.baselines import txn_velocity
-from gnn.features import (
+from gnn.core.features import (
     DEVICE_FEATURES,
     IP_FEATURES,
     MERCHANT_FEATURES,
@@ -30,6 +29,7 @@ from gnn.features import (
     USER_FEATURES,
     build_features,
 )
+from gnn.core.tree_features import txn_velocity
 from graph.errors import ValidationError
 from graph.types import EVENT_KINDS, LabelTable, LinkTable, NodeType, Snapshot, TransactionTable
 
@@ -41,7 +41,7 @@ WHOLE_HISTORY: dict[str, tuple[str, ...]] = {
     "device": DEVICE_FEATURES,
     "ip": IP_FEATURES,
     "merchant": MERCHANT_FEATURES,
-    "neighbour aggregates (gnn.baselines)": ("all",),
+    "neighbour aggregates (gnn.core.tree_features)": ("all",),
     "GraphSAGE message passing and embeddings": ("all",),
 }
 

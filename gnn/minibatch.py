@@ -22,7 +22,7 @@ with the run's seed and deals them into ``ceil((accounts + transactions) / batch
 batches, each holding its share of both, so both heads learn in every step. The loss per
 batch is the full-batch loss (weighted BCE with the same ``pos_weight`` per head, mean over
 the batch's seeds). Early stopping on validation AUPRC stays in ``gnn.train``: validation is
-scored by ``gnn.model.predict``, layer-wise and in chunks under ``inference_mode``, which holds
+scored by ``gnn.core.model.predict``, layer-wise and in chunks under ``inference_mode``, which holds
 a few [nodes, hidden] embedding tables and one chunk of messages, not the whole graph's
 activations (the scale benchmark measures it).
 
@@ -43,8 +43,8 @@ import torch.nn.functional as F
 from torch import Tensor
 from torch_geometric.data import HeteroData
 
-from gnn.features import NODE_TYPES
-from gnn.model import RELATIONS, GraphInput, RingSAGE
+from gnn.core.features import NODE_TYPES
+from gnn.core.model import RELATIONS, GraphInput, RingSAGE
 from graph.errors import ValidationError
 
 __all__ = ["DEFAULT_FANOUT", "SampledBatch", "NeighbourSampler", "MiniBatchEpochs", "check_fanout"]

@@ -5,7 +5,7 @@ devices and IPs the model never saw get scores from their neighbourhood (a new a
 ring's device inherits the ring's risk).
 
 The artefact's ``scorer`` decides what makes the scores: GraphSAGE itself, or a tree family
-(``gnn.trees``) that won the selection, fed with the columns it was fitted on (the hybrid's
+(``gnn.core.trees``) that won the selection, fed with the columns it was fitted on (the hybrid's
 include GraphSAGE's embeddings, so the network runs in every supervised mode).
 """
 
@@ -16,13 +16,13 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from gnn.anomaly import anomaly_scores
 from gnn.artefact import GRAPHSAGE, SUPERVISED, ModelArtefact
 from gnn.calibrate import assign_tiers
-from gnn.device import pick_device
-from gnn.features import build_features
-from gnn.model import RingSAGE, build_graph_input, known_inputs, predict
-from gnn.trees import TREES_OWN, TreeInputs
+from gnn.core.anomaly import anomaly_scores
+from gnn.core.device import pick_device
+from gnn.core.features import build_features
+from gnn.core.model import RingSAGE, build_graph_input, known_inputs, predict
+from gnn.core.tree_features import TREES_OWN, TreeInputs
 from graph.errors import ModelError
 from graph.types import EntityScore, NodeType, Ring, ScoreWriteback, Snapshot, Tier
 
@@ -35,7 +35,7 @@ class ScoreResult:
     ``txn_scores`` float64 [T] aligned with ``snapshot.transactions`` rows; tiers as lists of
     ``Tier`` aligned the same way. ``embeddings`` float32 [N_user, D]: the final GraphSAGE user
     embedding (D = hidden) in supervised mode, the anomaly components (D = 4, see
-    ``gnn.anomaly.USER_WEIGHTS``) in unsupervised mode, whatever the ``scorer``. ``mode`` is the
+    ``gnn.core.anomaly.USER_WEIGHTS``) in unsupervised mode, whatever the ``scorer``. ``mode`` is the
     artefact's mode; ``scorer`` what made the scores (``ModelArtefact.shipped``: ``"graphsage"``,
     a tree family, or ``"anomaly"``).
     """
@@ -83,7 +83,7 @@ def score_snapshot(artefact: ModelArtefact, snapshot: Snapshot, *, device: str |
         model = load_model(artefact, device)
         known = known_inputs(model.config, snapshot)
         g = build_graph_input(snapshot, artefact.normalisation.apply(features), known).to(next(model.parameters()).device)
-        # Layer-wise and chunked under inference mode (``gnn.model.predict``): this holds a few
+        # Layer-wise and chunked under inference mode (``gnn.core.model.predict``): this holds a few
         # [nodes, hidden] tables, not every activation, so large graphs score too.
         pred = predict(model, g)
         del g  # the standardised copy of the features: the trees below read the raw ones

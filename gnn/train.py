@@ -1,6 +1,6 @@
 """Train the GraphSAGE scorer on a snapshot, time-ordered, and package it as a ``ModelArtefact``.
 
-Targets (positive-unlabelled, PU), from whatever verdicts the store has (``gnn.known_fraud``):
+Targets (positive-unlabelled, PU), from whatever verdicts the store has (``gnn.core.known_fraud``):
 an account is positive when its winning verdict is ``fraud``, or, without an account verdict,
 when one of its transactions has a ``fraud`` verdict (card teams label chargebacks only).
 Accounts labelled ``legit`` and unlabelled accounts are negatives. Most unlabelled accounts are
@@ -11,7 +11,7 @@ Only without any does a payment/refund of a fraud account count as positive
 (``Targets.txn_from_accounts``, which reports say); signups and logins stay negative.
 
 With ``TrainConfig.known_fraud_inputs`` both heads also read what was known to be fraud before
-each row (``gnn.known_fraud``: earlier verdicts on the same account, device, IP, prefix,
+each row (``gnn.core.known_fraud``: earlier verdicts on the same account, device, IP, prefix,
 merchant), with the label delay of ``TrainConfig.label_delay``.
 
 Split (time-ordered, so that the metrics say how the model does on *later* data): accounts in
@@ -22,7 +22,7 @@ outside the training split are hidden. It is full-batch, or with ``TrainConfig.b
 mini-batch over sampled neighbourhoods (``gnn.minibatch``) for graphs too big for one batch.
 
 With fewer than ``min_fraud_labels`` fraud accounts there is nothing to learn from; ``train``
-then logs a warning and returns an unsupervised artefact (``gnn.anomaly``).
+then logs a warning and returns an unsupervised artefact (``gnn.core.anomaly``).
 """
 
 from __future__ import annotations
@@ -39,15 +39,15 @@ import torch
 import torch.nn.functional as F
 from tqdm.auto import tqdm
 
-from gnn.anomaly import anomaly_scores, fit_reference
 from gnn.artefact import SUPERVISED, UNSUPERVISED, ModelArtefact, make_version
 from gnn.calibrate import REVIEW_CAPACITY, ReviewQueue, Thresholds, calibrate, quantile_thresholds
-from gnn.device import pick_device, pick_threads, torch_threads
-from gnn.features import FeatureSet, Normalisation, build_features
-from gnn.known_fraud import KnownLabels, known_fraud_features, known_labels
+from gnn.core.anomaly import anomaly_scores, fit_reference
+from gnn.core.device import pick_device, pick_threads, torch_threads
+from gnn.core.features import FeatureSet, Normalisation, build_features
+from gnn.core.known_fraud import KnownLabels, known_fraud_features, known_labels
+from gnn.core.model import ModelConfig, RingSAGE, build_graph_input, predict
 from gnn.metrics import SplitMetrics, Stopwatch, TrainMetrics, auprc, split_metrics
 from gnn.minibatch import DEFAULT_FANOUT, MiniBatchEpochs, check_fanout
-from gnn.model import ModelConfig, RingSAGE, build_graph_input, predict
 from graph.errors import ModelError, ValidationError
 from graph.types import EVENT_KINDS, EventKind, NodeType, Snapshot
 
@@ -93,11 +93,11 @@ class TrainConfig:
     validation AUPRC that picks the epoch and the tier thresholds rests on one or two accounts.
     ``gnn.label_budget`` measures both modes with 0 %, 1 %, 10 % and 100 % of the labels.
     ``known_fraud_inputs``: GraphSAGE's heads also read what was known to be fraud before each
-    row (``gnn.known_fraud``). Off by default because inductive scoring of unseen checkout events
+    row (``gnn.core.known_fraud``). Off by default because inductive scoring of unseen checkout events
     (``gnn.inductive``) does not compute those inputs per request yet; the tree candidates and
     the hybrid always read them. ``label_delay`` (seconds): verdicts are known that long after
     their payment; None takes the verdicts' own timestamps. ``threads``: torch's CPU threads
-    while training (``gnn.device.pick_threads``: ``RINGWATCH_THREADS``, else this process's cores).
+    while training (``gnn.core.device.pick_threads``: ``RINGWATCH_THREADS``, else this process's cores).
 
     Raises:
         ValidationError: a value out of range (names the field).

@@ -6,16 +6,10 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from gnn.baselines import (
-    BASELINES,
-    GRAPH_USER_FEATURES,
-    OWN_USER_FEATURES,
-    TreeConfig,
-    neighbour_aggregates,
-    run_baselines,
-    txn_velocity,
-)
-from gnn.features import USER_FEATURES, build_features
+from gnn.baselines import BASELINES, run_baselines
+from gnn.core.features import USER_FEATURES, build_features
+from gnn.core.tree_features import GRAPH_USER_FEATURES, OWN_USER_FEATURES, neighbour_aggregates, txn_velocity
+from gnn.core.trees import TreeConfig
 from gnn.train import TrainConfig, user_split
 from graph.errors import ValidationError
 from graph.types import NodeType

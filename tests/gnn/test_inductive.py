@@ -9,7 +9,7 @@ import numpy as np
 import pytest
 
 from gnn.artefact import ModelArtefact
-from gnn.features import build_features
+from gnn.core.features import build_features
 from gnn.inductive import _EVENT_KEY, InductiveScorer
 from gnn.scoring import ScoreResult, score_snapshot
 from gnn.train import TrainConfig, train

@@ -9,7 +9,8 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from gnn.baselines import GRAPHSAGE, TREES_AGGREGATED, run_baselines
+from gnn.baselines import GRAPHSAGE, run_baselines
+from gnn.core.tree_features import TREES_AGGREGATED
 from gnn.evaluate import JSON_FILE, evaluate
 from gnn.label_budget import LABEL_FRACTIONS, LabelBudget, label_budget, reveal_labels
 from gnn.train import TrainConfig, targets, txn_split, user_split

@@ -10,9 +10,9 @@ import numpy as np
 import pytest
 import torch
 
-from gnn.features import NODE_TYPES, Normalisation, build_features
+from gnn.core.features import NODE_TYPES, Normalisation, build_features
+from gnn.core.model import RELATIONS, GraphInput, ModelConfig, RingSAGE, build_graph_input
 from gnn.minibatch import NeighbourSampler, SampledBatch
-from gnn.model import RELATIONS, GraphInput, ModelConfig, RingSAGE, build_graph_input
 from gnn.train import TrainConfig, train
 from graph.errors import ValidationError
 from tests.gnn.synth import SynthData

@@ -18,7 +18,7 @@ merchant: fraud transaction verdicts over recent windows and known-fraud account
 account it counts the same over the account's devices, IPs, prefixes and merchants, as of the
 account's last event, leaving out everything known about the account itself. A row's own verdict
 therefore never reaches its features, nor does any verdict known after the row's time; the tests
-in ``tests/gnn/test_known_fraud.py`` fail when one does. These features feed the heads of
+in ``tests/gnn/core/test_known_fraud.py`` fail when one does. These features feed the heads of
 GraphSAGE, not its message passing, so an account's label cannot come back to it through a
 neighbour.
 """

@@ -7,7 +7,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from gnn.known_fraud import (
+from gnn.core.known_fraud import (
     KNOWN_FRAUD_TXN_FEATURES,
     KNOWN_FRAUD_USER_FEATURES,
     ip_prefixes,

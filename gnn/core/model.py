@@ -11,7 +11,7 @@ Per relation a ``SAGEConv`` (mean aggregation), combined per destination type by
   -> one logit per transaction; an absent merchant/device/IP contributes zeros.
 
 With ``ModelConfig.user_label_dim`` / ``txn_label_dim`` set, the heads also read the known-fraud
-features of ``gnn.known_fraud`` (``GraphInput.label_user`` / ``label_txn``), added to their first
+features of ``gnn.core.known_fraud`` (``GraphInput.label_user`` / ``label_txn``), added to their first
 layer. They never enter message passing: an account's own label, counted in a neighbour's
 known-fraud features, would otherwise flow back to it.
 
@@ -31,8 +31,8 @@ from torch.utils.checkpoint import checkpoint
 from torch_geometric.data import HeteroData
 from torch_geometric.nn import HeteroConv, SAGEConv
 
-from gnn.features import NODE_TYPES, FeatureSet
-from gnn.known_fraud import KnownFraudFeatures, known_fraud_features
+from gnn.core.features import NODE_TYPES, FeatureSet
+from gnn.core.known_fraud import KnownFraudFeatures, known_fraud_features
 from graph.types import NodeType, Snapshot
 
 #: (source type, relation, destination type) for every message-passing relation.
@@ -79,7 +79,7 @@ class ModelConfig:
     # learns to judge an account by its neighbourhood too (a quiet ring member looks ordinary).
     user_feature_drop: float = 0.0
     # Widths of the known-fraud inputs of the account and transaction heads (0: none), and the
-    # label delay they were computed with (``gnn.known_fraud``; None: the verdicts' own times).
+    # label delay they were computed with (``gnn.core.known_fraud``; None: the verdicts' own times).
     user_label_dim: int = 0
     txn_label_dim: int = 0
     label_delay: float | None = None
@@ -163,7 +163,7 @@ def build_graph_input(snapshot: Snapshot, features: FeatureSet, known: KnownFrau
     """Assemble the ``HeteroData`` and transaction tensors from a snapshot and its (already
     standardised) features. Relations with no rows get an empty ``[2, 0]`` edge index, so every
     node type always receives messages and keeps an embedding. ``known``: the heads' known-fraud
-    inputs (``gnn.known_fraud``), for a model that reads them."""
+    inputs (``gnn.core.known_fraud``), for a model that reads them."""
     data = HeteroData()
     for name in NODE_TYPES:
         data[name].x = torch.from_numpy(np.ascontiguousarray(features.block(name)))
@@ -268,7 +268,7 @@ class RingSAGE(nn.Module):
         that chunk. Peak memory is the embeddings of two layers plus one chunk's messages,
         instead of every relation's [E, hidden] messages at once. Same function as ``embed``
         (mean-aggregating ``SAGEConv`` per relation, summed per destination type, then ReLU);
-        ``tests/gnn/test_model.py`` checks the equality. Call it without autograd (``predict`` does).
+        ``tests/gnn/core/test_model.py`` checks the equality. Call it without autograd (``predict`` does).
         """
         step = max(int(chunk or NODE_CHUNK), 1)
         edges = {rel: _dst_sorted(ei) for rel, ei in g.edge_index_dict.items()}

@@ -2,7 +2,7 @@
 
 Everything is vectorised numpy/pandas so that a million transactions take about a second. Labels
 are never an input here: a verdict used as a feature would leak the answer into the model. The
-graph carries the fraud signal instead (shared devices and IPs, see ``gnn.model``).
+graph carries the fraud signal instead (shared devices and IPs, see ``gnn.core.model``).
 
 Feature blocks are keyed by the model's node-type names ``"user"``, ``"device"``, ``"ip"``,
 ``"merchant"`` plus ``"txn"`` for the per-transaction edge features.

@@ -9,8 +9,8 @@ import torch
 import torch.nn.functional as F
 
 from gnn.artefact import ModelArtefact
-from gnn.features import Normalisation, build_features
-from gnn.model import GraphInput, RingSAGE, build_graph_input, predict
+from gnn.core.features import Normalisation, build_features
+from gnn.core.model import GraphInput, RingSAGE, build_graph_input, predict
 from gnn.scoring import load_model
 from tests.gnn.synth import SynthData
 

@@ -9,7 +9,7 @@ import pytest
 import torch
 from sklearn.ensemble import HistGradientBoostingClassifier
 
-from gnn.trees import TreeConfig, TreeEnsemble, _fit_and_score, fit_trees
+from gnn.core.trees import TreeConfig, TreeEnsemble, _fit_and_score, fit_trees
 from graph.errors import ModelError
 
 

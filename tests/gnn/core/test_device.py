@@ -5,7 +5,7 @@ import os
 import pytest
 import torch
 
-from gnn.device import ENV_VAR, THREADS_ENV_VAR, pick_device, pick_threads, torch_threads
+from gnn.core.device import ENV_VAR, THREADS_ENV_VAR, pick_device, pick_threads, torch_threads
 from graph.errors import ConfigError
 
 

@@ -24,7 +24,7 @@ from dataclasses import dataclass
 import numpy as np
 import torch
 
-from gnn.features import FeatureSet
+from gnn.core.features import FeatureSet
 from graph.types import EVENT_KINDS, EventKind, NodeType, Snapshot
 
 #: Behaviour signals per account: feature name and sign (+1: higher is odder).

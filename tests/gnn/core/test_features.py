@@ -3,7 +3,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from gnn.features import BLOCKS, Normalisation, build_features
+from gnn.core.features import BLOCKS, Normalisation, build_features
 from graph.errors import ModelError
 from graph.types import LabelTable, NodeType
 from tests.gnn.synth import SynthData, generate, snapshot_from_events
@@ -90,7 +90,7 @@ def test_normalisation_fits_and_checks_width(synth: SynthData) -> None:
 def test_normalisation_is_the_clipped_standard_score_and_leaves_the_input(synth: SynthData) -> None:
     """``apply`` works in place on its own copy: the same numbers as the textbook formula, and
     the raw features it was given are unchanged (training and scoring reuse them)."""
-    from gnn.features import CLIP_STD
+    from gnn.core.features import CLIP_STD
 
     f = build_features(synth.snapshot)
     raw = {b: f.block(b).copy() for b in BLOCKS}
@@ -121,7 +121,7 @@ def test_transaction_block_is_built_in_float32_with_the_float64_values(synth: Sy
 def test_statistics_of_new_nodes_are_kept_beside_the_arrays(synth: SynthData) -> None:
     """A node past the snapshot's is stored without copying the arrays (millions of rows at
     scale) and read back as stored; an unknown one has blank statistics."""
-    from gnn.features import FeatureStats
+    from gnn.core.features import FeatureStats
 
     stats = FeatureStats.from_snapshot(synth.snapshot)
     users = stats.user
