@@ -14,6 +14,7 @@ from pydantic import BaseModel, ConfigDict, Field
 
 from api.index import AccountView
 from api.service import CheckoutResult
+from gnn.artefact.model_artefact import Mode
 from graph.types import (
     Decision,
     Event,
@@ -58,9 +59,6 @@ def node_id(node_type: NodeType, key: str) -> str:
     return f"{node_type.value}:{key}"
 
 
-#: How a model scores: trained on fraud labels, or the unsupervised graph anomaly score that
-#: ringwatch ships when labels are too few (``gnn.train.TrainConfig.min_fraud_labels``).
-Mode = Literal["supervised", "unsupervised"]
 _MODE_DOC = (
     "supervised (trained on fraud labels) or unsupervised (graph anomaly score, too few labels), "
     "as recorded in the scoring model's artefact; null until scored or when that artefact is not available"
@@ -114,7 +112,7 @@ class AccountRiskResponse(BaseModel):
             decision=view.tier.decision if view.tier is not None else None,
             ring_id=view.ring_id,
             model_version=view.model_version,
-            mode=view.mode,  # type: ignore[arg-type]  # an artefact's mode is one of gnn.artefact.MODES
+            mode=view.mode,  # type: ignore[arg-type]  # an artefact's mode is one of gnn.artefact.model_artefact.MODES
             reasons=list(view.reasons),
             devices=list(view.devices),
             ips=list(view.ips),
@@ -261,7 +259,7 @@ class CheckoutResponse(BaseModel):
             reasons=list(r.reasons),
             ring_id=r.ring_id,
             model_version=r.model_version,
-            mode=r.mode,  # type: ignore[arg-type]  # an artefact's mode is one of gnn.artefact.MODES
+            mode=r.mode,  # type: ignore[arg-type]  # an artefact's mode is one of gnn.artefact.model_artefact.MODES
             account_score=r.account_score,
             transaction_score=r.transaction_score,
             new_entities=list(r.new_entities),

@@ -45,7 +45,7 @@ from api.alerts import Alert, AlertConfig, AlertKind, AlertSender
 from api.index import AccountView, IdentifierFacts, ScoringIndex
 from api.journal import EventJournal, GroupCommit, JournalLoader, JournalSlots
 from api.metrics import ServiceMetrics
-from gnn.artefact import CURRENT, ModelArtefact, read_current_version
+from gnn.artefact.model_artefact import CURRENT, ModelArtefact, read_current_version
 from gnn.explain import Explainer
 from gnn.inductive import InductiveScorer
 from gnn.scoring import ScoreResult, score_snapshot, to_writeback

@@ -34,7 +34,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from gnn.artefact import ModelArtefact
+from gnn.artefact.model_artefact import ModelArtefact
 from gnn.core.features import build_features
 from gnn.explain import Explainer, SurrogateConfig
 from gnn.inductive import InductiveScorer

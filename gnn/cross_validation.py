@@ -31,10 +31,10 @@ from dataclasses import dataclass
 import numpy as np
 from sklearn.model_selection import GroupKFold
 
+from gnn.artefact.lineage import CandidateScore
 from gnn.baselines import run_baselines
 from gnn.core.features import FeatureSet
 from gnn.core.trees import TreeConfig
-from gnn.lineage import CandidateScore
 from gnn.metrics import auprc
 from gnn.train import Split, TrainConfig, targets, time_splits
 from graph.rings import account_components

@@ -47,7 +47,8 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from gnn.artefact import jsonable
+from gnn.artefact.lineage import CandidateScore, Selection
+from gnn.artefact.model_artefact import jsonable
 from gnn.baselines import BASELINE_TITLES, BASELINES, GRAPHSAGE, BaselineRun, BaselineScores, run_baselines
 from gnn.calibrate import Thresholds, tier_codes
 from gnn.core.features import build_features
@@ -55,7 +56,6 @@ from gnn.core.tree_features import GRAPH_USER_FEATURES, TREES_KNOWN_FRAUD
 from gnn.core.trees import TreeConfig
 from gnn.label_budget import LABEL_FRACTIONS, LabelBudget, label_budget, render_label_budget
 from gnn.leakage import WHOLE_HISTORY, LeakageAudit, audit_leakage
-from gnn.lineage import CandidateScore, Selection
 from gnn.metrics import Comparison, SplitMetrics, auroc, paired_auprc_difference, split_metrics
 from gnn.selection import CANDIDATES, TIE, select, select_by_cross_validation
 from gnn.train import TrainConfig, calibrate_split

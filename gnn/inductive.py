@@ -55,7 +55,7 @@ from dataclasses import dataclass, field
 import numpy as np
 import torch
 
-from gnn.artefact import SUPERVISED, ModelArtefact
+from gnn.artefact.model_artefact import SUPERVISED, ModelArtefact
 from gnn.calibrate import tier_of
 from gnn.core.features import (
     NODE_TYPES,

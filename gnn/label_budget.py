@@ -40,7 +40,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from gnn.artefact import SUPERVISED, jsonable
+from gnn.artefact.model_artefact import SUPERVISED, jsonable
 from gnn.baselines import GRAPHSAGE, BaselineRun, run_baselines
 from gnn.core.features import build_features
 from gnn.core.known_fraud import known_labels

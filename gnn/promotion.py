@@ -24,8 +24,8 @@ import math
 
 import numpy as np
 
-from gnn.artefact import ModelArtefact
-from gnn.lineage import Promotion
+from gnn.artefact.lineage import Promotion
+from gnn.artefact.model_artefact import ModelArtefact
 from gnn.metrics import auprc
 from gnn.scoring import score_snapshot
 from gnn.train import TrainConfig, targets, txn_split, user_split

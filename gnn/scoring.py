@@ -16,7 +16,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from gnn.artefact import GRAPHSAGE, SUPERVISED, ModelArtefact
+from gnn.artefact.model_artefact import GRAPHSAGE, SUPERVISED, ModelArtefact
 from gnn.calibrate import assign_tiers
 from gnn.core.anomaly import anomaly_scores
 from gnn.core.device import pick_device

@@ -35,14 +35,14 @@ from collections.abc import Sequence
 
 import numpy as np
 
-from gnn.artefact import GRAPHSAGE, SUPERVISED, ModelArtefact, make_version
+from gnn.artefact.lineage import CandidateScore, Selection
+from gnn.artefact.model_artefact import GRAPHSAGE, SUPERVISED, ModelArtefact, make_version
 from gnn.baselines import BaselineRun, run_baselines
 from gnn.calibrate import ReviewQueue
 from gnn.core.features import build_features
 from gnn.core.tree_features import HYBRID, TREES_AGGREGATED, TREES_KNOWN_FRAUD
 from gnn.core.trees import TreeConfig
 from gnn.cross_validation import cross_validate
-from gnn.lineage import CandidateScore, Selection
 from gnn.metrics import SplitMetrics, StageTime, Stopwatch, auprc, split_metrics
 from gnn.train import TrainConfig, calibrate_split, train
 from graph.errors import ValidationError

@@ -39,7 +39,7 @@ import torch
 import torch.nn.functional as F
 from tqdm.auto import tqdm
 
-from gnn.artefact import SUPERVISED, UNSUPERVISED, ModelArtefact, make_version
+from gnn.artefact.model_artefact import SUPERVISED, UNSUPERVISED, ModelArtefact, make_version
 from gnn.calibrate import REVIEW_CAPACITY, ReviewQueue, Thresholds, calibrate, quantile_thresholds
 from gnn.core.anomaly import anomaly_scores, fit_reference
 from gnn.core.device import pick_device, pick_threads, torch_threads

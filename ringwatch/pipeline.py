@@ -13,9 +13,9 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
-from gnn.artefact import CURRENT, ModelArtefact
+from gnn.artefact.model_artefact import CURRENT, ModelArtefact
 from gnn.evaluate import EvaluationReport, PlantedTruth, evaluate
-from gnn.lineage import Promotion
+from gnn.artefact.lineage import Promotion
 from gnn.metrics import StageTime, Stopwatch
 from gnn.promotion import decide
 from gnn.scoring import ScoreResult, score_snapshot, to_writeback

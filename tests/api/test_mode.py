@@ -11,7 +11,7 @@ from fastapi.testclient import TestClient
 
 from api.app import ApiConfig, create_app
 from api.index import ScoringIndex
-from gnn.artefact import SUPERVISED, UNSUPERVISED, ModelArtefact
+from gnn.artefact.model_artefact import SUPERVISED, UNSUPERVISED, ModelArtefact
 from gnn.calibrate import Thresholds
 from gnn.core.anomaly import AnomalyReference
 from gnn.core.features import Normalisation

@@ -24,7 +24,7 @@ from api.app import DEFAULT_MAX_BODY_BYTES, ApiConfig, create_app
 from api.journal import EventJournal
 from api.models import LabelsRequest
 from api.security import RateLimiter
-from gnn.artefact import ModelArtefact
+from gnn.artefact.model_artefact import ModelArtefact
 from graph.errors import StoreUnavailableError
 from graph.sqlite_store import SQLiteGraphStore
 from graph.types import Event, NodeType

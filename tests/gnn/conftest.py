@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from gnn.artefact import ModelArtefact
+from gnn.artefact.model_artefact import ModelArtefact
 from gnn.train import TrainConfig, train
 from tests.gnn.synth import SynthData, generate
 

@@ -10,8 +10,17 @@ import pandas as pd
 import pytest
 from sklearn.ensemble import HistGradientBoostingRegressor
 
-from gnn.artefact import ModelArtefact
-from gnn.explain import TEMPLATES, Explainer, ReasonKind, SurrogateConfig, TreePaths, _account_columns, _text, _txn_columns
+from gnn.artefact.model_artefact import ModelArtefact
+from gnn.explain import (
+    TEMPLATES,
+    Explainer,
+    ReasonKind,
+    SurrogateConfig,
+    TreePaths,
+    _account_columns,
+    _text,
+    _txn_columns,
+)
 from gnn.scoring import score_snapshot
 from gnn.train import TrainConfig, train
 from graph.errors import NotFoundError

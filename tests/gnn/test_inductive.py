@@ -8,7 +8,7 @@ import dataclasses
 import numpy as np
 import pytest
 
-from gnn.artefact import ModelArtefact
+from gnn.artefact.model_artefact import ModelArtefact
 from gnn.core.features import build_features
 from gnn.inductive import _EVENT_KEY, InductiveScorer
 from gnn.scoring import ScoreResult, score_snapshot

@@ -5,7 +5,7 @@ import dataclasses
 import numpy as np
 import pytest
 
-from gnn.artefact import ModelArtefact
+from gnn.artefact.model_artefact import ModelArtefact
 from gnn.scoring import score_snapshot, to_writeback
 from graph.errors import ModelError
 from graph.types import NodeType, Ring, Tier

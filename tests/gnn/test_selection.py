@@ -11,7 +11,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from gnn.artefact import GRAPHSAGE, ModelArtefact, metadata_file_name
+from gnn.artefact.model_artefact import GRAPHSAGE, ModelArtefact, metadata_file_name
 from gnn.baselines import BaselineRun, BaselineScores, run_baselines
 from gnn.metrics import auprc
 from gnn.scoring import score_snapshot

@@ -5,7 +5,7 @@ import logging
 import numpy as np
 import pytest
 
-from gnn.artefact import ModelArtefact
+from gnn.artefact.model_artefact import ModelArtefact
 from gnn.metrics import auprc, auroc
 from gnn.scoring import score_snapshot
 from gnn.train import TrainConfig, targets, train, txn_split, user_split

@@ -16,7 +16,7 @@ import pandas as pd
 import pytest
 
 import gnn.train
-from gnn.artefact import SUPERVISED, UNSUPERVISED
+from gnn.artefact.model_artefact import SUPERVISED, UNSUPERVISED
 from gnn.train import Targets, TrainConfig
 from graph.types import EVENT_KINDS, NodeType, Snapshot
 from ringwatch import pipeline

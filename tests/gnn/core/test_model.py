@@ -8,7 +8,7 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from gnn.artefact import ModelArtefact
+from gnn.artefact.model_artefact import ModelArtefact
 from gnn.core.features import Normalisation, build_features
 from gnn.core.model import GraphInput, RingSAGE, build_graph_input, predict
 from gnn.scoring import load_model

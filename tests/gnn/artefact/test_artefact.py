@@ -8,7 +8,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from gnn.artefact import CURRENT, ModelArtefact
+from gnn.artefact.model_artefact import CURRENT, ModelArtefact
 from gnn.calibrate import Thresholds
 from gnn.scoring import score_snapshot
 from graph.errors import ModelError, ValidationError

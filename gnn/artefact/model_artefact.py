@@ -28,24 +28,27 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import BinaryIO
+from typing import BinaryIO, Literal, cast
 
 import numpy as np
 import torch
 
+from gnn.artefact.lineage import Promotion, Selection
 from gnn.calibrate import Thresholds
 from gnn.core.anomaly import AnomalyReference
 from gnn.core.features import Normalisation
 from gnn.core.model import ModelConfig
 from gnn.core.tree_features import TREE_FAMILIES
 from gnn.core.trees import TreeScorer
-from gnn.lineage import Promotion, Selection
 from gnn.metrics import TrainMetrics
 from graph.errors import ModelError, ValidationError
 
-SUPERVISED = "supervised"
-UNSUPERVISED = "unsupervised"
-MODES = (SUPERVISED, UNSUPERVISED)
+#: How an artefact scores: trained on fraud labels, or the unsupervised graph anomaly score that
+#: ships when labels are too few (``gnn.train.TrainConfig.min_fraud_labels``).
+Mode = Literal["supervised", "unsupervised"]
+SUPERVISED: Mode = "supervised"
+UNSUPERVISED: Mode = "unsupervised"
+MODES: tuple[Mode, ...] = (SUPERVISED, UNSUPERVISED)
 CURRENT = "CURRENT"
 #: 2 added ``scorer``, ``trees``, ``selection`` and ``promotion``; format 1 files still load.
 FORMAT = 2
@@ -94,7 +97,7 @@ class ModelArtefact:
 
     version: str
     created_at: float
-    mode: str
+    mode: Mode
     feature_names: dict[str, tuple[str, ...]]
     normalisation: Normalisation
     model_config: ModelConfig | None
@@ -186,7 +189,7 @@ class ModelArtefact:
         return cls(
             version=str(d["version"]),
             created_at=float(d["created_at"]),  # type: ignore[arg-type]
-            mode=str(d["mode"]),
+            mode=cast(Mode, str(d["mode"])),  # checked in __post_init__
             feature_names={str(k): tuple(v) for k, v in dict(d["feature_names"]).items()},  # type: ignore[call-overload]
             normalisation=Normalisation(
                 means={k: v.numpy() for k, v in norm["means"].items()},
