@@ -46,9 +46,9 @@ from api.index import AccountView, IdentifierFacts, ScoringIndex
 from api.journal import EventJournal, GroupCommit, JournalLoader, JournalSlots
 from api.metrics import ServiceMetrics
 from gnn.artefact.model_artefact import CURRENT, ModelArtefact, read_current_version
-from gnn.explain import Explainer
-from gnn.inductive import InductiveScorer
-from gnn.scoring import ScoreResult, score_snapshot, to_writeback
+from gnn.serving.explain import Explainer
+from gnn.serving.inductive import InductiveScorer
+from gnn.serving.scoring import ScoreResult, score_snapshot, to_writeback
 from graph.errors import ConflictError, ModelError, RingwatchError, ValidationError
 from graph.rings import detect_rings
 from graph.store import GraphStore, check_walk
@@ -154,7 +154,7 @@ class ServingModel:
     scored_in_memory: bool  # the store had no scores of this artefact: scored at load time
     loaded_at: float
     scorer_note: str | None = None  # why there is no inductive scorer
-    explainer: Explainer | None = None  # reasons from the model (gnn.explain); None: the index's facts
+    explainer: Explainer | None = None  # reasons from the model (gnn.serving.explain); None: the index's facts
 
     @property
     def model_version(self) -> str | None:

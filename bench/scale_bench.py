@@ -11,7 +11,7 @@ then, not timed with the training:
   then ``gnn.train.train`` end to end (features, early stopping on validation AUPRC with
   validation by full-batch inference each epoch, calibration) with ``--epochs``/``--patience``;
 * mini-batch (``TrainConfig.batch_size``, neighbour sampling, ``gnn.minibatch``): the same;
-* scoring: ``gnn.scoring.score_snapshot`` of the whole snapshot with the full-batch model
+* scoring: ``gnn.serving.scoring.score_snapshot`` of the whole snapshot with the full-batch model
   (features + inference), as accounts + transactions scored per second;
 * quality: held-out (latest-in-time test split) AUPRC for accounts and transactions.
 
@@ -56,7 +56,7 @@ from gnn.core.features import Normalisation, build_features  # noqa: E402
 from gnn.leakage import snapshot_from_frames  # noqa: E402
 from gnn.minibatch import MiniBatchEpochs  # noqa: E402
 from gnn.core.model import ModelConfig, RingSAGE, build_graph_input  # noqa: E402
-from gnn.scoring import score_snapshot  # noqa: E402
+from gnn.serving.scoring import score_snapshot  # noqa: E402
 from gnn.train import TrainConfig, targets, train, txn_split, user_split  # noqa: E402
 from graph.types import NodeType, Snapshot  # noqa: E402
 from ingestion.synthetic import SyntheticConfig, generate  # noqa: E402

@@ -21,7 +21,7 @@ Five families, each giving a score in [0, 1] to every account and every transact
 3. ``trees_aggregated``: the same trees on the columns of 2b plus ``neighbour_aggregates``:
    mean, max and count of neighbours' features over one hop (the account's devices, IPs and
    merchants) and two hops (the other accounts behind them), via sparse matrix products.
-4. ``graphsage``: ``gnn.train.train`` scored with ``gnn.scoring.score_snapshot``.
+4. ``graphsage``: ``gnn.train.train`` scored with ``gnn.serving.scoring.score_snapshot``.
 5. ``hybrid``: the trees on the features of 3 plus GraphSAGE's final user embeddings
    (``ScoreResult.embeddings``).
 
@@ -52,7 +52,7 @@ from gnn.core.features import USER_FEATURES, FeatureSet, build_features
 from gnn.core.tree_features import HYBRID, TREES_AGGREGATED, TREES_KNOWN_FRAUD, TREES_OWN, TreeInputs, txn_velocity
 from gnn.core.trees import TreeConfig, TreeScorer, fit_tree_scorer
 from gnn.metrics import StageTime, Stopwatch
-from gnn.scoring import score_snapshot
+from gnn.serving.scoring import score_snapshot
 from gnn.train import Split, Targets, TrainConfig, targets, time_splits, train
 from graph.errors import ModelError, ValidationError
 from graph.types import EVENT_KINDS, EventKind, NodeType, Snapshot

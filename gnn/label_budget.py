@@ -47,7 +47,7 @@ from gnn.core.known_fraud import known_labels
 from gnn.core.tree_features import TREES_AGGREGATED, TreeInputs
 from gnn.core.trees import TreeConfig
 from gnn.metrics import SplitMetrics, split_metrics
-from gnn.scoring import score_snapshot
+from gnn.serving.scoring import score_snapshot
 from gnn.train import Split, Targets, TrainConfig, targets, train, txn_split, user_split
 from graph.errors import ValidationError
 from graph.types import EVENT_KINDS, EventKind, LabelTable, NodeType, Snapshot

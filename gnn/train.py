@@ -94,7 +94,7 @@ class TrainConfig:
     ``gnn.label_budget`` measures both modes with 0 %, 1 %, 10 % and 100 % of the labels.
     ``known_fraud_inputs``: GraphSAGE's heads also read what was known to be fraud before each
     row (``gnn.core.known_fraud``). Off by default because inductive scoring of unseen checkout events
-    (``gnn.inductive``) does not compute those inputs per request yet; the tree candidates and
+    (``gnn.serving.inductive``) does not compute those inputs per request yet; the tree candidates and
     the hybrid always read them. ``label_delay`` (seconds): verdicts are known that long after
     their payment; None takes the verdicts' own timestamps. ``threads``: torch's CPU threads
     while training (``gnn.core.device.pick_threads``: ``RINGWATCH_THREADS``, else this process's cores).

@@ -18,7 +18,7 @@ from gnn.evaluate import EvaluationReport, PlantedTruth, evaluate
 from gnn.artefact.lineage import Promotion
 from gnn.metrics import StageTime, Stopwatch
 from gnn.promotion import decide
-from gnn.scoring import ScoreResult, score_snapshot, to_writeback
+from gnn.serving.scoring import ScoreResult, score_snapshot, to_writeback
 from gnn.selection import CANDIDATES, train_and_select
 from gnn.train import TrainConfig
 from graph.errors import ModelError

@@ -7,7 +7,7 @@ import pytest
 
 from gnn.artefact.model_artefact import ModelArtefact
 from gnn.metrics import auprc, auroc
-from gnn.scoring import score_snapshot
+from gnn.serving.scoring import score_snapshot
 from gnn.train import TrainConfig, targets, train, txn_split, user_split
 from graph.errors import ValidationError
 from graph.types import EVENT_KINDS, NodeType

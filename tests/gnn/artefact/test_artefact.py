@@ -10,7 +10,7 @@ import pytest
 
 from gnn.artefact.model_artefact import CURRENT, ModelArtefact
 from gnn.calibrate import Thresholds
-from gnn.scoring import score_snapshot
+from gnn.serving.scoring import score_snapshot
 from graph.errors import ModelError, ValidationError
 from tests.gnn.synth import SynthData
 

@@ -14,7 +14,7 @@ from gnn.core.known_fraud import (
     known_fraud_features,
     known_labels,
 )
-from gnn.scoring import score_snapshot
+from gnn.serving.scoring import score_snapshot
 from gnn.train import TrainConfig, targets, train
 from graph.types import NodeType, Snapshot
 from tests.gnn.synth import DAY, SynthData, snapshot_from_events

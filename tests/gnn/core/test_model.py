@@ -11,7 +11,7 @@ import torch.nn.functional as F
 from gnn.artefact.model_artefact import ModelArtefact
 from gnn.core.features import Normalisation, build_features
 from gnn.core.model import GraphInput, RingSAGE, build_graph_input, predict
-from gnn.scoring import load_model
+from gnn.serving.scoring import load_model
 from tests.gnn.synth import SynthData
 
 

@@ -56,7 +56,7 @@ from gnn.core.features import (
 )
 from gnn.core.known_fraud import KNOWN_FRAUD_TXN_FEATURES, KNOWN_FRAUD_USER_FEATURES, known_fraud_features
 from gnn.core.tree_features import neighbour_aggregates, txn_velocity
-from gnn.scoring import ScoreResult, score_snapshot
+from gnn.serving.scoring import ScoreResult, score_snapshot
 from graph.errors import ModelError, NotFoundError, ValidationError
 from graph.types import NodeType, Snapshot, Tier
 

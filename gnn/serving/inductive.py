@@ -18,7 +18,7 @@ its sources (their new layer replaces their cached one) and for the event's new 
 source is added), divided by the count. The cost does not depend on how many accounts paid at
 the event's merchant (``bench/explain_bench.py`` times the calls).
 
-* ``score_account`` (a known account): the same score as ``gnn.scoring.score_snapshot`` on the
+* ``score_account`` (a known account): the same score as ``gnn.serving.scoring.score_snapshot`` on the
   same graph, up to float32 summation order (tested with ``np.allclose``); likewise
   ``score_event`` of an event the scorer holds already (tested for both heads).
 * ``score_event`` (an event whose user, device, IP or merchant may be new): the roots'
@@ -67,7 +67,7 @@ from gnn.core.features import (
     event_txn_features,
 )
 from gnn.core.model import RELATIONS, GraphInput, build_graph_input
-from gnn.scoring import load_model
+from gnn.serving.scoring import load_model
 from graph.errors import ModelError, NotFoundError, ValidationError
 from graph.types import EVENT_KINDS, Event, Snapshot, Tier
 

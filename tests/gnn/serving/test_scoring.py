@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 
 from gnn.artefact.model_artefact import ModelArtefact
-from gnn.scoring import score_snapshot, to_writeback
+from gnn.serving.scoring import score_snapshot, to_writeback
 from graph.errors import ModelError
 from graph.types import NodeType, Ring, Tier
 from tests.gnn.synth import SynthData, generate

@@ -1,4 +1,4 @@
-"""``gnn.explain``: exact path attributions, reasons that name the planted shared device, no false
+"""``gnn.serving.explain``: exact path attributions, reasons that name the planted shared device, no false
 "confirmed fraud" claims for ordinary accounts, determinism, transaction reasons."""
 
 from __future__ import annotations
@@ -11,7 +11,7 @@ import pytest
 from sklearn.ensemble import HistGradientBoostingRegressor
 
 from gnn.artefact.model_artefact import ModelArtefact
-from gnn.explain import (
+from gnn.serving.explain import (
     TEMPLATES,
     Explainer,
     ReasonKind,
@@ -21,7 +21,7 @@ from gnn.explain import (
     _text,
     _txn_columns,
 )
-from gnn.scoring import score_snapshot
+from gnn.serving.scoring import score_snapshot
 from gnn.train import TrainConfig, train
 from graph.errors import NotFoundError
 from graph.types import NodeType, Snapshot, Tier

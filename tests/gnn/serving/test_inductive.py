@@ -1,4 +1,4 @@
-"""``gnn.inductive``: a k-hop neighbourhood alone gives the batch score; an unseen account on a
+"""``gnn.serving.inductive``: a k-hop neighbourhood alone gives the batch score; an unseen account on a
 ring's device scores high, on a clean device low."""
 
 from __future__ import annotations
@@ -10,8 +10,8 @@ import pytest
 
 from gnn.artefact.model_artefact import ModelArtefact
 from gnn.core.features import build_features
-from gnn.inductive import _EVENT_KEY, InductiveScorer
-from gnn.scoring import ScoreResult, score_snapshot
+from gnn.serving.inductive import _EVENT_KEY, InductiveScorer
+from gnn.serving.scoring import ScoreResult, score_snapshot
 from gnn.train import TrainConfig, train
 from graph.errors import ModelError, NotFoundError, ValidationError
 from graph.types import EVENT_KINDS, Event, EventKind, NodeType
@@ -195,7 +195,7 @@ def test_hub_running_sums_stay_the_sums_of_the_cached_layers(trained: ModelArtef
     """Relations into a hub keep running sums instead of summing thousands of sources per call:
     after a new merchant crosses ``HUB_EDGES`` accounts and the busiest ones get more, every
     running sum still equals the sum of its sources' cached layers."""
-    from gnn.inductive import HUB_EDGES, INTO
+    from gnn.serving.inductive import HUB_EDGES, INTO
 
     scorer = InductiveScorer.build(trained, synth.snapshot)
     t = synth.snapshot.transactions
