@@ -39,7 +39,7 @@ from gnn.core.features import build_features
 from gnn.serving.explain import Explainer, SurrogateConfig
 from gnn.serving.inductive import InductiveScorer
 from gnn.serving.scoring import score_snapshot
-from gnn.train import TrainConfig, train
+from gnn.training.train import TrainConfig, train
 from graph.types import Event, EventKind, NodeType, Snapshot
 from ringwatch.pipeline import step_generate, step_ingest, step_label, store_for
 from ringwatch.settings import Settings

@@ -8,9 +8,9 @@ generator (``ingestion.synthetic``) writes its CSVs, which are read straight int
 then, not timed with the training:
 
 * full batch: one training epoch (forward, backward, step over the whole graph) timed alone,
-  then ``gnn.train.train`` end to end (features, early stopping on validation AUPRC with
+  then ``gnn.training.train.train`` end to end (features, early stopping on validation AUPRC with
   validation by full-batch inference each epoch, calibration) with ``--epochs``/``--patience``;
-* mini-batch (``TrainConfig.batch_size``, neighbour sampling, ``gnn.minibatch``): the same;
+* mini-batch (``TrainConfig.batch_size``, neighbour sampling, ``gnn.training.minibatch``): the same;
 * scoring: ``gnn.serving.scoring.score_snapshot`` of the whole snapshot with the full-batch model
   (features + inference), as accounts + transactions scored per second;
 * quality: held-out (latest-in-time test split) AUPRC for accounts and transactions.
@@ -54,10 +54,10 @@ import torch.nn.functional as F  # noqa: E402
 from gnn.core.device import pick_device  # noqa: E402
 from gnn.core.features import Normalisation, build_features  # noqa: E402
 from gnn.leakage import snapshot_from_frames  # noqa: E402
-from gnn.minibatch import MiniBatchEpochs  # noqa: E402
+from gnn.training.minibatch import MiniBatchEpochs  # noqa: E402
 from gnn.core.model import ModelConfig, RingSAGE, build_graph_input  # noqa: E402
 from gnn.serving.scoring import score_snapshot  # noqa: E402
-from gnn.train import TrainConfig, targets, train, txn_split, user_split  # noqa: E402
+from gnn.training.train import TrainConfig, targets, train, txn_split, user_split  # noqa: E402
 from graph.types import NodeType, Snapshot  # noqa: E402
 from ingestion.synthetic import SyntheticConfig, generate  # noqa: E402
 
@@ -140,7 +140,7 @@ class SizeResult:
 
 
 def _graph_and_model(snap: Snapshot, config: TrainConfig, device: torch.device) -> tuple[Any, RingSAGE, dict[str, Any]]:
-    """The graph tensors, a fresh model and the training targets, as ``gnn.train`` builds them."""
+    """The graph tensors, a fresh model and the training targets, as ``gnn.training.train`` builds them."""
     feats = build_features(snap)
     norm = Normalisation.fit(feats)
     g = build_graph_input(snap, norm.apply(feats)).to(device)
@@ -170,7 +170,7 @@ def _graph_and_model(snap: Snapshot, config: TrainConfig, device: torch.device) 
 
 
 def _full_epoch(model: RingSAGE, opt: torch.optim.Optimizer, g: Any, ctx: dict[str, Any], device: torch.device) -> None:
-    """One full-batch training epoch, the body of ``gnn.train``'s loop."""
+    """One full-batch training epoch, the body of ``gnn.training.train``'s loop."""
     tr_u = torch.from_numpy(ctx["tr_u"]).to(device)
     tr_t = torch.from_numpy(ctx["tr_t"]).to(device)
     model.train()

@@ -1,4 +1,4 @@
-"""The baselines GraphSAGE is judged against, all on the split and targets of ``gnn.train``.
+"""The baselines GraphSAGE is judged against, all on the split and targets of ``gnn.training.train``.
 
 Five families, each giving a score in [0, 1] to every account and every transaction:
 
@@ -21,7 +21,7 @@ Five families, each giving a score in [0, 1] to every account and every transact
 3. ``trees_aggregated``: the same trees on the columns of 2b plus ``neighbour_aggregates``:
    mean, max and count of neighbours' features over one hop (the account's devices, IPs and
    merchants) and two hops (the other accounts behind them), via sparse matrix products.
-4. ``graphsage``: ``gnn.train.train`` scored with ``gnn.serving.scoring.score_snapshot``.
+4. ``graphsage``: ``gnn.training.train.train`` scored with ``gnn.serving.scoring.score_snapshot``.
 5. ``hybrid``: the trees on the features of 3 plus GraphSAGE's final user embeddings
    (``ScoreResult.embeddings``).
 
@@ -35,7 +35,7 @@ so the transaction trees may trust it a little too much; that can only hurt the 
 Trees are weighted to balance the classes and their probabilities shifted back by the
 class-weight ratio (like GraphSAGE's prior shift), seeded with ``TrainConfig.seed``. The columns
 live in ``gnn.core.tree_features`` and the fit in ``gnn.core.trees``, so that a tree family that
-wins the selection (``gnn.selection``) can be shipped and scored with exactly these columns.
+wins the selection (``gnn.training.selection``) can be shipped and scored with exactly these columns.
 """
 
 from __future__ import annotations
@@ -53,7 +53,7 @@ from gnn.core.tree_features import HYBRID, TREES_AGGREGATED, TREES_KNOWN_FRAUD, 
 from gnn.core.trees import TreeConfig, TreeScorer, fit_tree_scorer
 from gnn.metrics import StageTime, Stopwatch
 from gnn.serving.scoring import score_snapshot
-from gnn.train import Split, Targets, TrainConfig, targets, time_splits, train
+from gnn.training.train import Split, Targets, TrainConfig, targets, time_splits, train
 from graph.errors import ModelError, ValidationError
 from graph.types import EVENT_KINDS, EventKind, NodeType, Snapshot
 
@@ -117,7 +117,7 @@ class BaselineScores:
 class BaselineRun:
     """All baselines on one snapshot, with the targets and split they were fitted on, the
     GraphSAGE artefact (``None`` if GraphSAGE was not run), the neighbour-aggregate names and the
-    fitted tree families by name (``models``: what ``gnn.selection`` ships when trees win).
+    fitted tree families by name (``models``: what ``gnn.training.selection`` ships when trees win).
     ``features`` / ``inputs``: the feature set and tree columns the run was made with (``None``
     in hand-made runs), for callers that fit again on the same graph (``gnn.label_budget``)."""
 
@@ -195,18 +195,18 @@ def run_baselines(
     splits: tuple[Split, Split] | None = None,
 ) -> BaselineRun:
     """Fit and score the baselines ``names`` (default all, see the module docstring) on the
-    time-ordered split of ``gnn.train`` (``config.val_fraction`` / ``test_fraction``, seed
+    time-ordered split of ``gnn.training.train`` (``config.val_fraction`` / ``test_fraction``, seed
     ``config.seed``). Same snapshot and config give the same scores on the CPU.
 
     ``artefact``: a GraphSAGE artefact already trained on this snapshot with ``config`` (what
-    ``gnn.selection`` has in hand); ``None`` trains one when ``graphsage`` or ``hybrid`` is asked
+    ``gnn.training.selection`` has in hand); ``None`` trains one when ``graphsage`` or ``hybrid`` is asked
     for. The fitted tree families are kept in ``BaselineRun.models``.
 
     ``features`` / ``inputs``: ``build_features(snapshot)`` and ``TreeInputs.build`` of this graph
     when the caller has them (built here otherwise; ``inputs`` must hold the aggregates when a
     graph family is asked for). Labels never enter either, so snapshots that differ only in their
     labels (``gnn.label_budget``) share them. ``splits``: (accounts, transactions) to fit and
-    validate on instead of the time-ordered split (``gnn.cross_validation``'s folds).
+    validate on instead of the time-ordered split (``gnn.training.cross_validation``'s folds).
 
     Raises:
         ValidationError: an unknown baseline name, or ``artefact`` does not score with GraphSAGE.

@@ -4,9 +4,9 @@
 on the validation and the held-out test split (later in time than training):
 
 * AUPRC, AUROC and Recall@K (K = frauds in the split), against the revealed labels
-  (``gnn.train.targets``: positive-unlabelled, so these are lower bounds);
+  (``gnn.training.train.targets``: positive-unlabelled, so these are lower bounds);
 * precision and recall at each tier threshold, thresholds calibrated on validation with
-  ``gnn.train.calibrate_split``;
+  ``gnn.training.train.calibrate_split``;
 * with the planted truth of a synthetic dataset (``PlantedTruth``): the same ranking metrics
   against the truth, the *graph-only slice* (late ring members whose own behaviour is ordinary,
   against truly legitimate test accounts), and ring precision / recall / purity
@@ -15,8 +15,8 @@ on the validation and the held-out test split (later in time than training):
 ``label_budget`` (``gnn.label_budget``) adds the few-labels table: the shipped training with 0 %,
 1 %, 10 % and 100 % of the training part's fraud labels revealed, on the same test split.
 
-The winner is picked by the rule ``ringwatch train`` ships with (``gnn.selection.select``,
-``gnn.selection.RULE``): among the selection candidates that were run (GraphSAGE, trees on
+The winner is picked by the rule ``ringwatch train`` ships with (``gnn.training.selection.select``,
+``gnn.training.selection.RULE``): among the selection candidates that were run (GraphSAGE, trees on
 aggregates, hybrid), the highest validation AUPRC of accounts *plus* transactions, one model for
 both; it is the model ``ringwatch train`` would ship on this snapshot with this config. (With no
 candidate run, the same rule picks among the baselines that were.) ``report.md`` holds the
@@ -50,15 +50,15 @@ import pandas as pd
 from gnn.artefact.lineage import CandidateScore, Selection
 from gnn.artefact.model_artefact import jsonable
 from gnn.baselines import BASELINE_TITLES, BASELINES, GRAPHSAGE, BaselineRun, BaselineScores, run_baselines
-from gnn.calibrate import Thresholds, tier_codes
 from gnn.core.features import build_features
 from gnn.core.tree_features import GRAPH_USER_FEATURES, TREES_KNOWN_FRAUD
 from gnn.core.trees import TreeConfig
 from gnn.label_budget import LABEL_FRACTIONS, LabelBudget, label_budget, render_label_budget
 from gnn.leakage import WHOLE_HISTORY, LeakageAudit, audit_leakage
 from gnn.metrics import Comparison, SplitMetrics, auroc, paired_auprc_difference, split_metrics
-from gnn.selection import CANDIDATES, TIE, select, select_by_cross_validation
-from gnn.train import TrainConfig, calibrate_split
+from gnn.training.calibrate import Thresholds, tier_codes
+from gnn.training.selection import CANDIDATES, TIE, select, select_by_cross_validation
+from gnn.training.train import TrainConfig, calibrate_split
 from graph.errors import ModelError, ValidationError
 from graph.ring_recovery import RingRecovery, ring_recovery
 from graph.rings import RingConfig, detect_rings
@@ -194,7 +194,7 @@ class EvaluationReport:
     split_users: tuple[int, int, int]  # train, val, test sizes
     split_txns: tuple[int, int, int]
     baselines: tuple[BaselineEvaluation, ...]
-    selection: Selection  # the winner by training's rule (``gnn.selection``) and what it compared
+    selection: Selection  # the winner by training's rule (``gnn.training.selection``) and what it compared
     graph_only_size: tuple[int, int] | None  # (graph-only frauds, legitimate) in the test split
     leakage: LeakageAudit
     out_dir: Path
@@ -278,7 +278,7 @@ def _entity(
 
 
 def _selection(run: BaselineRun, snapshot: Snapshot, config: TrainConfig, trees: TreeConfig) -> Selection:
-    """Training's selection (``gnn.selection.select``) among the candidates that were run, with
+    """Training's selection (``gnn.training.selection.select``) among the candidates that were run, with
     training's cross-validation fallback when validation cannot tell them apart; with none of
     them, the same rule among every baseline run (report order breaks ties)."""
     run_names = [s.name for s in run.scores]
@@ -617,7 +617,7 @@ def render_markdown(report: EvaluationReport, run: BaselineRun, *, main_epochs: 
         f"events by time {st[0]:,}/{st[1]:,}/{st[2]:,}. Same data + seed give the same numbers "
         f"(`evaluation.json`); run time {report.seconds:.1f} s.",
         "",
-        "Targets are the revealed labels (`gnn.train.targets`): unlabelled accounts count as legitimate "
+        "Targets are the revealed labels (`gnn.training.train.targets`): unlabelled accounts count as legitimate "
         "(positive-unlabelled), so label-based numbers are lower bounds.",
         "",
         "Labels: " + (run.inputs.known.labels.describe() if run.inputs is not None and run.inputs.known is not None else "n/a") + ".",
@@ -645,7 +645,7 @@ def render_markdown(report: EvaluationReport, run: BaselineRun, *, main_epochs: 
         "## Validation split and the winner",
         "",
         f"Accounts: {_size(b0.accounts.val, su[1])}; transactions: {_size(b0.transactions.val, st[1])}; seed {seed}. "
-        f"The winner is picked by the rule `ringwatch train` ships with (`gnn.selection`): {sel.rule}. "
+        f"The winner is picked by the rule `ringwatch train` ships with (`gnn.training.selection`): {sel.rule}. "
         "One model is chosen for both accounts and transactions.",
         "",
         "| baseline | acc AUPRC (val) | txn AUPRC (val) | sum | selection candidate |",

@@ -1,7 +1,7 @@
 """Quality with few labels: 0 %, 1 %, 10 % and 100 % of the fraud labels revealed.
 
 Real teams start with almost no labels. ``label_budget`` replays that on a snapshot whose labels
-are all known, on the time-ordered split of ``gnn.train``:
+are all known, on the time-ordered split of ``gnn.training.train``:
 
 * The *training part* is the accounts of the train and validation splits (``user_split``) and
   the events of the train and validation splits (``txn_split``); the *test part* is the rest,
@@ -12,13 +12,13 @@ are all known, on the time-ordered split of ``gnn.train``:
   10 %). A hidden case loses all its fraud verdicts and becomes an unlabelled account; legit
   verdicts of the training part are kept.
 * The training run sees the revealed training-part labels only. The test part's labels are
-  the future at training time: they are withheld from the run (``gnn.train.train`` never learns
+  the future at training time: they are withheld from the run (``gnn.training.train.train`` never learns
   from them, but it counts every fraud label against ``min_fraud_labels``, so leaving them in
   would let labels it cannot learn from decide the mode) and used, all of them, to measure.
-* Each run is the shipped ``gnn.train.train`` (so with few labels it falls back to the
+* Each run is the shipped ``gnn.training.train.train`` (so with few labels it falls back to the
   unsupervised anomaly score, ``mode="unsupervised"``), scored with ``score_snapshot`` and
   measured on the *same* test split against *every* revealed label of the test part
-  (``gnn.train.targets`` of the full snapshot). The ``trees_aggregated`` baseline
+  (``gnn.training.train.targets`` of the full snapshot). The ``trees_aggregated`` baseline
   (``gnn.baselines``) is fitted on the same revealed labels where it can be (at least one
   positive in its training rows), to compare.
 * Given the main table's run (``gnn.evaluate`` passes it), features and tree inputs are built
@@ -48,7 +48,7 @@ from gnn.core.tree_features import TREES_AGGREGATED, TreeInputs
 from gnn.core.trees import TreeConfig
 from gnn.metrics import SplitMetrics, split_metrics
 from gnn.serving.scoring import score_snapshot
-from gnn.train import Split, Targets, TrainConfig, targets, train, txn_split, user_split
+from gnn.training.train import Split, Targets, TrainConfig, targets, train, txn_split, user_split
 from graph.errors import ValidationError
 from graph.types import EVENT_KINDS, EventKind, LabelTable, NodeType, Snapshot
 
@@ -217,7 +217,7 @@ def _same_known(main: BaselineRun, snapshot: Snapshot, label_delay: float | None
 
 
 def _same_gnn_training(seen: Targets, main: Targets, users: Split, txns: Split) -> bool:
-    """``gnn.train.train`` reads targets on the train and validation rows only (loss, class
+    """``gnn.training.train.train`` reads targets on the train and validation rows only (loss, class
     weights, early stopping, calibration) besides the fraud count that picks the mode, which the
     caller checks: equal targets there train the same model."""
     return (
@@ -376,7 +376,7 @@ def render_label_budget(budget: LabelBudget, main_epochs: int | None = None) -> 
         f"A seeded draw (seed {budget.seed}, nested: what 1 % reveals, 10 % reveals too) keeps that share of the "
         f"{budget.cases} fraud cases of the training part (train + validation accounts with a fraud verdict, their "
         "own or on one of their transactions); a hidden case loses its fraud verdicts and counts as unlabelled. "
-        "Each run is the shipped training (`gnn.train.train`) on the revealed labels only: the test part's labels "
+        "Each run is the shipped training (`gnn.training.train.train`) on the revealed labels only: the test part's labels "
         "are the future at training time, withheld from the run and used, all of them, to measure. Every row is "
         f"measured on the same later-in-time test split: accounts n={n_acc:,}, fraud={k_acc}; transactions "
         f"n={n_txn:,}, fraud={k_txn}; seed {budget.seed}.{fewer}",

@@ -17,7 +17,7 @@ from typing import ClassVar
 
 import numpy as np
 
-from gnn.calibrate import ReviewQueue
+from gnn.training.calibrate import ReviewQueue
 from graph.errors import ValidationError
 
 
@@ -96,7 +96,7 @@ def recall_at_k(scores: np.ndarray, y: np.ndarray, k: int) -> float:
     return float(t[top].sum() / n_pos)
 
 
-# -- evaluation records (re-exported by ``gnn.train``) -------------------------------------------
+# -- evaluation records (re-exported by ``gnn.training.train``) -------------------------------------------
 
 
 #: Resamples behind every interval, and their seed (same scores, same interval).

@@ -91,7 +91,7 @@ def _label_options(p: argparse.ArgumentParser) -> None:
 
 
 def _train_config(args: argparse.Namespace, **extra: object) -> object:
-    from gnn.train import TrainConfig
+    from gnn.training.train import TrainConfig
 
     delay = None if args.label_delay is None else args.label_delay * 86_400.0
     return TrainConfig(seed=args.seed, label_delay=delay, known_fraud_inputs=args.known_fraud_inputs, **extra)  # type: ignore[arg-type]

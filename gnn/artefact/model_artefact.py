@@ -8,7 +8,7 @@ read with ``torch.load(weights_only=True)``: loading an artefact cannot run code
 
 ``scorer`` says what makes the scores of a supervised artefact: ``"graphsage"`` (the network),
 or a tree family of ``gnn.core.trees`` (``"trees_aggregated"``, ``"hybrid"``) that won the selection
-(``gnn.selection``); then ``trees`` holds the fitted trees as plain arrays (no pickle), and the
+(``gnn.training.selection``); then ``trees`` holds the fitted trees as plain arrays (no pickle), and the
 GraphSAGE weights stay in the artefact (the hybrid's inputs include its embeddings). Beside the
 ``.pt`` file, ``model-<version>.json`` repeats the metadata for people and tools: scorer, the
 selection, the promotion decision, metrics, thresholds. Format 1 artefacts (before the selection)
@@ -34,17 +34,17 @@ import numpy as np
 import torch
 
 from gnn.artefact.lineage import Promotion, Selection
-from gnn.calibrate import Thresholds
 from gnn.core.anomaly import AnomalyReference
 from gnn.core.features import Normalisation
 from gnn.core.model import ModelConfig
 from gnn.core.tree_features import TREE_FAMILIES
 from gnn.core.trees import TreeScorer
 from gnn.metrics import TrainMetrics
+from gnn.training.calibrate import Thresholds
 from graph.errors import ModelError, ValidationError
 
 #: How an artefact scores: trained on fraud labels, or the unsupervised graph anomaly score that
-#: ships when labels are too few (``gnn.train.TrainConfig.min_fraud_labels``).
+#: ships when labels are too few (``gnn.training.train.TrainConfig.min_fraud_labels``).
 Mode = Literal["supervised", "unsupervised"]
 SUPERVISED: Mode = "supervised"
 UNSUPERVISED: Mode = "unsupervised"

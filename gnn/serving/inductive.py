@@ -56,7 +56,6 @@ import numpy as np
 import torch
 
 from gnn.artefact.model_artefact import SUPERVISED, ModelArtefact
-from gnn.calibrate import tier_of
 from gnn.core.features import (
     NODE_TYPES,
     EventContext,
@@ -68,6 +67,7 @@ from gnn.core.features import (
 )
 from gnn.core.model import RELATIONS, GraphInput, build_graph_input
 from gnn.serving.scoring import load_model
+from gnn.training.calibrate import tier_of
 from graph.errors import ModelError, NotFoundError, ValidationError
 from graph.types import EVENT_KINDS, Event, Snapshot, Tier
 

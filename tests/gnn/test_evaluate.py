@@ -13,8 +13,8 @@ from gnn.baselines import GRAPHSAGE
 from gnn.core.tree_features import TREES_KNOWN_FRAUD
 from gnn.evaluate import JSON_FILE, PLOT_FILES, EvaluationReport, PlantedTruth, ScenarioCatch, evaluate
 from gnn.leakage import POINT_IN_TIME_TXN_FEATURES, audit_leakage, truncate
-from gnn.selection import CANDIDATES, RULE
-from gnn.train import TrainConfig
+from gnn.training.selection import CANDIDATES, RULE
+from gnn.training.train import TrainConfig
 from graph.types import NodeType
 from ingestion.synthetic import RING_KINDS, SyntheticConfig, generate
 from tests.gnn.synth import SynthData, snapshot_from_events

@@ -13,7 +13,7 @@ from gnn.baselines import GRAPHSAGE, run_baselines
 from gnn.core.tree_features import TREES_AGGREGATED
 from gnn.evaluate import JSON_FILE, evaluate
 from gnn.label_budget import LABEL_FRACTIONS, LabelBudget, label_budget, reveal_labels
-from gnn.train import TrainConfig, targets, txn_split, user_split
+from gnn.training.train import TrainConfig, targets, txn_split, user_split
 from graph.types import Snapshot
 from tests.gnn.synth import SynthData
 

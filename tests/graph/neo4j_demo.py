@@ -17,7 +17,7 @@ import pandas as pd
 import pytest
 
 from gnn.artefact.model_artefact import GRAPHSAGE
-from gnn.train import TrainConfig
+from gnn.training.train import TrainConfig
 from graph.neo4j_store import Neo4jGraphStore
 from graph.types import Ring, Snapshot
 from ringwatch import pipeline

@@ -19,8 +19,8 @@ import numpy as np
 import pytest
 
 from gnn.artefact.model_artefact import CURRENT, ModelArtefact, metadata_file_name, model_file_name
-from gnn.promotion import TOLERANCE, decide
-from gnn.train import TrainConfig, train
+from gnn.training.promotion import TOLERANCE, decide
+from gnn.training.train import TrainConfig, train
 from graph.types import LabelTable, NodeType, Snapshot
 from ringwatch import pipeline
 from ringwatch.cli import main as cli_main

@@ -22,7 +22,7 @@ from gnn.serving.explain import (
     _txn_columns,
 )
 from gnn.serving.scoring import score_snapshot
-from gnn.train import TrainConfig, train
+from gnn.training.train import TrainConfig, train
 from graph.errors import NotFoundError
 from graph.types import NodeType, Snapshot, Tier
 from ingestion.synthetic import SyntheticConfig, generate as generate_events

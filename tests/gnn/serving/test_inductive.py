@@ -12,7 +12,7 @@ from gnn.artefact.model_artefact import ModelArtefact
 from gnn.core.features import build_features
 from gnn.serving.inductive import _EVENT_KEY, InductiveScorer
 from gnn.serving.scoring import ScoreResult, score_snapshot
-from gnn.train import TrainConfig, train
+from gnn.training.train import TrainConfig, train
 from graph.errors import ModelError, NotFoundError, ValidationError
 from graph.types import EVENT_KINDS, Event, EventKind, NodeType
 from tests.gnn.synth import DAY, T0, SynthData, with_events

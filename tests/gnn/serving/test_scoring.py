@@ -54,7 +54,7 @@ def test_feature_mismatch_is_a_model_error(trained: ModelArtefact, synth: SynthD
 
 
 def test_unsupervised_embeddings_are_components(synth: SynthData) -> None:
-    from gnn.train import TrainConfig, train
+    from gnn.training.train import TrainConfig, train
 
     art = train(synth.snapshot, TrainConfig(device="cpu", min_fraud_labels=10_000))
     r = score_snapshot(art, synth.snapshot)

@@ -1,6 +1,6 @@
 """Cross-validation over connected components: selection when the validation split is noise.
 
-``train`` picks the shipped model on the time-ordered validation split (``gnn.selection``). When
+``train`` picks the shipped model on the time-ordered validation split (``gnn.training.selection``). When
 that split cannot tell the candidates apart (too few frauds, or no signal), selection falls back
 to K-fold cross-validation here:
 
@@ -36,7 +36,7 @@ from gnn.baselines import run_baselines
 from gnn.core.features import FeatureSet
 from gnn.core.trees import TreeConfig
 from gnn.metrics import auprc
-from gnn.train import Split, TrainConfig, targets, time_splits
+from gnn.training.train import Split, TrainConfig, targets, time_splits
 from graph.rings import account_components
 from graph.types import NodeType, Snapshot
 

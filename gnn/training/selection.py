@@ -1,6 +1,6 @@
 """Pick the shipped model: GraphSAGE, or trees beside it, whichever wins on validation AUPRC.
 
-``train_and_select`` trains GraphSAGE (``gnn.train.train``), then fits the tree candidates of
+``train_and_select`` trains GraphSAGE (``gnn.training.train.train``), then fits the tree candidates of
 ``gnn.baselines`` on the same time-ordered split with the same targets and seed: by default
 ``trees_aggregated`` (baseline 3, the GADBench bar) and ``hybrid`` (baseline 5: GraphSAGE's
 embeddings + the aggregates). GraphSAGE stays the core: it is always trained, always in the
@@ -13,7 +13,7 @@ split without fraud contributes 0 for every candidate. A candidate must beat the
 by more than ``TIE`` to win, so GraphSAGE wins ties (it is first). When the validation split cannot
 tell the candidates apart (``validation_warning``: too few frauds, or no signal), ``train_and_select``
 applies the same rule to pooled out-of-fold AUPRCs of a cross-validation over accounts grouped by
-connected component (``gnn.cross_validation``), and the selection's warning says so. One model ships for both
+connected component (``gnn.training.cross_validation``), and the selection's warning says so. One model ships for both
 entities (not per-entity winners): the transaction trees stack on their own family's account
 scores, and tiers, rings and reasons then come from one scorer.
 
@@ -38,13 +38,13 @@ import numpy as np
 from gnn.artefact.lineage import CandidateScore, Selection
 from gnn.artefact.model_artefact import GRAPHSAGE, SUPERVISED, ModelArtefact, make_version
 from gnn.baselines import BaselineRun, run_baselines
-from gnn.calibrate import ReviewQueue
 from gnn.core.features import build_features
 from gnn.core.tree_features import HYBRID, TREES_AGGREGATED, TREES_KNOWN_FRAUD
 from gnn.core.trees import TreeConfig
-from gnn.cross_validation import cross_validate
 from gnn.metrics import SplitMetrics, StageTime, Stopwatch, auprc, split_metrics
-from gnn.train import TrainConfig, calibrate_split, train
+from gnn.training.calibrate import ReviewQueue
+from gnn.training.cross_validation import cross_validate
+from gnn.training.train import TrainConfig, calibrate_split, train
 from graph.errors import ValidationError
 from graph.types import Snapshot
 
@@ -161,7 +161,7 @@ def select_by_cross_validation(
 ) -> Selection:
     """The selection when ``validation`` (from ``select``) warns: the same rule on pooled
     out-of-fold AUPRCs of a cross-validation over accounts grouped by connected component
-    (``gnn.cross_validation``). The warning keeps the validation split's reasons and says how
+    (``gnn.training.cross_validation``). The warning keeps the validation split's reasons and says how
     the fallback went; it still says "picked on noise" when the folds cannot tell either."""
     cv = cross_validate(snapshot, config, candidates, trees=trees, features=run.features)
     best = _winner(cv.candidates)

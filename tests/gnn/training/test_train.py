@@ -8,7 +8,7 @@ import pytest
 from gnn.artefact.model_artefact import ModelArtefact
 from gnn.metrics import auprc, auroc
 from gnn.serving.scoring import score_snapshot
-from gnn.train import TrainConfig, targets, train, txn_split, user_split
+from gnn.training.train import TrainConfig, targets, train, txn_split, user_split
 from graph.errors import ValidationError
 from graph.types import EVENT_KINDS, NodeType
 from tests.gnn.synth import T0, SynthData, generate
@@ -83,7 +83,7 @@ def test_same_seed_same_scores_and_different_seed_differs(synth: SynthData) -> N
 
 def test_unsupervised_fallback_without_labels(caplog: pytest.LogCaptureFixture) -> None:
     data = generate(with_labels=False)
-    with caplog.at_level(logging.WARNING, logger="gnn.train"):
+    with caplog.at_level(logging.WARNING, logger="gnn.training.train"):
         artefact = train(data.snapshot, TrainConfig(device="cpu"))
     assert artefact.mode == "unsupervised"
     assert any("unsupervised" in r.getMessage() for r in caplog.records)

@@ -1,7 +1,7 @@
 """Promote a new model only if it is not worse than the current one on the same held-out data.
 
 ``decide`` scores the new artefact and the current one on the *same* snapshot, with the same
-time-ordered split and targets (``gnn.train``), and compares their test AUPRC for accounts and
+time-ordered split and targets (``gnn.training.train``), and compares their test AUPRC for accounts and
 for transactions. Rule: the new model is promoted when, for each of the two whose test split
 holds fraud, its AUPRC is at least the current one's minus ``TOLERANCE`` (0.01: with a few dozen
 held-out frauds, one fraud moving a few ranks shifts AUPRC by about that much, and a retrain
@@ -28,7 +28,7 @@ from gnn.artefact.lineage import Promotion
 from gnn.artefact.model_artefact import ModelArtefact
 from gnn.metrics import auprc
 from gnn.serving.scoring import score_snapshot
-from gnn.train import TrainConfig, targets, txn_split, user_split
+from gnn.training.train import TrainConfig, targets, txn_split, user_split
 from graph.errors import ModelError, ValidationError
 from graph.types import Snapshot
 

@@ -21,7 +21,7 @@ Training (``MiniBatchEpochs``): each epoch shuffles the training accounts and tr
 with the run's seed and deals them into ``ceil((accounts + transactions) / batch_size)``
 batches, each holding its share of both, so both heads learn in every step. The loss per
 batch is the full-batch loss (weighted BCE with the same ``pos_weight`` per head, mean over
-the batch's seeds). Early stopping on validation AUPRC stays in ``gnn.train``: validation is
+the batch's seeds). Early stopping on validation AUPRC stays in ``gnn.training.train``: validation is
 scored by ``gnn.core.model.predict``, layer-wise and in chunks under ``inference_mode``, which holds
 a few [nodes, hidden] embedding tables and one chunk of messages, not the whole graph's
 activations (the scale benchmark measures it).

@@ -1,5 +1,5 @@
 """Selection's fallback when the validation split is noise: cross-validation over accounts
-grouped by connected component (gnn/cross_validation.py, gnn/selection.py)."""
+grouped by connected component (gnn/training/cross_validation.py, gnn/training/selection.py)."""
 
 from __future__ import annotations
 
@@ -8,10 +8,10 @@ from pathlib import Path
 
 import numpy as np
 
-from gnn.cross_validation import grouped_folds
 from gnn.evaluate import evaluate
-from gnn.selection import CANDIDATES, train_and_select
-from gnn.train import targets, txn_split, user_split
+from gnn.training.cross_validation import grouped_folds
+from gnn.training.selection import CANDIDATES, train_and_select
+from gnn.training.train import targets, txn_split, user_split
 from graph.rings import account_components
 from graph.types import LabelTable, NodeType, Snapshot
 from tests.gnn.conftest import CONFIG

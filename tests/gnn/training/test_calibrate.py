@@ -3,7 +3,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from gnn.calibrate import Thresholds, assign_tiers, calibrate, quantile_thresholds
+from gnn.training.calibrate import Thresholds, assign_tiers, calibrate, quantile_thresholds
 from graph.errors import ValidationError
 from graph.types import Tier
 

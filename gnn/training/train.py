@@ -19,7 +19,7 @@ order of their first event, the earliest ``1 - val - test`` share trains, the ne
 validates (early stopping, tier calibration), the latest share tests. Transactions likewise by
 time. Training is transductive: the whole graph (features, edges) is visible, only the labels
 outside the training split are hidden. It is full-batch, or with ``TrainConfig.batch_size`` set,
-mini-batch over sampled neighbourhoods (``gnn.minibatch``) for graphs too big for one batch.
+mini-batch over sampled neighbourhoods (``gnn.training.minibatch``) for graphs too big for one batch.
 
 With fewer than ``min_fraud_labels`` fraud accounts there is nothing to learn from; ``train``
 then logs a warning and returns an unsupervised artefact (``gnn.core.anomaly``).
@@ -40,14 +40,14 @@ import torch.nn.functional as F
 from tqdm.auto import tqdm
 
 from gnn.artefact.model_artefact import SUPERVISED, UNSUPERVISED, ModelArtefact, make_version
-from gnn.calibrate import REVIEW_CAPACITY, ReviewQueue, Thresholds, calibrate, quantile_thresholds
 from gnn.core.anomaly import anomaly_scores, fit_reference
 from gnn.core.device import pick_device, pick_threads, torch_threads
 from gnn.core.features import FeatureSet, Normalisation, build_features
 from gnn.core.known_fraud import KnownLabels, known_fraud_features, known_labels
 from gnn.core.model import ModelConfig, RingSAGE, build_graph_input, predict
 from gnn.metrics import SplitMetrics, Stopwatch, TrainMetrics, auprc, split_metrics
-from gnn.minibatch import DEFAULT_FANOUT, MiniBatchEpochs, check_fanout
+from gnn.training.calibrate import REVIEW_CAPACITY, ReviewQueue, Thresholds, calibrate, quantile_thresholds
+from gnn.training.minibatch import DEFAULT_FANOUT, MiniBatchEpochs, check_fanout
 from graph.errors import ModelError, ValidationError
 from graph.types import EVENT_KINDS, EventKind, NodeType, Snapshot
 
@@ -86,7 +86,7 @@ class TrainConfig:
     ``device=None`` picks CUDA when present (``RINGWATCH_DEVICE`` overrides).
     ``batch_size=None`` trains full-batch; an integer trains on mini-batches of that many seed
     accounts + transactions with ``fanout`` neighbours sampled per relation and hop (one entry
-    per layer, ``-1`` = all; see ``gnn.minibatch``), for graphs that do not fit full-batch.
+    per layer, ``-1`` = all; see ``gnn.training.minibatch``), for graphs that do not fit full-batch.
     ``min_fraud_labels``: with fewer fraud accounts (or none in the training split) ``train``
     ships the unsupervised anomaly score instead. 20 because the 60/20/20 time split then leaves
     about 12 positives to learn from and 4 to stop early and calibrate tiers on; with fewer, the
@@ -283,7 +283,7 @@ def train(
     ``features``: ``build_features(snapshot)`` when the caller has it already (``gnn.evaluate``
     trains several times on one graph); labels never enter features, so a snapshot that differs
     only in its labels shares them. ``splits``: (accounts, transactions) to train and validate on
-    instead of the time-ordered split (``gnn.cross_validation``'s folds).
+    instead of the time-ordered split (``gnn.training.cross_validation``'s folds).
 
     Raises:
         ModelError: the snapshot has no users.
@@ -430,7 +430,7 @@ def _supervised(
         val_txn_has_fraud = bool(y.txn[txns.val].any())
         va_t = torch.from_numpy(txns.val if val_txn_has_fraud else txns.val[:0]).to(device)
         mini = None
-        if config.batch_size is not None:  # mini-batch: sampled subgraphs, same loss (gnn.minibatch)
+        if config.batch_size is not None:  # mini-batch: sampled subgraphs, same loss (gnn.training.minibatch)
             mini = MiniBatchEpochs(
                 g,
                 user_train=users.train,

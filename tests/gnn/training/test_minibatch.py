@@ -1,4 +1,4 @@
-"""``gnn.minibatch``: the neighbour sampler's neighbourhoods (real edges, fan-out, seeds first,
+"""``gnn.training.minibatch``: the neighbour sampler's neighbourhoods (real edges, fan-out, seeds first,
 determinism), exactness with full fan-out, and mini-batch training (seeded, and as good as
 full batch where both fit)."""
 
@@ -12,8 +12,8 @@ import torch
 
 from gnn.core.features import NODE_TYPES, Normalisation, build_features
 from gnn.core.model import RELATIONS, GraphInput, ModelConfig, RingSAGE, build_graph_input
-from gnn.minibatch import NeighbourSampler, SampledBatch
-from gnn.train import TrainConfig, train
+from gnn.training.minibatch import NeighbourSampler, SampledBatch
+from gnn.training.train import TrainConfig, train
 from graph.errors import ValidationError
 from tests.gnn.synth import SynthData
 from tests.gnn.test_evaluate import _synthetic

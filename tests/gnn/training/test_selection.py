@@ -14,9 +14,9 @@ import pytest
 from gnn.artefact.model_artefact import GRAPHSAGE, ModelArtefact, metadata_file_name
 from gnn.baselines import BaselineRun, BaselineScores, run_baselines
 from gnn.metrics import auprc
-from gnn.selection import CANDIDATES, MIN_VALIDATION_FRAUDS, select, ship, train_and_select
 from gnn.serving.scoring import score_snapshot
-from gnn.train import Split, Targets
+from gnn.training.selection import CANDIDATES, MIN_VALIDATION_FRAUDS, select, ship, train_and_select
+from gnn.training.train import Split, Targets
 from graph.errors import ValidationError
 from tests.gnn.conftest import CONFIG
 from tests.gnn.synth import SynthData, generate
