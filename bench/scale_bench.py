@@ -53,7 +53,7 @@ import torch.nn.functional as F  # noqa: E402
 
 from gnn.core.device import pick_device  # noqa: E402
 from gnn.core.features import Normalisation, build_features  # noqa: E402
-from gnn.leakage import snapshot_from_frames  # noqa: E402
+from gnn.evaluation.leakage import snapshot_from_frames  # noqa: E402
 from gnn.training.minibatch import MiniBatchEpochs  # noqa: E402
 from gnn.core.model import ModelConfig, RingSAGE, build_graph_input  # noqa: E402
 from gnn.serving.scoring import score_snapshot  # noqa: E402
@@ -77,7 +77,7 @@ def _seconds(text: pd.Series) -> pd.Series:
 
 def snapshot_from_csv(events_csv: Path, labels_csv: Path) -> Snapshot:
     """A ``Snapshot`` of the generator's events and labels, built the way the stores build one
-    (``gnn.leakage.snapshot_from_frames``: vectorised for millions of rows)."""
+    (``gnn.evaluation.leakage.snapshot_from_frames``: vectorised for millions of rows)."""
     key_cols = ("txn_id", "user_id", "device_id", "ip", "merchant_id")
     ev = pd.read_csv(events_csv, dtype={c: str for c in (*key_cols, "currency", "event", "status")}, engine="pyarrow")
     ev["ts"] = _seconds(ev["ts"])

@@ -29,7 +29,7 @@ import numpy as np
 import pandas as pd
 
 from gnn.training.calibrate import Thresholds, calibrate
-from gnn.metrics import auprc
+from gnn.evaluation.metrics import auprc
 from graph.errors import ValidationError
 from graph.investigation import browser_snippet
 from graph.rings import RingConfig

@@ -14,9 +14,9 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from gnn.artefact.model_artefact import CURRENT, ModelArtefact
-from gnn.evaluate import EvaluationReport, PlantedTruth, evaluate
+from gnn.evaluation.evaluate import EvaluationReport, PlantedTruth, evaluate
 from gnn.artefact.lineage import Promotion
-from gnn.metrics import StageTime, Stopwatch
+from gnn.evaluation.metrics import StageTime, Stopwatch
 from gnn.training.promotion import decide
 from gnn.serving.scoring import ScoreResult, score_snapshot, to_writeback
 from gnn.training.selection import CANDIDATES, train_and_select

@@ -39,7 +39,7 @@ from gnn.core.features import Normalisation
 from gnn.core.model import ModelConfig
 from gnn.core.tree_features import TREE_FAMILIES
 from gnn.core.trees import TreeScorer
-from gnn.metrics import TrainMetrics
+from gnn.evaluation.metrics import TrainMetrics
 from gnn.training.calibrate import Thresholds
 from graph.errors import ModelError, ValidationError
 

@@ -48,7 +48,7 @@ TREES_OWN = "trees_own"
 TREES_KNOWN_FRAUD = "trees_known_fraud"
 TREES_AGGREGATED = "trees_aggregated"
 HYBRID = "hybrid"
-#: The tree families, by their baseline names (``gnn.baselines.BASELINES``).
+#: The tree families, by their baseline names (``gnn.evaluation.baselines.BASELINES``).
 TREE_FAMILIES: tuple[str, ...] = (TREES_OWN, TREES_KNOWN_FRAUD, TREES_AGGREGATED, HYBRID)
 #: User-block columns that look at other accounts (graph features); dropped for ``trees_own``.
 GRAPH_USER_FEATURES: tuple[str, ...] = ("max_device_users_log", "max_ip_users_log")

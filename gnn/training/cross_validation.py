@@ -12,7 +12,7 @@ to K-fold cross-validation here:
 - **Folds.** The accounts of the training and validation parts (the test part stays untouched)
   go into ``n_folds`` folds by scikit-learn's ``GroupKFold`` (deterministic: groups by size into
   the lightest fold). A transaction of those parts goes with its account.
-- **Scores.** Each fold trains every candidate on the other folds (``gnn.baselines.run_baselines``
+- **Scores.** Each fold trains every candidate on the other folds (``gnn.evaluation.baselines.run_baselines``
   with the fold as its split; same seed and config) and scores its own accounts and
   transactions. The out-of-fold scores of all folds are pooled and each candidate gets the
   pooled AUPRC of accounts plus transactions, the quantity of the validation rule.
@@ -32,10 +32,10 @@ import numpy as np
 from sklearn.model_selection import GroupKFold
 
 from gnn.artefact.lineage import CandidateScore
-from gnn.baselines import run_baselines
 from gnn.core.features import FeatureSet
 from gnn.core.trees import TreeConfig
-from gnn.metrics import auprc
+from gnn.evaluation.baselines import run_baselines
+from gnn.evaluation.metrics import auprc
 from gnn.training.train import Split, TrainConfig, targets, time_splits
 from graph.rings import account_components
 from graph.types import NodeType, Snapshot

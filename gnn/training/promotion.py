@@ -26,7 +26,7 @@ import numpy as np
 
 from gnn.artefact.lineage import Promotion
 from gnn.artefact.model_artefact import ModelArtefact
-from gnn.metrics import auprc
+from gnn.evaluation.metrics import auprc
 from gnn.serving.scoring import score_snapshot
 from gnn.training.train import TrainConfig, targets, txn_split, user_split
 from graph.errors import ModelError, ValidationError

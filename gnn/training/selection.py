@@ -1,7 +1,7 @@
 """Pick the shipped model: GraphSAGE, or trees beside it, whichever wins on validation AUPRC.
 
 ``train_and_select`` trains GraphSAGE (``gnn.training.train.train``), then fits the tree candidates of
-``gnn.baselines`` on the same time-ordered split with the same targets and seed: by default
+``gnn.evaluation.baselines`` on the same time-ordered split with the same targets and seed: by default
 ``trees_aggregated`` (baseline 3, the GADBench bar) and ``hybrid`` (baseline 5: GraphSAGE's
 embeddings + the aggregates). GraphSAGE stays the core: it is always trained, always in the
 artefact, and the hybrid reads its embeddings.
@@ -37,11 +37,11 @@ import numpy as np
 
 from gnn.artefact.lineage import CandidateScore, Selection
 from gnn.artefact.model_artefact import GRAPHSAGE, SUPERVISED, ModelArtefact, make_version
-from gnn.baselines import BaselineRun, run_baselines
 from gnn.core.features import build_features
 from gnn.core.tree_features import HYBRID, TREES_AGGREGATED, TREES_KNOWN_FRAUD
 from gnn.core.trees import TreeConfig
-from gnn.metrics import SplitMetrics, StageTime, Stopwatch, auprc, split_metrics
+from gnn.evaluation.baselines import BaselineRun, run_baselines
+from gnn.evaluation.metrics import SplitMetrics, StageTime, Stopwatch, auprc, split_metrics
 from gnn.training.calibrate import ReviewQueue
 from gnn.training.cross_validation import cross_validate
 from gnn.training.train import TrainConfig, calibrate_split, train

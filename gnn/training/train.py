@@ -45,7 +45,7 @@ from gnn.core.device import pick_device, pick_threads, torch_threads
 from gnn.core.features import FeatureSet, Normalisation, build_features
 from gnn.core.known_fraud import KnownLabels, known_fraud_features, known_labels
 from gnn.core.model import ModelConfig, RingSAGE, build_graph_input, predict
-from gnn.metrics import SplitMetrics, Stopwatch, TrainMetrics, auprc, split_metrics
+from gnn.evaluation.metrics import SplitMetrics, Stopwatch, TrainMetrics, auprc, split_metrics
 from gnn.training.calibrate import REVIEW_CAPACITY, ReviewQueue, Thresholds, calibrate, quantile_thresholds
 from gnn.training.minibatch import DEFAULT_FANOUT, MiniBatchEpochs, check_fanout
 from graph.errors import ModelError, ValidationError
@@ -91,7 +91,7 @@ class TrainConfig:
     ships the unsupervised anomaly score instead. 20 because the 60/20/20 time split then leaves
     about 12 positives to learn from and 4 to stop early and calibrate tiers on; with fewer, the
     validation AUPRC that picks the epoch and the tier thresholds rests on one or two accounts.
-    ``gnn.label_budget`` measures both modes with 0 %, 1 %, 10 % and 100 % of the labels.
+    ``gnn.evaluation.label_budget`` measures both modes with 0 %, 1 %, 10 % and 100 % of the labels.
     ``known_fraud_inputs``: GraphSAGE's heads also read what was known to be fraud before each
     row (``gnn.core.known_fraud``). Off by default because inductive scoring of unseen checkout events
     (``gnn.serving.inductive``) does not compute those inputs per request yet; the tree candidates and
@@ -280,7 +280,7 @@ def train(
     when fewer than ``config.min_fraud_labels`` accounts are labelled fraud or none of them is in
     the training split. ``progress`` shows a tqdm bar over epochs with the loss and validation
     AUPRC. Same snapshot and seed give identical weights and scores on the CPU.
-    ``features``: ``build_features(snapshot)`` when the caller has it already (``gnn.evaluate``
+    ``features``: ``build_features(snapshot)`` when the caller has it already (``gnn.evaluation.evaluate``
     trains several times on one graph); labels never enter features, so a snapshot that differs
     only in its labels shares them. ``splits``: (accounts, transactions) to train and validate on
     instead of the time-ordered split (``gnn.training.cross_validation``'s folds).

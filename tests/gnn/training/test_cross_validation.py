@@ -8,7 +8,7 @@ from pathlib import Path
 
 import numpy as np
 
-from gnn.evaluate import evaluate
+from gnn.evaluation.evaluate import evaluate
 from gnn.training.cross_validation import grouped_folds
 from gnn.training.selection import CANDIDATES, train_and_select
 from gnn.training.train import targets, txn_split, user_split

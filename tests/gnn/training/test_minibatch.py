@@ -15,8 +15,8 @@ from gnn.core.model import RELATIONS, GraphInput, ModelConfig, RingSAGE, build_g
 from gnn.training.minibatch import NeighbourSampler, SampledBatch
 from gnn.training.train import TrainConfig, train
 from graph.errors import ValidationError
+from tests.gnn.evaluation.test_evaluate import _synthetic
 from tests.gnn.synth import SynthData
-from tests.gnn.test_evaluate import _synthetic
 
 FANOUT = (3, 2)
 

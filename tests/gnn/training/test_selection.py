@@ -12,8 +12,8 @@ import numpy as np
 import pytest
 
 from gnn.artefact.model_artefact import GRAPHSAGE, ModelArtefact, metadata_file_name
-from gnn.baselines import BaselineRun, BaselineScores, run_baselines
-from gnn.metrics import auprc
+from gnn.evaluation.baselines import BaselineRun, BaselineScores, run_baselines
+from gnn.evaluation.metrics import auprc
 from gnn.serving.scoring import score_snapshot
 from gnn.training.selection import CANDIDATES, MIN_VALIDATION_FRAUDS, select, ship, train_and_select
 from gnn.training.train import Split, Targets

@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 
 from gnn.artefact.model_artefact import ModelArtefact
-from gnn.metrics import auprc, auroc
+from gnn.evaluation.metrics import auprc, auroc
 from gnn.serving.scoring import score_snapshot
 from gnn.training.train import TrainConfig, targets, train, txn_split, user_split
 from graph.errors import ValidationError

@@ -1,4 +1,4 @@
-"""``gnn.label_budget``: which labels a fraction reveals, and what the shipped training makes of
+"""``gnn.evaluation.label_budget``: which labels a fraction reveals, and what the shipped training makes of
 them on the same held-out test split (issue 4, "Few labels, or none")."""
 
 from __future__ import annotations
@@ -9,10 +9,10 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from gnn.baselines import GRAPHSAGE, run_baselines
 from gnn.core.tree_features import TREES_AGGREGATED
-from gnn.evaluate import JSON_FILE, evaluate
-from gnn.label_budget import LABEL_FRACTIONS, LabelBudget, label_budget, reveal_labels
+from gnn.evaluation.baselines import GRAPHSAGE, run_baselines
+from gnn.evaluation.evaluate import JSON_FILE, evaluate
+from gnn.evaluation.label_budget import LABEL_FRACTIONS, LabelBudget, label_budget, reveal_labels
 from gnn.training.train import TrainConfig, targets, txn_split, user_split
 from graph.types import Snapshot
 from tests.gnn.synth import SynthData

@@ -51,7 +51,7 @@ from gnn.artefact.model_artefact import ModelArtefact
 from gnn.core.features import USER_FEATURES, FeatureSet, build_features
 from gnn.core.tree_features import HYBRID, TREES_AGGREGATED, TREES_KNOWN_FRAUD, TREES_OWN, TreeInputs, txn_velocity
 from gnn.core.trees import TreeConfig, TreeScorer, fit_tree_scorer
-from gnn.metrics import StageTime, Stopwatch
+from gnn.evaluation.metrics import StageTime, Stopwatch
 from gnn.serving.scoring import score_snapshot
 from gnn.training.train import Split, Targets, TrainConfig, targets, time_splits, train
 from graph.errors import ModelError, ValidationError
@@ -119,7 +119,7 @@ class BaselineRun:
     GraphSAGE artefact (``None`` if GraphSAGE was not run), the neighbour-aggregate names and the
     fitted tree families by name (``models``: what ``gnn.training.selection`` ships when trees win).
     ``features`` / ``inputs``: the feature set and tree columns the run was made with (``None``
-    in hand-made runs), for callers that fit again on the same graph (``gnn.label_budget``)."""
+    in hand-made runs), for callers that fit again on the same graph (``gnn.evaluation.label_budget``)."""
 
     scores: tuple[BaselineScores, ...]
     targets: Targets
@@ -205,7 +205,7 @@ def run_baselines(
     ``features`` / ``inputs``: ``build_features(snapshot)`` and ``TreeInputs.build`` of this graph
     when the caller has them (built here otherwise; ``inputs`` must hold the aggregates when a
     graph family is asked for). Labels never enter either, so snapshots that differ only in their
-    labels (``gnn.label_budget``) share them. ``splits``: (accounts, transactions) to fit and
+    labels (``gnn.evaluation.label_budget``) share them. ``splits``: (accounts, transactions) to fit and
     validate on instead of the time-ordered split (``gnn.training.cross_validation``'s folds).
 
     Raises:
@@ -250,7 +250,7 @@ def run_baselines(
     if inputs is None or (graph_families and inputs.account_agg is None):
         inputs = TreeInputs.build(snapshot, features, aggregates=graph_families, label_delay=config.label_delay)
     elif graph_families:
-        # Inputs built on the same graph with other labels (gnn.label_budget): only this
+        # Inputs built on the same graph with other labels (gnn.evaluation.label_budget): only this
         # snapshot's verdicts may feed the known-fraud columns.
         inputs = inputs.relabel(snapshot, config.label_delay)
     input_seconds = time.perf_counter() - started

@@ -19,9 +19,9 @@ are all known, on the time-ordered split of ``gnn.training.train``:
   unsupervised anomaly score, ``mode="unsupervised"``), scored with ``score_snapshot`` and
   measured on the *same* test split against *every* revealed label of the test part
   (``gnn.training.train.targets`` of the full snapshot). The ``trees_aggregated`` baseline
-  (``gnn.baselines``) is fitted on the same revealed labels where it can be (at least one
+  (``gnn.evaluation.baselines``) is fitted on the same revealed labels where it can be (at least one
   positive in its training rows), to compare.
-* Given the main table's run (``gnn.evaluate`` passes it), features and tree inputs are built
+* Given the main table's run (``gnn.evaluation.evaluate`` passes it), features and tree inputs are built
   once (labels never enter them), and a model whose training would read exactly the targets the
   main run's did (the rows it learns from and validates on) is taken from the main run instead
   of being fitted again: the same inputs, seed and config give the same model. Such a row lists
@@ -41,12 +41,12 @@ from dataclasses import dataclass
 import numpy as np
 
 from gnn.artefact.model_artefact import SUPERVISED, jsonable
-from gnn.baselines import GRAPHSAGE, BaselineRun, run_baselines
 from gnn.core.features import build_features
 from gnn.core.known_fraud import known_labels
 from gnn.core.tree_features import TREES_AGGREGATED, TreeInputs
 from gnn.core.trees import TreeConfig
-from gnn.metrics import SplitMetrics, split_metrics
+from gnn.evaluation.baselines import GRAPHSAGE, BaselineRun, run_baselines
+from gnn.evaluation.metrics import SplitMetrics, split_metrics
 from gnn.serving.scoring import score_snapshot
 from gnn.training.train import Split, Targets, TrainConfig, targets, train, txn_split, user_split
 from graph.errors import ValidationError

@@ -1,6 +1,6 @@
 """``ringwatch evaluate``: every baseline on the same time-ordered split, one report.
 
-``evaluate`` runs ``gnn.baselines.run_baselines`` and measures, for accounts and transactions,
+``evaluate`` runs ``gnn.evaluation.baselines.run_baselines`` and measures, for accounts and transactions,
 on the validation and the held-out test split (later in time than training):
 
 * AUPRC, AUROC and Recall@K (K = frauds in the split), against the revealed labels
@@ -12,7 +12,7 @@ on the validation and the held-out test split (later in time than training):
   against truly legitimate test accounts), and ring precision / recall / purity
   (``graph.ring_recovery``) of rings detected from each baseline's scores.
 
-``label_budget`` (``gnn.label_budget``) adds the few-labels table: the shipped training with 0 %,
+``label_budget`` (``gnn.evaluation.label_budget``) adds the few-labels table: the shipped training with 0 %,
 1 %, 10 % and 100 % of the training part's fraud labels revealed, on the same test split.
 
 The winner is picked by the rule ``ringwatch train`` ships with (``gnn.training.selection.select``,
@@ -25,13 +25,13 @@ config and truth give the same numbers (timings aside), on the CPU.
 
 ``comparisons`` set the winner (GraphSAGE when the winner is the baseline itself) against the
 strongest simple baseline, trees on tabular, sharing and known-fraud-neighbour features: the
-test AUPRC difference with a paired bootstrap interval (``gnn.metrics.paired_auprc_difference``),
+test AUPRC difference with a paired bootstrap interval (``gnn.evaluation.metrics.paired_auprc_difference``),
 so "beats the baseline" is claimed only when the whole interval is above 0.
 
 Cost: the features and the trees' neighbour aggregates are built once and shared by every
 baseline and by the few-labels runs; GraphSAGE is trained once for the main table and the hybrid
 reads its embeddings; a few-labels row whose revealed labels give the main run's training
-targets takes the main run's models (``gnn.label_budget``).
+targets takes the main run's models (``gnn.evaluation.label_budget``).
 """
 
 from __future__ import annotations
@@ -49,13 +49,13 @@ import pandas as pd
 
 from gnn.artefact.lineage import CandidateScore, Selection
 from gnn.artefact.model_artefact import jsonable
-from gnn.baselines import BASELINE_TITLES, BASELINES, GRAPHSAGE, BaselineRun, BaselineScores, run_baselines
 from gnn.core.features import build_features
 from gnn.core.tree_features import GRAPH_USER_FEATURES, TREES_KNOWN_FRAUD
 from gnn.core.trees import TreeConfig
-from gnn.label_budget import LABEL_FRACTIONS, LabelBudget, label_budget, render_label_budget
-from gnn.leakage import WHOLE_HISTORY, LeakageAudit, audit_leakage
-from gnn.metrics import Comparison, SplitMetrics, auroc, paired_auprc_difference, split_metrics
+from gnn.evaluation.baselines import BASELINE_TITLES, BASELINES, GRAPHSAGE, BaselineRun, BaselineScores, run_baselines
+from gnn.evaluation.label_budget import LABEL_FRACTIONS, LabelBudget, label_budget, render_label_budget
+from gnn.evaluation.leakage import WHOLE_HISTORY, LeakageAudit, audit_leakage
+from gnn.evaluation.metrics import Comparison, SplitMetrics, auroc, paired_auprc_difference, split_metrics
 from gnn.training.calibrate import Thresholds, tier_codes
 from gnn.training.selection import CANDIDATES, TIE, select, select_by_cross_validation
 from gnn.training.train import TrainConfig, calibrate_split
@@ -824,7 +824,7 @@ def render_markdown(report: EvaluationReport, run: BaselineRun, *, main_epochs: 
         "",
         *[f"- {BASELINE_TITLES[n]}" + ("" if any(b.name == n for b in report.baselines) else " (not run)") for n in BASELINES],
         "",
-        "Definitions: `gnn/baselines.py` (module docstring). Trees: scikit-learn HistGradientBoostingClassifier, "
+        "Definitions: `gnn/evaluation/baselines.py` (module docstring). Trees: scikit-learn HistGradientBoostingClassifier, "
         f"balanced class weights, feature bins from unweighted quantiles (as scikit-learn <= 1.5 did; `gnn.core.trees`), seed {seed}.",
         "",
     ]

@@ -1,4 +1,4 @@
-"""``gnn.evaluate``: the report, its determinism, the leakage audit, and the claims it makes
+"""``gnn.evaluation.evaluate``: the report, its determinism, the leakage audit, and the claims it makes
 on the synthetic generator's planted structure (graph-only late ring members)."""
 
 from __future__ import annotations
@@ -9,10 +9,10 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from gnn.baselines import GRAPHSAGE
 from gnn.core.tree_features import TREES_KNOWN_FRAUD
-from gnn.evaluate import JSON_FILE, PLOT_FILES, EvaluationReport, PlantedTruth, ScenarioCatch, evaluate
-from gnn.leakage import POINT_IN_TIME_TXN_FEATURES, audit_leakage, truncate
+from gnn.evaluation.baselines import GRAPHSAGE
+from gnn.evaluation.evaluate import JSON_FILE, PLOT_FILES, EvaluationReport, PlantedTruth, ScenarioCatch, evaluate
+from gnn.evaluation.leakage import POINT_IN_TIME_TXN_FEATURES, audit_leakage, truncate
 from gnn.training.selection import CANDIDATES, RULE
 from gnn.training.train import TrainConfig
 from graph.types import NodeType

@@ -6,10 +6,10 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from gnn.baselines import BASELINES, run_baselines
 from gnn.core.features import USER_FEATURES, build_features
 from gnn.core.tree_features import GRAPH_USER_FEATURES, OWN_USER_FEATURES, neighbour_aggregates, txn_velocity
 from gnn.core.trees import TreeConfig
+from gnn.evaluation.baselines import BASELINES, run_baselines
 from gnn.training.train import TrainConfig, user_split
 from graph.errors import ValidationError
 from graph.types import NodeType
@@ -88,7 +88,7 @@ def test_baselines_use_the_training_split_of_gnn_train(fast_run, synth: SynthDat
 
 def test_trees_with_aggregates_find_quiet_ring_members(fast_run, synth: SynthData) -> None:  # type: ignore[no-untyped-def]
     """Quiet ring members look ordinary; only neighbour aggregates can rank them above legit."""
-    from gnn.metrics import auprc
+    from gnn.evaluation.metrics import auprc
 
     test = fast_run.users.test
     y = synth.user_is_fraud[test]
