@@ -24,8 +24,8 @@ from dataclasses import dataclass
 import numpy as np
 import torch
 
-from gnn.core.features import FeatureSet
-from graph.types import EVENT_KINDS, EventKind, NodeType, Snapshot
+from gnn.core.features import FeatureSet, moves_money
+from graph.types import NodeType, Snapshot
 
 #: Behaviour signals per account: feature name and sign (+1: higher is odder).
 BEHAVIOUR: tuple[tuple[str, float], ...] = (
@@ -47,7 +47,6 @@ TXN_USER_WEIGHT = 0.6
 #: ...times this for signups and logins: they move no money, so they are never the loss itself.
 NON_MONEY_FACTOR = 0.5
 N_QUANTILES = 1001
-_MONEY = (EVENT_KINDS.index(EventKind.PAYMENT.value), EVENT_KINDS.index(EventKind.REFUND.value))
 
 
 @dataclass(frozen=True, slots=True)
@@ -180,7 +179,7 @@ def anomaly_scores(snapshot: Snapshot, features: FeatureSet, reference: AnomalyR
         [reference.percentile(k, raw[k]) for k in ("txn_tiny", "txn_declined", "txn_fast")], axis=0
     ) if len(snapshot.transactions) else np.zeros(0)
     t = snapshot.transactions
-    money = np.isin(t.event.astype(np.int64), _MONEY)
+    money = moves_money(t.event)
     mixed = TXN_USER_WEIGHT * account[t.user.astype(np.int64)] + (1.0 - TXN_USER_WEIGHT) * txn_odd
     txn = np.clip(np.where(money, mixed, NON_MONEY_FACTOR * mixed), 0.0, 1.0)
     return AnomalyScores(account=account, txn=txn, components=comps.astype(np.float32))

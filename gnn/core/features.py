@@ -42,6 +42,8 @@ _PAY = EVENT_KINDS.index(EventKind.PAYMENT.value)
 _REFUND = EVENT_KINDS.index(EventKind.REFUND.value)
 _SIGNUP = EVENT_KINDS.index(EventKind.SIGNUP.value)
 _LOGIN = EVENT_KINDS.index(EventKind.LOGIN.value)
+#: Event codes (positions in ``EVENT_KINDS``) of the events that move money.
+MONEY_EVENTS: tuple[int, ...] = (_PAY, _REFUND)
 
 USER_FEATURES: tuple[str, ...] = (
     "n_payments_log",
@@ -85,6 +87,12 @@ TXN_FEATURES: tuple[str, ...] = (
     "has_device",
     "has_ip",
 )
+
+
+def moves_money(event: np.ndarray) -> np.ndarray:
+    """Which events move money (payments and refunds, not signups or logins): bool [n] for the
+    event codes ``event`` [n] (positions in ``EVENT_KINDS``)."""
+    return np.isin(np.asarray(event).astype(np.int64), MONEY_EVENTS)
 
 
 @dataclass(frozen=True, slots=True)

@@ -32,8 +32,9 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from gnn.core.features import moves_money
 from graph.errors import ValidationError
-from graph.types import EVENT_KINDS, EventKind, NodeType, Snapshot
+from graph.types import NodeType, Snapshot
 
 __all__ = [
     "KNOWN_FRAUD_WINDOWS",
@@ -68,7 +69,6 @@ KNOWN_FRAUD_USER_FEATURES: tuple[str, ...] = (
     *(f"kf_{k}_fraud_accounts_{agg}" for k in _IDENT_KEYS for agg in ("sum", "max")),
     *(f"kf_{k}_fraud_txns_sum" for k in _IDENT_KEYS),
 )
-_MONEY = (EVENT_KINDS.index(EventKind.PAYMENT.value), EVENT_KINDS.index(EventKind.REFUND.value))
 
 
 @dataclass(frozen=True, slots=True)
@@ -234,7 +234,7 @@ def known_fraud_features(
         "device": t.device.astype(np.int64),
         "ip": ip,
         "ip_prefix": np.where(ip >= 0, prefix_of_ip[np.maximum(ip, 0)] if prefix_of_ip.size else -1, -1),
-        "merchant": np.where(np.isin(t.event.astype(np.int64), _MONEY), t.merchant.astype(np.int64), -1),
+        "merchant": np.where(moves_money(t.event), t.merchant.astype(np.int64), -1),
     }
     n_keys = {
         "device": snapshot.num_nodes(NodeType.DEVICE),

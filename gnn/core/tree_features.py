@@ -25,7 +25,7 @@ from dataclasses import dataclass
 import numpy as np
 import scipy.sparse as sp
 
-from gnn.core.features import DEVICE_FEATURES, IP_FEATURES, MERCHANT_FEATURES, USER_FEATURES, FeatureSet
+from gnn.core.features import DEVICE_FEATURES, IP_FEATURES, MERCHANT_FEATURES, USER_FEATURES, FeatureSet, moves_money
 from gnn.core.known_fraud import KnownFraudFeatures, known_fraud_features
 from graph.errors import ModelError, ValidationError
 from graph.types import EVENT_KINDS, EventKind, NodeType, Snapshot
@@ -58,7 +58,6 @@ OWN_USER_FEATURES: tuple[str, ...] = tuple(f for f in USER_FEATURES if f not in 
 VELOCITY_WINDOW = 3600.0
 
 _PAY = EVENT_KINDS.index(EventKind.PAYMENT.value)
-_MONEY = (_PAY, EVENT_KINDS.index(EventKind.REFUND.value))
 
 
 # -- point-in-time velocity and neighbour aggregates ----------------------------------------------
@@ -106,7 +105,7 @@ def _merchant_pairs(snapshot: Snapshot) -> tuple[np.ndarray, np.ndarray]:
     """Distinct (user, merchant) pairs of payments and refunds (the model's ``pays`` relation)."""
     t = snapshot.transactions
     m = t.merchant.astype(np.int64)
-    ok = (m >= 0) & np.isin(t.event.astype(np.int64), _MONEY)
+    ok = (m >= 0) & moves_money(t.event)
     n_mer = max(snapshot.num_nodes(NodeType.MERCHANT), 1)
     pairs = np.unique(t.user[ok].astype(np.int64) * n_mer + m[ok])
     return pairs // n_mer, pairs % n_mer

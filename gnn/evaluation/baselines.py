@@ -48,14 +48,14 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from gnn.artefact.model_artefact import ModelArtefact
-from gnn.core.features import USER_FEATURES, FeatureSet, build_features
+from gnn.core.features import USER_FEATURES, FeatureSet, build_features, moves_money
 from gnn.core.tree_features import HYBRID, TREES_AGGREGATED, TREES_KNOWN_FRAUD, TREES_OWN, TreeInputs, txn_velocity
 from gnn.core.trees import TreeConfig, TreeScorer, fit_tree_scorer
 from gnn.evaluation.metrics import StageTime, Stopwatch
 from gnn.serving.scoring import score_snapshot
 from gnn.training.train import Split, Targets, TrainConfig, targets, time_splits, train
 from graph.errors import ModelError, ValidationError
-from graph.types import EVENT_KINDS, EventKind, NodeType, Snapshot
+from graph.types import NodeType, Snapshot
 
 __all__ = [
     "BASELINES",
@@ -94,7 +94,6 @@ BASELINE_TITLES: dict[str, str] = {
     GRAPHSAGE: "4 GraphSAGE",
     HYBRID: "5 hybrid: GraphSAGE embeddings + aggregates -> trees",
 }
-_MONEY = (EVENT_KINDS.index(EventKind.PAYMENT.value), EVENT_KINDS.index(EventKind.REFUND.value))
 
 
 @dataclass(frozen=True, slots=True)
@@ -225,7 +224,7 @@ def run_baselines(
         watch.lap("features")
     y = targets(snapshot)
     users, txns = splits if splits is not None else time_splits(snapshot, config)
-    money = np.isin(snapshot.transactions.event.astype(np.int64), _MONEY)
+    money = moves_money(snapshot.transactions.event)
     txn_fit = txns.train[money[txns.train]]
 
     out: dict[str, BaselineScores] = {}

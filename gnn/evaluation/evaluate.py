@@ -55,7 +55,14 @@ from gnn.core.trees import TreeConfig
 from gnn.evaluation.baselines import BASELINE_TITLES, BASELINES, GRAPHSAGE, BaselineRun, BaselineScores, run_baselines
 from gnn.evaluation.label_budget import LABEL_FRACTIONS, LabelBudget, label_budget, render_label_budget
 from gnn.evaluation.leakage import WHOLE_HISTORY, LeakageAudit, audit_leakage
-from gnn.evaluation.metrics import Comparison, SplitMetrics, auroc, paired_auprc_difference, split_metrics
+from gnn.evaluation.metrics import (
+    Comparison,
+    SplitMetrics,
+    auroc,
+    paired_auprc_difference,
+    split_metrics,
+    split_metrics_at,
+)
 from gnn.training.calibrate import Thresholds, tier_codes
 from gnn.training.selection import CANDIDATES, TIE, select, select_by_cross_validation
 from gnn.training.train import TrainConfig, calibrate_split
@@ -241,10 +248,6 @@ class EvaluationReport:
 # -- measuring ----------------------------------------------------------------------------------
 
 
-def _metrics(scores: np.ndarray, y: np.ndarray, idx: np.ndarray) -> SplitMetrics | None:
-    return split_metrics(scores[idx], y[idx]) if idx.size else None
-
-
 def _tiers(scores: np.ndarray, y: np.ndarray, th: Thresholds) -> tuple[TierMetrics, ...]:
     out = []
     n_pos = int(y.sum())
@@ -269,11 +272,11 @@ def _entity(
 ) -> EntityEvaluation:
     th = calibrate_split(scores, y, val, config)
     return EntityEvaluation(
-        val=_metrics(scores, y, val),
-        test=_metrics(scores, y, test),
+        val=split_metrics_at(scores, y, val),
+        test=split_metrics_at(scores, y, test),
         thresholds=th,
         tiers=_tiers(scores[test], y[test].astype(bool), th),
-        test_vs_truth=None if truth is None else _metrics(scores, truth, test),
+        test_vs_truth=None if truth is None else split_metrics_at(scores, truth, test),
     )
 
 

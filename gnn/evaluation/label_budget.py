@@ -41,16 +41,16 @@ from dataclasses import dataclass
 import numpy as np
 
 from gnn.artefact.model_artefact import SUPERVISED, jsonable
-from gnn.core.features import build_features
+from gnn.core.features import build_features, moves_money
 from gnn.core.known_fraud import known_labels
 from gnn.core.tree_features import TREES_AGGREGATED, TreeInputs
 from gnn.core.trees import TreeConfig
 from gnn.evaluation.baselines import GRAPHSAGE, BaselineRun, run_baselines
-from gnn.evaluation.metrics import SplitMetrics, split_metrics
+from gnn.evaluation.metrics import SplitMetrics, split_metrics_at
 from gnn.serving.scoring import score_snapshot
 from gnn.training.train import Split, Targets, TrainConfig, targets, train, txn_split, user_split
 from graph.errors import ValidationError
-from graph.types import EVENT_KINDS, EventKind, LabelTable, NodeType, Snapshot
+from graph.types import LabelTable, NodeType, Snapshot
 
 __all__ = [
     "LABEL_FRACTIONS",
@@ -64,8 +64,6 @@ __all__ = [
 
 #: The fractions compared: none, 1 %, 10 % and all of the fraud labels.
 LABEL_FRACTIONS: tuple[float, ...] = (0.0, 0.01, 0.1, 1.0)
-
-_MONEY = (EVENT_KINDS.index(EventKind.PAYMENT.value), EVENT_KINDS.index(EventKind.REFUND.value))
 
 
 @dataclass(frozen=True, slots=True)
@@ -198,10 +196,6 @@ def reveal_labels(
     return LabelReveal(fraction=float(fraction), snapshot=reduced, cases=cases, revealed=revealed, hidden=hidden)
 
 
-def _metrics(scores: np.ndarray, y: np.ndarray, idx: np.ndarray) -> SplitMetrics | None:
-    return split_metrics(scores[idx], y[idx]) if idx.size else None
-
-
 def _same(a: np.ndarray, b: np.ndarray, idx: np.ndarray) -> bool:
     return bool(np.array_equal(a[idx], b[idx]))
 
@@ -253,7 +247,7 @@ def label_budget(
     users = user_split(snapshot, config.val_fraction, config.test_fraction)
     txns = txn_split(snapshot, config.val_fraction, config.test_fraction)
     t = snapshot.transactions
-    money = np.isin(t.event.astype(np.int64), _MONEY)
+    money = moves_money(t.event)
     txn_fit = txns.train[money[txns.train]]
     features = main.features if main is not None and main.features is not None else build_features(snapshot)
     inputs: TreeInputs | None = None
@@ -314,9 +308,9 @@ def label_budget(
                 )
                 inputs = run.inputs
                 tree = run.get(TREES_AGGREGATED)
-            trees_acc = _metrics(tree.account, full.user, users.test)
+            trees_acc = split_metrics_at(tree.account, full.user, users.test)
             if seen.txn[txn_fit].any():
-                trees_txn = _metrics(tree.txn, full.txn, txns.test)
+                trees_txn = split_metrics_at(tree.txn, full.txn, txns.test)
         rows.append(
             BudgetRow(
                 fraction=float(f),
@@ -324,8 +318,8 @@ def label_budget(
                 fraud_labels=int(seen.user.sum()),
                 fraud_labels_train=int(seen.user[users.train].sum()),
                 epochs_run=epochs_run,
-                accounts=_metrics(account, full.user, users.test),
-                transactions=_metrics(txn, full.txn, txns.test),
+                accounts=split_metrics_at(account, full.user, users.test),
+                transactions=split_metrics_at(txn, full.txn, txns.test),
                 trees_accounts=trees_acc,
                 trees_transactions=trees_txn,
                 seconds=time.perf_counter() - started,

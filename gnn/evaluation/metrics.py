@@ -10,6 +10,7 @@ than raising: a split without frauds is an ordinary situation in a small time wi
 
 from __future__ import annotations
 
+import math
 import time
 from collections.abc import Sequence
 from dataclasses import asdict, dataclass
@@ -96,7 +97,7 @@ def recall_at_k(scores: np.ndarray, y: np.ndarray, k: int) -> float:
     return float(t[top].sum() / n_pos)
 
 
-# -- evaluation records (re-exported by ``gnn.training.train``) -------------------------------------------
+# -- evaluation records -------------------------------------------------------------------------
 
 
 #: Resamples behind every interval, and their seed (same scores, same interval).
@@ -369,3 +370,13 @@ def split_metrics(scores: np.ndarray, y: np.ndarray) -> SplitMetrics | None:
         auprc_ci=ap_ci,
         auroc_ci=auc_ci,
     )
+
+
+def split_metrics_at(scores: np.ndarray, y: np.ndarray, idx: np.ndarray) -> SplitMetrics | None:
+    """``split_metrics`` of the rows ``idx`` (a split's indices); ``None`` when ``idx`` is empty."""
+    return split_metrics(scores[idx], y[idx]) if idx.size else None
+
+
+def auprc_at(scores: np.ndarray, y: np.ndarray, idx: np.ndarray) -> float:
+    """AUPRC of the rows ``idx``; ``nan`` when they hold no fraud (or there are none)."""
+    return auprc(scores[idx], y[idx]) if idx.size and y[idx].any() else math.nan

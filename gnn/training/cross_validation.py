@@ -24,7 +24,6 @@ noise.
 from __future__ import annotations
 
 import logging
-import math
 from collections.abc import Sequence
 from dataclasses import dataclass
 
@@ -35,7 +34,7 @@ from gnn.artefact.lineage import CandidateScore
 from gnn.core.features import FeatureSet
 from gnn.core.trees import TreeConfig
 from gnn.evaluation.baselines import run_baselines
-from gnn.evaluation.metrics import auprc
+from gnn.evaluation.metrics import auprc_at
 from gnn.training.train import Split, TrainConfig, targets, time_splits
 from graph.rings import account_components
 from graph.types import NodeType, Snapshot
@@ -118,15 +117,12 @@ def cross_validate(
     acc_rows = np.sort(np.concatenate([u.val for u, _ in folds]))
     txn_rows = np.sort(np.concatenate([t.val for _, t in folds]))
 
-    def pooled(scores: np.ndarray, yy: np.ndarray, rows: np.ndarray) -> float:
-        return auprc(scores[rows], yy[rows]) if rows.size and yy[rows].any() else math.nan
-
     return CrossValidation(
         candidates=tuple(
             CandidateScore(
                 name=c,
-                accounts_val_auprc=pooled(oof_acc[c], y.user, acc_rows),
-                transactions_val_auprc=pooled(oof_txn[c], y.txn, txn_rows),
+                accounts_val_auprc=auprc_at(oof_acc[c], y.user, acc_rows),
+                transactions_val_auprc=auprc_at(oof_txn[c], y.txn, txn_rows),
             )
             for c in candidates
         ),

@@ -22,11 +22,9 @@ from __future__ import annotations
 import logging
 import math
 
-import numpy as np
-
 from gnn.artefact.lineage import Promotion
 from gnn.artefact.model_artefact import ModelArtefact
-from gnn.evaluation.metrics import auprc
+from gnn.evaluation.metrics import auprc_at
 from gnn.serving.scoring import score_snapshot
 from gnn.training.train import TrainConfig, targets, txn_split, user_split
 from graph.errors import ModelError, ValidationError
@@ -38,10 +36,6 @@ log = logging.getLogger(__name__)
 
 #: How much lower (absolute AUPRC) the new model's test AUPRC may be and still be promoted.
 TOLERANCE = 0.01
-
-
-def _test_auprc(scores: np.ndarray, y: np.ndarray, idx: np.ndarray) -> float:
-    return auprc(scores[idx], y[idx]) if idx.size and y[idx].any() else math.nan
 
 
 def decide(
@@ -68,8 +62,8 @@ def decide(
     users = user_split(snapshot, config.val_fraction, config.test_fraction)
     txns = txn_split(snapshot, config.val_fraction, config.test_fraction)
     ns = score_snapshot(new, snapshot, device=config.device)
-    new_acc = _test_auprc(ns.account_scores, y.user, users.test)
-    new_txn = _test_auprc(ns.txn_scores, y.txn, txns.test)
+    new_acc = auprc_at(ns.account_scores, y.user, users.test)
+    new_txn = auprc_at(ns.txn_scores, y.txn, txns.test)
 
     def outcome(promoted: bool, reason: str, against: str | None, cur_acc: float, cur_txn: float) -> Promotion:
         p = Promotion(
@@ -96,8 +90,8 @@ def decide(
     except ModelError as e:
         reason = f"the current model {current.version} cannot score this graph ({e}); replaced"
         return outcome(True, reason, None, math.nan, math.nan)
-    cur_acc = _test_auprc(cs.account_scores, y.user, users.test)
-    cur_txn = _test_auprc(cs.txn_scores, y.txn, txns.test)
+    cur_acc = auprc_at(cs.account_scores, y.user, users.test)
+    cur_txn = auprc_at(cs.txn_scores, y.txn, txns.test)
 
     both = (("accounts", new_acc, cur_acc), ("transactions", new_txn, cur_txn))
     pairs = [(name, n, c) for name, n, c in both if math.isfinite(n) and math.isfinite(c)]

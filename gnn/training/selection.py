@@ -29,7 +29,6 @@ from __future__ import annotations
 
 import dataclasses
 import logging
-import math
 import time
 from collections.abc import Sequence
 
@@ -41,7 +40,7 @@ from gnn.core.features import build_features
 from gnn.core.tree_features import HYBRID, TREES_AGGREGATED, TREES_KNOWN_FRAUD
 from gnn.core.trees import TreeConfig
 from gnn.evaluation.baselines import BaselineRun, run_baselines
-from gnn.evaluation.metrics import SplitMetrics, StageTime, Stopwatch, auprc, split_metrics
+from gnn.evaluation.metrics import StageTime, Stopwatch, auprc_at, split_metrics, split_metrics_at
 from gnn.training.calibrate import ReviewQueue
 from gnn.training.cross_validation import cross_validate
 from gnn.training.train import TrainConfig, calibrate_split, train
@@ -79,10 +78,6 @@ RULE = (
 )
 
 
-def _val_auprc(scores: np.ndarray, y: np.ndarray, idx: np.ndarray) -> float:
-    return auprc(scores[idx], y[idx]) if idx.size and y[idx].any() else math.nan
-
-
 def select(run: BaselineRun, candidates: Sequence[str] = CANDIDATES) -> Selection:
     """Score each candidate of ``run`` on its validation split and name the winner (``RULE``).
 
@@ -98,8 +93,8 @@ def select(run: BaselineRun, candidates: Sequence[str] = CANDIDATES) -> Selectio
     scored = tuple(
         CandidateScore(
             name=c,
-            accounts_val_auprc=_val_auprc(run.get(c).account, y.user, users.val),
-            transactions_val_auprc=_val_auprc(run.get(c).txn, y.txn, txns.val),
+            accounts_val_auprc=auprc_at(run.get(c).account, y.user, users.val),
+            transactions_val_auprc=auprc_at(run.get(c).txn, y.txn, txns.val),
         )
         for c in candidates
     )
@@ -180,10 +175,6 @@ def select_by_cross_validation(
     rule = RULE.replace("validation AUPRC", "pooled out-of-fold AUPRC", 2) + f", on {how}"
     reason = validation.warning.removesuffix(": " + _NOISE.format(name=validation.winner))
     return Selection(candidates=cv.candidates, winner=best.name, rule=rule, warning=f"{reason}; {outcome}")
-
-
-def _metrics(scores: np.ndarray, y: np.ndarray, idx: np.ndarray) -> SplitMetrics | None:
-    return split_metrics(scores[idx], y[idx]) if idx.size else None
 
 
 def train_and_select(
@@ -277,10 +268,10 @@ def ship(
         metrics=dataclasses.replace(
             metrics,
             account_queue=ReviewQueue.of(won.account, account_thresholds),
-            accounts_val=_metrics(won.account, y.user, users.val),
-            accounts_test=_metrics(won.account, y.user, users.test),
-            transactions_val=_metrics(won.txn, y.txn, txns.val),
-            transactions_test=_metrics(won.txn, y.txn, txns.test),
+            accounts_val=split_metrics_at(won.account, y.user, users.val),
+            accounts_test=split_metrics_at(won.account, y.user, users.test),
+            transactions_val=split_metrics_at(won.txn, y.txn, txns.val),
+            transactions_test=split_metrics_at(won.txn, y.txn, txns.test),
         ),
         scorer=selection.winner,
         trees=fitted,

@@ -42,19 +42,17 @@ from tqdm.auto import tqdm
 from gnn.artefact.model_artefact import SUPERVISED, UNSUPERVISED, ModelArtefact, make_version
 from gnn.core.anomaly import anomaly_scores, fit_reference
 from gnn.core.device import pick_device, pick_threads, torch_threads
-from gnn.core.features import FeatureSet, Normalisation, build_features
+from gnn.core.features import FeatureSet, Normalisation, build_features, moves_money
 from gnn.core.known_fraud import KnownLabels, known_fraud_features, known_labels
 from gnn.core.model import ModelConfig, RingSAGE, build_graph_input, predict
-from gnn.evaluation.metrics import SplitMetrics, Stopwatch, TrainMetrics, auprc, split_metrics
+from gnn.evaluation.metrics import Stopwatch, TrainMetrics, auprc, split_metrics_at
 from gnn.training.calibrate import REVIEW_CAPACITY, ReviewQueue, Thresholds, calibrate, quantile_thresholds
 from gnn.training.minibatch import DEFAULT_FANOUT, MiniBatchEpochs, check_fanout
 from graph.errors import ModelError, ValidationError
-from graph.types import EVENT_KINDS, EventKind, NodeType, Snapshot
+from graph.types import NodeType, Snapshot
 
 __all__ = [
     "TrainConfig",
-    "SplitMetrics",
-    "TrainMetrics",
     "Targets",
     "Split",
     "targets",
@@ -72,8 +70,6 @@ log = logging.getLogger(__name__)
 #: Without labels, the top 2 % of scores are HIGH and the top 8 % MEDIUM or above.
 UNSUPERVISED_HIGH_TOP = 0.02
 UNSUPERVISED_MEDIUM_TOP = 0.08
-
-_MONEY = (EVENT_KINDS.index(EventKind.PAYMENT.value), EVENT_KINDS.index(EventKind.REFUND.value))
 
 
 @dataclass(frozen=True, slots=True)
@@ -189,7 +185,7 @@ def targets(snapshot: Snapshot) -> Targets:
         txn = np.zeros(len(t), dtype=bool)
         txn[known.txn_rows] = True
         return Targets(user=user, txn=txn, txn_from_accounts=False)
-    txn = user[t.user.astype(np.int64)] & np.isin(t.event.astype(np.int64), _MONEY)
+    txn = user[t.user.astype(np.int64)] & moves_money(t.event)
     tl = snapshot.txn_labels
     txn[tl.index.astype(np.int64)] = False  # only legit transaction verdicts remain here
     return Targets(user=user, txn=txn, txn_from_accounts=True)
@@ -243,10 +239,6 @@ def _deterministic(seed: int, device: torch.device) -> Iterator[None]:
         yield
     finally:
         torch.use_deterministic_algorithms(prev, warn_only=prev_warn)
-
-
-def _metrics(scores: np.ndarray, y: np.ndarray, idx: np.ndarray) -> SplitMetrics | None:
-    return split_metrics(scores[idx], y[idx]) if idx.size else None
 
 
 def calibrate_split(scores: np.ndarray, y: np.ndarray, idx: np.ndarray, config: TrainConfig) -> Thresholds:
@@ -349,10 +341,10 @@ def _unsupervised(
         scores.account, medium_top=UNSUPERVISED_MEDIUM_TOP, high_top=UNSUPERVISED_HIGH_TOP
     )
     metrics = TrainMetrics(
-        accounts_val=_metrics(scores.account, y.user, users.val),
-        accounts_test=_metrics(scores.account, y.user, users.test),
-        transactions_val=_metrics(scores.txn, y.txn, txns.val),
-        transactions_test=_metrics(scores.txn, y.txn, txns.test),
+        accounts_val=split_metrics_at(scores.account, y.user, users.val),
+        accounts_test=split_metrics_at(scores.account, y.user, users.test),
+        transactions_val=split_metrics_at(scores.txn, y.txn, txns.val),
+        transactions_test=split_metrics_at(scores.txn, y.txn, txns.test),
         epochs_run=0,
         seconds=time.perf_counter() - started,
         seed=config.seed,
@@ -490,10 +482,10 @@ def _supervised(
     txn_thresholds = calibrate_split(pred.txn, y.txn, txns.val, config)
     watch.lap("graphsage scoring")
     held_out = {
-        "accounts_val": _metrics(pred.account, y.user, users.val),
-        "accounts_test": _metrics(pred.account, y.user, users.test),
-        "transactions_val": _metrics(pred.txn, y.txn, txns.val),
-        "transactions_test": _metrics(pred.txn, y.txn, txns.test),
+        "accounts_val": split_metrics_at(pred.account, y.user, users.val),
+        "accounts_test": split_metrics_at(pred.account, y.user, users.test),
+        "transactions_val": split_metrics_at(pred.txn, y.txn, txns.val),
+        "transactions_test": split_metrics_at(pred.txn, y.txn, txns.test),
     }
     watch.lap("metrics")
     metrics = TrainMetrics(
