@@ -53,11 +53,12 @@ import torch.nn.functional as F  # noqa: E402
 
 from gnn.core.device import pick_device  # noqa: E402
 from gnn.core.features import Normalisation, build_features  # noqa: E402
-from gnn.evaluation.leakage import snapshot_from_frames  # noqa: E402
-from gnn.training.minibatch import MiniBatchEpochs  # noqa: E402
 from gnn.core.model import ModelConfig, RingSAGE, build_graph_input  # noqa: E402
+from gnn.evaluation.leakage import snapshot_from_frames  # noqa: E402
 from gnn.serving.scoring import score_snapshot  # noqa: E402
-from gnn.training.train import TrainConfig, targets, train, txn_split, user_split  # noqa: E402
+from gnn.training.minibatch import MiniBatchEpochs  # noqa: E402
+from gnn.training.split import targets, txn_split, user_split  # noqa: E402
+from gnn.training.train import TrainConfig, train  # noqa: E402
 from graph.types import NodeType, Snapshot  # noqa: E402
 from ingestion.synthetic import SyntheticConfig, generate  # noqa: E402
 

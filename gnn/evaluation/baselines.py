@@ -53,7 +53,8 @@ from gnn.core.tree_features import HYBRID, TREES_AGGREGATED, TREES_KNOWN_FRAUD, 
 from gnn.core.trees import TreeConfig, TreeScorer, fit_tree_scorer
 from gnn.evaluation.metrics import StageTime, Stopwatch
 from gnn.serving.scoring import score_snapshot
-from gnn.training.train import Split, Targets, TrainConfig, targets, time_splits, train
+from gnn.training.split import Split, Targets, targets_and_splits
+from gnn.training.train import TrainConfig, train
 from graph.errors import ModelError, ValidationError
 from graph.types import NodeType, Snapshot
 
@@ -222,8 +223,7 @@ def run_baselines(
     if features is None:
         features = build_features(snapshot)
         watch.lap("features")
-    y = targets(snapshot)
-    users, txns = splits if splits is not None else time_splits(snapshot, config)
+    y, users, txns = targets_and_splits(snapshot, config, splits)
     money = moves_money(snapshot.transactions.event)
     txn_fit = txns.train[money[txns.train]]
 

@@ -4,7 +4,7 @@
 on the validation and the held-out test split (later in time than training):
 
 * AUPRC, AUROC and Recall@K (K = frauds in the split), against the revealed labels
-  (``gnn.training.train.targets``: positive-unlabelled, so these are lower bounds);
+  (``gnn.training.split.targets``: positive-unlabelled, so these are lower bounds);
 * precision and recall at each tier threshold, thresholds calibrated on validation with
   ``gnn.training.train.calibrate_split``;
 * with the planted truth of a synthetic dataset (``PlantedTruth``): the same ranking metrics
@@ -620,7 +620,7 @@ def render_markdown(report: EvaluationReport, run: BaselineRun, *, main_epochs: 
         f"events by time {st[0]:,}/{st[1]:,}/{st[2]:,}. Same data + seed give the same numbers "
         f"(`evaluation.json`); run time {report.seconds:.1f} s.",
         "",
-        "Targets are the revealed labels (`gnn.training.train.targets`): unlabelled accounts count as legitimate "
+        "Targets are the revealed labels (`gnn.training.split.targets`): unlabelled accounts count as legitimate "
         "(positive-unlabelled), so label-based numbers are lower bounds.",
         "",
         "Labels: " + (run.inputs.known.labels.describe() if run.inputs is not None and run.inputs.known is not None else "n/a") + ".",

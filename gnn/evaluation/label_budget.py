@@ -18,7 +18,7 @@ are all known, on the time-ordered split of ``gnn.training.train``:
 * Each run is the shipped ``gnn.training.train.train`` (so with few labels it falls back to the
   unsupervised anomaly score, ``mode="unsupervised"``), scored with ``score_snapshot`` and
   measured on the *same* test split against *every* revealed label of the test part
-  (``gnn.training.train.targets`` of the full snapshot). The ``trees_aggregated`` baseline
+  (``gnn.training.split.targets`` of the full snapshot). The ``trees_aggregated`` baseline
   (``gnn.evaluation.baselines``) is fitted on the same revealed labels where it can be (at least one
   positive in its training rows), to compare.
 * Given the main table's run (``gnn.evaluation.evaluate`` passes it), features and tree inputs are built
@@ -48,7 +48,8 @@ from gnn.core.trees import TreeConfig
 from gnn.evaluation.baselines import GRAPHSAGE, BaselineRun, run_baselines
 from gnn.evaluation.metrics import SplitMetrics, split_metrics_at
 from gnn.serving.scoring import score_snapshot
-from gnn.training.train import Split, Targets, TrainConfig, targets, train, txn_split, user_split
+from gnn.training.split import Split, Targets, targets, targets_and_splits, txn_split, user_split
+from gnn.training.train import TrainConfig, train
 from graph.errors import ValidationError
 from graph.types import LabelTable, NodeType, Snapshot
 
@@ -243,9 +244,7 @@ def label_budget(
     """
     for f in fractions:
         _check_fraction(f)
-    full = targets(snapshot)
-    users = user_split(snapshot, config.val_fraction, config.test_fraction)
-    txns = txn_split(snapshot, config.val_fraction, config.test_fraction)
+    full, users, txns = targets_and_splits(snapshot, config)
     t = snapshot.transactions
     money = moves_money(t.event)
     txn_fit = txns.train[money[txns.train]]

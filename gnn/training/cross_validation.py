@@ -35,7 +35,8 @@ from gnn.core.features import FeatureSet
 from gnn.core.trees import TreeConfig
 from gnn.evaluation.baselines import run_baselines
 from gnn.evaluation.metrics import auprc_at
-from gnn.training.train import Split, TrainConfig, targets, time_splits
+from gnn.training.split import Split, targets, time_splits
+from gnn.training.train import TrainConfig
 from graph.rings import account_components
 from graph.types import NodeType, Snapshot
 

@@ -26,7 +26,8 @@ from gnn.artefact.lineage import Promotion
 from gnn.artefact.model_artefact import ModelArtefact
 from gnn.evaluation.metrics import auprc_at
 from gnn.serving.scoring import score_snapshot
-from gnn.training.train import TrainConfig, targets, txn_split, user_split
+from gnn.training.split import targets_and_splits
+from gnn.training.train import TrainConfig
 from graph.errors import ModelError, ValidationError
 from graph.types import Snapshot
 
@@ -58,9 +59,7 @@ def decide(
     """
     if not tolerance >= 0:
         raise ValidationError("tolerance", tolerance, "must be >= 0")
-    y = targets(snapshot)
-    users = user_split(snapshot, config.val_fraction, config.test_fraction)
-    txns = txn_split(snapshot, config.val_fraction, config.test_fraction)
+    y, users, txns = targets_and_splits(snapshot, config)
     ns = score_snapshot(new, snapshot, device=config.device)
     new_acc = auprc_at(ns.account_scores, y.user, users.test)
     new_txn = auprc_at(ns.txn_scores, y.txn, txns.test)

@@ -1,25 +1,13 @@
 """Train the GraphSAGE scorer on a snapshot, time-ordered, and package it as a ``ModelArtefact``.
 
-Targets (positive-unlabelled, PU), from whatever verdicts the store has (``gnn.core.known_fraud``):
-an account is positive when its winning verdict is ``fraud``, or, without an account verdict,
-when one of its transactions has a ``fraud`` verdict (card teams label chargebacks only).
-Accounts labelled ``legit`` and unlabelled accounts are negatives. Most unlabelled accounts are
-legitimate, so this is a fair approximation, but some negatives are undiscovered fraud: scores
-rank well and the held-out metrics are a lower bound of the true ones. Transactions: when the
-store holds any transaction ``fraud`` verdict, exactly the transactions with one are positive.
-Only without any does a payment/refund of a fraud account count as positive
-(``Targets.txn_from_accounts``, which reports say); signups and logins stay negative.
-
 With ``TrainConfig.known_fraud_inputs`` both heads also read what was known to be fraud before
 each row (``gnn.core.known_fraud``: earlier verdicts on the same account, device, IP, prefix,
 merchant), with the label delay of ``TrainConfig.label_delay``.
 
-Split (time-ordered, so that the metrics say how the model does on *later* data): accounts in
-order of their first event, the earliest ``1 - val - test`` share trains, the next share
-validates (early stopping, tier calibration), the latest share tests. Transactions likewise by
-time. Training is transductive: the whole graph (features, edges) is visible, only the labels
-outside the training split are hidden. It is full-batch, or with ``TrainConfig.batch_size`` set,
-mini-batch over sampled neighbourhoods (``gnn.training.minibatch``) for graphs too big for one batch.
+Targets and the time-ordered split come from ``gnn.training.split``. Training is transductive:
+the whole graph (features, edges) is visible, only the labels outside the training split are
+hidden. It is full-batch, or with ``TrainConfig.batch_size`` set, mini-batch over sampled
+neighbourhoods (``gnn.training.minibatch``) for graphs too big for one batch.
 
 With fewer than ``min_fraud_labels`` fraud accounts there is nothing to learn from; ``train``
 then logs a warning and returns an unsupervised artefact (``gnn.core.anomaly``).
@@ -42,23 +30,18 @@ from tqdm.auto import tqdm
 from gnn.artefact.model_artefact import SUPERVISED, UNSUPERVISED, ModelArtefact, make_version
 from gnn.core.anomaly import anomaly_scores, fit_reference
 from gnn.core.device import pick_device, pick_threads, torch_threads
-from gnn.core.features import FeatureSet, Normalisation, build_features, moves_money
+from gnn.core.features import FeatureSet, Normalisation, build_features
 from gnn.core.known_fraud import KnownLabels, known_fraud_features, known_labels
 from gnn.core.model import ModelConfig, RingSAGE, build_graph_input, predict
 from gnn.evaluation.metrics import Stopwatch, TrainMetrics, auprc, split_metrics_at
 from gnn.training.calibrate import REVIEW_CAPACITY, ReviewQueue, Thresholds, calibrate, quantile_thresholds
 from gnn.training.minibatch import DEFAULT_FANOUT, MiniBatchEpochs, check_fanout
+from gnn.training.split import Split, Targets, targets_and_splits
 from graph.errors import ModelError, ValidationError
 from graph.types import NodeType, Snapshot
 
 __all__ = [
     "TrainConfig",
-    "Targets",
-    "Split",
-    "targets",
-    "time_splits",
-    "user_split",
-    "txn_split",
     "train",
     "calibrate_split",
     "UNSUPERVISED_HIGH_TOP",
@@ -156,77 +139,6 @@ class TrainConfig:
             raise ValidationError("threads", self.threads, "must be None (RINGWATCH_THREADS, else this process's cores) or an integer >= 1")
 
 
-@dataclass(frozen=True, slots=True)
-class Targets:
-    """Training targets: ``user`` bool [N_user], ``txn`` bool [T] (see the module docstring).
-    ``txn_from_accounts``: the store has no transaction fraud verdict, so the payments of fraud
-    accounts stand in for them (metrics on transactions then say so)."""
-
-    user: np.ndarray
-    txn: np.ndarray
-    txn_from_accounts: bool = False
-
-
-@dataclass(frozen=True, slots=True)
-class Split:
-    """Row indices (int64, ascending in time) of the train, validation and test parts."""
-
-    train: np.ndarray
-    val: np.ndarray
-    test: np.ndarray
-
-
-def targets(snapshot: Snapshot) -> Targets:
-    """Account and transaction targets from the snapshot's winning verdicts (module docstring)."""
-    t = snapshot.transactions
-    known = known_labels(snapshot)
-    user = known.user_fraud.copy()
-    if known.txn_rows.size:
-        txn = np.zeros(len(t), dtype=bool)
-        txn[known.txn_rows] = True
-        return Targets(user=user, txn=txn, txn_from_accounts=False)
-    txn = user[t.user.astype(np.int64)] & moves_money(t.event)
-    tl = snapshot.txn_labels
-    txn[tl.index.astype(np.int64)] = False  # only legit transaction verdicts remain here
-    return Targets(user=user, txn=txn, txn_from_accounts=True)
-
-
-def _ordered_split(order: np.ndarray, val_fraction: float, test_fraction: float) -> Split:
-    n = order.shape[0]
-    n_test = int(round(n * test_fraction))
-    n_val = int(round(n * val_fraction))
-    n_train = n - n_val - n_test
-    return Split(
-        train=np.sort(order[:n_train]),
-        val=np.sort(order[n_train : n_train + n_val]),
-        test=np.sort(order[n_train + n_val :]),
-    )
-
-
-def user_split(snapshot: Snapshot, val_fraction: float = 0.2, test_fraction: float = 0.2) -> Split:
-    """Accounts split by their first event's time (ties by position; no events -> last)."""
-    n_user = snapshot.num_nodes(NodeType.USER)
-    first = np.full(n_user, np.inf)
-    np.minimum.at(first, snapshot.transactions.user.astype(np.int64), snapshot.transactions.ts.astype(np.float64))
-    order = np.lexsort((np.arange(n_user), first))
-    return _ordered_split(order, val_fraction, test_fraction)
-
-
-def time_splits(snapshot: Snapshot, config: TrainConfig) -> tuple[Split, Split]:
-    """The time-ordered (accounts, transactions) split of ``config``'s fractions."""
-    return (
-        user_split(snapshot, config.val_fraction, config.test_fraction),
-        txn_split(snapshot, config.val_fraction, config.test_fraction),
-    )
-
-
-def txn_split(snapshot: Snapshot, val_fraction: float = 0.2, test_fraction: float = 0.2) -> Split:
-    """Transactions split by time (ties by row)."""
-    t = snapshot.transactions
-    order = np.lexsort((np.arange(len(t)), t.ts.astype(np.float64)))
-    return _ordered_split(order, val_fraction, test_fraction)
-
-
 @contextlib.contextmanager
 def _deterministic(seed: int, device: torch.device) -> Iterator[None]:
     """Seed torch and, on the CPU, ask for deterministic kernels; restore the global flag after."""
@@ -300,8 +212,7 @@ def _train(
     if features is None:
         features = build_features(snapshot)
         watch.lap("features")
-    y = targets(snapshot)
-    users, txns = splits if splits is not None else time_splits(snapshot, config)
+    y, users, txns = targets_and_splits(snapshot, config, splits)
     # Every usable fraud label counts, of either kind: an account is fraud by its own verdict
     # or by a chargeback on one of its transactions.
     n_fraud = int(y.user.sum())

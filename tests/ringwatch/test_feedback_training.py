@@ -2,7 +2,7 @@
 
 ``test_feedback.py`` checks that the store keeps the latest verdict (both stores, both load
 orders). Here, on the embedded store: the targets the *next training run* learns from
-(``gnn.training.train.targets``, as called by ``gnn.training.train.train`` inside ``ringwatch train``'s step)
+(``gnn.training.split.targets``, as called by ``gnn.training.train.train`` inside ``ringwatch train``'s step)
 change with each labels file, and an investigator's later 'legit' on an account that a
 chargeback had labelled fraud takes it out of the positives.
 """
@@ -15,9 +15,10 @@ import numpy as np
 import pandas as pd
 import pytest
 
-import gnn.training.train
+import gnn.training.split
 from gnn.artefact.model_artefact import SUPERVISED, UNSUPERVISED
-from gnn.training.train import Targets, TrainConfig
+from gnn.training.split import Targets
+from gnn.training.train import TrainConfig
 from graph.types import EVENT_KINDS, NodeType, Snapshot
 from ringwatch import pipeline
 from ringwatch.cli import main as cli_main
@@ -60,21 +61,21 @@ class TargetsSpy:
 
     def __init__(self, monkeypatch: pytest.MonkeyPatch) -> None:
         self.calls: list[tuple[Snapshot, Targets]] = []
-        real = gnn.training.train.targets
+        real = gnn.training.split.targets
 
         def spy(snapshot: Snapshot) -> Targets:
             y = real(snapshot)
             self.calls.append((snapshot, y))
             return y
 
-        monkeypatch.setattr(gnn.training.train, "targets", spy)
+        monkeypatch.setattr(gnn.training.split, "targets", spy)
 
     def train(self, settings: Settings) -> tuple[str, set[str], Snapshot, Targets]:
         """One ``ringwatch train`` step: the artefact's mode, the positive accounts it learnt
         from, and its snapshot and targets (the same in every ``train`` call of the step)."""
         self.calls.clear()
         outcome = pipeline.step_train(settings, CONFIG)
-        assert self.calls, "the training run did not compute its targets through gnn.training.train.targets"
+        assert self.calls, "the training run did not compute its targets through gnn.training.split.targets"
         snap, y = self.calls[-1]
         for _, other in self.calls:
             assert np.array_equal(other.user, y.user) and np.array_equal(other.txn, y.txn)

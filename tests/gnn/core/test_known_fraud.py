@@ -15,7 +15,8 @@ from gnn.core.known_fraud import (
     known_labels,
 )
 from gnn.serving.scoring import score_snapshot
-from gnn.training.train import TrainConfig, targets, train
+from gnn.training.split import targets
+from gnn.training.train import TrainConfig, train
 from graph.types import NodeType, Snapshot
 from tests.gnn.synth import DAY, SynthData, snapshot_from_events
 

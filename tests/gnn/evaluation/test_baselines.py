@@ -10,7 +10,8 @@ from gnn.core.features import USER_FEATURES, build_features
 from gnn.core.tree_features import GRAPH_USER_FEATURES, OWN_USER_FEATURES, neighbour_aggregates, txn_velocity
 from gnn.core.trees import TreeConfig
 from gnn.evaluation.baselines import BASELINES, run_baselines
-from gnn.training.train import TrainConfig, user_split
+from gnn.training.split import user_split
+from gnn.training.train import TrainConfig
 from graph.errors import ValidationError
 from graph.types import NodeType
 from tests.gnn.synth import T0, SynthData, snapshot_from_events

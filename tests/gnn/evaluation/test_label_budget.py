@@ -13,7 +13,8 @@ from gnn.core.tree_features import TREES_AGGREGATED
 from gnn.evaluation.baselines import GRAPHSAGE, run_baselines
 from gnn.evaluation.evaluate import JSON_FILE, evaluate
 from gnn.evaluation.label_budget import LABEL_FRACTIONS, LabelBudget, label_budget, reveal_labels
-from gnn.training.train import TrainConfig, targets, txn_split, user_split
+from gnn.training.split import targets, txn_split, user_split
+from gnn.training.train import TrainConfig
 from graph.types import Snapshot
 from tests.gnn.synth import SynthData
 

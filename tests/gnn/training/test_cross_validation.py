@@ -11,7 +11,7 @@ import numpy as np
 from gnn.evaluation.evaluate import evaluate
 from gnn.training.cross_validation import grouped_folds
 from gnn.training.selection import CANDIDATES, train_and_select
-from gnn.training.train import targets, txn_split, user_split
+from gnn.training.split import targets, txn_split, user_split
 from graph.rings import account_components
 from graph.types import LabelTable, NodeType, Snapshot
 from tests.gnn.conftest import CONFIG

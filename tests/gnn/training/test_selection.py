@@ -16,7 +16,7 @@ from gnn.evaluation.baselines import BaselineRun, BaselineScores, run_baselines
 from gnn.evaluation.metrics import auprc
 from gnn.serving.scoring import score_snapshot
 from gnn.training.selection import CANDIDATES, MIN_VALIDATION_FRAUDS, select, ship, train_and_select
-from gnn.training.train import Split, Targets
+from gnn.training.split import Split, Targets
 from graph.errors import ValidationError
 from tests.gnn.conftest import CONFIG
 from tests.gnn.synth import SynthData, generate

@@ -8,7 +8,8 @@ import pytest
 from gnn.artefact.model_artefact import ModelArtefact
 from gnn.evaluation.metrics import auprc, auroc
 from gnn.serving.scoring import score_snapshot
-from gnn.training.train import TrainConfig, targets, train, txn_split, user_split
+from gnn.training.split import targets, txn_split, user_split
+from gnn.training.train import TrainConfig, train
 from graph.errors import ValidationError
 from graph.types import EVENT_KINDS, NodeType
 from tests.gnn.synth import T0, SynthData, generate
