@@ -13,7 +13,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from gnn.reasons import NOT_SCORED, account_shares, active_for, busiest_hour, ring_member, verdict
+from gnn.serving.reasons import NOT_SCORED, account_shares, active_for, busiest_hour, ring_member, verdict
 from graph.errors import NotFoundError, ValidationError
 from graph.store import check_walk
 from graph.types import (

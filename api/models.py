@@ -15,6 +15,7 @@ from pydantic import BaseModel, ConfigDict, Field
 
 from api.index import AccountView
 from api.results import CheckoutResult
+from gnn.artefact.model_artefact import Mode
 from graph.types import (
     Decision,
     Event,
@@ -59,9 +60,6 @@ def node_id(node_type: NodeType, key: str) -> str:
     return f"{node_type.value}:{key}"
 
 
-#: How a model scores: trained on fraud labels, or the unsupervised graph anomaly score that
-#: ringwatch ships when labels are too few (``gnn.train.TrainConfig.min_fraud_labels``).
-Mode = Literal["supervised", "unsupervised"]
 _MODE_DOC = (
     "supervised (trained on fraud labels) or unsupervised (graph anomaly score, too few labels), "
     "as recorded in the scoring model's artefact; null until scored or when that artefact is not available"

@@ -22,11 +22,11 @@ from pathlib import Path
 import numpy as np
 
 from api.index import ScoringIndex
-from gnn.artefact import CURRENT, ModelArtefact, read_current_version
-from gnn.explain import Explainer
-from gnn.inductive import InductiveScorer
-from gnn.scoring import ScoreResult
-from gnn.writeback import score_and_write_back
+from gnn.artefact.model_artefact import CURRENT, ModelArtefact, read_current_version
+from gnn.serving.explain import Explainer
+from gnn.serving.inductive import InductiveScorer
+from gnn.serving.scoring import ScoreResult
+from gnn.serving.writeback import score_and_write_back
 from graph.errors import ModelError, RingwatchError, ValidationError
 from graph.store import GraphStore
 from graph.types import NodeType, ScoreWriteback, Snapshot
@@ -45,7 +45,7 @@ class ServingModel:
     scored_in_memory: bool  # the store had no scores of this artefact: scored at load time
     loaded_at: float
     scorer_note: str | None = None  # why there is no inductive scorer
-    explainer: Explainer | None = None  # reasons from the model (gnn.explain); None: the index's facts
+    explainer: Explainer | None = None  # reasons from the model (gnn.serving.explain); None: the index's facts
 
     @property
     def model_version(self) -> str | None:

@@ -42,8 +42,8 @@ from api.probe import StoreProbe
 from api.reload import Reloader, ServingModel, load_serving_model
 from api.results import CheckoutResult, Readiness
 from api.tail import RecentEvents, Tailer
-from gnn.inductive import InductiveScorer
-from gnn.reasons import event_identifier, first_seen, rescored, ring_alert, ring_linked
+from gnn.serving.inductive import InductiveScorer
+from gnn.serving.reasons import event_identifier, first_seen, rescored, ring_alert, ring_linked
 from graph.errors import ConflictError, ModelError
 from graph.store import GraphStore, check_walk
 from graph.types import (

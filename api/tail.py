@@ -19,7 +19,7 @@ from collections.abc import Callable, Iterable
 from pathlib import Path
 
 from api.journal import EventJournal, JournalSlots
-from gnn.inductive import InductiveScorer
+from gnn.serving.inductive import InductiveScorer
 from graph.types import Event
 
 #: The most events kept in memory for re-applying to a reloaded scorer.

@@ -1,4 +1,4 @@
-"""Benchmark: reasons per score (``gnn.explain``) and inductive scoring (``gnn.inductive``).
+"""Benchmark: reasons per score (``gnn.serving.explain``) and inductive scoring (``gnn.serving.inductive``).
 
 On the demo-sized synthetic graph (``ingestion.synthetic``, 5,000 users by default), loaded into
 the embedded store as the demo does: trains a model (or loads ``--models DIR``), scores the
@@ -34,12 +34,12 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from gnn.artefact import ModelArtefact
-from gnn.explain import Explainer, SurrogateConfig
-from gnn.features import build_features
-from gnn.inductive import InductiveScorer
-from gnn.scoring import score_snapshot
-from gnn.train import TrainConfig, train
+from gnn.artefact.model_artefact import ModelArtefact
+from gnn.core.features import build_features
+from gnn.serving.explain import Explainer, SurrogateConfig
+from gnn.serving.inductive import InductiveScorer
+from gnn.serving.scoring import score_snapshot
+from gnn.training.train import TrainConfig, train
 from graph.types import Event, EventKind, NodeType, Snapshot
 from ringwatch.pipeline import step_generate, step_ingest, step_label, store_for
 from ringwatch.settings import Settings

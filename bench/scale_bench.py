@@ -8,17 +8,17 @@ generator (``ingestion.synthetic``) writes its CSVs, which are read straight int
 then, not timed with the training:
 
 * full batch: one training epoch (forward, backward, step over the whole graph) timed alone,
-  then ``gnn.train.train`` end to end (features, early stopping on validation AUPRC with
+  then ``gnn.training.train.train`` end to end (features, early stopping on validation AUPRC with
   validation by full-batch inference each epoch, calibration) with ``--epochs``/``--patience``;
-* mini-batch (``TrainConfig.batch_size``, neighbour sampling, ``gnn.minibatch``): the same;
-* scoring: ``gnn.scoring.score_snapshot`` of the whole snapshot with the full-batch model
+* mini-batch (``TrainConfig.batch_size``, neighbour sampling, ``gnn.training.minibatch``): the same;
+* scoring: ``gnn.serving.scoring.score_snapshot`` of the whole snapshot with the full-batch model
   (features + inference), as accounts + transactions scored per second;
 * quality: held-out (latest-in-time test split) AUPRC for accounts and transactions.
 
 Peak RSS is sampled every 20 ms per phase (``psutil``), and ``ru_maxrss`` is the child's peak
 over everything, data generation included. CPU seconds are printed next to wall time because
 the machine may be shared. ``--profile`` prints the top torch operators of one full-batch
-epoch (``torch.profiler``). ``gnn.device.pick_device`` picks CUDA when present.
+epoch (``torch.profiler``). ``gnn.core.device.pick_device`` picks CUDA when present.
 
     python bench/scale_bench.py [--txns 100000,1000000,5000000] [--epochs 30] [--patience 6]
                                 [--batch-size 8192] [--fanout 15,10] [--skip-full-above N]
@@ -51,13 +51,14 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # run from a check
 import torch  # noqa: E402
 import torch.nn.functional as F  # noqa: E402
 
-from gnn.device import pick_device  # noqa: E402
-from gnn.features import Normalisation, build_features  # noqa: E402
-from gnn.leakage import snapshot_from_frames  # noqa: E402
-from gnn.minibatch import MiniBatchEpochs  # noqa: E402
-from gnn.model import ModelConfig, RingSAGE, build_graph_input  # noqa: E402
-from gnn.scoring import score_snapshot  # noqa: E402
-from gnn.train import TrainConfig, targets, train, txn_split, user_split  # noqa: E402
+from gnn.core.device import pick_device  # noqa: E402
+from gnn.core.features import Normalisation, build_features  # noqa: E402
+from gnn.core.model import ModelConfig, RingSAGE, build_graph_input  # noqa: E402
+from gnn.evaluation.leakage import snapshot_from_frames  # noqa: E402
+from gnn.serving.scoring import score_snapshot  # noqa: E402
+from gnn.training.minibatch import MiniBatchEpochs  # noqa: E402
+from gnn.training.split import targets, txn_split, user_split  # noqa: E402
+from gnn.training.train import TrainConfig, train  # noqa: E402
 from graph.types import NodeType, Snapshot  # noqa: E402
 from ingestion.synthetic import SyntheticConfig, generate  # noqa: E402
 
@@ -77,7 +78,7 @@ def _seconds(text: pd.Series) -> pd.Series:
 
 def snapshot_from_csv(events_csv: Path, labels_csv: Path) -> Snapshot:
     """A ``Snapshot`` of the generator's events and labels, built the way the stores build one
-    (``gnn.leakage.snapshot_from_frames``: vectorised for millions of rows)."""
+    (``gnn.evaluation.leakage.snapshot_from_frames``: vectorised for millions of rows)."""
     key_cols = ("txn_id", "user_id", "device_id", "ip", "merchant_id")
     ev = pd.read_csv(events_csv, dtype={c: str for c in (*key_cols, "currency", "event", "status")}, engine="pyarrow")
     ev["ts"] = _seconds(ev["ts"])
@@ -140,7 +141,7 @@ class SizeResult:
 
 
 def _graph_and_model(snap: Snapshot, config: TrainConfig, device: torch.device) -> tuple[Any, RingSAGE, dict[str, Any]]:
-    """The graph tensors, a fresh model and the training targets, as ``gnn.train`` builds them."""
+    """The graph tensors, a fresh model and the training targets, as ``gnn.training.train`` builds them."""
     feats = build_features(snap)
     norm = Normalisation.fit(feats)
     g = build_graph_input(snap, norm.apply(feats)).to(device)
@@ -170,7 +171,7 @@ def _graph_and_model(snap: Snapshot, config: TrainConfig, device: torch.device) 
 
 
 def _full_epoch(model: RingSAGE, opt: torch.optim.Optimizer, g: Any, ctx: dict[str, Any], device: torch.device) -> None:
-    """One full-batch training epoch, the body of ``gnn.train``'s loop."""
+    """One full-batch training epoch, the body of ``gnn.training.train``'s loop."""
     tr_u = torch.from_numpy(ctx["tr_u"]).to(device)
     tr_t = torch.from_numpy(ctx["tr_t"]).to(device)
     model.train()

@@ -32,8 +32,8 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # run from a checkout without install
 
-from gnn.metrics import describe_stages  # noqa: E402
-from gnn.train import TrainConfig  # noqa: E402
+from gnn.evaluation.metrics import describe_stages  # noqa: E402
+from gnn.training.train import TrainConfig  # noqa: E402
 from ingestion.hub_shaped import HubConfig, generate_hub  # noqa: E402
 from ingestion.synthetic import SyntheticConfig, generate  # noqa: E402
 from ringwatch import pipeline  # noqa: E402

@@ -29,8 +29,8 @@ import numpy as np
 import pandas as pd
 
 from api.index import AccountView, ScoringIndex
-from gnn.calibrate import Thresholds, calibrate
-from gnn.metrics import auprc
+from gnn.training.calibrate import Thresholds, calibrate
+from gnn.evaluation.metrics import auprc
 from graph.errors import ValidationError
 from graph.investigation import browser_snippet
 from graph.rings import RingConfig
@@ -526,7 +526,7 @@ class TierChoice:
     (MEDIUM: at most ``review_rate`` of all accounts between ``medium`` and ``high``).
     ``high_point`` / ``medium_point`` are the operating points at the two thresholds on the data
     they were chosen on; ``precision_met`` says whether HIGH reached the target (otherwise the
-    quantile fallback of ``gnn.calibrate`` stands in)."""
+    quantile fallback of ``gnn.training.calibrate`` stands in)."""
 
     thresholds: Thresholds
     target_precision: float
@@ -538,7 +538,7 @@ class TierChoice:
 
 
 def choose_thresholds(scores: np.ndarray, is_fraud: np.ndarray, *, target_precision: float, review_rate: float) -> TierChoice:
-    """HIGH: the lowest threshold whose precision reaches ``target_precision`` (``gnn.calibrate``'s
+    """HIGH: the lowest threshold whose precision reaches ``target_precision`` (``gnn.training.calibrate``'s
     rule, the same as training uses). MEDIUM: the lowest threshold that keeps the review queue
     (scores in [medium, high)) within ``review_rate`` of all accounts; never above HIGH.
 

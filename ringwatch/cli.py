@@ -91,7 +91,7 @@ def _label_options(p: argparse.ArgumentParser) -> None:
 
 
 def _train_config(args: argparse.Namespace, **extra: object) -> object:
-    from gnn.train import TrainConfig
+    from gnn.training.train import TrainConfig
 
     delay = None if args.label_delay is None else args.label_delay * 86_400.0
     return TrainConfig(seed=args.seed, label_delay=delay, known_fraud_inputs=args.known_fraud_inputs, **extra)  # type: ignore[arg-type]
@@ -145,7 +145,7 @@ def _run(args: argparse.Namespace, settings: Settings, progress: bool) -> int:
         if ls.quarantine_file:
             print(f"  quarantine file: {ls.quarantine_file}")
     elif args.command == "train":
-        from gnn.metrics import describe_stages
+        from gnn.evaluation.metrics import describe_stages
 
         extra: dict[str, object] = {"device": args.device}
         if args.epochs is not None:

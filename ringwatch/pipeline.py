@@ -13,15 +13,15 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
-from gnn.artefact import CURRENT, ModelArtefact
-from gnn.evaluate import EvaluationReport, PlantedTruth, evaluate
-from gnn.lineage import Promotion
-from gnn.metrics import StageTime, Stopwatch
-from gnn.promotion import decide
-from gnn.scoring import ScoreResult
-from gnn.selection import CANDIDATES, train_and_select
-from gnn.train import TrainConfig
-from gnn.writeback import score_and_write_back
+from gnn.artefact.model_artefact import CURRENT, ModelArtefact
+from gnn.evaluation.evaluate import EvaluationReport, PlantedTruth, evaluate
+from gnn.artefact.lineage import Promotion
+from gnn.evaluation.metrics import StageTime, Stopwatch
+from gnn.training.promotion import decide
+from gnn.serving.scoring import ScoreResult
+from gnn.training.selection import CANDIDATES, train_and_select
+from gnn.training.train import TrainConfig
+from gnn.serving.writeback import score_and_write_back
 from graph.errors import ModelError
 from graph.factory import open_store
 from graph.rings import RingConfig
@@ -130,10 +130,10 @@ def step_train(
     candidates: Sequence[str] = CANDIDATES,
 ) -> TrainOutcome:
     """Train GraphSAGE and the tree candidates, ship the winner on validation AUPRC
-    (``gnn.selection``), and make it current only if it is not worse than the current model on
-    the same held-out data (``gnn.promotion``) or ``force`` is set. A model kept back is still
+    (``gnn.training.selection``), and make it current only if it is not worse than the current model on
+    the same held-out data (``gnn.training.promotion``) or ``force`` is set. A model kept back is still
     saved (not current); the reason is in ``TrainOutcome.promotion`` and the artefact's metadata.
-    ``candidates``: the models selection may ship (``gnn.selection.CANDIDATES``).
+    ``candidates``: the models selection may ship (``gnn.training.selection.CANDIDATES``).
     """
     watch = Stopwatch()
     with store_for(settings) as store:

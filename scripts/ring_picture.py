@@ -13,7 +13,7 @@ import argparse
 import tempfile
 from pathlib import Path
 
-from gnn.train import TrainConfig
+from gnn.training.train import TrainConfig
 from ringwatch import analysis, pipeline
 from ringwatch.settings import Settings
 

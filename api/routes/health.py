@@ -21,7 +21,7 @@ async def healthz(service: ServiceDep) -> HealthResponse:
         store=service.store_backend,
         scored=index.scored,
         model_version=index.model_version,
-        model_mode=index.mode,  # type: ignore[arg-type]  # from the artefact (gnn.artefact.MODES)
+        model_mode=index.mode,  # type: ignore[arg-type]  # from the artefact (gnn.artefact.model_artefact.MODES)
         artifact_version=model.artifact_version,
         users=index.num_users,
         transactions=index.num_transactions,
@@ -39,7 +39,7 @@ async def readyz(service: ServiceDep) -> JSONResponse:
         status=r.status,  # type: ignore[arg-type]  # ready | degraded | not_ready
         model_loaded=r.model_loaded,
         model_version=r.model_version,
-        mode=r.mode,  # type: ignore[arg-type]  # from the artefact (gnn.artefact.MODES)
+        mode=r.mode,  # type: ignore[arg-type]  # from the artefact (gnn.artefact.model_artefact.MODES)
         artifact_version=r.artifact_version,
         inductive=r.inductive,
         snapshot_age_seconds=r.snapshot_age_seconds,

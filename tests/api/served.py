@@ -12,8 +12,8 @@ from pathlib import Path
 import pandas as pd
 
 from api.security import ApiKey, KeyRing, Scope, new_key, parse_entry
-from gnn.artefact import ModelArtefact
-from gnn.train import TrainConfig, train
+from gnn.artefact.model_artefact import ModelArtefact
+from gnn.training.train import TrainConfig, train
 from graph.sqlite_store import SQLiteGraphStore
 from ringwatch import pipeline
 from ringwatch.settings import Settings

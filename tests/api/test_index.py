@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 
 from api.index import ScoringIndex
-from gnn.reasons import NOT_SCORED
+from gnn.serving.reasons import NOT_SCORED
 from graph.errors import NotFoundError, ValidationError
 from graph.types import EdgeType, NodeType, Snapshot, Tier
 from tests.api.fixtures import MODEL_VERSION, RING_USERS, events, make_snapshot

@@ -11,12 +11,12 @@ from fastapi.testclient import TestClient
 
 from api.app import ApiConfig, create_app
 from api.index import ScoringIndex
-from gnn.anomaly import AnomalyReference
-from gnn.artefact import SUPERVISED, UNSUPERVISED, ModelArtefact
-from gnn.calibrate import Thresholds
-from gnn.features import Normalisation
-from gnn.metrics import TrainMetrics
-from gnn.model import ModelConfig
+from gnn.artefact.model_artefact import SUPERVISED, UNSUPERVISED, ModelArtefact
+from gnn.core.anomaly import AnomalyReference
+from gnn.core.features import Normalisation
+from gnn.core.model import ModelConfig
+from gnn.evaluation.metrics import TrainMetrics
+from gnn.training.calibrate import Thresholds
 from graph.types import Snapshot
 from tests.api.fixtures import MODEL_VERSION, FakeGraphStore, scores
 

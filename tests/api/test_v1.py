@@ -24,7 +24,7 @@ from api.app import DEFAULT_MAX_BODY_BYTES, ApiConfig, create_app
 from api.journal import EventJournal
 from api.models import LabelsRequest
 from api.security import RateLimiter
-from gnn.artefact import ModelArtefact
+from gnn.artefact.model_artefact import ModelArtefact
 from graph.errors import StoreUnavailableError
 from graph.sqlite_store import SQLiteGraphStore
 from graph.types import Event, NodeType
@@ -499,7 +499,7 @@ def test_openapi_documents_the_key_header_and_every_v1_route(client: TestClient)
 
 
 def test_account_reasons_come_from_the_model_and_name_the_rings_shared_device(client: TestClient, home: ServedHome) -> None:
-    """Account reasons are the explainer's (gnn.explain: surrogate contributions + risky
+    """Account reasons are the explainer's (gnn.serving.explain: surrogate contributions + risky
     neighbours): a planted ring member's reasons name a device its ring shares."""
     h = key(home, "analyst")
     named = 0

@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import pytest
 
-from gnn.artefact import ModelArtefact
-from gnn.train import TrainConfig, train
+from gnn.artefact.model_artefact import ModelArtefact
+from gnn.training.train import TrainConfig, train
 from tests.gnn.synth import SynthData, generate
 
 #: CPU, the defaults otherwise: the tests check the configuration users get.

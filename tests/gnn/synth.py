@@ -23,7 +23,7 @@ from dataclasses import dataclass
 import numpy as np
 import pandas as pd
 
-from gnn.leakage import snapshot_from_frames
+from gnn.evaluation.leakage import snapshot_from_frames
 from graph.types import EVENT_KINDS, NodeType, Snapshot
 
 T0 = 1_767_225_600.0  # 2026-01-01T00:00:00Z

@@ -16,10 +16,10 @@ from dataclasses import dataclass
 import pandas as pd
 import pytest
 
-from gnn.train import TrainConfig
+from gnn.artefact.model_artefact import GRAPHSAGE
+from gnn.training.train import TrainConfig
 from graph.neo4j_store import Neo4jGraphStore
 from graph.types import Ring, Snapshot
-from gnn.artefact import GRAPHSAGE
 from ringwatch import pipeline
 from ringwatch.settings import Settings
 

@@ -9,7 +9,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from gnn.calibrate import REVIEW_CAPACITY
+from gnn.training.calibrate import REVIEW_CAPACITY
 from graph.types import NodeType, Tier
 from ringwatch import pipeline
 from ringwatch.cli import main as cli_main

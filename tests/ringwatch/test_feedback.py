@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 
-from gnn.train import targets
+from gnn.training.split import targets
 from graph.types import NodeType
 from ringwatch import pipeline
 from ringwatch.cli import main as cli_main

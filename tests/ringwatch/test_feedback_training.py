@@ -2,7 +2,7 @@
 
 ``test_feedback.py`` checks that the store keeps the latest verdict (both stores, both load
 orders). Here, on the embedded store: the targets the *next training run* learns from
-(``gnn.train.targets``, as called by ``gnn.train.train`` inside ``ringwatch train``'s step)
+(``gnn.training.split.targets``, as called by ``gnn.training.train.train`` inside ``ringwatch train``'s step)
 change with each labels file, and an investigator's later 'legit' on an account that a
 chargeback had labelled fraud takes it out of the positives.
 """
@@ -15,9 +15,10 @@ import numpy as np
 import pandas as pd
 import pytest
 
-import gnn.train
-from gnn.artefact import SUPERVISED, UNSUPERVISED
-from gnn.train import Targets, TrainConfig
+import gnn.training.split
+from gnn.artefact.model_artefact import SUPERVISED, UNSUPERVISED
+from gnn.training.split import Targets
+from gnn.training.train import TrainConfig
 from graph.types import EVENT_KINDS, NodeType, Snapshot
 from ringwatch import pipeline
 from ringwatch.cli import main as cli_main
@@ -56,25 +57,25 @@ def _write_labels(rows: pd.DataFrame, source: str, path: Path) -> Path:
 
 
 class TargetsSpy:
-    """Records what ``gnn.train.train`` learns from: every ``targets(snapshot)`` it calls."""
+    """Records what ``gnn.training.train.train`` learns from: every ``targets(snapshot)`` it calls."""
 
     def __init__(self, monkeypatch: pytest.MonkeyPatch) -> None:
         self.calls: list[tuple[Snapshot, Targets]] = []
-        real = gnn.train.targets
+        real = gnn.training.split.targets
 
         def spy(snapshot: Snapshot) -> Targets:
             y = real(snapshot)
             self.calls.append((snapshot, y))
             return y
 
-        monkeypatch.setattr(gnn.train, "targets", spy)
+        monkeypatch.setattr(gnn.training.split, "targets", spy)
 
     def train(self, settings: Settings) -> tuple[str, set[str], Snapshot, Targets]:
         """One ``ringwatch train`` step: the artefact's mode, the positive accounts it learnt
         from, and its snapshot and targets (the same in every ``train`` call of the step)."""
         self.calls.clear()
         outcome = pipeline.step_train(settings, CONFIG)
-        assert self.calls, "the training run did not compute its targets through gnn.train.targets"
+        assert self.calls, "the training run did not compute its targets through gnn.training.split.targets"
         snap, y = self.calls[-1]
         for _, other in self.calls:
             assert np.array_equal(other.user, y.user) and np.array_equal(other.txn, y.txn)

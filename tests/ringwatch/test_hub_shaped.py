@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 
-from gnn.train import TrainConfig
+from gnn.training.train import TrainConfig
 from graph.errors import ValidationError
 from graph.types import Tier
 from ingestion.hub_shaped import HUB_MERCHANTS, HubConfig, generate_hub

@@ -18,9 +18,9 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from gnn.artefact import CURRENT, ModelArtefact, metadata_file_name, model_file_name
-from gnn.promotion import TOLERANCE, decide
-from gnn.train import TrainConfig, train
+from gnn.artefact.model_artefact import CURRENT, ModelArtefact, metadata_file_name, model_file_name
+from gnn.training.promotion import TOLERANCE, decide
+from gnn.training.train import TrainConfig, train
 from graph.types import LabelTable, NodeType, Snapshot
 from ringwatch import pipeline
 from ringwatch.cli import main as cli_main

@@ -1,0 +1,1 @@
+"""Training and what ships: GraphSAGE training, candidate fitting, selection, promotion, tier calibration."""

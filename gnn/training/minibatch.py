@@ -1,0 +1,340 @@
+"""Mini-batch training of ``RingSAGE`` with uniform neighbour sampling on the heterogeneous graph.
+
+Why a sampler of our own: PyG's ``NeighborLoader`` samples heterogeneous graphs only through
+``pyg-lib`` or ``torch-sparse`` (``ImportError: 'NeighborSampler' requires either 'pyg-lib' or
+'torch-sparse'``), and neither has wheels for the pinned torch on PyPI. ``NeighbourSampler`` does
+the same job in numpy, with the same semantics as ``NeighborLoader(num_neighbors=fanout,
+replace=False, disjoint=False)``:
+
+* the seeds are the batch's accounts and, for the transaction head, each seed transaction's
+  user, merchant, device and IP;
+* hop ``k`` samples, for every node first reached at hop ``k - 1`` (the seeds at hop 0) and every
+  relation that points *into* its type, at most ``fanout[k]`` distinct incoming neighbours,
+  uniformly without replacement (all of them when it has that many or fewer; ``-1`` = all);
+* the sampled edges and nodes form a relabelled ``GraphInput``: node ``i`` of type ``t`` is global
+  node ``node_ids[t][i]``, the seed accounts come first in the user block, and the transaction
+  table holds the seed transactions only (local indices, ``-1`` kept for absent parts).
+
+With ``fanout`` all ``-1`` and as many hops as layers, the seeds' outputs equal full-batch ones.
+
+Training (``MiniBatchEpochs``): each epoch shuffles the training accounts and transactions
+with the run's seed and deals them into ``ceil((accounts + transactions) / batch_size)``
+batches, each holding its share of both, so both heads learn in every step. The loss per
+batch is the full-batch loss (weighted BCE with the same ``pos_weight`` per head, mean over
+the batch's seeds). Early stopping on validation AUPRC stays in ``gnn.training.train``: validation is
+scored by ``gnn.core.model.predict``, layer-wise and in chunks under ``inference_mode``, which holds
+a few [nodes, hidden] embedding tables and one chunk of messages, not the whole graph's
+activations (the scale benchmark measures it).
+
+Determinism: the sampler draws from a ``numpy.random.Generator`` seeded with the training
+seed and the dropout masks from torch's seeded generator, so the same seed gives the same
+weights on the CPU.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+from torch import Tensor
+from torch_geometric.data import HeteroData
+
+from gnn.core.features import NODE_TYPES
+from gnn.core.model import RELATIONS, GraphInput, RingSAGE
+from graph.errors import ValidationError
+
+__all__ = ["DEFAULT_FANOUT", "SampledBatch", "NeighbourSampler", "MiniBatchEpochs", "check_fanout"]
+
+#: Neighbours sampled per relation at hop 1 and hop 2 (GraphSAGE paper's 25/10, a little
+#: smaller: our node types have 2–3 incoming relations each, so a hop reaches up to 45 nodes).
+DEFAULT_FANOUT: tuple[int, ...] = (15, 10)
+
+#: Transaction columns that point at a node, with the node type they point at.
+_TXN_PARTS: tuple[tuple[str, str], ...] = (
+    ("txn_user", "user"),
+    ("txn_merchant", "merchant"),
+    ("txn_device", "device"),
+    ("txn_ip", "ip"),
+)
+
+
+def check_fanout(fanout: Sequence[int], layers: int) -> tuple[int, ...]:
+    """``fanout`` as a tuple, checked: one entry per message-passing layer, each ``>= 1`` or
+    ``-1`` (all neighbours).
+
+    Raises:
+        ValidationError: wrong length or a value out of range (field ``fanout``).
+    """
+    out = tuple(fanout)
+    if len(out) != layers:
+        raise ValidationError("fanout", out, f"needs one entry per layer ({layers})")
+    for k in out:
+        if isinstance(k, bool) or not isinstance(k, int) or (k < 1 and k != -1):
+            raise ValidationError("fanout", out, "entries must be integers >= 1, or -1 for all neighbours")
+    return out
+
+
+@dataclass(frozen=True, slots=True)
+class SampledBatch:
+    """One sampled subgraph.
+
+    ``graph``: the relabelled ``GraphInput`` (CPU); ``node_ids[t]``: int64 [n_t] global id of each
+    local node of type ``t`` (the seed accounts are ``node_ids["user"][:n_user_seeds]``, in the
+    order given); ``hop[t]``: int64 [n_t] the hop at which each local node was reached (0 for
+    the seeds and the seed transactions' endpoints); ``txn_rows``: int64 [R] global rows of the
+    seed transactions, aligned with the subgraph's transaction table."""
+
+    graph: GraphInput
+    node_ids: dict[str, np.ndarray]
+    hop: dict[str, np.ndarray]
+    n_user_seeds: int
+    txn_rows: np.ndarray
+
+    @property
+    def num_edges(self) -> int:
+        return sum(int(self.graph.data[r].edge_index.shape[1]) for r in RELATIONS)
+
+
+class NeighbourSampler:
+    """Uniform heterogeneous neighbour sampler over a full ``GraphInput`` (see the module
+    docstring for what a sample holds).
+
+    Builds one CSR per relation, keyed by destination node, once (O(E log E)). ``sample`` is
+    not re-entrant: it reuses one global-to-local map per node type between calls.
+
+    Args:
+        g: the whole graph; its tensors are read on the CPU (copied there if they live on a GPU).
+        fanout: neighbours per relation per hop, one entry per hop; ``-1`` = all.
+    Raises:
+        ValidationError: a fan-out entry out of range.
+    """
+
+    def __init__(self, g: GraphInput, fanout: Sequence[int]) -> None:
+        self.fanout = check_fanout(fanout, len(tuple(fanout)))
+        self._x = {t: g.data[t].x.cpu() for t in NODE_TYPES}
+        self._num = {t: int(x.shape[0]) for t, x in self._x.items()}
+        self._txn_x = g.txn_x.cpu()
+        self._label_user = None if g.label_user is None else g.label_user.cpu()
+        self._label_txn = None if g.label_txn is None else g.label_txn.cpu()
+        self._txn = {col: getattr(g, col).cpu().numpy() for col, _ in _TXN_PARTS}
+        self._csr: dict[tuple[str, str, str], tuple[np.ndarray, np.ndarray]] = {}
+        for rel in RELATIONS:
+            src, dst = g.data[rel].edge_index.cpu().numpy()
+            order = np.lexsort((src, dst))
+            counts = np.bincount(dst, minlength=self._num[rel[2]])
+            indptr = np.zeros(self._num[rel[2]] + 1, dtype=np.int64)
+            np.cumsum(counts, out=indptr[1:])
+            self._csr[rel] = (indptr, src[order].astype(np.int64))
+        self._local = {t: np.full(n, -1, dtype=np.int64) for t, n in self._num.items()}
+
+    def neighbours(self, rel: tuple[str, str, str], node: int) -> np.ndarray:
+        """All incoming neighbours (global ids, sorted) of global node ``node`` over ``rel``."""
+        indptr, src = self._csr[rel]
+        return src[indptr[node] : indptr[node + 1]]
+
+    def sample(
+        self, user_seeds: np.ndarray, txn_seeds: np.ndarray, rng: np.random.Generator
+    ) -> SampledBatch:
+        """Sample the computation graph of ``user_seeds`` (unique global account ids) and of the
+        transactions at rows ``txn_seeds``.
+
+        Raises:
+            ValidationError: repeated or out-of-range seed accounts, or seed rows out of range.
+        """
+        users = np.asarray(user_seeds, dtype=np.int64)
+        rows = np.asarray(txn_seeds, dtype=np.int64)
+        n_user = self._num["user"]
+        if users.size and (users.min() < 0 or users.max() >= n_user or np.unique(users).size != users.size):
+            raise ValidationError("user_seeds", f"{users.size} ids", f"must be distinct account ids in [0, {n_user})")
+        n_txn = int(self._txn_x.shape[0])
+        if rows.size and (rows.min() < 0 or rows.max() >= n_txn):
+            raise ValidationError("txn_seeds", f"{rows.size} rows", f"must be transaction rows in [0, {n_txn})")
+
+        nodes: dict[str, list[np.ndarray]] = {t: [] for t in NODE_TYPES}
+        hops: dict[str, list[np.ndarray]] = {t: [] for t in NODE_TYPES}
+        count = dict.fromkeys(NODE_TYPES, 0)
+        local = self._local
+        try:
+
+            def add(t: str, ids: np.ndarray, hop: int) -> np.ndarray:
+                """Give the not-yet-seen ids of ``ids`` (deduplicated) the next local ids."""
+                new = np.unique(ids[local[t][ids] < 0]) if ids.size else ids
+                local[t][new] = np.arange(count[t], count[t] + new.size)
+                count[t] += new.size
+                nodes[t].append(new)
+                hops[t].append(np.full(new.size, hop, dtype=np.int64))
+                return new
+
+            # Seeds: the accounts in the order given, then the transactions' endpoints.
+            local["user"][users] = np.arange(users.size)
+            count["user"] = users.size
+            nodes["user"].append(users)
+            hops["user"].append(np.zeros(users.size, dtype=np.int64))
+            frontier = {t: [] for t in NODE_TYPES}
+            frontier["user"].append(users)
+            for col, t in _TXN_PARTS:
+                ids = self._txn[col][rows]
+                frontier[t].append(add(t, ids[ids >= 0], 0))
+            front = {t: np.concatenate(v) if v else np.zeros(0, np.int64) for t, v in frontier.items()}
+
+            edges: dict[tuple[str, str, str], list[tuple[np.ndarray, np.ndarray]]] = {r: [] for r in RELATIONS}
+            for hop, k in enumerate(self.fanout, start=1):
+                reached: dict[str, list[np.ndarray]] = {t: [] for t in NODE_TYPES}
+                for rel in RELATIONS:
+                    dst = front[rel[2]]
+                    if dst.size == 0:
+                        continue
+                    s, d = self._sample_rel(rel, dst, k, rng)
+                    edges[rel].append((s, d))
+                    reached[rel[0]].append(s)
+                front = {
+                    t: add(t, np.concatenate(v), hop) if v else np.zeros(0, np.int64) for t, v in reached.items()
+                }
+
+            node_ids = {t: np.concatenate(v) if v else np.zeros(0, np.int64) for t, v in nodes.items()}
+            hop_of = {t: np.concatenate(v) if v else np.zeros(0, np.int64) for t, v in hops.items()}
+            data = HeteroData()
+            for t in NODE_TYPES:
+                data[t].x = self._x[t][torch.from_numpy(node_ids[t])]
+            for rel in RELATIONS:
+                if edges[rel]:
+                    s = np.concatenate([e[0] for e in edges[rel]])
+                    d = np.concatenate([e[1] for e in edges[rel]])
+                    ei = np.stack([local[rel[0]][s], local[rel[2]][d]])
+                else:
+                    ei = np.zeros((2, 0), dtype=np.int64)
+                data[rel].edge_index = torch.from_numpy(np.ascontiguousarray(ei))
+            parts = {}
+            for col, t in _TXN_PARTS:
+                ids = self._txn[col][rows]
+                parts[col] = torch.from_numpy(np.where(ids >= 0, local[t][np.maximum(ids, 0)], -1))
+            picked = torch.from_numpy(rows)
+            graph = GraphInput(
+                data=data,
+                txn_x=self._txn_x[picked],
+                **parts,
+                label_user=None if self._label_user is None else self._label_user[torch.from_numpy(node_ids["user"])],
+                label_txn=None if self._label_txn is None else self._label_txn[picked],
+            )
+        finally:
+            for t in NODE_TYPES:  # leave the maps clean for the next call, even after an error
+                for ids in nodes[t]:
+                    local[t][ids] = -1
+        return SampledBatch(graph=graph, node_ids=node_ids, hop=hop_of, n_user_seeds=int(users.size), txn_rows=rows)
+
+    def _sample_rel(
+        self, rel: tuple[str, str, str], dst: np.ndarray, k: int, rng: np.random.Generator
+    ) -> tuple[np.ndarray, np.ndarray]:
+        """Up to ``k`` distinct incoming neighbours of each node in ``dst`` over ``rel``, as edge
+        arrays (global source ids, global destination ids)."""
+        indptr, src = self._csr[rel]
+        start = indptr[dst]
+        deg = indptr[dst + 1] - start
+        whole = deg <= k if k >= 0 else np.ones(dst.size, dtype=bool)
+        # Nodes with at most k neighbours keep them all.
+        w_deg = deg[whole]
+        total = int(w_deg.sum())
+        first = np.repeat(start[whole] - np.cumsum(w_deg) + w_deg, w_deg)
+        s_all = src[first + np.arange(total)]
+        d_all = np.repeat(dst[whole], w_deg)
+        if whole.all():
+            return s_all, d_all
+        # The others: k of deg offsets without replacement by Floyd's algorithm, vectorised over
+        # nodes (k rounds; round i draws t in [0, deg - k + i] and takes deg - k + i if t is taken).
+        big = ~whole
+        b_deg = deg[big]
+        chosen = np.empty((b_deg.size, k), dtype=np.int64)
+        for i in range(k):
+            j = b_deg - k + i
+            t = np.minimum((rng.random(b_deg.size) * (j + 1)).astype(np.int64), j)
+            taken = (chosen[:, :i] == t[:, None]).any(axis=1)
+            chosen[:, i] = np.where(taken, j, t)
+        s_big = src[(start[big][:, None] + chosen).ravel()]
+        d_big = np.repeat(dst[big], k)
+        return np.concatenate([s_all, s_big]), np.concatenate([d_all, d_big])
+
+
+class MiniBatchEpochs:
+    """Runs training epochs of ``RingSAGE`` over sampled mini-batches (module docstring).
+
+    Args:
+        g: the whole graph (features standardised); sampled on the CPU, batches moved to
+            ``device``.
+        user_train: int64 global ids of the training accounts (distinct).
+        txn_train: int64 rows of the training transactions (empty: no transaction loss).
+        y_user, y_txn: float32 targets [N_user], [T] on ``device``.
+        pos_weight_user, pos_weight_txn: the heads' BCE ``pos_weight`` (0-d tensors on ``device``).
+        batch_size: seeds per batch, accounts and transactions together (>= 1).
+        fanout: neighbours per relation per hop, one entry per layer.
+        seed: seeds the sampler and the shuffling.
+    Raises:
+        ValidationError: ``batch_size`` < 1 or a bad ``fanout``.
+    """
+
+    def __init__(
+        self,
+        g: GraphInput,
+        *,
+        user_train: np.ndarray,
+        txn_train: np.ndarray,
+        y_user: Tensor,
+        y_txn: Tensor,
+        pos_weight_user: Tensor,
+        pos_weight_txn: Tensor,
+        batch_size: int,
+        fanout: Sequence[int],
+        seed: int,
+        device: torch.device,
+    ) -> None:
+        if isinstance(batch_size, bool) or not isinstance(batch_size, int) or batch_size < 1:
+            raise ValidationError("batch_size", batch_size, "must be an integer >= 1")
+        self.sampler = NeighbourSampler(g, fanout)
+        self.user_train = np.asarray(user_train, dtype=np.int64)
+        self.txn_train = np.asarray(txn_train, dtype=np.int64)
+        self.y_user, self.y_txn = y_user, y_txn
+        self.pw_user, self.pw_txn = pos_weight_user, pos_weight_txn
+        self.batch_size = batch_size
+        self.device = device
+        self.rng = np.random.default_rng(seed)
+        self.last_batches = 0
+
+    @property
+    def batches_per_epoch(self) -> int:
+        return max(1, math.ceil((self.user_train.size + self.txn_train.size) / self.batch_size))
+
+    def run_epoch(self, model: RingSAGE, opt: torch.optim.Optimizer, max_batches: int | None = None) -> float:
+        """One pass over every training account and transaction; returns the mean batch loss.
+        ``max_batches`` stops the pass early (benchmarks time a few batches of a big epoch)."""
+        model.train()
+        n = self.batches_per_epoch
+        users = np.array_split(self.rng.permutation(self.user_train), n)
+        txns = np.array_split(self.rng.permutation(self.txn_train), n)
+        total, steps = 0.0, 0
+        for u, t in zip(users, txns, strict=True):
+            if u.size == 0 and t.size == 0:
+                continue
+            if max_batches is not None and steps >= max_batches:
+                break
+            batch = self.sampler.sample(u, t, self.rng)
+            g = batch.graph.to(self.device)
+            opt.zero_grad(set_to_none=True)
+            user_logits, txn_logits, _ = model(g)
+            loss = user_logits.new_zeros(())
+            if u.size:
+                uu = torch.from_numpy(u).to(self.device)
+                loss = loss + F.binary_cross_entropy_with_logits(
+                    user_logits[: u.size], self.y_user[uu], pos_weight=self.pw_user
+                )
+            if t.size:
+                tt = torch.from_numpy(t).to(self.device)
+                loss = loss + F.binary_cross_entropy_with_logits(txn_logits, self.y_txn[tt], pos_weight=self.pw_txn)
+            loss.backward()
+            opt.step()
+            total += float(loss.detach())
+            steps += 1
+        self.last_batches = steps
+        return total / max(steps, 1)
