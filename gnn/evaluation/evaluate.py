@@ -48,11 +48,11 @@ import numpy as np
 import pandas as pd
 
 from gnn.artefact.lineage import CandidateScore, Selection
-from gnn.artefact.model_artefact import jsonable
+from gnn.artefact.model_artefact import GRAPHSAGE, jsonable
 from gnn.core.features import build_features
 from gnn.core.tree_features import GRAPH_USER_FEATURES, TREES_KNOWN_FRAUD
 from gnn.core.trees import TreeConfig
-from gnn.evaluation.baselines import BASELINE_TITLES, BASELINES, GRAPHSAGE, BaselineRun, BaselineScores, run_baselines
+from gnn.evaluation.baselines import BASELINE_TITLES, BASELINES, run_baselines
 from gnn.evaluation.label_budget import LABEL_FRACTIONS, LabelBudget, label_budget, render_label_budget
 from gnn.evaluation.leakage import WHOLE_HISTORY, LeakageAudit, audit_leakage
 from gnn.evaluation.metrics import (
@@ -64,6 +64,7 @@ from gnn.evaluation.metrics import (
     split_metrics_at,
 )
 from gnn.training.calibrate import Thresholds, tier_codes
+from gnn.training.candidates import CandidateRun, CandidateScores
 from gnn.training.selection import CANDIDATES, TIE, select, select_by_cross_validation
 from gnn.training.train import TrainConfig, calibrate_split
 from graph.errors import ModelError, ValidationError
@@ -280,7 +281,7 @@ def _entity(
     )
 
 
-def _selection(run: BaselineRun, snapshot: Snapshot, config: TrainConfig, trees: TreeConfig) -> Selection:
+def _selection(run: CandidateRun, snapshot: Snapshot, config: TrainConfig, trees: TreeConfig) -> Selection:
     """Training's selection (``gnn.training.selection.select``) among the candidates that were run, with
     training's cross-validation fallback when validation cannot tell them apart; with none of
     them, the same rule among every baseline run (report order breaks ties)."""
@@ -295,7 +296,7 @@ def _selection(run: BaselineRun, snapshot: Snapshot, config: TrainConfig, trees:
     return dataclasses.replace(sel, rule=sel.rule.replace(", ".join(CANDIDATES), ", ".join(run_names)))
 
 
-def _comparisons(run: BaselineRun, winner: str) -> tuple[Comparison, ...]:
+def _comparisons(run: CandidateRun, winner: str) -> tuple[Comparison, ...]:
     """The winner (GraphSAGE when the strongest simple baseline wins) against that baseline on
     the test split, accounts and transactions; none when either was not run."""
     scores = {s.name: s for s in run.scores}
@@ -378,7 +379,7 @@ def evaluate(
                 graph_only = split_metrics(s.account[slice_idx], truth.user_graph_only[slice_idx])
             rings = _rings(snapshot, s, acc.thresholds, truth, ring_config)
         scenarios = () if truth is None else _scenarios(snapshot, s.txn, txe.thresholds, truth, held_out)
-        evals.append(BaselineEvaluation(s.name, s.title, acc, txe, graph_only, rings, s.seconds, scenarios))
+        evals.append(BaselineEvaluation(s.name, BASELINE_TITLES[s.name], acc, txe, graph_only, rings, s.seconds, scenarios))
 
     t = snapshot.transactions
     cut_ts = float(t.ts[txns.val[0]]) if txns.val.size else float(np.median(t.ts)) if n_txn else 0.0
@@ -449,7 +450,7 @@ def _scenarios(
 
 
 def _rings(
-    snapshot: Snapshot, s: BaselineScores, th: Thresholds, truth: PlantedTruth, ring_config: RingConfig
+    snapshot: Snapshot, s: CandidateScores, th: Thresholds, truth: PlantedTruth, ring_config: RingConfig
 ) -> RingRecovery:
     rings = detect_rings(snapshot, s.account, medium=th.medium, high=th.high, config=ring_config)
     users = snapshot.nodes[NodeType.USER]
@@ -462,7 +463,7 @@ def _rings(
 # -- plots --------------------------------------------------------------------------------------
 
 
-def _plots(report: EvaluationReport, run: BaselineRun, config: TrainConfig) -> None:
+def _plots(report: EvaluationReport, run: CandidateRun, config: TrainConfig) -> None:
     """Write the four PNGs (matplotlib, Agg backend: no display needed)."""
     import matplotlib
 
@@ -489,7 +490,7 @@ def _plots(report: EvaluationReport, run: BaselineRun, config: TrainConfig) -> N
             if idx.size and yy[idx].any():
                 p, r, _ = precision_recall_curve(yy[idx], get(s)[idx])
                 ap = getattr(report.get(s.name), name).test
-                ax.step(r, p, where="post", label=f"{s.title} (AP {ap.auprc:.3f})" if ap else s.title)
+                ax.step(r, p, where="post", label=f"{BASELINE_TITLES[s.name]} (AP {ap.auprc:.3f})" if ap else BASELINE_TITLES[s.name])
         ax.axhline(base, color="grey", ls=":", lw=1, label=f"base rate {base:.3f}")
         ax.set_xlabel("recall")
         ax.set_ylabel("precision")
@@ -512,7 +513,7 @@ def _plots(report: EvaluationReport, run: BaselineRun, config: TrainConfig) -> N
             ax.hist(sc[~lab], bins=bins, density=True, alpha=0.6, color="tab:blue", label=f"legit/unlabelled (n={int((~lab).sum()):,})")
             ax.hist(sc[lab], bins=bins, density=True, alpha=0.6, color="tab:red", label=f"fraud (n={int(lab.sum()):,})")
             ax.set_yscale("log")
-            ax.set_title(f"{s.title} - {name}", fontsize=8)
+            ax.set_title(f"{BASELINE_TITLES[s.name]} - {name}", fontsize=8)
             ax.set_xlabel("score")
             ax.set_ylabel("density (log)")
             ax.legend(fontsize=6)
@@ -529,7 +530,7 @@ def _plots(report: EvaluationReport, run: BaselineRun, config: TrainConfig) -> N
             if s.name not in _PROBABILISTIC or not (idx.size and yy[idx].any()):
                 continue
             frac, mean = calibration_curve(yy[idx], np.clip(get(s)[idx], 0, 1), n_bins=10, strategy="quantile")
-            ax.plot(mean, frac, marker="o", ms=3, label=s.title)
+            ax.plot(mean, frac, marker="o", ms=3, label=BASELINE_TITLES[s.name])
         ax.set_xlabel("mean predicted probability (quantile bins)")
         ax.set_ylabel("observed fraud share")
         ax.set_title("Reliability, " + caption(name, idx, yy), fontsize=9)
@@ -602,7 +603,7 @@ def _render_comparisons(comparisons: Sequence[Comparison], seed: int) -> list[st
     return lines
 
 
-def render_markdown(report: EvaluationReport, run: BaselineRun, *, main_epochs: int | None = None) -> str:
+def render_markdown(report: EvaluationReport, run: CandidateRun, *, main_epochs: int | None = None) -> str:
     """The report as Markdown (tables, then the plots). ``main_epochs``: GraphSAGE's epoch cap in
     the main table, so the few-labels section can say when its runs had fewer."""
     seed = report.seed

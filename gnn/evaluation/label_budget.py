@@ -40,14 +40,15 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from gnn.artefact.model_artefact import SUPERVISED, jsonable
+from gnn.artefact.model_artefact import GRAPHSAGE, SUPERVISED, jsonable
 from gnn.core.features import build_features, moves_money
 from gnn.core.known_fraud import known_labels
 from gnn.core.tree_features import TREES_AGGREGATED, TreeInputs
 from gnn.core.trees import TreeConfig
-from gnn.evaluation.baselines import GRAPHSAGE, BaselineRun, run_baselines
+from gnn.evaluation.baselines import run_baselines
 from gnn.evaluation.metrics import SplitMetrics, split_metrics_at
 from gnn.serving.scoring import score_snapshot
+from gnn.training.candidates import CandidateRun
 from gnn.training.split import Split, Targets, targets, targets_and_splits, txn_split, user_split
 from gnn.training.train import TrainConfig, train
 from graph.errors import ValidationError
@@ -201,7 +202,7 @@ def _same(a: np.ndarray, b: np.ndarray, idx: np.ndarray) -> bool:
     return bool(np.array_equal(a[idx], b[idx]))
 
 
-def _same_known(main: BaselineRun, snapshot: Snapshot, label_delay: float | None) -> bool:
+def _same_known(main: CandidateRun, snapshot: Snapshot, label_delay: float | None) -> bool:
     """Whether ``snapshot``'s verdicts give the known-fraud inputs ``main`` was made with."""
     if main.inputs is None or main.inputs.known is None:
         return False
@@ -229,7 +230,7 @@ def label_budget(
     fractions: Sequence[float] = LABEL_FRACTIONS,
     *,
     trees: TreeConfig = TreeConfig(),
-    main: BaselineRun | None = None,
+    main: CandidateRun | None = None,
 ) -> LabelBudget:
     """Train and measure once per fraction of revealed fraud labels (module docstring).
 
