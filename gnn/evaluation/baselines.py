@@ -1,4 +1,6 @@
-"""The baselines GraphSAGE is judged against, all on the split and targets of ``gnn.training.train``.
+"""The baselines the shipped model is judged against, all on the split and targets of
+``gnn.training.split``: the rules defined here, and the model families that training fits
+(``gnn.training.candidates``).
 
 Five families, each giving a score in [0, 1] to every account and every transaction:
 
@@ -34,46 +36,35 @@ features (NaN when absent). For accounts in the training split that account scor
 so the transaction trees may trust it a little too much; that can only hurt the tree baselines.
 Trees are weighted to balance the classes and their probabilities shifted back by the
 class-weight ratio (like GraphSAGE's prior shift), seeded with ``TrainConfig.seed``. The columns
-live in ``gnn.core.tree_features`` and the fit in ``gnn.core.trees``, so that a tree family that
-wins the selection (``gnn.training.selection``) can be shipped and scored with exactly these columns.
+live in ``gnn.core.tree_features``, the trees in ``gnn.core.trees`` and the fit of every family but
+the rules in ``gnn.training.candidates``, so that a tree family that wins the selection
+(``gnn.training.selection``) is shipped and scored with exactly the columns measured here.
 """
 
 from __future__ import annotations
 
-import logging
+import dataclasses
 import time
 from collections.abc import Sequence
-from dataclasses import dataclass, field
 
 import numpy as np
 
-from gnn.artefact.model_artefact import ModelArtefact
-from gnn.core.features import USER_FEATURES, FeatureSet, build_features, moves_money
+from gnn.artefact.model_artefact import GRAPHSAGE, ModelArtefact
+from gnn.core.features import USER_FEATURES, FeatureSet
 from gnn.core.tree_features import HYBRID, TREES_AGGREGATED, TREES_KNOWN_FRAUD, TREES_OWN, TreeInputs, txn_velocity
-from gnn.core.trees import TreeConfig, TreeScorer, fit_tree_scorer
-from gnn.evaluation.metrics import StageTime, Stopwatch
-from gnn.serving.scoring import score_snapshot
-from gnn.training.split import Split, Targets, targets_and_splits
-from gnn.training.train import TrainConfig, train
-from graph.errors import ModelError, ValidationError
+from gnn.core.trees import TreeConfig
+from gnn.evaluation.metrics import Stopwatch
+from gnn.training.candidates import FAMILIES, CandidateRun, CandidateScores, fit_candidates
+from gnn.training.split import Split
+from gnn.training.train import TrainConfig
+from graph.errors import ValidationError
 from graph.types import NodeType, Snapshot
 
-__all__ = [
-    "BASELINES",
-    "BASELINE_TITLES",
-    "GRAPHSAGE",
-    "BaselineScores",
-    "BaselineRun",
-    "rule_scores",
-    "run_baselines",
-]
-
-log = logging.getLogger(__name__)
+__all__ = ["BASELINES", "BASELINE_TITLES", "rule_scores", "run_baselines"]
 
 RULE_SHARED_DEVICE = "rule_shared_device"
 RULE_SHARED_IP = "rule_shared_ip"
 RULE_VELOCITY = "rule_velocity"
-GRAPHSAGE = "graphsage"
 #: Every baseline, in report order.
 BASELINES: tuple[str, ...] = (
     RULE_SHARED_DEVICE,
@@ -97,53 +88,6 @@ BASELINE_TITLES: dict[str, str] = {
 }
 
 
-@dataclass(frozen=True, slots=True)
-class BaselineScores:
-    """One baseline's scores: ``account`` float64 [N_user], ``txn`` float64 [T], both in [0, 1]
-    and aligned with the snapshot; ``seconds`` is its fitting + scoring time (not reproducible,
-    kept out of the compared numbers)."""
-
-    name: str
-    account: np.ndarray
-    txn: np.ndarray
-    seconds: float
-
-    @property
-    def title(self) -> str:
-        return BASELINE_TITLES[self.name]
-
-
-@dataclass(frozen=True, slots=True)
-class BaselineRun:
-    """All baselines on one snapshot, with the targets and split they were fitted on, the
-    GraphSAGE artefact (``None`` if GraphSAGE was not run), the neighbour-aggregate names and the
-    fitted tree families by name (``models``: what ``gnn.training.selection`` ships when trees win).
-    ``features`` / ``inputs``: the feature set and tree columns the run was made with (``None``
-    in hand-made runs), for callers that fit again on the same graph (``gnn.evaluation.label_budget``)."""
-
-    scores: tuple[BaselineScores, ...]
-    targets: Targets
-    users: Split
-    txns: Split
-    artefact: ModelArtefact | None
-    aggregate_names: tuple[str, ...]
-    models: dict[str, TreeScorer] = field(default_factory=dict)
-    features: FeatureSet | None = None
-    inputs: TreeInputs | None = None
-    stages: tuple[StageTime, ...] = ()
-
-    def get(self, name: str) -> BaselineScores:
-        """The scores of baseline ``name``.
-
-        Raises:
-            ModelError: that baseline was not run.
-        """
-        for s in self.scores:
-            if s.name == name:
-                return s
-        raise ModelError(f"baseline {name!r} not in this run ({', '.join(s.name for s in self.scores)})")
-
-
 # -- rules --------------------------------------------------------------------------------------
 
 
@@ -160,7 +104,7 @@ def _others_via(src: np.ndarray, dst: np.ndarray, n_user: int, n_ident: int) -> 
     return np.bincount(src.astype(np.int64), weights=deg[dst.astype(np.int64)] - 1.0, minlength=n_user)[:n_user]
 
 
-def rule_scores(snapshot: Snapshot, features: FeatureSet) -> tuple[BaselineScores, ...]:
+def rule_scores(snapshot: Snapshot, features: FeatureSet) -> tuple[CandidateScores, ...]:
     """The three rules of baseline 1 as scores (see the module docstring)."""
     started = time.perf_counter()
     t = snapshot.transactions
@@ -174,9 +118,9 @@ def rule_scores(snapshot: Snapshot, features: FeatureSet) -> tuple[BaselineScore
     vel_txn = _squash(txn_velocity(snapshot))
     each = (time.perf_counter() - started) / 3.0
     return (
-        BaselineScores(RULE_SHARED_DEVICE, dev, dev[u], each),
-        BaselineScores(RULE_SHARED_IP, ip, ip[u], each),
-        BaselineScores(RULE_VELOCITY, vel, vel_txn, each),
+        CandidateScores(RULE_SHARED_DEVICE, dev, dev[u], each),
+        CandidateScores(RULE_SHARED_IP, ip, ip[u], each),
+        CandidateScores(RULE_VELOCITY, vel, vel_txn, each),
     )
 
 
@@ -193,20 +137,12 @@ def run_baselines(
     features: FeatureSet | None = None,
     inputs: TreeInputs | None = None,
     splits: tuple[Split, Split] | None = None,
-) -> BaselineRun:
-    """Fit and score the baselines ``names`` (default all, see the module docstring) on the
-    time-ordered split of ``gnn.training.train`` (``config.val_fraction`` / ``test_fraction``, seed
-    ``config.seed``). Same snapshot and config give the same scores on the CPU.
-
-    ``artefact``: a GraphSAGE artefact already trained on this snapshot with ``config`` (what
-    ``gnn.training.selection`` has in hand); ``None`` trains one when ``graphsage`` or ``hybrid`` is asked
-    for. The fitted tree families are kept in ``BaselineRun.models``.
-
-    ``features`` / ``inputs``: ``build_features(snapshot)`` and ``TreeInputs.build`` of this graph
-    when the caller has them (built here otherwise; ``inputs`` must hold the aggregates when a
-    graph family is asked for). Labels never enter either, so snapshots that differ only in their
-    labels (``gnn.evaluation.label_budget``) share them. ``splits``: (accounts, transactions) to fit and
-    validate on instead of the time-ordered split (``gnn.training.cross_validation``'s folds).
+) -> CandidateRun:
+    """Score the baselines ``names`` (default all, see the module docstring) on one split: the
+    fitted ones through ``gnn.training.candidates.fit_candidates`` (the fit of the models that
+    training may ship; the arguments after ``names`` are its), then the rules, all with the
+    same targets, split and seed. The run's ``scores`` are in report order (``BASELINES``). Same
+    snapshot and config give the same scores on the CPU.
 
     Raises:
         ValidationError: an unknown baseline name, or ``artefact`` does not score with GraphSAGE.
@@ -215,77 +151,22 @@ def run_baselines(
     unknown = [n for n in names if n not in BASELINES]
     if unknown:
         raise ValidationError("names", unknown, f"unknown baseline(s); expected some of {BASELINES}")
-    if artefact is not None and artefact.scorer != GRAPHSAGE:
-        raise ValidationError("artefact", artefact.scorer, "must be a GraphSAGE artefact (scorer 'graphsage')")
-    if snapshot.num_nodes(NodeType.USER) == 0:
-        raise ModelError("snapshot has no users: load events first (`ringwatch ingest`)")
-    watch = Stopwatch()
-    if features is None:
-        features = build_features(snapshot)
-        watch.lap("features")
-    y, users, txns = targets_and_splits(snapshot, config, splits)
-    money = moves_money(snapshot.transactions.event)
-    txn_fit = txns.train[money[txns.train]]
-
-    out: dict[str, BaselineScores] = {}
-    models: dict[str, TreeScorer] = {}
-    if any(n.startswith("rule_") for n in names):
-        for s in rule_scores(snapshot, features):
-            out[s.name] = s
-        watch.lap("rules")
-
-    def fit(family: str, inputs: TreeInputs, embeddings: np.ndarray | None, extra_seconds: float) -> None:
-        started = time.perf_counter()
-        watch.restart()
-        scorer, account, txn = fit_tree_scorer(
-            family, inputs, y.user, y.txn, users.train, txn_fit, config.seed, trees, embeddings
-        )
-        watch.lap(f"{family} trees")
-        models[family] = scorer
-        out[family] = BaselineScores(family, account, txn, time.perf_counter() - started + extra_seconds)
-
-    started = time.perf_counter()
-    graph_families = TREES_KNOWN_FRAUD in names or TREES_AGGREGATED in names or HYBRID in names
-    if inputs is None or (graph_families and inputs.account_agg is None):
-        inputs = TreeInputs.build(snapshot, features, aggregates=graph_families, label_delay=config.label_delay)
-    elif graph_families:
-        # Inputs built on the same graph with other labels (gnn.evaluation.label_budget): only this
-        # snapshot's verdicts may feed the known-fraud columns.
-        inputs = inputs.relabel(snapshot, config.label_delay)
-    input_seconds = time.perf_counter() - started
-    watch.lap("tree inputs")
-    if TREES_OWN in names:
-        fit(TREES_OWN, inputs, None, input_seconds)
-    if TREES_KNOWN_FRAUD in names:
-        fit(TREES_KNOWN_FRAUD, inputs, None, input_seconds)
-    if TREES_AGGREGATED in names:
-        fit(TREES_AGGREGATED, inputs, None, input_seconds)
-
-    if GRAPHSAGE in names or HYBRID in names:
-        started = time.perf_counter()
-        watch.restart()
-        if artefact is None:
-            artefact = train(snapshot, config, features=features, splits=splits)
-            watch.lap("graphsage")
-        scored = score_snapshot(artefact, snapshot, device=config.device)
-        watch.lap("graphsage embeddings")
-        gnn_seconds = time.perf_counter() - started
-        if GRAPHSAGE in names:
-            out[GRAPHSAGE] = BaselineScores(GRAPHSAGE, scored.account_scores.astype(np.float64), scored.txn_scores.astype(np.float64), gnn_seconds)
-        if HYBRID in names:
-            # Unsupervised fallback (too few labels): the embeddings are the anomaly components.
-            fit(HYBRID, inputs, scored.embeddings.astype(np.float64), gnn_seconds + input_seconds)
-
-    ordered = tuple(out[n] for n in BASELINES if n in out and n in names)
-    return BaselineRun(
-        scores=ordered,
-        targets=y,
-        users=users,
-        txns=txns,
+    run = fit_candidates(
+        snapshot,
+        config,
+        trees=trees,
+        names=[n for n in names if n in FAMILIES],
         artefact=artefact,
-        aggregate_names=inputs.aggregate_names,
-        models=models,
         features=features,
         inputs=inputs,
-        stages=tuple(watch.stages),
+        splits=splits,
     )
+    scores = {s.name: s for s in run.scores}
+    stages = run.stages
+    if any(n.startswith("rule_") for n in names):
+        assert run.features is not None  # fit_candidates keeps the features it used
+        watch = Stopwatch()
+        scores.update((s.name, s) for s in rule_scores(snapshot, run.features))
+        watch.lap("rules")
+        stages = (*stages, *watch.stages)
+    return dataclasses.replace(run, scores=tuple(scores[n] for n in BASELINES if n in scores and n in names), stages=stages)

@@ -33,21 +33,21 @@ The same snapshot, config and fractions give the same numbers on the CPU.
 from __future__ import annotations
 
 import dataclasses
-import math
 import time
 from collections.abc import Sequence
 from dataclasses import dataclass
 
 import numpy as np
 
-from gnn.artefact.model_artefact import SUPERVISED, jsonable
+from gnn.artefact.model_artefact import GRAPHSAGE, SUPERVISED, jsonable
 from gnn.core.features import build_features, moves_money
 from gnn.core.known_fraud import known_labels
 from gnn.core.tree_features import TREES_AGGREGATED, TreeInputs
 from gnn.core.trees import TreeConfig
-from gnn.evaluation.baselines import GRAPHSAGE, BaselineRun, run_baselines
+from gnn.evaluation.baselines import run_baselines
 from gnn.evaluation.metrics import SplitMetrics, split_metrics_at
 from gnn.serving.scoring import score_snapshot
+from gnn.training.candidates import CandidateRun
 from gnn.training.split import Split, Targets, targets, targets_and_splits, txn_split, user_split
 from gnn.training.train import TrainConfig, train
 from graph.errors import ValidationError
@@ -60,7 +60,6 @@ __all__ = [
     "LabelBudget",
     "reveal_labels",
     "label_budget",
-    "render_label_budget",
 ]
 
 #: The fractions compared: none, 1 %, 10 % and all of the fraud labels.
@@ -201,7 +200,7 @@ def _same(a: np.ndarray, b: np.ndarray, idx: np.ndarray) -> bool:
     return bool(np.array_equal(a[idx], b[idx]))
 
 
-def _same_known(main: BaselineRun, snapshot: Snapshot, label_delay: float | None) -> bool:
+def _same_known(main: CandidateRun, snapshot: Snapshot, label_delay: float | None) -> bool:
     """Whether ``snapshot``'s verdicts give the known-fraud inputs ``main`` was made with."""
     if main.inputs is None or main.inputs.known is None:
         return False
@@ -229,7 +228,7 @@ def label_budget(
     fractions: Sequence[float] = LABEL_FRACTIONS,
     *,
     trees: TreeConfig = TreeConfig(),
-    main: BaselineRun | None = None,
+    main: CandidateRun | None = None,
 ) -> LabelBudget:
     """Train and measure once per fraction of revealed fraud labels (module docstring).
 
@@ -334,87 +333,3 @@ def label_budget(
         test_transactions=(int(txns.test.size), int(full.txn[txns.test].sum())),
         rows=tuple(rows),
     )
-
-
-# -- markdown -----------------------------------------------------------------------------------
-
-
-def _f(x: float | None) -> str:
-    return "n/a" if x is None or not math.isfinite(x) else f"{x:.3f}"
-
-
-def _cells(m: SplitMetrics | None) -> list[str]:
-    return ["n/a"] * 3 if m is None else [_f(m.auprc), _f(m.auroc), _f(m.recall_at_k)]
-
-
-def _pct(f: float) -> str:
-    return f"{100.0 * f:g} %"
-
-
-def render_label_budget(budget: LabelBudget, main_epochs: int | None = None) -> list[str]:
-    """The report section as Markdown lines. ``main_epochs``: the main table's epoch cap, to say
-    when the fraction runs used fewer."""
-    (n_acc, k_acc), (n_txn, k_txn) = budget.test_accounts, budget.test_transactions
-    fewer = (
-        f" The runs train at most {budget.epochs} epochs (the main table: {main_epochs}) to keep "
-        "`ringwatch evaluate` within the demo's time budget."
-        if main_epochs is not None and budget.epochs < main_epochs
-        else ""
-    )
-    shares = [_pct(r.fraction) for r in budget.rows]
-    title = " and ".join([", ".join(shares[:-1]), shares[-1]] if len(shares) > 1 else shares or ["none"])
-    lines = [
-        f"## Few labels: {title} of the fraud labels revealed",
-        "",
-        f"A seeded draw (seed {budget.seed}, nested: what 1 % reveals, 10 % reveals too) keeps that share of the "
-        f"{budget.cases} fraud cases of the training part (train + validation accounts with a fraud verdict, their "
-        "own or on one of their transactions); a hidden case loses its fraud verdicts and counts as unlabelled. "
-        "Each run is the shipped training (`gnn.training.train.train`) on the revealed labels only: the test part's labels "
-        "are the future at training time, withheld from the run and used, all of them, to measure. Every row is "
-        f"measured on the same later-in-time test split: accounts n={n_acc:,}, fraud={k_acc}; transactions "
-        f"n={n_txn:,}, fraud={k_txn}; seed {budget.seed}.{fewer}",
-        "",
-        "| fraud labels revealed | mode | fraud labels used (train) | epochs | acc AUPRC | acc AUROC | acc Recall@K "
-        "| txn AUPRC | txn AUROC | txn Recall@K | trees+agg acc AUPRC | trees+agg acc AUROC | trees+agg acc Recall@K "
-        "| trees+agg txn AUPRC |",
-        "|---|---|---|---|---|---|---|---|---|---|---|---|---|---|",
-    ]
-    for r in budget.rows:
-        cells = [
-            _pct(r.fraction),
-            r.mode,
-            f"{r.fraud_labels} ({r.fraud_labels_train})",
-            str(r.epochs_run),
-            *_cells(r.accounts),
-            *_cells(r.transactions),
-            *_cells(r.trees_accounts),
-            _cells(r.trees_transactions)[0],
-        ]
-        lines.append("| " + " | ".join(cells) + " |")
-    lines += [
-        "",
-        f"Base rates (AUPRC of a random score): accounts {k_acc / max(n_acc, 1):.3f}, transactions "
-        f"{k_txn / max(n_txn, 1):.3f}. trees+agg is baseline 3 (trees on neighbour aggregates) fitted on the same "
-        "revealed labels; n/a where its training rows hold no fraud.",
-        "",
-    ]
-    reused = [f"{_pct(r.fraction)}: {', '.join(r.from_main)}" for r in budget.rows if r.from_main]
-    if reused:
-        lines += [
-            "Taken from the main table's run, not fitted again, because the revealed labels give exactly the "
-            "training targets (train and validation rows) that run had, so the same seed and config give the same "
-            f"model: {'; '.join(reused)}.",
-            "",
-        ]
-    lines += [
-        f"**Threshold.** With fewer than `min_fraud_labels` = {budget.min_fraud_labels} fraud accounts (or none in "
-        "the training split), `ringwatch train` trains no GraphSAGE and ships the unsupervised graph anomaly score "
-        "(`gnn.core.anomaly`); the artefact, the scores and the API then say `mode: unsupervised`. Why the default 20: "
-        "the time-ordered 60/20/20 split leaves about 12 of them to learn from and 4 to pick the epoch (early "
-        "stopping on validation AUPRC) and calibrate the tiers on. With fewer, a supervised model learns one or two "
-        "rings' look and its validation AUPRC rests on one or two accounts, while the anomaly score needs no labels "
-        "and ranks the planted patterns (devices and IPs shared by a few accounts, bursts of tiny night payments) "
-        "from day one. Compare the rows above: the unsupervised rows against the trees fitted on the same few labels.",
-        "",
-    ]
-    return lines

@@ -12,8 +12,8 @@ to K-fold cross-validation here:
 - **Folds.** The accounts of the training and validation parts (the test part stays untouched)
   go into ``n_folds`` folds by scikit-learn's ``GroupKFold`` (deterministic: groups by size into
   the lightest fold). A transaction of those parts goes with its account.
-- **Scores.** Each fold trains every candidate on the other folds (``gnn.evaluation.baselines.run_baselines``
-  with the fold as its split; same seed and config) and scores its own accounts and
+- **Scores.** Each fold trains every candidate on the other folds
+  (``gnn.training.candidates.fit_candidates`` with the fold as its split; same seed and config) and scores its own accounts and
   transactions. The out-of-fold scores of all folds are pooled and each candidate gets the
   pooled AUPRC of accounts plus transactions, the quantity of the validation rule.
 
@@ -33,8 +33,8 @@ from sklearn.model_selection import GroupKFold
 from gnn.artefact.lineage import CandidateScore
 from gnn.core.features import FeatureSet
 from gnn.core.trees import TreeConfig
-from gnn.evaluation.baselines import run_baselines
 from gnn.evaluation.metrics import auprc_at
+from gnn.training.candidates import fit_candidates
 from gnn.training.split import Split, targets, time_splits
 from gnn.training.train import TrainConfig
 from graph.rings import account_components
@@ -111,7 +111,7 @@ def cross_validate(
     oof_txn = {c: np.full(y.txn.shape[0], np.nan) for c in candidates}
     for f, (users, txns) in enumerate(folds, start=1):
         log.info("cross-validation fold %d/%d: %d accounts held out", f, len(folds), users.val.shape[0])
-        run = run_baselines(snapshot, config, trees=trees, names=tuple(candidates), features=features, splits=(users, txns))
+        run = fit_candidates(snapshot, config, trees=trees, names=tuple(candidates), features=features, splits=(users, txns))
         for c in candidates:
             oof_acc[c][users.val] = run.get(c).account[users.val]
             oof_txn[c][txns.val] = run.get(c).txn[txns.val]

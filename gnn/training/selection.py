@@ -1,9 +1,10 @@
 """Pick the shipped model: GraphSAGE, or trees beside it, whichever wins on validation AUPRC.
 
-``train_and_select`` trains GraphSAGE (``gnn.training.train.train``), then fits the tree candidates of
-``gnn.evaluation.baselines`` on the same time-ordered split with the same targets and seed: by default
-``trees_aggregated`` (baseline 3, the GADBench bar) and ``hybrid`` (baseline 5: GraphSAGE's
-embeddings + the aggregates). GraphSAGE stays the core: it is always trained, always in the
+``train_and_select`` trains GraphSAGE (``gnn.training.train.train``), then fits the tree
+candidates (``gnn.training.candidates.fit_candidates``) on the same time-ordered split with the
+same targets and seed: by default ``trees_aggregated`` (baseline 3, the GADBench bar), ``hybrid``
+(baseline 5: GraphSAGE's embeddings + the aggregates) and ``trees_known_fraud`` (the strongest
+generic baseline). GraphSAGE stays the core: it is always trained, always in the
 artefact, and the hybrid reads its embeddings.
 
 Rule (``RULE``): the highest validation AUPRC for accounts *plus* validation AUPRC for
@@ -39,9 +40,9 @@ from gnn.artefact.model_artefact import GRAPHSAGE, SUPERVISED, ModelArtefact, ma
 from gnn.core.features import build_features
 from gnn.core.tree_features import HYBRID, TREES_AGGREGATED, TREES_KNOWN_FRAUD
 from gnn.core.trees import TreeConfig
-from gnn.evaluation.baselines import BaselineRun, run_baselines
 from gnn.evaluation.metrics import StageTime, Stopwatch, auprc_at, split_metrics, split_metrics_at
 from gnn.training.calibrate import ReviewQueue
+from gnn.training.candidates import CandidateRun, fit_candidates
 from gnn.training.cross_validation import cross_validate
 from gnn.training.train import TrainConfig, calibrate_split, train
 from graph.errors import ValidationError
@@ -78,7 +79,7 @@ RULE = (
 )
 
 
-def select(run: BaselineRun, candidates: Sequence[str] = CANDIDATES) -> Selection:
+def select(run: CandidateRun, candidates: Sequence[str] = CANDIDATES) -> Selection:
     """Score each candidate of ``run`` on its validation split and name the winner (``RULE``).
 
     Raises:
@@ -105,7 +106,7 @@ def select(run: BaselineRun, candidates: Sequence[str] = CANDIDATES) -> Selectio
     return Selection(candidates=scored, winner=best.name, rule=RULE, warning=warning)
 
 
-def validation_warning(run: BaselineRun, winner: str) -> str:
+def validation_warning(run: CandidateRun, winner: str) -> str:
     """Why the validation split cannot tell the candidates apart, or "" when it can: for
     accounts and for transactions, fewer than ``MIN_VALIDATION_FRAUDS`` frauds, or the winner's
     AUROC interval there reaching chance (0.5). Silent when at least one entity has signal."""
@@ -147,7 +148,7 @@ def _winner(scored: Sequence[CandidateScore]) -> CandidateScore:
 
 def select_by_cross_validation(
     snapshot: Snapshot,
-    run: BaselineRun,
+    run: CandidateRun,
     config: TrainConfig,
     validation: Selection,
     *,
@@ -206,7 +207,7 @@ def train_and_select(
         return dataclasses.replace(graphsage, metrics=dataclasses.replace(
             graphsage.metrics, seconds=time.perf_counter() - started, stages=(*watch.stages, *graphsage.metrics.stages)
         ))  # fmt: skip
-    run = run_baselines(snapshot, config, trees=trees, names=tuple(candidates), artefact=graphsage, features=features)
+    run = fit_candidates(snapshot, config, trees=trees, names=tuple(candidates), artefact=graphsage, features=features)
     selection = select(run, candidates)
     stages: list[StageTime] = [*watch.stages, *graphsage.metrics.stages, *run.stages]
     if selection.warning:
@@ -230,7 +231,7 @@ def train_and_select(
 
 def ship(
     graphsage: ModelArtefact,
-    run: BaselineRun,
+    run: CandidateRun,
     selection: Selection,
     config: TrainConfig,
     *,

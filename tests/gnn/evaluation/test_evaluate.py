@@ -9,8 +9,8 @@ import numpy as np
 import pandas as pd
 import pytest
 
+from gnn.artefact.model_artefact import GRAPHSAGE
 from gnn.core.tree_features import TREES_KNOWN_FRAUD
-from gnn.evaluation.baselines import GRAPHSAGE
 from gnn.evaluation.evaluate import JSON_FILE, PLOT_FILES, EvaluationReport, PlantedTruth, ScenarioCatch, evaluate
 from gnn.evaluation.leakage import POINT_IN_TIME_TXN_FEATURES, audit_leakage, truncate
 from gnn.training.selection import CANDIDATES, RULE

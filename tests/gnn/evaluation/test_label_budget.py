@@ -9,8 +9,9 @@ from pathlib import Path
 import numpy as np
 import pytest
 
+from gnn.artefact.model_artefact import GRAPHSAGE
 from gnn.core.tree_features import TREES_AGGREGATED
-from gnn.evaluation.baselines import GRAPHSAGE, run_baselines
+from gnn.evaluation.baselines import run_baselines
 from gnn.evaluation.evaluate import JSON_FILE, evaluate
 from gnn.evaluation.label_budget import LABEL_FRACTIONS, LabelBudget, label_budget, reveal_labels
 from gnn.training.split import targets, txn_split, user_split

@@ -12,9 +12,9 @@ import numpy as np
 import pytest
 
 from gnn.artefact.model_artefact import GRAPHSAGE, ModelArtefact, metadata_file_name
-from gnn.evaluation.baselines import BaselineRun, BaselineScores, run_baselines
 from gnn.evaluation.metrics import auprc
 from gnn.serving.scoring import score_snapshot
+from gnn.training.candidates import CandidateRun, CandidateScores, fit_candidates
 from gnn.training.selection import CANDIDATES, MIN_VALIDATION_FRAUDS, select, ship, train_and_select
 from gnn.training.split import Split, Targets
 from graph.errors import ValidationError
@@ -23,19 +23,19 @@ from tests.gnn.synth import SynthData, generate
 
 
 @pytest.fixture(scope="module")
-def run(synth: SynthData, trained: ModelArtefact) -> BaselineRun:
-    return run_baselines(synth.snapshot, CONFIG, names=CANDIDATES, artefact=trained)
+def run(synth: SynthData, trained: ModelArtefact) -> CandidateRun:
+    return fit_candidates(synth.snapshot, CONFIG, names=CANDIDATES, artefact=trained)
 
 
-def _fake_run(account: dict[str, list[float]], txn: dict[str, list[float]]) -> BaselineRun:
+def _fake_run(account: dict[str, list[float]], txn: dict[str, list[float]]) -> CandidateRun:
     y_user = np.array([1, 0, 0, 1, 0, 0], dtype=bool)
     y_txn = np.array([0, 1, 0, 0], dtype=bool)
 
     def every(n: int) -> Split:  # everything is validation
         return Split(train=np.arange(0), val=np.arange(n), test=np.arange(0))
 
-    return BaselineRun(
-        scores=tuple(BaselineScores(n, np.array(account[n]), np.array(txn[n]), 0.0) for n in account),
+    return CandidateRun(
+        scores=tuple(CandidateScores(n, np.array(account[n]), np.array(txn[n]), 0.0) for n in account),
         targets=Targets(user=y_user, txn=y_txn),
         users=every(6),
         txns=every(4),
@@ -44,7 +44,7 @@ def _fake_run(account: dict[str, list[float]], txn: dict[str, list[float]]) -> B
     )
 
 
-def _run_of(n: int, n_fraud: int, separation: float, seed: int = 0) -> BaselineRun:
+def _run_of(n: int, n_fraud: int, separation: float, seed: int = 0) -> CandidateRun:
     """Every candidate scores ``n`` validation accounts and transactions the same way: frauds
     shifted up by ``separation`` standard deviations."""
     rng = np.random.default_rng(seed)
@@ -52,8 +52,8 @@ def _run_of(n: int, n_fraud: int, separation: float, seed: int = 0) -> BaselineR
     y[:n_fraud] = True
     s = 1 / (1 + np.exp(-(rng.normal(size=n) + separation * y)))
     every = Split(train=np.arange(0), val=np.arange(n), test=np.arange(0))
-    return BaselineRun(
-        scores=tuple(BaselineScores(c, s, s, 0.0) for c in CANDIDATES),
+    return CandidateRun(
+        scores=tuple(CandidateScores(c, s, s, 0.0) for c in CANDIDATES),
         targets=Targets(user=y, txn=y),
         users=every,
         txns=every,
@@ -104,7 +104,7 @@ def test_a_validation_split_without_fraud_counts_zero() -> None:
     assert sel.winner == "hybrid" and sel.get("hybrid").total == 1.0
 
 
-def test_selection_records_every_candidate_and_ships_the_winner(run: BaselineRun, trained: ModelArtefact) -> None:
+def test_selection_records_every_candidate_and_ships_the_winner(run: CandidateRun, trained: ModelArtefact) -> None:
     sel = select(run)
     art = ship(trained, run, sel, CONFIG)
     assert art.selection == sel and art.scorer == sel.winner
@@ -121,7 +121,7 @@ def test_selection_records_every_candidate_and_ships_the_winner(run: BaselineRun
 
 @pytest.mark.parametrize("family", ["trees_aggregated", "hybrid"])
 def test_a_tree_winner_scores_the_same_through_the_artefact_after_saving(
-    family: str, run: BaselineRun, trained: ModelArtefact, synth: SynthData, tmp_path: Path
+    family: str, run: CandidateRun, trained: ModelArtefact, synth: SynthData, tmp_path: Path
 ) -> None:
     sel = dataclasses.replace(select(run), winner=family)  # ship this family whoever won
     art = ship(trained, run, sel, CONFIG)
@@ -144,7 +144,7 @@ def test_a_tree_winner_scores_the_same_through_the_artefact_after_saving(
     assert "rule" in meta["selection"]
 
 
-def test_graphsage_winner_scores_with_the_network(run: BaselineRun, trained: ModelArtefact, synth: SynthData) -> None:
+def test_graphsage_winner_scores_with_the_network(run: CandidateRun, trained: ModelArtefact, synth: SynthData) -> None:
     art = ship(trained, run, dataclasses.replace(select(run), winner=GRAPHSAGE), CONFIG)
     assert art.version == trained.version and art.trees is None
     np.testing.assert_array_equal(
