@@ -1,4 +1,6 @@
-"""Features, the heterogeneous GraphSAGE model, training, calibration to tiers, scoring."""
+"""The model and everything around it, one sub-package per job: ``core`` (features, GraphSAGE, the
+tree ensembles, the anomaly score), ``training`` (what ships), ``evaluation``, ``serving`` and
+``artefact`` (the file a model ships in)."""
 
 import os
 

@@ -1,1 +1,1 @@
-"""Serving: batch scoring of a snapshot, inductive scoring of one account or unseen event, and the reasons behind a score."""
+"""Serving: batch scoring, inductive scoring of one account or unseen event, reasons."""

@@ -1,1 +1,1 @@
-"""Training and what ships: GraphSAGE training, candidate fitting, selection, promotion, tier calibration."""
+"""Training and what ships: targets and split, GraphSAGE, candidates, selection, promotion, tiers."""
