@@ -64,3 +64,13 @@ def test_notebooks_do_not_import_the_service() -> None:
 def test_the_checker_sees_an_import_inside_a_function() -> None:
     tree = ast.parse("def f():\n    from ringwatch.settings import Settings\n")
     assert wrong_way("api", tree, ALLOWED["api"]) == ["line 2: imports ringwatch"]
+
+
+def test_every_package_folder_is_installed() -> None:
+    """pyproject's explicit package list names every folder that holds an ``__init__.py``, so a
+    built wheel (not only the editable install) carries all of them."""
+    import tomllib
+
+    listed = set(tomllib.loads((ROOT / "pyproject.toml").read_text(encoding="utf-8"))["tool"]["setuptools"]["packages"])
+    found = {str(p.parent.relative_to(ROOT)).replace("/", ".") for top in ALLOWED for p in (ROOT / top).rglob("__init__.py")}
+    assert found - listed == set(), f"not in pyproject's packages: {sorted(found - listed)}"

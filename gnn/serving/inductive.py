@@ -40,7 +40,7 @@ and statistics although the event changes them a little (the other accounts on t
 device now share it with one more account; an account that paid at the merchant reads the
 merchant's new layer 0 in its layer 1). These are effects at two hops, damped by the mean
 aggregation, and they do not accumulate in the roots' own values; the API rebuilds the scorer
-from the store every few minutes (``api.service``), which makes them exact again. Tests bound the
+from the store every few minutes (``api.reload``), which makes them exact again. Tests bound the
 difference to batch scoring of the same graph with the events added.
 
 Unsupervised artefacts have no network to run, and artefacts whose model selection shipped a
