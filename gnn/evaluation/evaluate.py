@@ -210,6 +210,7 @@ class EvaluationReport:
     seconds: float
     label_budget: LabelBudget | None = None  # None: not asked for (``label_fractions=()``)
     comparisons: tuple[Comparison, ...] = ()  # the winner against the strongest simple baseline, test split
+    truth_comparisons: tuple[Comparison, ...] = ()  # the same pairs scored against the planted truth
 
     @property
     def winner(self) -> str:
@@ -236,6 +237,7 @@ class EvaluationReport:
             "leakage": dataclasses.asdict(self.leakage),
             "label_budget": None if self.label_budget is None else self.label_budget.numbers(),
             "comparisons": [dataclasses.asdict(c) | {"verdict": c.verdict} for c in self.comparisons],
+            "truth_comparisons": [dataclasses.asdict(c) | {"verdict": c.verdict} for c in self.truth_comparisons],
             "baselines": [],
         }
         for b in self.baselines:
@@ -295,18 +297,20 @@ def _selection(run: CandidateRun, snapshot: Snapshot, config: TrainConfig, trees
     return dataclasses.replace(sel, rule=sel.rule.replace(", ".join(CANDIDATES), ", ".join(run_names)))
 
 
-def _comparisons(run: CandidateRun, winner: str) -> tuple[Comparison, ...]:
+def _comparisons(run: CandidateRun, winner: str, truth: PlantedTruth | None = None) -> tuple[Comparison, ...]:
     """The winner (GraphSAGE when the strongest simple baseline wins) against that baseline on
-    the test split, accounts and transactions; none when either was not run."""
+    the test split, accounts and transactions, measured against the labels, or against the
+    planted ``truth`` when given; none when either model was not run."""
     scores = {s.name: s for s in run.scores}
     model = GRAPHSAGE if winner == TREES_KNOWN_FRAUD else winner
     if model not in scores or TREES_KNOWN_FRAUD not in scores:
         return ()
-    m, b, y = scores[model], scores[TREES_KNOWN_FRAUD], run.targets
+    m, b = scores[model], scores[TREES_KNOWN_FRAUD]
+    user_y, txn_y = (run.targets.user, run.targets.txn) if truth is None else (truth.user_is_fraud, truth.txn_is_fraud)
     out = []
     for entity, a_scores, b_scores, target, idx in (
-        ("accounts", m.account, b.account, y.user, run.users.test),
-        ("transactions", m.txn, b.txn, y.txn, run.txns.test),
+        ("accounts", m.account, b.account, user_y, run.users.test),
+        ("transactions", m.txn, b.txn, txn_y, run.txns.test),
     ):
         t = target[idx].astype(bool)
         if not t.any():
@@ -406,6 +410,7 @@ def evaluate(
         seconds=0.0,
         label_budget=budget,
         comparisons=_comparisons(run, selection.winner),
+        truth_comparisons=() if truth is None else _comparisons(run, selection.winner, truth),
     )
     write_plots(report, run)
     report = dataclasses.replace(report, seconds=time.perf_counter() - started)

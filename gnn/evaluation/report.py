@@ -170,7 +170,7 @@ def render_markdown(report: EvaluationReport, run: CandidateRun, *, main_epochs:
     sections = (
         _header(report, run),
         _main_table(report),
-        _render_comparisons(report.comparisons, report.seed),
+        _render_comparisons(report.comparisons, report.truth_comparisons, report.seed),
         _validation_and_winner(report),
         _tiers(report),
         _against_truth(report),
@@ -253,7 +253,7 @@ def _main_table(report: EvaluationReport) -> list[str]:
     return lines
 
 
-def _render_comparisons(comparisons: Sequence[Comparison], seed: int) -> list[str]:
+def _render_comparisons(comparisons: Sequence[Comparison], truth: Sequence[Comparison], seed: int) -> list[str]:
     if not comparisons:
         return []
     c0 = comparisons[0]
@@ -265,11 +265,22 @@ def _render_comparisons(comparisons: Sequence[Comparison], seed: int) -> list[st
         "resamples. A model beats the other only when the whole interval is on one side of 0; two "
         f"overlapping intervals in the main table do not decide it. Seed {seed}.",
         "",
-        "| entity | frauds | difference | 95 % interval | verdict |",
-        "|---|---|---|---|---|",
+        "| measured against | entity | frauds | difference | 95 % interval | verdict |",
+        "|---|---|---|---|---|---|",
     ]
-    for c in comparisons:
-        lines.append(f"| {c.entity} | {c.n_fraud:,} of {c.n:,} | {c.difference:+.3f} | {c.interval} | {c.verdict} |")
+    for against, rows in (("labels", comparisons), ("planted truth", truth)):
+        for c in rows:
+            lines.append(
+                f"| {against} | {c.entity} | {c.n_fraud:,} of {c.n:,} | {c.difference:+.3f} | {c.interval} | {c.verdict} |"
+            )
+    labelled = {c.entity: c.n_fraud for c in comparisons}
+    counts = [f"{labelled[c.entity]:,} {c.entity} labelled fraud against {c.n_fraud:,} truly fraudulent" for c in truth if c.entity in labelled]
+    if counts:
+        lines += [
+            "",
+            f"The test split holds {' and '.join(counts)}. Against the labels, a fraud without a verdict "
+            "counts as legitimate, so a model that finds it is penalised there.",
+        ]
     return lines
 
 

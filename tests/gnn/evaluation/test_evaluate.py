@@ -234,3 +234,18 @@ def test_planted_truth_aligns_with_the_snapshot(synth: SynthData) -> None:
     truth = PlantedTruth.from_frames(synth.snapshot, frame, txns)
     assert np.array_equal(truth.user_is_fraud, synth.user_is_fraud)
     assert not truth.user_graph_only.any()  # no graph_only column: nobody marked
+
+
+def test_the_comparison_is_also_scored_against_the_planted_truth(planted: EvaluationReport) -> None:
+    """Unrevealed fraud counts against the labels; the truth table scores every planted fraud."""
+    assert [(c.entity, c.model) for c in planted.truth_comparisons] == [(c.entity, c.model) for c in planted.comparisons]
+    for c, labelled, entity in zip(planted.truth_comparisons, planted.comparisons, ("accounts", "transactions"), strict=True):
+        mine = getattr(planted.get(c.model), entity).test_vs_truth
+        base = getattr(planted.get(TREES_KNOWN_FRAUD), entity).test_vs_truth
+        assert c.difference == pytest.approx(mine.auprc - base.auprc)
+        assert c.n_fraud == mine.n_fraud and c.n == labelled.n
+    # The generator charges back only part of the fraudulent payments.
+    assert planted.truth_comparisons[1].n_fraud > planted.comparisons[1].n_fraud
+    text = planted.report_path.read_text()
+    assert "| planted truth | accounts |" in text and "truly fraudulent" in text
+    assert len(planted.numbers()["truth_comparisons"]) == len(planted.truth_comparisons)  # type: ignore[arg-type]
