@@ -30,9 +30,9 @@ from graph.types import NodeType, Ring, Snapshot
 from ingestion.loader import LabelLoadSummary, LoadSummary, load_events, load_labels
 from ingestion.mapping import ColumnMapping
 from ingestion.readers import DEFAULT_ENCODING
-from ingestion.synthetic import GeneratedDataset, SyntheticConfig, generate
 from ringwatch.settings import Settings
 from ringwatch.truth import TruthReport, compare_with_truth, load_truth
+from synthetic.generator import GeneratedDataset, SyntheticConfig, generate
 
 Log = Callable[[str], None]
 

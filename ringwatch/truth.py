@@ -1,7 +1,7 @@
 """Compare a scoring run with the planted truth of a synthetic dataset.
 
 Used by ``ringwatch demo`` and the end-to-end tests. Truth files are the ones written by
-``ingestion.synthetic.generate``: ``truth_users.csv`` (user_id, is_fraud, ring_id, ring_kind) and
+``synthetic.generator.generate``: ``truth_users.csv`` (user_id, is_fraud, ring_id, ring_kind) and
 ``truth_transactions.csv`` (txn_id, is_fraud).
 """
 

@@ -109,7 +109,7 @@ class PlantedTruth:
 
     @classmethod
     def from_frames(cls, snapshot: Snapshot, users: pd.DataFrame, txns: pd.DataFrame) -> PlantedTruth:
-        """From ``truth_users.csv`` / ``truth_transactions.csv`` frames (``ingestion.synthetic``).
+        """From ``truth_users.csv`` / ``truth_transactions.csv`` frames (``synthetic.generator``).
         Accounts or transactions missing from the truth count as legitimate; a truth file without
         ``graph_only`` marks nobody.
 

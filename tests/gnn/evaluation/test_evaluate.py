@@ -16,7 +16,7 @@ from gnn.evaluation.leakage import POINT_IN_TIME_TXN_FEATURES, audit_leakage, tr
 from gnn.training.selection import CANDIDATES, RULE
 from gnn.training.train import TrainConfig
 from graph.types import NodeType
-from ingestion.synthetic import RING_KINDS, SyntheticConfig, generate
+from synthetic.generator import RING_KINDS, SyntheticConfig, generate
 from tests.gnn.synth import SynthData, snapshot_from_events
 
 #: Fewer epochs than the default keep the module under a minute on two busy cores.
@@ -31,7 +31,7 @@ def _seconds(text: pd.Series) -> pd.Series:
 
 
 def _synthetic(tmp: Path, users: int, seed: int, labels: str = "all") -> tuple[object, PlantedTruth]:
-    """A dataset of ``ingestion.synthetic`` as a snapshot (no store needed) and its truth."""
+    """A dataset of ``synthetic.generator`` as a snapshot (no store needed) and its truth."""
     ds = generate(SyntheticConfig(users=users, seed=seed, labels=labels), tmp)
     ev = pd.read_csv(ds.events, dtype={c: str for c in ("txn_id", "user_id", "device_id", "ip", "merchant_id")})
     ev["ts"] = _seconds(ev["ts"])
