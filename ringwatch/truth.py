@@ -15,8 +15,8 @@ import numpy as np
 import pandas as pd
 
 from gnn.evaluation.metrics import auprc, auroc
-from graph.ring_recovery import RECOVERY_COVERAGE, RECOVERY_PURITY, RingKindRecovery, ring_recovery
 from graph.types import NodeType, Ring, Snapshot
+from synthetic.ring_recovery import RECOVERY_COVERAGE, RECOVERY_PURITY, RingKindRecovery, ring_recovery
 
 __all__ = ["RECOVERY_COVERAGE", "RECOVERY_PURITY", "RingKindRecovery", "TruthReport", "load_truth", "compare_with_truth"]
 

@@ -10,7 +10,7 @@ transactions, on the validation and the held-out test split (later in time than 
 * with the planted truth of a synthetic dataset (``PlantedTruth``): the same ranking metrics
   against the truth, the *graph-only slice* (late ring members whose own behaviour is ordinary,
   against truly legitimate test accounts), and ring precision / recall / purity
-  (``graph.ring_recovery``) of rings detected from each baseline's scores.
+  (``synthetic.ring_recovery``) of rings detected from each baseline's scores.
 
 ``label_budget`` (``gnn.evaluation.label_budget``) adds the few-labels table: the shipped training
 with 0 %, 1 %, 10 % and 100 % of the training part's fraud labels revealed, on the same test split.
@@ -70,9 +70,9 @@ from gnn.training.candidates import CandidateRun, CandidateScores
 from gnn.training.selection import CANDIDATES, select, select_by_cross_validation
 from gnn.training.train import TrainConfig, calibrate_split
 from graph.errors import ModelError, ValidationError
-from graph.ring_recovery import RingRecovery, ring_recovery
 from graph.rings import RingConfig, detect_rings
 from graph.types import EVENT_KINDS, EventKind, NodeType, Snapshot
+from synthetic.ring_recovery import RingRecovery, ring_recovery
 
 __all__ = [
     "PlantedTruth",
