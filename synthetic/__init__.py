@@ -1,2 +1,2 @@
-"""Synthetic data with planted fraud rings (the demo's generator and a hub-shaped one), and
-ring recovery: detected rings measured against the planted ones."""
+"""Synthetic data with planted fraud rings, its planted truth, and ring recovery: detected rings
+measured against the planted ones."""

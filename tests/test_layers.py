@@ -16,7 +16,7 @@ ALLOWED: dict[str, frozenset[str]] = {
     "graph": frozenset(),
     "synthetic": frozenset({"graph"}),
     "ingestion": frozenset({"graph"}),
-    # gnn.evaluation measures detected rings against planted ones (ring recovery).
+    # gnn.evaluation measures scores and rings against planted truth (PlantedTruth, ring recovery).
     "gnn": frozenset({"graph", "synthetic"}),
     "api": frozenset({"graph", "gnn", "ingestion"}),
     "ringwatch": frozenset({"graph", "synthetic", "gnn", "ingestion", "api"}),

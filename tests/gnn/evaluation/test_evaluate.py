@@ -11,12 +11,12 @@ import pytest
 
 from gnn.artefact.model_artefact import GRAPHSAGE
 from gnn.core.tree_features import TREES_KNOWN_FRAUD
-from gnn.evaluation.evaluate import JSON_FILE, PLOT_FILES, EvaluationReport, PlantedTruth, ScenarioCatch, evaluate
+from gnn.evaluation.evaluate import JSON_FILE, PLOT_FILES, EvaluationReport, ScenarioCatch, evaluate
 from gnn.evaluation.leakage import POINT_IN_TIME_TXN_FEATURES, audit_leakage, truncate
 from gnn.training.selection import CANDIDATES, RULE
 from gnn.training.train import TrainConfig
-from graph.types import NodeType
 from synthetic.generator import RING_KINDS, SyntheticConfig, generate
+from synthetic.truth import PlantedTruth
 from tests.gnn.synth import SynthData, snapshot_from_events
 
 #: Fewer epochs than the default keep the module under a minute on two busy cores.
@@ -223,14 +223,3 @@ def test_truncate_keeps_the_past_and_aligned_nodes(synth: SynthData) -> None:
     assert len(cut.transactions) == int((snap.transactions.ts < cut_ts).sum())
     assert cut.nodes is snap.nodes
     assert np.all(cut.user_device.last_seen < cut_ts)
-
-
-def test_planted_truth_aligns_with_the_snapshot(synth: SynthData) -> None:
-    users = synth.snapshot.nodes[NodeType.USER]
-    frame = pd.DataFrame(
-        {"user_id": users[::-1], "is_fraud": synth.user_is_fraud[::-1].astype(int), "ring_id": synth.user_ring[::-1], "ring_kind": ""}
-    )
-    txns = pd.DataFrame({"txn_id": synth.snapshot.transactions.txn_id, "is_fraud": synth.txn_is_fraud.astype(int)})
-    truth = PlantedTruth.from_frames(synth.snapshot, frame, txns)
-    assert np.array_equal(truth.user_is_fraud, synth.user_is_fraud)
-    assert not truth.user_graph_only.any()  # no graph_only column: nobody marked
