@@ -390,7 +390,7 @@ def print_profile(path: Path, kind: str, top: int = 12) -> None:
     with ``--gil``: a sample is the thread that holds the GIL (the event loop's or a background
     thread's), so the shares are of the worker's Python CPU, not of threads waiting on locks or
     the disk."""
-    ours = ("api/", "gnn/", "graph/", "ingestion/", "ringwatch/")
+    ours = ("api/", "gnn/", "graph/", "ingestion/", "ringwatch/", "synthetic/")
     incl: dict[str, int] = {}
     own: dict[str, int] = {}
     total = 0

@@ -1,6 +1,6 @@
 """Benchmark: reasons per score (``gnn.serving.explain``) and inductive scoring (``gnn.serving.inductive``).
 
-On the demo-sized synthetic graph (``ingestion.synthetic``, 5,000 users by default), loaded into
+On the demo-sized synthetic graph (``synthetic.generator``, 5,000 users by default), loaded into
 the embedded store as the demo does: trains a model (or loads ``--models DIR``), scores the
 snapshot, builds an ``Explainer`` and an ``InductiveScorer`` once, then times one call at a time:
 

@@ -41,7 +41,7 @@ from graph.sqlite_store import SQLiteGraphStore  # noqa: E402
 from graph.store import GraphStore  # noqa: E402
 from ingestion.loader import LoadSummary, load_events  # noqa: E402
 from ingestion.readers import read_chunks  # noqa: E402
-from ingestion.synthetic import EVENT_COLUMNS, _write_csv  # noqa: E402
+from synthetic.generator import EVENT_COLUMNS, _write_csv  # noqa: E402
 
 T0 = 1_704_067_200  # 2024-01-01T00:00:00Z
 

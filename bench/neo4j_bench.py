@@ -128,7 +128,7 @@ def generator_events(users: int, seed: int = 7) -> list[Event]:
     import pandas as pd
 
     from graph.types import EventKind
-    from ingestion.synthetic import SyntheticConfig, generate
+    from synthetic.generator import SyntheticConfig, generate
 
     with tempfile.TemporaryDirectory() as tmp:
         ds = generate(SyntheticConfig(users=users, seed=seed), Path(tmp))

@@ -3,7 +3,7 @@
 at 5M).
 
 Per size, in a child process of its own (so each size's peak RSS is its own): the synthetic
-generator (``ingestion.synthetic``) writes its CSVs, which are read straight into a ``Snapshot``
+generator (``synthetic.generator``) writes its CSVs, which are read straight into a ``Snapshot``
 (no store: loading millions of events through a store is what ``ingest_bench`` measures), and
 then, not timed with the training:
 
@@ -60,7 +60,7 @@ from gnn.training.minibatch import MiniBatchEpochs  # noqa: E402
 from gnn.training.split import targets, txn_split, user_split  # noqa: E402
 from gnn.training.train import TrainConfig, train  # noqa: E402
 from graph.types import NodeType, Snapshot  # noqa: E402
-from ingestion.synthetic import SyntheticConfig, generate  # noqa: E402
+from synthetic.generator import SyntheticConfig, generate  # noqa: E402
 
 #: The generator makes about 19 events per account (measured at 5,000 and 50,000 accounts).
 EVENTS_PER_USER = 19.0

@@ -2,8 +2,8 @@
 
 Two datasets, each ingested once into its own SQLite home:
 
-* ``demo``: the default generator (``ingestion.synthetic``, 5,000 users, about 95k events);
-* ``hub``: ``ingestion.hub_shaped`` (30,000 users, one signup and one purchase each, three
+* ``demo``: the default generator (``synthetic.generator``, 5,000 users, about 95k events);
+* ``hub``: ``synthetic.hub_shaped`` (30,000 users, one signup and one purchase each, three
   merchants that carry every payment, 70 % of users labelled).
 
 Each repeat trains both (``pipeline.step_train``: snapshot, features, GraphSAGE, every tree
@@ -34,10 +34,10 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # run from a check
 
 from gnn.evaluation.metrics import describe_stages  # noqa: E402
 from gnn.training.train import TrainConfig  # noqa: E402
-from ingestion.hub_shaped import HubConfig, generate_hub  # noqa: E402
-from ingestion.synthetic import SyntheticConfig, generate  # noqa: E402
 from ringwatch import pipeline  # noqa: E402
 from ringwatch.settings import Settings  # noqa: E402
+from synthetic.generator import SyntheticConfig, generate  # noqa: E402
+from synthetic.hub_shaped import HubConfig, generate_hub  # noqa: E402
 
 HUB_TARGET = 1.5  # hub / demo training time per event
 

@@ -36,8 +36,8 @@ from graph.investigation import browser_snippet
 from graph.rings import RingConfig
 from graph.types import EVENT_KINDS, EdgeType, EventKind, NodeType, Ring, ScoreWriteback, Snapshot, StoreStats, Tier
 from ingestion.loader import LabelLoadSummary, LoadSummary
-from ingestion.synthetic import GeneratedDataset
 from ringwatch.settings import Settings
+from synthetic.generator import GeneratedDataset
 
 if TYPE_CHECKING:
     from matplotlib.figure import Figure

@@ -123,7 +123,7 @@ def _run(args: argparse.Namespace, settings: Settings, progress: bool) -> int:
         return _neo4j(args.action)
     if args.command == "generate":
         if args.out:
-            from ingestion.synthetic import SyntheticConfig, generate
+            from synthetic.generator import SyntheticConfig, generate
 
             ds = generate(SyntheticConfig(users=args.users, seed=args.seed, labels=args.labels), args.out, progress=progress)
         else:

@@ -14,9 +14,10 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from gnn.artefact.model_artefact import CURRENT, ModelArtefact
-from gnn.evaluation.evaluate import EvaluationReport, PlantedTruth, evaluate
+from gnn.evaluation.evaluate import EvaluationReport, evaluate
 from gnn.artefact.lineage import Promotion
 from gnn.evaluation.metrics import StageTime, Stopwatch
+from gnn.evaluation.truth_report import TruthReport, compare_with_truth
 from gnn.training.promotion import decide
 from gnn.serving.scoring import ScoreResult
 from gnn.training.selection import CANDIDATES, train_and_select
@@ -30,9 +31,9 @@ from graph.types import NodeType, Ring, Snapshot
 from ingestion.loader import LabelLoadSummary, LoadSummary, load_events, load_labels
 from ingestion.mapping import ColumnMapping
 from ingestion.readers import DEFAULT_ENCODING
-from ingestion.synthetic import GeneratedDataset, SyntheticConfig, generate
 from ringwatch.settings import Settings
-from ringwatch.truth import TruthReport, compare_with_truth, load_truth
+from synthetic.generator import GeneratedDataset, SyntheticConfig, generate
+from synthetic.truth import PlantedTruth, load_truth
 
 Log = Callable[[str], None]
 

@@ -7,10 +7,10 @@ transactions, on the validation and the held-out test split (later in time than 
   (``gnn.training.split.targets``: positive-unlabelled, so these are lower bounds);
 * precision and recall at each tier threshold, thresholds calibrated on validation with
   ``gnn.training.train.calibrate_split``;
-* with the planted truth of a synthetic dataset (``PlantedTruth``): the same ranking metrics
-  against the truth, the *graph-only slice* (late ring members whose own behaviour is ordinary,
-  against truly legitimate test accounts), and ring precision / recall / purity
-  (``graph.ring_recovery``) of rings detected from each baseline's scores.
+* with the planted truth of a synthetic dataset (``synthetic.truth.PlantedTruth``): the same
+  ranking metrics against the truth, the *graph-only slice* (late ring members whose own
+  behaviour is ordinary, against truly legitimate test accounts), and ring precision / recall /
+  purity (``synthetic.ring_recovery``) of rings detected from each baseline's scores.
 
 ``label_budget`` (``gnn.evaluation.label_budget``) adds the few-labels table: the shipped training
 with 0 %, 1 %, 10 % and 100 % of the training part's fraud labels revealed, on the same test split.
@@ -46,7 +46,6 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
-import pandas as pd
 
 from gnn.artefact.lineage import Selection
 from gnn.artefact.model_artefact import GRAPHSAGE, jsonable
@@ -70,12 +69,12 @@ from gnn.training.candidates import CandidateRun, CandidateScores
 from gnn.training.selection import CANDIDATES, select, select_by_cross_validation
 from gnn.training.train import TrainConfig, calibrate_split
 from graph.errors import ModelError, ValidationError
-from graph.ring_recovery import RingRecovery, ring_recovery
 from graph.rings import RingConfig, detect_rings
 from graph.types import EVENT_KINDS, EventKind, NodeType, Snapshot
+from synthetic.ring_recovery import RingRecovery, ring_recovery
+from synthetic.truth import PlantedTruth
 
 __all__ = [
-    "PlantedTruth",
     "TierMetrics",
     "EntityEvaluation",
     "BaselineEvaluation",
@@ -89,57 +88,6 @@ __all__ = [
 REPORT_FILE = "report.md"
 JSON_FILE = "evaluation.json"
 PLOT_FILES: tuple[str, ...] = ("pr_curves.png", "score_distributions.png", "calibration.png", "tier_confusion.png")
-
-
-@dataclass(frozen=True, slots=True)
-class PlantedTruth:
-    """Planted truth aligned with a snapshot: ``user_*`` arrays [N_user] in
-    ``snapshot.nodes[USER]`` order, ``txn_is_fraud`` [T] in transaction order.
-    ``user_graph_only`` marks fraud accounts whose own behaviour is ordinary (only the graph
-    reveals them); ``user_ring`` / ``user_ring_kind`` are "" outside planted rings;
-    ``txn_scenario`` names how each fraudulent transaction came about ("" for legitimate ones and
-    when the truth file has no ``scenario`` column)."""
-
-    user_is_fraud: np.ndarray
-    user_ring: np.ndarray
-    user_ring_kind: np.ndarray
-    user_graph_only: np.ndarray
-    txn_is_fraud: np.ndarray
-    txn_scenario: np.ndarray
-
-    @classmethod
-    def from_frames(cls, snapshot: Snapshot, users: pd.DataFrame, txns: pd.DataFrame) -> PlantedTruth:
-        """From ``truth_users.csv`` / ``truth_transactions.csv`` frames (``ingestion.synthetic``).
-        Accounts or transactions missing from the truth count as legitimate; a truth file without
-        ``graph_only`` marks nobody.
-
-        Raises:
-            ValidationError: a required column is missing.
-        """
-        for frame, cols in ((users, ("user_id", "is_fraud", "ring_id", "ring_kind")), (txns, ("txn_id", "is_fraud"))):
-            missing = [c for c in cols if c not in frame.columns]
-            if missing:
-                raise ValidationError("truth", missing, "truth file lacks these columns")
-        keys = pd.Index(snapshot.nodes[NodeType.USER], dtype=object)
-        u = users.set_index(users["user_id"].astype(str))
-        u = u[~u.index.duplicated(keep="last")].reindex(keys)
-
-        def col(name: str, default: object) -> pd.Series:
-            return u[name] if name in u.columns else pd.Series(default, index=keys)
-
-        t = txns.set_index(txns["txn_id"].astype(str))
-        t = t[~t.index.duplicated(keep="last")].reindex(pd.Index(snapshot.transactions.txn_id, dtype=object))
-        return cls(
-            user_is_fraud=col("is_fraud", 0).fillna(0).astype(int).to_numpy() == 1,
-            user_ring=col("ring_id", "").fillna("").astype(str).to_numpy(dtype=object),
-            user_ring_kind=col("ring_kind", "").fillna("").astype(str).to_numpy(dtype=object),
-            user_graph_only=col("graph_only", 0).fillna(0).astype(int).to_numpy() == 1,
-            txn_is_fraud=t["is_fraud"].fillna(0).astype(int).to_numpy() == 1,
-            txn_scenario=(t["scenario"] if "scenario" in t.columns else pd.Series("", index=t.index))
-            .fillna("")
-            .astype(str)
-            .to_numpy(dtype=object),
-        )
 
 
 @dataclass(frozen=True, slots=True)

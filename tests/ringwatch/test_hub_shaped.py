@@ -3,16 +3,13 @@ the shape of real signup-and-purchase data, unlike the demo generator's."""
 
 from __future__ import annotations
 
-from pathlib import Path
-
 import pytest
 
 from gnn.training.train import TrainConfig
-from graph.errors import ValidationError
 from graph.types import Tier
-from ingestion.hub_shaped import HUB_MERCHANTS, HubConfig, generate_hub
 from ringwatch import pipeline
 from ringwatch.settings import Settings
+from synthetic.hub_shaped import HubConfig, generate_hub
 
 pytestmark = pytest.mark.slow
 
@@ -29,16 +26,6 @@ def trained(tmp_path_factory: pytest.TempPathFactory) -> tuple[pipeline.TrainOut
     pipeline.step_label(settings, data.labels)
     out = pipeline.step_train(settings, TrainConfig(seed=3, epochs=20, review_capacity=CAPACITY))
     return out, pipeline.step_score(settings)
-
-
-def test_every_payment_goes_through_three_merchants(tmp_path: Path) -> None:
-    data = generate_hub(HubConfig(users=500, seed=1), tmp_path)
-    merchants = {line.split(",")[5] for line in data.events.read_text().splitlines()[1:] if ",payment," in line}
-    assert merchants == set(HUB_MERCHANTS)
-    assert data.n_labels == 350  # 70 % of users
-    assert generate_hub(HubConfig(users=500, seed=1), tmp_path / "again").events.read_bytes() == data.events.read_bytes()
-    with pytest.raises(ValidationError, match="labelled_share"):
-        generate_hub(HubConfig(users=500, labelled_share=1.5), tmp_path / "bad")
 
 
 def test_tiers_respect_the_review_capacity_on_a_hub_graph(

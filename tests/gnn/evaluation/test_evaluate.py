@@ -11,12 +11,12 @@ import pytest
 
 from gnn.artefact.model_artefact import GRAPHSAGE
 from gnn.core.tree_features import TREES_KNOWN_FRAUD
-from gnn.evaluation.evaluate import JSON_FILE, PLOT_FILES, EvaluationReport, PlantedTruth, ScenarioCatch, evaluate
+from gnn.evaluation.evaluate import JSON_FILE, PLOT_FILES, EvaluationReport, ScenarioCatch, evaluate
 from gnn.evaluation.leakage import POINT_IN_TIME_TXN_FEATURES, audit_leakage, truncate
 from gnn.training.selection import CANDIDATES, RULE
 from gnn.training.train import TrainConfig
-from graph.types import NodeType
-from ingestion.synthetic import RING_KINDS, SyntheticConfig, generate
+from synthetic.generator import RING_KINDS, SyntheticConfig, generate
+from synthetic.truth import PlantedTruth
 from tests.gnn.synth import SynthData, snapshot_from_events
 
 #: Fewer epochs than the default keep the module under a minute on two busy cores.
@@ -31,7 +31,7 @@ def _seconds(text: pd.Series) -> pd.Series:
 
 
 def _synthetic(tmp: Path, users: int, seed: int, labels: str = "all") -> tuple[object, PlantedTruth]:
-    """A dataset of ``ingestion.synthetic`` as a snapshot (no store needed) and its truth."""
+    """A dataset of ``synthetic.generator`` as a snapshot (no store needed) and its truth."""
     ds = generate(SyntheticConfig(users=users, seed=seed, labels=labels), tmp)
     ev = pd.read_csv(ds.events, dtype={c: str for c in ("txn_id", "user_id", "device_id", "ip", "merchant_id")})
     ev["ts"] = _seconds(ev["ts"])
@@ -223,17 +223,6 @@ def test_truncate_keeps_the_past_and_aligned_nodes(synth: SynthData) -> None:
     assert len(cut.transactions) == int((snap.transactions.ts < cut_ts).sum())
     assert cut.nodes is snap.nodes
     assert np.all(cut.user_device.last_seen < cut_ts)
-
-
-def test_planted_truth_aligns_with_the_snapshot(synth: SynthData) -> None:
-    users = synth.snapshot.nodes[NodeType.USER]
-    frame = pd.DataFrame(
-        {"user_id": users[::-1], "is_fraud": synth.user_is_fraud[::-1].astype(int), "ring_id": synth.user_ring[::-1], "ring_kind": ""}
-    )
-    txns = pd.DataFrame({"txn_id": synth.snapshot.transactions.txn_id, "is_fraud": synth.txn_is_fraud.astype(int)})
-    truth = PlantedTruth.from_frames(synth.snapshot, frame, txns)
-    assert np.array_equal(truth.user_is_fraud, synth.user_is_fraud)
-    assert not truth.user_graph_only.any()  # no graph_only column: nobody marked
 
 
 def test_the_comparison_is_also_scored_against_the_planted_truth(planted: EvaluationReport) -> None:

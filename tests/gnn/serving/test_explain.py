@@ -25,7 +25,7 @@ from gnn.serving.scoring import score_snapshot
 from gnn.training.train import TrainConfig, train
 from graph.errors import NotFoundError
 from graph.types import NodeType, Snapshot, Tier
-from ingestion.synthetic import SyntheticConfig, generate as generate_events
+from synthetic.generator import SyntheticConfig, generate as generate_events
 from tests.gnn.synth import SynthData, snapshot_from_events
 
 
@@ -137,7 +137,7 @@ def test_every_column_has_a_sentence(explainer: Explainer, synth: SynthData) -> 
     assert all(c.template is None or c.template in TEMPLATES for c in _account_columns(()) + _txn_columns())
 
 
-# -- the planted rings of ingestion.synthetic ---------------------------------------------------
+# -- the planted rings of synthetic.generator ---------------------------------------------------
 
 SHARED_ROLES = ("farm_device", "emulator_device", "mule_device")
 
@@ -148,7 +148,7 @@ def _epoch(iso: pd.Series) -> pd.Series:
 
 
 def _synthetic(tmp: Path, users: int, seed: int) -> tuple[Snapshot, pd.DataFrame, pd.DataFrame]:
-    """A dataset of ``ingestion.synthetic`` as a snapshot, with its user and identifier truth."""
+    """A dataset of ``synthetic.generator`` as a snapshot, with its user and identifier truth."""
     ds = generate_events(SyntheticConfig(users=users, seed=seed), tmp)
     ev = pd.read_csv(ds.events, dtype={c: str for c in ("txn_id", "user_id", "device_id", "ip", "merchant_id")})
     ev["ts"] = _epoch(ev["ts"])

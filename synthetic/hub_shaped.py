@@ -22,7 +22,7 @@ from pathlib import Path
 import numpy as np
 
 from graph.errors import ValidationError
-from ingestion.synthetic import EVENT_COLUMNS, LABEL_COLUMNS
+from synthetic.generator import EVENT_COLUMNS, LABEL_COLUMNS
 
 __all__ = ["HubConfig", "HubDataset", "generate_hub", "HUB_MERCHANTS"]
 

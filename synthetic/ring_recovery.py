@@ -1,7 +1,6 @@
 """Detected rings measured against planted rings: member precision, recall, purity, recovery.
 
-Lives in ``graph`` so that both the evaluation (``gnn.evaluation.evaluate``) and the demo's truth report
-(``ringwatch.truth``) use one definition; it only needs rings and plain id mappings.
+One definition, beside the planted truth, for the evaluation and the demo's truth report.
 """
 
 from __future__ import annotations

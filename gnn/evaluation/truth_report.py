@@ -1,24 +1,19 @@
-"""Compare a scoring run with the planted truth of a synthetic dataset.
-
-Used by ``ringwatch demo`` and the end-to-end tests. Truth files are the ones written by
-``ingestion.synthetic.generate``: ``truth_users.csv`` (user_id, is_fraud, ring_id, ring_kind) and
-``truth_transactions.csv`` (txn_id, is_fraud).
-"""
+"""The demo's scores and rings against the planted truth of a synthetic dataset, over the whole
+graph: ``compare_with_truth`` gives a ``TruthReport``."""
 
 from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import dataclass
-from pathlib import Path
 
 import numpy as np
 import pandas as pd
 
 from gnn.evaluation.metrics import auprc, auroc
-from graph.ring_recovery import RECOVERY_COVERAGE, RECOVERY_PURITY, RingKindRecovery, ring_recovery
 from graph.types import NodeType, Ring, Snapshot
+from synthetic.ring_recovery import RingKindRecovery, ring_recovery
 
-__all__ = ["RECOVERY_COVERAGE", "RECOVERY_PURITY", "RingKindRecovery", "TruthReport", "load_truth", "compare_with_truth"]
+__all__ = ["TruthReport", "compare_with_truth"]
 
 
 @dataclass(frozen=True, slots=True)
@@ -52,12 +47,6 @@ class TruthReport:
         for k in self.by_kind:
             lines.append(f"    {k.kind:<20} {k.recovered}/{k.planted}")
         return "\n".join(lines)
-
-
-def load_truth(data_dir: Path) -> tuple[pd.DataFrame, pd.DataFrame]:
-    users = pd.read_csv(data_dir / "truth_users.csv", dtype={"user_id": str, "ring_id": str, "ring_kind": str})
-    txns = pd.read_csv(data_dir / "truth_transactions.csv", dtype={"txn_id": str})
-    return users, txns
 
 
 def compare_with_truth(

@@ -13,7 +13,7 @@ import pandas as pd
 import pytest
 
 from graph.errors import ValidationError
-from ingestion.synthetic import (
+from synthetic.generator import (
     EVENT_COLUMNS,
     LATE_JOIN_FROM,
     RING_KINDS,
