@@ -29,8 +29,9 @@ import numpy as np
 import pandas as pd
 
 from api.index import AccountView, ScoringIndex
-from gnn.training.calibrate import Thresholds, calibrate
-from gnn.evaluation.metrics import auprc
+from gnn.core.metrics import auprc
+from gnn.core.thresholds import Thresholds
+from gnn.training.calibrate import calibrate
 from graph.errors import ValidationError
 from graph.investigation import browser_snippet
 from graph.rings import RingConfig

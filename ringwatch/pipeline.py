@@ -16,7 +16,7 @@ from pathlib import Path
 from gnn.artefact.model_artefact import CURRENT, ModelArtefact
 from gnn.evaluation.evaluate import EvaluationReport, PlantedTruth, evaluate
 from gnn.artefact.lineage import Promotion
-from gnn.evaluation.metrics import StageTime, Stopwatch
+from gnn.core.timing import StageTime, Stopwatch
 from gnn.training.promotion import decide
 from gnn.serving.scoring import ScoreResult
 from gnn.training.selection import CANDIDATES, train_and_select

@@ -14,7 +14,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from gnn.evaluation.metrics import auprc, auroc
+from gnn.core.metrics import auprc, auroc
 from graph.ring_recovery import RECOVERY_COVERAGE, RECOVERY_PURITY, RingKindRecovery, ring_recovery
 from graph.types import NodeType, Ring, Snapshot
 

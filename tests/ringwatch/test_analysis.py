@@ -13,7 +13,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from gnn.training.calibrate import Thresholds
+from gnn.core.thresholds import Thresholds
 from graph.errors import ValidationError
 from graph.investigation import load_queries
 from graph.rings import detect_rings
