@@ -76,7 +76,9 @@ class AccountView:
 
 @dataclass(frozen=True, slots=True)
 class IdentifierFacts:
-    """One device or IP as the snapshot knows it (``ScoringIndex.identifier``)."""
+    """One device or IP as the snapshot knows it (``ScoringIndex.identifier``): ``accounts`` on
+    it, ``fraud`` of them confirmed fraud and ``high`` more in the high tier without a fraud
+    verdict (counted as ``gnn.serving.explain.NeighbourFact`` counts them)."""
 
     node_type: NodeType
     key: str
@@ -214,11 +216,12 @@ class ScoringIndex:
             self._user_label_source = {int(i): str(s) for i, s in zip(idx.tolist(), labels.source.tolist())}
 
     def _build_shares(self, snapshot: Snapshot) -> None:
-        """Per device and per IP: how many distinct users, high-tier users and fraud-labelled
-        users touch it, and each user's devices and IPs."""
+        """Per device and per IP: how many distinct users, high-tier users, fraud-labelled users
+        and high-tier users without a fraud label touch it, and each user's devices and IPs."""
         is_high = (self._user_tier == Tier.HIGH.rank).astype(np.float64)
         is_fraud = (self._user_label == 1).astype(np.float64)
         self._share: dict[NodeType, tuple[_Csr, np.ndarray, np.ndarray, np.ndarray]] = {}
+        self._high_unconfirmed: dict[NodeType, np.ndarray] = {}
         n_users = len(self._user_pos)
         for node_type, links in ((NodeType.DEVICE, snapshot.user_device), (NodeType.IP, snapshot.user_ip)):
             n = len(self._keys[node_type])
@@ -228,6 +231,8 @@ class ScoringIndex:
             high = np.bincount(dst, weights=is_high[src], minlength=n).astype(np.int64)
             fraud = np.bincount(dst, weights=is_fraud[src], minlength=n).astype(np.int64)
             self._share[node_type] = (_Csr.build(src, dst, n_users), users, high, fraud)
+            unconfirmed = (is_high * (1.0 - is_fraud))[src]
+            self._high_unconfirmed[node_type] = np.bincount(dst, weights=unconfirmed, minlength=n).astype(np.int64)
         self._identifier_pos = {t: {k: i for i, k in enumerate(self._keys[t].tolist())} for t in (NodeType.DEVICE, NodeType.IP)}
         # The highest-scoring ring that shares each device / IP (rings are listed best first).
         self._identifier_ring: dict[NodeType, dict[str, int]] = {NodeType.DEVICE: {}, NodeType.IP: {}}
@@ -467,18 +472,18 @@ class ScoringIndex:
 
     def identifier(self, node_type: NodeType, key: str) -> IdentifierFacts | None:
         """What the snapshot knows about one device or IP: how many accounts use it, how many of
-        them are high tier or confirmed fraud, and the ring (highest score) that shares it.
-        None when the snapshot has no such identifier."""
+        them are confirmed fraud and how many more high tier, and the ring (highest score) that
+        shares it. None when the snapshot has no such identifier."""
         pos = self._identifier_pos[node_type].get(key)
         if pos is None:
             return None
-        _, users, high, fraud = self._share[node_type]
+        _, users, _, fraud = self._share[node_type]
         ring = self._identifier_ring[node_type].get(key)
         return IdentifierFacts(
             node_type=node_type,
             key=key,
             accounts=int(users[pos]),
-            high=int(high[pos]),
+            high=int(self._high_unconfirmed[node_type][pos]),
             fraud=int(fraud[pos]),
             ring=self._rings[ring] if ring is not None else None,
         )

@@ -43,7 +43,7 @@ from api.reload import Reloader, ServingModel, load_serving_model
 from api.results import CheckoutResult, Readiness
 from api.tail import RecentEvents, Tailer
 from gnn.serving.inductive import InductiveScorer
-from gnn.serving.reasons import event_identifier, first_seen, rescored, ring_alert, ring_linked
+from gnn.serving.reasons import first_seen, identifier_shared, rescored, ring_alert, ring_linked
 from graph.errors import ConflictError, ModelError
 from graph.store import GraphStore, check_walk
 from graph.types import (
@@ -504,7 +504,7 @@ def _event_reasons(
         others = f.accounts - int(known is not None)
         if others <= 0:
             continue
-        text = event_identifier(f.node_type, f.key, others, fraud=f.fraud, high=f.high)
+        text = identifier_shared(f.node_type, f.key, others, fraud=f.fraud, high=f.high)
         risky = bool(f.fraud or f.high)
         found.append(((80.0 if risky else 30.0) + (2.0 if f.node_type is NodeType.DEVICE else 1.0), text))
     if ring_id is not None:

@@ -32,7 +32,7 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # run from a checkout without install
 
-from gnn.evaluation.metrics import describe_stages  # noqa: E402
+from gnn.core.timing import describe_stages  # noqa: E402
 from gnn.training.train import TrainConfig  # noqa: E402
 from ringwatch import pipeline  # noqa: E402
 from ringwatch.settings import Settings  # noqa: E402

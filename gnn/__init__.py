@@ -1,6 +1,7 @@
-"""The model and everything around it, one sub-package per job: ``core`` (features, GraphSAGE, the
-tree ensembles, the anomaly score), ``training`` (what ships), ``evaluation``, ``serving`` and
-``artefact`` (the file a model ships in)."""
+"""The model and everything around it, one sub-package per job, each importing only those before
+it: ``core`` (features, GraphSAGE, the tree ensembles, the anomaly score, tier thresholds,
+metrics), ``artefact`` (the file a model ships in), ``serving``, ``training`` (what ships) and
+``evaluation``."""
 
 import os
 

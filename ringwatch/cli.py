@@ -145,7 +145,7 @@ def _run(args: argparse.Namespace, settings: Settings, progress: bool) -> int:
         if ls.quarantine_file:
             print(f"  quarantine file: {ls.quarantine_file}")
     elif args.command == "train":
-        from gnn.evaluation.metrics import describe_stages
+        from gnn.core.timing import describe_stages
 
         extra: dict[str, object] = {"device": args.device}
         if args.epochs is not None:

@@ -16,7 +16,7 @@ from pathlib import Path
 from gnn.artefact.model_artefact import CURRENT, ModelArtefact
 from gnn.evaluation.evaluate import EvaluationReport, evaluate
 from gnn.artefact.lineage import Promotion
-from gnn.evaluation.metrics import StageTime, Stopwatch
+from gnn.core.timing import StageTime, Stopwatch
 from gnn.evaluation.truth_report import TruthReport, compare_with_truth
 from gnn.training.promotion import decide
 from gnn.serving.scoring import ScoreResult

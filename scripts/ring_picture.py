@@ -1,4 +1,4 @@
-"""Regenerate docs/img/ring-subgraph.png: a ring drawn by notebook 3's helper (``analysis.draw_ring``).
+"""Regenerate docs/img/ring-subgraph.png: a ring drawn as notebook 3 draws it (``ringwatch.analysis.rings``).
 
 Runs the main job on a synthetic dataset in a temporary folder (embedded store), scores it, and
 draws the highest-scoring ring of moderate size (at most ``--max-size`` members, so the picture
@@ -14,7 +14,10 @@ import tempfile
 from pathlib import Path
 
 from gnn.training.train import TrainConfig
-from ringwatch import analysis, pipeline
+from ringwatch import pipeline
+from ringwatch.analysis.data import load_or_generate
+from ringwatch.analysis.figures import save_figure
+from ringwatch.analysis.rings import draw_ring, ring_subgraph
 from ringwatch.settings import Settings
 
 REPO = Path(__file__).resolve().parents[1]
@@ -29,7 +32,7 @@ def main() -> None:
     args = parser.parse_args()
     with tempfile.TemporaryDirectory(prefix="ring-picture-") as tmp:
         settings = Settings(home=Path(tmp))
-        analysis.load_or_generate(settings, args.users, args.seed)
+        load_or_generate(settings, args.users, args.seed)
         pipeline.step_train(settings, TrainConfig(seed=args.seed, epochs=30, patience=8))
         scored = pipeline.step_score(settings)
         with pipeline.store_for(settings) as store:
@@ -37,8 +40,8 @@ def main() -> None:
         if not scored.rings:
             raise SystemExit("no ring detected; try more --users")
         ring = next((r for r in scored.rings if r.size <= args.max_size), scored.rings[0])
-        fig = analysis.draw_ring(analysis.ring_subgraph(scored.snapshot, ring, last), ring)
-        path = analysis.save_figure(fig, args.out.parent, args.out.name)
+        fig = draw_ring(ring_subgraph(scored.snapshot, ring, last), ring)
+        path = save_figure(fig, args.out.parent, args.out.name)
     print(f"{ring.ring_id}: {ring.size} members -> {path}")
 
 

@@ -1,5 +1,6 @@
 """Dependencies point one way (DESIGN §2): every import in the packages, module level or inside a
-function, and every code cell of the notebooks, is read and checked against the allowed layers."""
+function, and every code cell of the notebooks, is read and checked against the allowed layers;
+inside ``gnn/`` the same holds between its sub-packages."""
 
 from __future__ import annotations
 
@@ -23,17 +24,25 @@ ALLOWED: dict[str, frozenset[str]] = {
 }
 #: Analysts' notebooks work from the command line's package and below, not from the service.
 NOTEBOOK_ALLOWED = frozenset({"graph", "synthetic", "gnn", "ingestion", "ringwatch"})
+#: gnn's sub-packages, lowest first: each imports only those before it (DESIGN §2).
+GNN_ORDER = ("core", "artefact", "serving", "training", "evaluation")
+
+
+def imported_modules(tree: ast.AST) -> list[tuple[int, str]]:
+    """(line, dotted name) of every absolute import in ``tree``; ``from a import b`` counts as
+    ``a.b`` (``b`` may be a module)."""
+    found: list[tuple[int, str]] = []
+    for node in ast.walk(tree):
+        if isinstance(node, ast.Import):
+            found += [(node.lineno, alias.name) for alias in node.names]
+        elif isinstance(node, ast.ImportFrom) and node.level == 0 and node.module:
+            found += [(node.lineno, f"{node.module}.{alias.name}") for alias in node.names]
+    return found
 
 
 def imported_packages(tree: ast.AST) -> list[tuple[int, str]]:
     """(line, top-level name) of every absolute import in ``tree``."""
-    found: list[tuple[int, str]] = []
-    for node in ast.walk(tree):
-        if isinstance(node, ast.Import):
-            found += [(node.lineno, alias.name.split(".")[0]) for alias in node.names]
-        elif isinstance(node, ast.ImportFrom) and node.level == 0 and node.module:
-            found.append((node.lineno, node.module.split(".")[0]))
-    return found
+    return list(dict.fromkeys((line, name.split(".")[0]) for line, name in imported_modules(tree)))
 
 
 def wrong_way(package: str, tree: ast.AST, allowed: frozenset[str]) -> list[str]:
@@ -66,6 +75,34 @@ def test_notebooks_do_not_import_the_service() -> None:
 def test_the_checker_sees_an_import_inside_a_function() -> None:
     tree = ast.parse("def f():\n    from ringwatch.settings import Settings\n")
     assert wrong_way("api", tree, ALLOWED["api"]) == ["line 2: imports ringwatch"]
+
+
+def gnn_wrong_way(sub: str, tree: ast.AST) -> list[str]:
+    """Imports in gnn's sub-package ``sub`` of a sub-package at or after it in ``GNN_ORDER``."""
+    rank = GNN_ORDER.index(sub)
+    problems = []
+    for line, name in imported_modules(tree):
+        parts = name.split(".")
+        if parts[0] == "gnn" and len(parts) > 1 and parts[1] in GNN_ORDER and GNN_ORDER.index(parts[1]) > rank:
+            problems.append(f"line {line}: imports {name}")
+    return problems
+
+
+@pytest.mark.parametrize("sub", GNN_ORDER)
+def test_a_gnn_sub_package_imports_only_the_ones_before_it(sub: str) -> None:
+    assert {p.name for p in (ROOT / "gnn").iterdir() if (p / "__init__.py").is_file()} == set(GNN_ORDER)
+    problems = []
+    for path in sorted((ROOT / "gnn" / sub).rglob("*.py")):
+        tree = ast.parse(path.read_text(encoding="utf-8"), filename=str(path))
+        problems += [f"{path.relative_to(ROOT)} {p}" for p in gnn_wrong_way(sub, tree)]
+    assert not problems, "wrong-way imports:\n" + "\n".join(problems)
+
+
+def test_the_gnn_checker_sees_a_wrong_way_import() -> None:
+    tree = ast.parse("from gnn.core.model import RingSAGE\n\ndef f():\n    from gnn.training.calibrate import calibrate\n")
+    assert gnn_wrong_way("serving", tree) == ["line 4: imports gnn.training.calibrate.calibrate"]
+    assert gnn_wrong_way("evaluation", tree) == []
+    assert gnn_wrong_way("core", ast.parse("import gnn\nfrom gnn import artefact\n")) == ["line 2: imports gnn.artefact"]
 
 
 def test_every_package_folder_is_installed() -> None:

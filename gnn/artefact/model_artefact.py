@@ -36,11 +36,11 @@ import torch
 from gnn.artefact.lineage import Promotion, Selection
 from gnn.core.anomaly import AnomalyReference
 from gnn.core.features import Normalisation
+from gnn.core.metrics import TrainMetrics
 from gnn.core.model import ModelConfig
+from gnn.core.thresholds import Thresholds
 from gnn.core.tree_features import TREE_FAMILIES
 from gnn.core.trees import TreeScorer
-from gnn.evaluation.metrics import TrainMetrics
-from gnn.training.calibrate import Thresholds
 from graph.errors import ModelError, ValidationError
 
 #: How an artefact scores: trained on fraud labels, or the unsupervised graph anomaly score that

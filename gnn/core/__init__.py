@@ -1,1 +1,1 @@
-"""The model and its features: feature blocks, tree columns, GraphSAGE, tree ensembles, anomaly score."""
+"""The model and its yardsticks: features, GraphSAGE, tree ensembles, anomaly score, tier thresholds, metrics."""

@@ -1,1 +1,1 @@
-"""Evaluation: metrics, the baselines, the few-labels table, the leakage audit, the report, the truth report."""
+"""Evaluation: the baselines, the few-labels table, the leakage audit, the report, the truth report."""

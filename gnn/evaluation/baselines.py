@@ -51,9 +51,9 @@ import numpy as np
 
 from gnn.artefact.model_artefact import GRAPHSAGE, ModelArtefact
 from gnn.core.features import USER_FEATURES, FeatureSet
+from gnn.core.timing import Stopwatch
 from gnn.core.tree_features import HYBRID, TREES_AGGREGATED, TREES_KNOWN_FRAUD, TREES_OWN, TreeInputs, txn_velocity
 from gnn.core.trees import TreeConfig
-from gnn.evaluation.metrics import Stopwatch
 from gnn.training.candidates import FAMILIES, CandidateRun, CandidateScores, fit_candidates
 from gnn.training.split import Split
 from gnn.training.train import TrainConfig

@@ -26,7 +26,7 @@ truth give the same numbers (timings aside), on the CPU.
 
 ``comparisons`` set the winner (GraphSAGE when the winner is the baseline itself) against the
 strongest simple baseline, trees on tabular, sharing and known-fraud-neighbour features: the
-test AUPRC difference with a paired bootstrap interval (``gnn.evaluation.metrics.paired_auprc_difference``),
+test AUPRC difference with a paired bootstrap interval (``gnn.core.metrics.paired_auprc_difference``),
 so "beats the baseline" is claimed only when the whole interval is above 0.
 
 Cost: the features and the trees' neighbour aggregates are built once and shared by every
@@ -50,21 +50,14 @@ import numpy as np
 from gnn.artefact.lineage import Selection
 from gnn.artefact.model_artefact import GRAPHSAGE, jsonable
 from gnn.core.features import build_features
+from gnn.core.metrics import Comparison, SplitMetrics, auroc, paired_auprc_difference, split_metrics, split_metrics_at
+from gnn.core.thresholds import Thresholds
 from gnn.core.tree_features import TREES_KNOWN_FRAUD
 from gnn.core.trees import TreeConfig
 from gnn.evaluation.baselines import BASELINE_TITLES, BASELINES, run_baselines
 from gnn.evaluation.label_budget import LABEL_FRACTIONS, LabelBudget, label_budget
 from gnn.evaluation.leakage import LeakageAudit, audit_leakage
-from gnn.evaluation.metrics import (
-    Comparison,
-    SplitMetrics,
-    auroc,
-    paired_auprc_difference,
-    split_metrics,
-    split_metrics_at,
-)
 from gnn.evaluation.report import render_markdown, write_plots
-from gnn.training.calibrate import Thresholds
 from gnn.training.candidates import CandidateRun, CandidateScores
 from gnn.training.selection import CANDIDATES, select, select_by_cross_validation
 from gnn.training.train import TrainConfig, calibrate_split

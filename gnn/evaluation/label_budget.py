@@ -42,10 +42,10 @@ import numpy as np
 from gnn.artefact.model_artefact import GRAPHSAGE, SUPERVISED, jsonable
 from gnn.core.features import build_features, moves_money
 from gnn.core.known_fraud import known_labels
+from gnn.core.metrics import SplitMetrics, split_metrics_at
 from gnn.core.tree_features import TREES_AGGREGATED, TreeInputs
 from gnn.core.trees import TreeConfig
 from gnn.evaluation.baselines import run_baselines
-from gnn.evaluation.metrics import SplitMetrics, split_metrics_at
 from gnn.serving.scoring import score_snapshot
 from gnn.training.candidates import CandidateRun
 from gnn.training.split import Split, Targets, targets, targets_and_splits, txn_split, user_split

@@ -14,11 +14,11 @@ from typing import TYPE_CHECKING
 import numpy as np
 
 from gnn.artefact.lineage import CandidateScore
+from gnn.core.metrics import Comparison, SplitMetrics
+from gnn.core.thresholds import tier_codes
 from gnn.core.tree_features import GRAPH_USER_FEATURES
 from gnn.evaluation.baselines import BASELINE_TITLES, BASELINES
 from gnn.evaluation.leakage import WHOLE_HISTORY
-from gnn.evaluation.metrics import Comparison, SplitMetrics
-from gnn.training.calibrate import tier_codes
 from gnn.training.candidates import CandidateRun, CandidateScores
 from gnn.training.selection import TIE
 

@@ -9,7 +9,7 @@ from dataclasses import dataclass
 import numpy as np
 import pandas as pd
 
-from gnn.evaluation.metrics import auprc, auroc
+from gnn.core.metrics import auprc, auroc
 from graph.types import NodeType, Ring, Snapshot
 from synthetic.ring_recovery import RingKindRecovery, ring_recovery
 

@@ -66,8 +66,8 @@ from gnn.core.features import (
     event_txn_features,
 )
 from gnn.core.model import RELATIONS, GraphInput, build_graph_input
+from gnn.core.thresholds import tier_of
 from gnn.serving.scoring import load_model
-from gnn.training.calibrate import tier_of
 from graph.errors import ModelError, NotFoundError, ValidationError
 from graph.types import EVENT_KINDS, Event, Snapshot, Tier
 

@@ -1,11 +1,12 @@
-"""The words of the reasons ringwatch gives for a score: one function per fact.
+"""The words of the reasons ringwatch gives for a score: one function per kind of fact.
 
 Three places state facts about an account or an event, and all take their sentences from here:
 the API's scoring index (``api.index``: an account's verdict, ring, shared devices and IPs,
 activity), the checkout path (``api.service``: an event's device and IP, its ring, what is new)
-and the explainer (``gnn.serving.explain``: a device or IP shared with risky accounts). The explainer's
-sentences about model features are ``gnn.serving.explain.TEMPLATES``, next to the feature columns they
-read.
+and the explainer (``gnn.serving.explain``: a device or IP shared with risky accounts). The
+checkout and the explainer word a shared device or IP the same way (``identifier_shared``). The
+explainer's sentences about model features are ``gnn.serving.explain.TEMPLATES``, next to the
+feature columns they read.
 """
 
 from __future__ import annotations
@@ -49,27 +50,24 @@ def ring_linked(ring: Ring) -> str:
 def account_shares(node_type: NodeType, key: str, others: int, *, high: int, fraud: int) -> str:
     """The account shares a device or IP with ``others`` accounts, ``high`` of them in the high
     tier and ``fraud`` confirmed fraud (the two may overlap)."""
-    text = f"shares {noun(node_type)} {key} with {others} other account{plural(others)}"
     risky = []
     if high > 0:
         risky.append(f"{high} of them high risk")
     if fraud > 0:
         risky.append(f"{fraud} confirmed fraud")
-    return text + (", " + ", ".join(risky) if risky else "")
+    return f"shares {noun(node_type)} {key} with {_others(others)}" + (", " + ", ".join(risky) if risky else "")
 
 
 def identifier_shared(node_type: NodeType, key: str, others: int, *, fraud: int, high: int) -> str:
     """A device or IP is shared with ``others`` accounts: ``fraud`` confirmed fraud and ``high``
-    more in the high tier without a fraud verdict (the explainer's risky-neighbour fact)."""
-    text = f"{noun(node_type)} {key} is shared with {others} other account{plural(others)}"
-    return text + _risky(fraud, high, more=True)
-
-
-def event_identifier(node_type: NodeType, key: str, others: int, *, fraud: int, high: int) -> str:
-    """A checkout event's device or IP is shared by ``others`` accounts: ``fraud`` confirmed
-    fraud and ``high`` in the high tier (the two may overlap)."""
-    text = f"{noun(node_type)} {key} is shared by {others} other account{plural(others)}"
-    return text + _risky(fraud, high, more=False)
+    more in the high tier without a fraud verdict (a checkout event's device or IP, or the
+    explainer's risky-neighbour fact)."""
+    risky = []
+    if fraud:
+        risky.append(f"{fraud} confirmed fraud")
+    if high:
+        risky.append(f"{high} {'more ' if fraud else ''}high risk")
+    return f"{noun(node_type)} {key} is shared with {_others(others)}" + (f": {', '.join(risky)}" if risky else "")
 
 
 def busiest_hour(payments: int) -> str:
@@ -105,12 +103,5 @@ def _ring(ring: Ring) -> str:
     return f"{ring.ring_id} ({ring.size} accounts, {ring.tier.value} tier)"
 
 
-def _risky(fraud: int, high: int, *, more: bool) -> str:
-    """``": F confirmed fraud, H high risk"`` (``more``: ``"H more high risk"`` when the high-tier
-    count leaves the confirmed ones out); empty when both are 0."""
-    parts = []
-    if fraud:
-        parts.append(f"{fraud} confirmed fraud")
-    if high:
-        parts.append(f"{high} {'more ' if more and fraud else ''}high risk")
-    return f": {', '.join(parts)}" if parts else ""
+def _others(n: int) -> str:
+    return f"{n} other account{plural(n)}"

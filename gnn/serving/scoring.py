@@ -21,8 +21,8 @@ from gnn.core.anomaly import anomaly_scores
 from gnn.core.device import pick_device
 from gnn.core.features import build_features
 from gnn.core.model import RingSAGE, build_graph_input, known_inputs, predict
+from gnn.core.thresholds import assign_tiers
 from gnn.core.tree_features import TREES_OWN, TreeInputs
-from gnn.training.calibrate import assign_tiers
 from graph.errors import ModelError
 from graph.types import EntityScore, NodeType, Ring, ScoreWriteback, Snapshot, Tier
 

@@ -27,9 +27,9 @@ import numpy as np
 
 from gnn.artefact.model_artefact import GRAPHSAGE, ModelArtefact
 from gnn.core.features import FeatureSet, build_features, moves_money
+from gnn.core.timing import StageTime, Stopwatch
 from gnn.core.tree_features import HYBRID, TREES_AGGREGATED, TREES_KNOWN_FRAUD, TREES_OWN, TreeInputs
 from gnn.core.trees import TreeConfig, TreeScorer, fit_tree_scorer
-from gnn.evaluation.metrics import StageTime, Stopwatch
 from gnn.serving.scoring import score_snapshot
 from gnn.training.split import Split, Targets, targets_and_splits
 from gnn.training.train import TrainConfig, train

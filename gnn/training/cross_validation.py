@@ -32,8 +32,8 @@ from sklearn.model_selection import GroupKFold
 
 from gnn.artefact.lineage import CandidateScore
 from gnn.core.features import FeatureSet
+from gnn.core.metrics import auprc_at
 from gnn.core.trees import TreeConfig
-from gnn.evaluation.metrics import auprc_at
 from gnn.training.candidates import fit_candidates
 from gnn.training.split import Split, targets, time_splits
 from gnn.training.train import TrainConfig

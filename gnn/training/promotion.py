@@ -24,7 +24,7 @@ import math
 
 from gnn.artefact.lineage import Promotion
 from gnn.artefact.model_artefact import ModelArtefact
-from gnn.evaluation.metrics import auprc_at
+from gnn.core.metrics import auprc_at
 from gnn.serving.scoring import score_snapshot
 from gnn.training.split import targets_and_splits
 from gnn.training.train import TrainConfig

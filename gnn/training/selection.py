@@ -38,10 +38,11 @@ import numpy as np
 from gnn.artefact.lineage import CandidateScore, Selection
 from gnn.artefact.model_artefact import GRAPHSAGE, SUPERVISED, ModelArtefact, make_version
 from gnn.core.features import build_features
+from gnn.core.metrics import auprc_at, split_metrics, split_metrics_at
+from gnn.core.thresholds import ReviewQueue
+from gnn.core.timing import StageTime, Stopwatch
 from gnn.core.tree_features import HYBRID, TREES_AGGREGATED, TREES_KNOWN_FRAUD
 from gnn.core.trees import TreeConfig
-from gnn.evaluation.metrics import StageTime, Stopwatch, auprc_at, split_metrics, split_metrics_at
-from gnn.training.calibrate import ReviewQueue
 from gnn.training.candidates import CandidateRun, fit_candidates
 from gnn.training.cross_validation import cross_validate
 from gnn.training.train import TrainConfig, calibrate_split, train

@@ -32,9 +32,11 @@ from gnn.core.anomaly import anomaly_scores, fit_reference
 from gnn.core.device import pick_device, pick_threads, torch_threads
 from gnn.core.features import FeatureSet, Normalisation, build_features
 from gnn.core.known_fraud import KnownLabels, known_fraud_features, known_labels
+from gnn.core.metrics import TrainMetrics, auprc, split_metrics_at
 from gnn.core.model import ModelConfig, RingSAGE, build_graph_input, predict
-from gnn.evaluation.metrics import Stopwatch, TrainMetrics, auprc, split_metrics_at
-from gnn.training.calibrate import REVIEW_CAPACITY, ReviewQueue, Thresholds, calibrate, quantile_thresholds
+from gnn.core.thresholds import ReviewQueue, Thresholds
+from gnn.core.timing import Stopwatch
+from gnn.training.calibrate import REVIEW_CAPACITY, calibrate, quantile_thresholds
 from gnn.training.minibatch import DEFAULT_FANOUT, MiniBatchEpochs, check_fanout
 from gnn.training.split import Split, Targets, targets_and_splits
 from graph.errors import ModelError, ValidationError

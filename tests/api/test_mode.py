@@ -14,9 +14,9 @@ from api.index import ScoringIndex
 from gnn.artefact.model_artefact import SUPERVISED, UNSUPERVISED, ModelArtefact
 from gnn.core.anomaly import AnomalyReference
 from gnn.core.features import Normalisation
+from gnn.core.metrics import TrainMetrics
 from gnn.core.model import ModelConfig
-from gnn.evaluation.metrics import TrainMetrics
-from gnn.training.calibrate import Thresholds
+from gnn.core.thresholds import Thresholds
 from graph.types import Snapshot
 from tests.api.fixtures import MODEL_VERSION, FakeGraphStore, scores
 

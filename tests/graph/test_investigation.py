@@ -1,4 +1,4 @@
-"""The investigation query file and its loader, without Neo4j; and the Browser style file.
+"""The investigation query file, its loader and Browser snippets, without Neo4j; and the Browser style file.
 
 The queries themselves run against a real server in ``test_investigation_neo4j.py``.
 """
@@ -15,6 +15,7 @@ from graph.investigation import (
     DEFAULT_QUERIES_PATH,
     REQUIRED_QUERIES,
     InvestigationQuery,
+    browser_snippet,
     load_queries,
     parse_queries,
     used_parameters,
@@ -210,3 +211,18 @@ def test_grass_colours_users_by_tier_label_and_sizes_rings_by_size_label() -> No
     sizes = [int(rules[f"node.{label}"]["diameter"].removesuffix("px")) for label in ("SmallRing", "MidRing", "LargeRing")]
     assert sizes == sorted(sizes) and len(set(sizes)) == 3
     assert all(order.index(f"node.{s}") > order.index("node.Ring") for s in ("SmallRing", "MidRing", "LargeRing"))
+
+
+def test_browser_snippet_passes_values_as_parameters() -> None:
+    q = load_queries()["expand_ring"]
+    text = browser_snippet(q, {"ring_id": "ring-o'brien"})
+    assert ":param ring_id => 'ring-o\\'brien'" in text
+    assert text.endswith(q.cypher + ";") and "o'brien" not in q.cypher
+    with pytest.raises(ValidationError):
+        browser_snippet(q, {})
+    # Line separators and control characters would split the :param line: escaped as \uXXXX.
+    tricky = "a\u2028b\u2029c\x85d\ne\rf\tg\\h"
+    lines = browser_snippet(q, {"ring_id": tricky}).splitlines()
+    param = next(line for line in lines if line.startswith(":param"))
+    assert param == ":param ring_id => 'a\\u2028b\\u2029c\\u0085d\\u000ae\\u000df\\u0009g\\\\h'"
+    assert len(lines) == len(browser_snippet(q, {"ring_id": "x"}).splitlines())

@@ -9,8 +9,8 @@ import numpy as np
 import pytest
 
 from gnn.artefact.model_artefact import CURRENT, ModelArtefact
+from gnn.core.thresholds import Thresholds
 from gnn.serving.scoring import score_snapshot
-from gnn.training.calibrate import Thresholds
 from graph.errors import ModelError, ValidationError
 from tests.gnn.synth import SynthData
 

@@ -89,7 +89,7 @@ def test_baselines_use_the_training_split_of_gnn_train(fast_run, synth: SynthDat
 
 def test_trees_with_aggregates_find_quiet_ring_members(fast_run, synth: SynthData) -> None:  # type: ignore[no-untyped-def]
     """Quiet ring members look ordinary; only neighbour aggregates can rank them above legit."""
-    from gnn.evaluation.metrics import auprc
+    from gnn.core.metrics import auprc
 
     test = fast_run.users.test
     y = synth.user_is_fraud[test]

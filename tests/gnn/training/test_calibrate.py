@@ -3,9 +3,8 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from gnn.training.calibrate import Thresholds, assign_tiers, calibrate, quantile_thresholds
+from gnn.training.calibrate import calibrate, quantile_thresholds
 from graph.errors import ValidationError
-from graph.types import Tier
 
 
 def _scores(seed: int = 0) -> tuple[np.ndarray, np.ndarray]:
@@ -69,13 +68,6 @@ def test_unreachable_precision_falls_back_to_top_one_percent() -> None:
     assert (s >= th.high).mean() == pytest.approx(0.01, abs=0.002)
 
 
-def test_assign_tiers() -> None:
-    th = Thresholds(medium=0.5, high=0.8)
-    assert assign_tiers(np.array([0.1, 0.5, 0.79, 0.8, 1.0]), th) == [
-        Tier.LOW, Tier.MEDIUM, Tier.MEDIUM, Tier.HIGH, Tier.HIGH,
-    ]  # fmt: skip
-
-
 def test_quantile_thresholds() -> None:
     s = np.linspace(0, 1, 10001)
     th = quantile_thresholds(s, medium_top=0.08, high_top=0.02)
@@ -83,10 +75,6 @@ def test_quantile_thresholds() -> None:
     assert (s >= th.medium).mean() == pytest.approx(0.08, abs=0.001)
 
 
-def test_threshold_validation_names_field() -> None:
-    with pytest.raises(ValidationError, match="medium"):
-        Thresholds(medium=0.9, high=0.5)
-    with pytest.raises(ValidationError, match="high"):
-        Thresholds(medium=0.1, high=1.5)
+def test_calibrate_validation_names_field() -> None:
     with pytest.raises(ValidationError, match="scores"):
         calibrate(np.zeros(0), np.zeros(0, bool))

@@ -12,7 +12,7 @@ import numpy as np
 import pytest
 
 from gnn.artefact.model_artefact import GRAPHSAGE, ModelArtefact, metadata_file_name
-from gnn.evaluation.metrics import auprc
+from gnn.core.metrics import auprc
 from gnn.serving.scoring import score_snapshot
 from gnn.training.candidates import CandidateRun, CandidateScores, fit_candidates
 from gnn.training.selection import CANDIDATES, MIN_VALIDATION_FRAUDS, select, ship, train_and_select

@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 
 from gnn.artefact.model_artefact import ModelArtefact
-from gnn.evaluation.metrics import auprc, auroc
+from gnn.core.metrics import auprc, auroc
 from gnn.serving.scoring import score_snapshot
 from gnn.training.split import targets, txn_split, user_split
 from gnn.training.train import TrainConfig, train

@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 from sklearn.metrics import average_precision_score, roc_auc_score
 
-from gnn.evaluation.metrics import (
+from gnn.core.metrics import (
     BETTER,
     BOOTSTRAP_SEED,
     NO_CLEAR_DIFFERENCE,

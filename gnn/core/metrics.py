@@ -1,4 +1,6 @@
-"""Ranking metrics for fraud scores: AUPRC (average precision), AUROC and Recall@K.
+"""Ranking metrics for fraud scores: AUPRC (average precision), AUROC and Recall@K, their bootstrap
+intervals, and the records training and evaluation keep them in (``SplitMetrics``, ``TrainMetrics``,
+``Comparison``).
 
 Plain numpy so that they are fast on a million scores and behave the same everywhere. Ties in
 the scores are handled the way scikit-learn does (a tied block counts as one threshold), so the
@@ -11,14 +13,13 @@ than raising: a split without frauds is an ordinary situation in a small time wi
 from __future__ import annotations
 
 import math
-import time
-from collections.abc import Sequence
 from dataclasses import asdict, dataclass
 from typing import ClassVar
 
 import numpy as np
 
-from gnn.training.calibrate import ReviewQueue
+from gnn.core.thresholds import ReviewQueue
+from gnn.core.timing import StageTime
 from graph.errors import ValidationError
 
 
@@ -219,37 +220,6 @@ class SplitMetrics:
             f"AUPRC {self.auprc:.3f} {self.auprc_ci}  AUROC {self.auroc:.3f} {self.auroc_ci}  "
             f"Recall@{self.k} {self.recall_at_k:.3f}  ({self.n_fraud} frauds in {self.n:,})"
         )
-
-
-@dataclass(frozen=True, slots=True)
-class StageTime:
-    """Wall-clock seconds one stage of training took (``ringwatch train`` prints them)."""
-
-    stage: str
-    seconds: float
-
-
-class Stopwatch:
-    """Collects ``StageTime``s: ``lap(name)`` ends a stage that began at the previous lap (or at
-    the start)."""
-
-    def __init__(self) -> None:
-        self.stages: list[StageTime] = []
-        self._last = time.perf_counter()
-
-    def lap(self, name: str) -> None:
-        now = time.perf_counter()
-        self.stages.append(StageTime(name, now - self._last))
-        self._last = now
-
-    def restart(self) -> None:
-        """The next stage begins now (time since the last lap is not counted)."""
-        self._last = time.perf_counter()
-
-
-def describe_stages(stages: Sequence[StageTime]) -> str:
-    """One line: each stage's seconds, in order."""
-    return ", ".join(f"{s.stage} {s.seconds:.1f} s" for s in stages)
 
 
 @dataclass(frozen=True, slots=True)
