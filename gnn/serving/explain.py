@@ -54,7 +54,12 @@ from gnn.core.features import (
     FeatureSet,
     build_features,
 )
-from gnn.core.known_fraud import KNOWN_FRAUD_TXN_FEATURES, KNOWN_FRAUD_USER_FEATURES, known_fraud_features
+from gnn.core.known_fraud import (
+    KNOWN_FRAUD_TXN_FEATURES,
+    KNOWN_FRAUD_USER_FEATURES,
+    KnownFraudFeatures,
+    known_fraud_features,
+)
 from gnn.core.tree_features import neighbour_aggregates, txn_velocity
 from gnn.serving.reasons import identifier_shared
 from gnn.serving.scoring import ScoreResult, score_snapshot
@@ -495,6 +500,113 @@ def _logit(p: np.ndarray) -> np.ndarray:
     return np.log(q / (1.0 - q))
 
 
+def _cap_rows(rows: np.ndarray, cap: int, rng: np.random.Generator) -> np.ndarray:
+    """``rows``, or a sorted seeded sample of ``cap`` of them when there are more."""
+    if rows.size > cap:
+        return np.sort(rng.choice(rows, cap, replace=False))
+    return rows
+
+
+def _check_aligned(snapshot: Snapshot, scores: ScoreResult, features: FeatureSet) -> None:
+    """Raise ``ModelError`` unless ``scores`` and ``features`` have one row per account and transaction."""
+    n_user, n_txn = snapshot.num_nodes(NodeType.USER), len(snapshot.transactions)
+    if scores.account_scores.shape[0] != n_user or scores.txn_scores.shape[0] != n_txn:
+        raise ModelError(
+            f"scores ({scores.account_scores.shape[0]} accounts, {scores.txn_scores.shape[0]} transactions) "
+            f"do not match the snapshot ({n_user} accounts, {n_txn} transactions)"
+        )
+    if features.user.shape[0] != n_user or features.txn.shape[0] != n_txn:
+        raise ModelError("features are not aligned with the snapshot: pass build_features(snapshot)")
+
+
+def _account_inputs(
+    snapshot: Snapshot, features: FeatureSet, known: KnownFraudFeatures
+) -> tuple[np.ndarray, tuple[str, ...]]:
+    """The account surrogate's inputs: own features, neighbour aggregates (and their names),
+    known-fraud features."""
+    agg, agg_names = neighbour_aggregates(snapshot, features)
+    x = np.concatenate([features.user.astype(np.float64), agg, known.user.astype(np.float64)], axis=1)
+    return x, agg_names
+
+
+def _txn_inputs(
+    snapshot: Snapshot, features: FeatureSet, known: KnownFraudFeatures, account_logit: np.ndarray
+) -> np.ndarray:
+    """The transaction surrogate's inputs: own features, velocity, the device/IP/merchant
+    features, known-fraud features and the account's model logit (in ``_txn_columns`` order)."""
+    t = snapshot.transactions
+    x = np.concatenate(
+        [
+            features.txn.astype(np.float64),
+            txn_velocity(snapshot)[:, None],
+            _gather(features.device, t.device),
+            _gather(features.ip, t.ip),
+            _gather(features.merchant, t.merchant),
+            known.txn.astype(np.float64),
+            account_logit[:, None],
+        ],
+        axis=1,
+    )
+    return x
+
+
+@dataclass(frozen=True, slots=True)
+class _Surrogate:
+    """One entity's surrogate and what the reasons read from it, per row: raw inputs ``x``
+    (float32), target logits ``y``, per-concept contributions ``contrib`` [rows, C], surrogate
+    logit ``total`` and each concept's strongest column. ``paths`` is ``None`` when there was
+    nothing to fit (then ``fidelity`` is NaN)."""
+
+    paths: TreePaths | None
+    cols: tuple[_Column, ...]
+    concepts: tuple[str, ...]
+    relations: tuple[str | None, ...]
+    x: np.ndarray
+    y: np.ndarray
+    contrib: np.ndarray
+    total: np.ndarray
+    strongest: np.ndarray
+    fidelity: float
+
+    @property
+    def base(self) -> float:
+        return self.paths.base if self.paths is not None else 0.0
+
+    @classmethod
+    def fit(
+        cls,
+        x: np.ndarray,
+        y: np.ndarray,
+        cols: tuple[_Column, ...],
+        config: SurrogateConfig,
+        rows: np.ndarray | None = None,
+    ) -> _Surrogate:
+        """Fit on ``rows`` (all when ``None``), then attribute every row and group by concept."""
+        if x.shape[1] != len(cols):  # a programming error, caught by the tests
+            raise ModelError(f"surrogate: {x.shape[1]} input columns vs {len(cols)} column names")
+        xf, yf = (x, y) if rows is None else (x[rows], y[rows])
+        if yf.shape[0]:
+            paths: TreePaths | None = _fit_surrogate(xf, yf, config)
+            contrib = paths.contributions(x)
+            fidelity = r2(y, paths.base + contrib.sum(axis=1))
+        else:
+            paths, contrib, fidelity = None, np.zeros((0, len(cols))), float("nan")
+        concepts, member = _concept_index(cols)
+        base = paths.base if paths is not None else 0.0
+        return cls(
+            paths=paths,
+            cols=cols,
+            concepts=concepts,
+            relations=_concept_relations(cols, concepts),
+            x=x.astype(np.float32),
+            y=y,
+            contrib=(contrib @ member).astype(np.float32),
+            total=(base + contrib.sum(axis=1)).astype(np.float64),
+            strongest=_strongest_column(contrib, cols, concepts),
+            fidelity=fidelity,
+        )
+
+
 # -- the explainer ------------------------------------------------------------------------------
 
 
@@ -547,21 +659,31 @@ class Explainer:
             ModelError: ``scores`` or ``features`` are not aligned with ``snapshot``, or the
                 snapshot has no accounts.
         """
-        n_user = snapshot.num_nodes(NodeType.USER)
-        if n_user == 0:
+        if snapshot.num_nodes(NodeType.USER) == 0:
             raise ModelError("snapshot has no accounts to explain: load events first (`ringwatch ingest`)")
         features = features if features is not None else build_features(snapshot)
         scores = scores if scores is not None else score_snapshot(artefact, snapshot)
-        t = snapshot.transactions
-        if scores.account_scores.shape[0] != n_user or scores.txn_scores.shape[0] != len(t):
-            raise ModelError(
-                f"scores ({scores.account_scores.shape[0]} accounts, {scores.txn_scores.shape[0]} transactions) "
-                f"do not match the snapshot ({n_user} accounts, {len(t)} transactions)"
-            )
-        if features.user.shape[0] != n_user or features.txn.shape[0] != len(t):
-            raise ModelError("features are not aligned with the snapshot: pass build_features(snapshot)")
+        _check_aligned(snapshot, scores, features)
         self = cls()
         self.model_version = scores.model_version
+        self._config = config
+        self._index(snapshot, scores)
+        self._build_facts(snapshot)
+        delay = artefact.model_config.label_delay if artefact.model_config is not None else None
+        known = known_fraud_features(snapshot, label_delay=delay)
+        xa, agg_names = _account_inputs(snapshot, features, known)
+        ya = _logit(self._account_scores)
+        self._acc = _Surrogate.fit(xa, ya, _account_columns(agg_names), config)
+        xt = _txn_inputs(snapshot, features, known, ya[self._txn_user])
+        rows = _cap_rows(np.arange(xt.shape[0]), config.max_txn_rows, np.random.default_rng(config.seed))
+        self._txn = _Surrogate.fit(xt, _logit(self._txn_scores), _txn_columns(), config, rows=rows)
+        self.fidelity_accounts = self._acc.fidelity
+        self.fidelity_transactions = self._txn.fidelity
+        return self
+
+    def _index(self, snapshot: Snapshot, scores: ScoreResult) -> None:
+        """Keys, positions and batch scores of the snapshot's accounts and transactions."""
+        t = snapshot.transactions
         self._snapshot = snapshot
         self._users = np.asarray(snapshot.nodes[NodeType.USER], dtype=object)
         self._user_pos = {k: i for i, k in enumerate(self._users.tolist())}
@@ -574,64 +696,6 @@ class Explainer:
         self._txn_user = t.user.astype(np.int64)
         self._txn_device = t.device.astype(np.int64)
         self._txn_ip = t.ip.astype(np.int64)
-        self._build_facts(snapshot)
-
-        # Accounts: own features + neighbour aggregates -> the model's account logit.
-        agg, agg_names = neighbour_aggregates(snapshot, features)
-        delay = artefact.model_config.label_delay if artefact.model_config is not None else None
-        known = known_fraud_features(snapshot, label_delay=delay)
-        xa = np.concatenate([features.user.astype(np.float64), agg, known.user.astype(np.float64)], axis=1)
-        ya = _logit(self._account_scores)
-        self._acc_cols = _account_columns(agg_names)
-        self._acc_paths = _fit_surrogate(xa, ya, config)
-        contrib = self._acc_paths.contributions(xa)
-        self.fidelity_accounts = r2(ya, self._acc_paths.base + contrib.sum(axis=1))
-        self._acc_x = xa.astype(np.float32)
-        self._acc_y = ya
-        self._acc_concepts, self._acc_member = _concept_index(self._acc_cols)
-        self._acc_contrib = (contrib @ self._acc_member).astype(np.float32)  # [N, C]
-        self._acc_total = (self._acc_paths.base + contrib.sum(axis=1)).astype(np.float64)
-        self._acc_strongest = _strongest_column(contrib, self._acc_cols, self._acc_concepts)
-
-        # Transactions: own features, velocity, device/IP/merchant features, account logit.
-        xt = np.concatenate(
-            [
-                features.txn.astype(np.float64),
-                txn_velocity(snapshot)[:, None],
-                _gather(features.device, t.device),
-                _gather(features.ip, t.ip),
-                _gather(features.merchant, t.merchant),
-                known.txn.astype(np.float64),
-                ya[self._txn_user][:, None],
-            ],
-            axis=1,
-        )
-        yt = _logit(self._txn_scores)
-        self._txn_cols = _txn_columns()
-        if xt.shape[1] != len(self._txn_cols):  # a programming error, caught by the tests
-            raise ModelError(f"transaction surrogate: {xt.shape[1]} columns vs {len(self._txn_cols)} names")
-        fit = np.arange(len(t))
-        if fit.size > config.max_txn_rows:
-            fit = np.sort(np.random.default_rng(config.seed).choice(fit, config.max_txn_rows, replace=False))
-        if fit.size:
-            self._txn_paths = _fit_surrogate(xt[fit], yt[fit], config)
-            tcontrib = self._txn_paths.contributions(xt)
-            self.fidelity_transactions = r2(yt, self._txn_paths.base + tcontrib.sum(axis=1))
-        else:
-            self._txn_paths = None
-            tcontrib = np.zeros((0, len(self._txn_cols)))
-            self.fidelity_transactions = float("nan")
-        self._txn_x = xt.astype(np.float32)
-        self._txn_y = yt
-        self._config = config
-        self._txn_concepts, self._txn_member = _concept_index(self._txn_cols)
-        self._txn_contrib = (tcontrib @ self._txn_member).astype(np.float32)
-        base_t = self._txn_paths.base if self._txn_paths is not None else 0.0
-        self._txn_total = base_t + tcontrib.sum(axis=1)
-        self._txn_strongest = _strongest_column(tcontrib, self._txn_cols, self._txn_concepts)
-        self._acc_rel = _concept_relations(self._acc_cols, self._acc_concepts)
-        self._txn_rel = _concept_relations(self._txn_cols, self._txn_concepts)
-        return self
 
     def _build_facts(self, snapshot: Snapshot) -> None:
         n_user = snapshot.num_nodes(NodeType.USER)
@@ -674,11 +738,9 @@ class Explainer:
             raise ValidationError("share", share, "must be in (0, 1)")
         rng = np.random.default_rng(self._config.seed)
         out = []
-        for x, y in ((self._acc_x, self._acc_y), (self._txn_x, self._txn_y)):
+        for x, y in ((self._acc.x, self._acc.y), (self._txn.x, self._txn.y)):
             test = rng.random(y.shape[0]) < share
-            fit = np.flatnonzero(~test)
-            if fit.size > self._config.max_txn_rows:
-                fit = np.sort(rng.choice(fit, self._config.max_txn_rows, replace=False))
+            fit = _cap_rows(np.flatnonzero(~test), self._config.max_txn_rows, rng)
             if fit.size == 0 or not test.any():
                 out.append(float("nan"))
                 continue
@@ -714,26 +776,14 @@ class Explainer:
             best = int(self._facts[nt].best[pos])
             if best >= 0:
                 facts.append(self.fact(nt, best, exclude_user=pos))
-        reasons = self._reasons(
-            facts,
-            self._acc_contrib[pos],
-            self._acc_total[pos] - self._acc_paths.base,
-            self._acc_concepts,
-            self._acc_strongest[pos],
-            self._acc_cols,
-            self._acc_x[pos],
-            self._acc_rel,
-            top,
-            user_id,
-        )
         return Explanation(
             entity="account",
             key=user_id,
             score=float(self._account_scores[pos]),
             tier=self._account_tiers[pos],
-            reasons=reasons,
-            base_logit=float(self._acc_paths.base),
-            surrogate_logit=float(self._acc_total[pos]),
+            reasons=self._reasons(facts, self._acc, pos, top, user_id),
+            base_logit=float(self._acc.base),
+            surrogate_logit=float(self._acc.total[pos]),
         )
 
     def transaction(self, txn_id: str, top: int = MAX_REASONS) -> Explanation:
@@ -744,7 +794,7 @@ class Explainer:
             NotFoundError: the snapshot has no such transaction.
         """
         row = self._txn_pos.get(txn_id)
-        if row is None or self._txn_paths is None:
+        if row is None or self._txn.paths is None:
             raise NotFoundError("transaction", txn_id)
         user = int(self._txn_user[row])
         facts = []
@@ -753,27 +803,14 @@ class Explainer:
                 fact = self.fact(nt, int(idx), exclude_user=user)
                 if fact.risky > 0:
                     facts.append(fact)
-        reasons = self._reasons(
-            facts,
-            self._txn_contrib[row],
-            self._txn_total[row] - self._txn_paths.base,
-            self._txn_concepts,
-            self._txn_strongest[row],
-            self._txn_cols,
-            self._txn_x[row],
-            self._txn_rel,
-            top,
-            str(self._users[user]),
-            self._account_tiers[user].value,
-        )
         return Explanation(
             entity="transaction",
             key=txn_id,
             score=float(self._txn_scores[row]),
             tier=self._txn_tiers[row],
-            reasons=reasons,
-            base_logit=float(self._txn_paths.base),
-            surrogate_logit=float(self._txn_total[row]),
+            reasons=self._reasons(facts, self._txn, row, top, str(self._users[user]), self._account_tiers[user].value),
+            base_logit=float(self._txn.base),
+            surrogate_logit=float(self._txn.total[row]),
         )
 
     # -- helpers --------------------------------------------------------------------------
@@ -781,17 +818,17 @@ class Explainer:
     def _reasons(
         self,
         facts: list[NeighbourFact],
-        contrib: np.ndarray,
-        delta: float,
-        concepts: tuple[str, ...],
-        strongest: np.ndarray,
-        cols: tuple[_Column, ...],
-        x: np.ndarray,
-        relations: tuple[str | None, ...],
+        part: _Surrogate,
+        row: int,
         top: int,
         user_id: str,
         account_tier: str = "",
     ) -> tuple[Reason, ...]:
+        """The ``top`` reasons of one row of ``part``: risky-neighbour facts, then the concepts
+        that pushed its surrogate logit away from the base, strongest first."""
+        contrib, strongest, x = part.contrib[row], part.strongest[row], part.x[row]
+        concepts, cols, relations = part.concepts, part.cols, part.relations
+        delta = part.total[row] - part.base
         sign = 1.0 if delta >= 0 else -1.0
         found: list[Reason] = []
         covered: set[int] = set()

@@ -127,9 +127,9 @@ def test_surrogate_is_faithful_and_reasons_deterministic(
 def test_every_column_has_a_sentence(explainer: Explainer, synth: SynthData) -> None:
     """Each surrogate column renders through its template, for real rows and for absent
     (NaN) neighbours, without a leftover placeholder."""
-    x_acc = explainer._acc_x
-    x_txn = explainer._txn_x
-    for cols, rows in ((explainer._acc_cols, x_acc[:3]), (_txn_columns(), x_txn[:3])):
+    x_acc = explainer._acc.x
+    x_txn = explainer._txn.x
+    for cols, rows in ((explainer._acc.cols, x_acc[:3]), (_txn_columns(), x_txn[:3])):
         for row in list(rows) + [np.full(rows.shape[1], np.nan, dtype=np.float32)]:
             for ci in range(len(cols)):
                 text = _text(ci, cols, row, "u0001", "low")
