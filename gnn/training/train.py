@@ -31,9 +31,9 @@ from gnn.artefact.model_artefact import SUPERVISED, UNSUPERVISED, ModelArtefact,
 from gnn.core.anomaly import anomaly_scores, fit_reference
 from gnn.core.device import pick_device, pick_threads, torch_threads
 from gnn.core.features import FeatureSet, Normalisation, build_features
-from gnn.core.known_fraud import KnownLabels, known_fraud_features, known_labels
+from gnn.core.known_fraud import KnownFraudFeatures, KnownLabels, known_fraud_features, known_labels
 from gnn.core.metrics import TrainMetrics, auprc, split_metrics_at
-from gnn.core.model import ModelConfig, RingSAGE, build_graph_input, predict
+from gnn.core.model import GraphInput, ModelConfig, Prediction, RingSAGE, build_graph_input, predict
 from gnn.core.thresholds import ReviewQueue, Thresholds
 from gnn.core.timing import Stopwatch
 from gnn.training.calibrate import REVIEW_CAPACITY, calibrate, quantile_thresholds
@@ -300,101 +300,204 @@ def _supervised(
     progress: bool,
     labels: KnownLabels | None,
 ) -> ModelArtefact:
+    """Train GraphSAGE: build the graph input, run the epochs (seeded), calibrate the tiers on
+    the validation split, measure and package."""
     watch.restart()
     device = pick_device(config.device)
     norm = Normalisation.fit(features)
-    pw_user = _pos_weight(y.user[users.train])
-    pw_txn = _pos_weight(y.txn[txns.train])
-    use_txn_loss = bool(y.txn[txns.train].any())
     known = known_fraud_features(snapshot, labels) if labels is not None else None
-    model_config = ModelConfig(
+    model_config = _model_config(features, y, users, txns, config, known)
+    g = build_graph_input(snapshot, norm.apply(features), known).to(device)
+    watch.lap("graph input")
+    with _deterministic(config.seed, device):
+        model = RingSAGE(model_config).to(device)
+        opt = torch.optim.Adam(model.parameters(), lr=config.lr, weight_decay=config.weight_decay, foreach=True)
+        inputs = _epoch_inputs(g, y, users, txns, config, device)
+        fit = _fit_epochs(model, opt, inputs, y, users, txns, config, progress)
+        watch.lap(f"graphsage {fit.epochs_run} epochs")
+        model.load_state_dict(fit.best_state)
+        pred = predict(model, g)
+    thresholds = (
+        calibrate_split(pred.account, y.user, users.val, config),
+        calibrate_split(pred.txn, y.txn, txns.val, config),
+    )
+    watch.lap("graphsage scoring")
+    metrics = _held_out_metrics(pred, thresholds[0], y, users, txns, fit, config, started, watch)
+    return _supervised_artefact(model, model_config, fit, metrics, thresholds, features, norm, device)
+
+
+def _model_config(
+    features: FeatureSet,
+    y: Targets,
+    users: Split,
+    txns: Split,
+    config: TrainConfig,
+    known: KnownFraudFeatures | None,
+) -> ModelConfig:
+    """The network's shape from the feature blocks, and its prior shifts from the training
+    split's class balance."""
+    use_txn_loss = bool(y.txn[txns.train].any())
+    return ModelConfig(
         in_dims={b: int(features.block(b).shape[1]) for b in ("user", "device", "ip", "merchant")},
         txn_dim=int(features.txn.shape[1]),
         hidden=config.hidden,
         layers=config.layers,
         dropout=config.dropout,
         user_feature_drop=config.user_feature_drop,
-        user_prior_shift=math.log(pw_user),
-        txn_prior_shift=math.log(pw_txn) if use_txn_loss else 0.0,
+        user_prior_shift=math.log(_pos_weight(y.user[users.train])),
+        txn_prior_shift=math.log(_pos_weight(y.txn[txns.train])) if use_txn_loss else 0.0,
         user_label_dim=0 if known is None else int(known.user.shape[1]),
         txn_label_dim=0 if known is None else int(known.txn.shape[1]),
         label_delay=config.label_delay,
     )
-    g = build_graph_input(snapshot, norm.apply(features), known).to(device)
-    watch.lap("graph input")
 
-    with _deterministic(config.seed, device):
-        model = RingSAGE(model_config).to(device)
-        opt = torch.optim.Adam(model.parameters(), lr=config.lr, weight_decay=config.weight_decay, foreach=True)
-        yu = torch.from_numpy(y.user.astype(np.float32)).to(device)
-        yt = torch.from_numpy(y.txn.astype(np.float32)).to(device)
-        tr_u = torch.from_numpy(users.train).to(device)
-        tr_t = torch.from_numpy(txns.train).to(device)
-        pwu = torch.tensor(pw_user, device=device)
-        pwt = torch.tensor(pw_txn, device=device)
-        val_has_fraud = bool(y.user[users.val].any())
-        val_txn_has_fraud = bool(y.txn[txns.val].any())
-        va_t = torch.from_numpy(txns.val if val_txn_has_fraud else txns.val[:0]).to(device)
-        mini = None
-        if config.batch_size is not None:  # mini-batch: sampled subgraphs, same loss (gnn.training.minibatch)
-            mini = MiniBatchEpochs(
-                g,
-                user_train=users.train,
-                txn_train=txns.train if use_txn_loss else txns.train[:0],
-                y_user=yu,
-                y_txn=yt,
-                pos_weight_user=pwu,
-                pos_weight_txn=pwt,
-                batch_size=config.batch_size,
-                fanout=config.fanout,
-                seed=config.seed,
-                device=device,
-            )
 
-        best_metric = -math.inf
-        best_acc_ap = math.nan
-        best_state = {k: v.detach().clone() for k, v in model.state_dict().items()}
-        best_epoch = 0
-        epochs_run = 0
-        bar = tqdm(range(config.epochs), desc="train", unit="epoch", disable=not progress, leave=False)
-        for epoch in bar:
-            if mini is not None:
-                loss = torch.tensor(mini.run_epoch(model, opt))
-            else:
-                model.train()
-                opt.zero_grad(set_to_none=True)
-                # The edge head runs on the training transactions only: the others carry no loss.
-                user_logits, txn_logits, _ = model(g, tr_t if use_txn_loss else tr_t[:0])
-                loss = F.binary_cross_entropy_with_logits(user_logits[tr_u], yu[tr_u], pos_weight=pwu)
-                if use_txn_loss:
-                    loss = loss + F.binary_cross_entropy_with_logits(txn_logits, yt[tr_t], pos_weight=pwt)
-                loss.backward()
-                opt.step()
-            epochs_run = epoch + 1
+@dataclass(frozen=True, slots=True)
+class _EpochInputs:
+    """What every epoch reads, on the training device: the graph, targets, training rows and
+    positive-class weights per head, the validation transactions (empty when they hold no
+    fraud) and, with ``batch_size`` set, the mini-batch sampler."""
 
-            pred = predict(model, g, va_t)
-            acc_ap = auprc(pred.account[users.val], y.user[users.val]) if val_has_fraud else math.nan
-            txn_ap = auprc(pred.txn, y.txn[txns.val]) if val_txn_has_fraud else math.nan
-            if val_has_fraud:
-                # Both heads count, so that an account AUPRC that saturates early cannot freeze
-                # an edge head that has not learnt yet.
-                metric = acc_ap + (txn_ap if val_txn_has_fraud else 0.0)
-            else:  # nothing to validate on: keep the latest weights
-                metric = float(epoch)
-            if metric > best_metric + 1e-9:
-                best_metric, best_epoch, best_acc_ap = metric, epoch, acc_ap
-                best_state = {k: v.detach().clone() for k, v in model.state_dict().items()}
-            bar.set_postfix(loss=f"{loss.item():.4f}", val_auprc=f"{acc_ap:.3f}", val_txn_auprc=f"{txn_ap:.3f}")
-            if epoch - best_epoch >= config.patience:
-                break
-        bar.close()
-        watch.lap(f"graphsage {epochs_run} epochs")
-        model.load_state_dict(best_state)
-        pred = predict(model, g)
+    g: GraphInput
+    yu: torch.Tensor
+    yt: torch.Tensor
+    tr_u: torch.Tensor
+    tr_t: torch.Tensor
+    pwu: torch.Tensor
+    pwt: torch.Tensor
+    use_txn_loss: bool
+    val_has_fraud: bool
+    val_txn_has_fraud: bool
+    va_t: torch.Tensor
+    mini: MiniBatchEpochs | None
 
-    account_thresholds = calibrate_split(pred.account, y.user, users.val, config)
-    txn_thresholds = calibrate_split(pred.txn, y.txn, txns.val, config)
-    watch.lap("graphsage scoring")
+
+def _epoch_inputs(
+    g: GraphInput, y: Targets, users: Split, txns: Split, config: TrainConfig, device: torch.device
+) -> _EpochInputs:
+    use_txn_loss = bool(y.txn[txns.train].any())
+    yu = torch.from_numpy(y.user.astype(np.float32)).to(device)
+    yt = torch.from_numpy(y.txn.astype(np.float32)).to(device)
+    tr_u = torch.from_numpy(users.train).to(device)
+    tr_t = torch.from_numpy(txns.train).to(device)
+    pwu = torch.tensor(_pos_weight(y.user[users.train]), device=device)
+    pwt = torch.tensor(_pos_weight(y.txn[txns.train]), device=device)
+    val_txn_has_fraud = bool(y.txn[txns.val].any())
+    va_t = torch.from_numpy(txns.val if val_txn_has_fraud else txns.val[:0]).to(device)
+    mini = None
+    if config.batch_size is not None:  # mini-batch: sampled subgraphs, same loss (gnn.training.minibatch)
+        mini = MiniBatchEpochs(
+            g,
+            user_train=users.train,
+            txn_train=txns.train if use_txn_loss else txns.train[:0],
+            y_user=yu,
+            y_txn=yt,
+            pos_weight_user=pwu,
+            pos_weight_txn=pwt,
+            batch_size=config.batch_size,
+            fanout=config.fanout,
+            seed=config.seed,
+            device=device,
+        )
+    return _EpochInputs(
+        g=g,
+        yu=yu,
+        yt=yt,
+        tr_u=tr_u,
+        tr_t=tr_t,
+        pwu=pwu,
+        pwt=pwt,
+        use_txn_loss=use_txn_loss,
+        val_has_fraud=bool(y.user[users.val].any()),
+        val_txn_has_fraud=val_txn_has_fraud,
+        va_t=va_t,
+        mini=mini,
+    )
+
+
+def _full_batch_epoch(model: RingSAGE, opt: torch.optim.Optimizer, inputs: _EpochInputs) -> torch.Tensor:
+    """One gradient step on the whole graph; returns the loss."""
+    i = inputs
+    model.train()
+    opt.zero_grad(set_to_none=True)
+    # The edge head runs on the training transactions only: the others carry no loss.
+    user_logits, txn_logits, _ = model(i.g, i.tr_t if i.use_txn_loss else i.tr_t[:0])
+    loss = F.binary_cross_entropy_with_logits(user_logits[i.tr_u], i.yu[i.tr_u], pos_weight=i.pwu)
+    if i.use_txn_loss:
+        loss = loss + F.binary_cross_entropy_with_logits(txn_logits, i.yt[i.tr_t], pos_weight=i.pwt)
+    loss.backward()
+    opt.step()
+    return loss
+
+
+@dataclass(frozen=True, slots=True)
+class _Fit:
+    """The outcome of the epoch loop: the best epoch's weights, its index and validation
+    account AUPRC, and how many epochs ran."""
+
+    best_state: dict[str, torch.Tensor]
+    best_epoch: int
+    best_acc_ap: float
+    epochs_run: int
+
+
+def _fit_epochs(
+    model: RingSAGE,
+    opt: torch.optim.Optimizer,
+    inputs: _EpochInputs,
+    y: Targets,
+    users: Split,
+    txns: Split,
+    config: TrainConfig,
+    progress: bool,
+) -> _Fit:
+    """Train up to ``config.epochs``, stop after ``config.patience`` epochs without a better
+    validation score, and keep the best epoch's weights."""
+    best_metric = -math.inf
+    best_acc_ap = math.nan
+    best_state = {k: v.detach().clone() for k, v in model.state_dict().items()}
+    best_epoch = 0
+    epochs_run = 0
+    bar = tqdm(range(config.epochs), desc="train", unit="epoch", disable=not progress, leave=False)
+    for epoch in bar:
+        if inputs.mini is not None:
+            loss = torch.tensor(inputs.mini.run_epoch(model, opt))
+        else:
+            loss = _full_batch_epoch(model, opt, inputs)
+        epochs_run = epoch + 1
+
+        pred = predict(model, inputs.g, inputs.va_t)
+        acc_ap = auprc(pred.account[users.val], y.user[users.val]) if inputs.val_has_fraud else math.nan
+        txn_ap = auprc(pred.txn, y.txn[txns.val]) if inputs.val_txn_has_fraud else math.nan
+        if inputs.val_has_fraud:
+            # Both heads count, so that an account AUPRC that saturates early cannot freeze
+            # an edge head that has not learnt yet.
+            metric = acc_ap + (txn_ap if inputs.val_txn_has_fraud else 0.0)
+        else:  # nothing to validate on: keep the latest weights
+            metric = float(epoch)
+        if metric > best_metric + 1e-9:
+            best_metric, best_epoch, best_acc_ap = metric, epoch, acc_ap
+            best_state = {k: v.detach().clone() for k, v in model.state_dict().items()}
+        bar.set_postfix(loss=f"{loss.item():.4f}", val_auprc=f"{acc_ap:.3f}", val_txn_auprc=f"{txn_ap:.3f}")
+        if epoch - best_epoch >= config.patience:
+            break
+    bar.close()
+    return _Fit(best_state=best_state, best_epoch=best_epoch, best_acc_ap=best_acc_ap, epochs_run=epochs_run)
+
+
+def _held_out_metrics(
+    pred: Prediction,
+    account_thresholds: Thresholds,
+    y: Targets,
+    users: Split,
+    txns: Split,
+    fit: _Fit,
+    config: TrainConfig,
+    started: float,
+    watch: Stopwatch,
+) -> TrainMetrics:
+    """Validation and test metrics of both heads at the calibrated thresholds, with the run's
+    epochs, seed, timings and the account review queue."""
     held_out = {
         "accounts_val": split_metrics_at(pred.account, y.user, users.val),
         "accounts_test": split_metrics_at(pred.account, y.user, users.test),
@@ -402,23 +505,36 @@ def _supervised(
         "transactions_test": split_metrics_at(pred.txn, y.txn, txns.test),
     }
     watch.lap("metrics")
-    metrics = TrainMetrics(
+    return TrainMetrics(
         **held_out,
-        epochs_run=epochs_run,
+        epochs_run=fit.epochs_run,
         seconds=time.perf_counter() - started,
         seed=config.seed,
         stages=tuple(watch.stages),
         account_queue=ReviewQueue.of(pred.account, account_thresholds),
     )
+
+
+def _supervised_artefact(
+    model: RingSAGE,
+    model_config: ModelConfig,
+    fit: _Fit,
+    metrics: TrainMetrics,
+    thresholds: tuple[Thresholds, Thresholds],
+    features: FeatureSet,
+    norm: Normalisation,
+    device: torch.device,
+) -> ModelArtefact:
+    """Package the trained weights with their (account, transaction) tier thresholds and metrics."""
     state = {k: v.detach().cpu().clone() for k, v in model.state_dict().items()}
     created = time.time()
     log.info(
         "trained %d epochs (best %d) in %.1fs on %s; val account AUPRC %.3f",
-        epochs_run,
-        best_epoch + 1,
+        fit.epochs_run,
+        fit.best_epoch + 1,
         metrics.seconds,
         device,
-        best_acc_ap,
+        fit.best_acc_ap,
     )
     return ModelArtefact(
         version=make_version(created, SUPERVISED, state),
@@ -428,8 +544,8 @@ def _supervised(
         normalisation=norm,
         model_config=model_config,
         state_dict=state,
-        account_thresholds=account_thresholds,
-        transaction_thresholds=txn_thresholds,
+        account_thresholds=thresholds[0],
+        transaction_thresholds=thresholds[1],
         metrics=metrics,
         device_trained_on=str(device),
     )
