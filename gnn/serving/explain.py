@@ -1,36 +1,13 @@
-"""Reasons for every account and transaction score: short sentences, fast enough for the API.
+"""Reasons for every account and transaction score: short sentences, cheap enough for every API call.
 
-An ``Explainer`` is built once from a snapshot, its features and the batch scores (at batch
-scoring time or when the API loads a snapshot); one explanation is then a few array reads and
-string formats, cheap enough for every API call (``bench/explain_bench.py`` times them).
-
-Each explanation combines two sources:
-
-* **Risky neighbours (exact facts).** For each of the account's devices and IPs, how many other
-  accounts share it, how many of those carry a winning ``fraud`` verdict (confirmed fraud) and
-  how many more sit in the HIGH tier of the batch scores. The identifier that connects the
-  account to the most risky accounts is named: "device D-81 is shared with 5 other accounts:
-  4 confirmed fraud, 1 more high risk". A transaction names its own device and IP the same way.
-* **Feature contributions (exact for a surrogate, approximate for the model).** GraphSAGE has no
-  exact per-feature attribution, so a tree surrogate is fitted to the shipped model's logits:
-  ``HistGradientBoostingRegressor`` on the account's own features (``gnn.core.features`` user block)
-  plus ``gnn.core.tree_features.neighbour_aggregates`` (1–2 hop mean/max/count through devices, IPs and
-  merchants) for accounts; on the transaction features, the payment velocity, the features of the
-  transaction's device, IP and merchant and the account's model logit for transactions. The
-  surrogate's prediction is decomposed *exactly* into per-feature contributions by path
-  attribution (Saabas): walking a sample's path through each tree, every split adds
-  ``value(child) - value(node)`` to its feature, where a node's value is the training-count
-  weighted mean of its leaves. So ``surrogate logit = base + sum(contributions)`` holds to float
-  precision (tested). What is approximate is the surrogate itself: its fidelity to the model is
-  ``Explainer.fidelity`` (R² of surrogate vs model logit over the snapshot, in-sample) and
-  ``bench/explain_bench.py`` also prints a held-out R². Features are grouped into concepts (the
-  device-sharing columns together, the mean and max of one neighbour feature together), and a
-  concept's sentence reads the raw value of its strongest column through ``TEMPLATES``.
-
-Reasons are ordered: risky-neighbour facts first (when the account or transaction has any risky
-neighbour), then the concepts that pushed the score in its direction (above the surrogate's base
-logit: the largest positive contributions; below: the largest negative ones). The surrogate is
-seeded and fitted single-threaded, so the same snapshot, scores and config give the same reasons.
+``Explainer.build`` runs once per snapshot and its batch scores: it counts, per device and IP, the
+confirmed-fraud and HIGH-tier accounts on it, and fits a tree surrogate of the model's logit per
+entity whose prediction ``TreePaths`` splits exactly into per-feature contributions (Saabas path
+attribution). ``Explainer.account`` and ``Explainer.transaction`` then only read arrays: the
+risky-neighbour facts first ("device D-81 is shared with 5 other accounts: 4 confirmed fraud,
+1 more high risk"), then the feature concepts that pushed the score, worded by ``TEMPLATES``.
+The attribution is exact for the surrogate; how well the surrogate follows the model is
+``Explainer.fidelity_*`` (R²).
 """
 
 from __future__ import annotations
@@ -394,7 +371,10 @@ class TreePaths:
     """A fitted ``HistGradientBoostingRegressor`` flattened into node arrays for path
     attribution: all trees' nodes concatenated, ``roots`` [n_trees] their first nodes, ``value``
     the count-weighted mean of each node's leaves (leaves: the shrunk leaf values the model
-    adds up), ``base`` = baseline + Σ root values (the expected prediction)."""
+    adds up), ``base`` = baseline + Σ root values (the expected prediction).
+
+    Walking a row's path through each tree, every split adds ``value(child) - value(node)`` to
+    its feature, so ``base + Σ contributions`` is the tree prediction to float precision."""
 
     feature: np.ndarray  # int64 [nodes]
     threshold: np.ndarray  # float64 [nodes]
@@ -626,7 +606,10 @@ class Explainer:
 
     Build with :meth:`build` (fits the surrogates, precomputes every account's and transaction's
     concept contributions and every account's riskiest device and IP); read with
-    :meth:`account` and :meth:`transaction`. Read-only afterwards, safe to share.
+    :meth:`account` and :meth:`transaction`. Read-only afterwards, safe to share. The surrogates
+    are seeded and fitted single-threaded: the same snapshot, scores and config give the same
+    reasons. ``fidelity_accounts`` / ``fidelity_transactions``: R² of surrogate vs model logit
+    over the snapshot, in-sample (``holdout_fidelity`` gives held-out values).
     """
 
     fidelity_accounts: float
@@ -763,7 +746,9 @@ class Explainer:
         )
 
     def account(self, user_id: str, top: int = MAX_REASONS) -> Explanation:
-        """Reasons for one account's batch score.
+        """Reasons for one account's batch score: its device and IP that connect it to the most
+        risky accounts (confirmed fraud, then HIGH tier) when they pushed the score up, then the
+        concepts that drove the score.
 
         Raises:
             NotFoundError: the snapshot has no such account.
@@ -825,7 +810,8 @@ class Explainer:
         account_tier: str = "",
     ) -> tuple[Reason, ...]:
         """The ``top`` reasons of one row of ``part``: risky-neighbour facts, then the concepts
-        that pushed its surrogate logit away from the base, strongest first."""
+        that pushed its surrogate logit away from the base (above it: the largest positive
+        contributions; below: the largest negative ones), strongest first."""
         contrib, strongest, x = part.contrib[row], part.strongest[row], part.x[row]
         concepts, cols, relations = part.concepts, part.cols, part.relations
         delta = part.total[row] - part.base

@@ -1,51 +1,13 @@
 """Inductive scoring: one account, or one unseen checkout event, in O(its own nodes) per call.
 
-GraphSAGE with k layers computes a node's layer ``l`` from the mean of its in-neighbours' layer
-``l - 1`` per relation and its own layer ``l - 1``. An ``InductiveScorer`` holds, for every node
-of the serving snapshot:
-
-* the node features' sufficient statistics (``gnn.core.features.FeatureStats``: counts and sums);
-* its layers ``0 .. k - 1`` (layer 0 = the encoded input ``relu(encode(x))``);
-* for a **hub** (a node with more than ``HUB_EDGES`` in-edges of one relation: a busy
-  merchant's accounts, a shared office IP's), the running sum of those sources' layers. Only
-  hubs have a row of sums, so that the sums cost memory for the few busy nodes, and a node
-  added to a full cache copies its layers only (``_ensure_rows``).
-
-A call recomputes only its **roots** (an account; or an event's user, device, IP and merchant)
-through all k layers, with numpy copies of the model's weights. A root's mean per relation is
-its sources' cached layers summed (a hub's running sum instead), corrected for the roots among
-its sources (their new layer replaces their cached one) and for the event's new edges (their
-source is added), divided by the count. The cost does not depend on how many accounts paid at
-the event's merchant (``bench/explain_bench.py`` times the calls).
-
-* ``score_account`` (a known account): the same score as ``gnn.serving.scoring.score_snapshot`` on the
-  same graph, up to float32 summation order (tested with ``np.allclose``); likewise
-  ``score_event`` of an event the scorer holds already (tested for both heads).
-* ``score_event`` (an event whose user, device, IP or merchant may be new): the roots'
-  statistics are updated with the event (``FeatureStats.with_event``, the batch definitions
-  exactly; the event's transaction features likewise, both tested against ``build_features``),
-  new nodes and new user–device / user–IP / user–merchant / device–IP edges are added, and the
-  roots are recomputed as above. Nothing is stored.
-
-**Incremental updates.** ``add_events`` folds events that arrived after the snapshot in without a
-rebuild: new nodes get ids past the snapshot's, new edges join the adjacency, the roots'
-statistics and layers are stored, and each root's change of layer is added to the running sums
-of its hub out-neighbours (a new edge into a hub adds its source; a node that becomes a hub
-starts its sum). Later calls see them: a second payment from a new device is scored with the
-first one counted. The scorer is not locked: the API calls ``add_events`` and the ``score_*``
-methods from one thread (its event loop).
-
-**Approximation.** Only the roots are recomputed. A node next to a root keeps its cached layers
-and statistics although the event changes them a little (the other accounts on the event's
-device now share it with one more account; an account that paid at the merchant reads the
-merchant's new layer 0 in its layer 1). These are effects at two hops, damped by the mean
-aggregation, and they do not accumulate in the roots' own values; the API rebuilds the scorer
-from the store every few minutes (``api.reload``), which makes them exact again. Tests bound the
-difference to batch scoring of the same graph with the events added.
-
-Unsupervised artefacts have no network to run, and artefacts whose model selection shipped a
-tree scorer score with trees over neighbour aggregates: ``InductiveScorer.build`` raises
-``ModelError`` for both.
+An ``InductiveScorer`` caches, for every node of the serving snapshot, its feature statistics,
+its GraphSAGE layers and, for a hub (more than ``HUB_EDGES`` in-edges of one relation), the
+running sum of those sources' layers. A call recomputes only its roots (an account; or an
+event's user, device, IP and merchant) through all layers, with numpy copies of the model's
+weights, so its cost does not depend on how many accounts paid at the event's merchant.
+``score_account`` matches batch scoring up to float32 summation order; ``score_event`` scores an
+event whose nodes may be new; ``add_events`` folds later events in. Nodes next to a root keep
+their cached values, an approximation at two hops (see ``InductiveScorer``).
 """
 
 from __future__ import annotations
@@ -243,7 +205,19 @@ class _Heads:
 class InductiveScorer:
     """Scores of accounts and unseen events from cached layers (see the module docstring). Build
     once per snapshot and artefact with :meth:`build`; ``add_events`` folds later events in.
-    Scoring calls only read and may run in parallel with each other, not with ``add_events``."""
+    Scoring calls only read and may run in parallel with each other, not with ``add_events``
+    (the scorer is not locked: the API calls all of them from its event loop).
+
+    Only hubs have a row of running sums, so the sums cost memory for the few busy nodes, and a
+    node added to a full cache copies its layers only (``_ensure_rows``).
+
+    Approximation: only the roots are recomputed. A node next to a root keeps its cached layers
+    and statistics although the event changes them a little (the other accounts on the event's
+    device now share it with one more account; an account that paid at the merchant reads the
+    merchant's new layer 0 in its layer 1). These are effects at two hops, damped by the mean
+    aggregation, and they do not accumulate in the roots' own values; the API rebuilds the
+    scorer from the store every few minutes (``api.reload``), which makes them exact again. Tests
+    bound the difference to batch scoring of the same graph with the events added."""
 
     def __init__(self) -> None:  # filled by build()
         self.model_version = ""
@@ -393,7 +367,8 @@ class InductiveScorer:
         return event_txn_features(event, self._history(gid["user"]))
 
     def score_account(self, user_id: str) -> AccountScore:
-        """The account's score as the graph stands (equal to batch scoring on the snapshot).
+        """The account's score as the graph stands (equal to batch scoring on the snapshot, up
+        to float32 summation order).
 
         Raises:
             NotFoundError: the scorer knows no such account.
@@ -409,7 +384,10 @@ class InductiveScorer:
     def score_event(self, event: Event) -> EventScore:
         """Score an event that the snapshot does not hold: its account (as it stands with the
         event) and the event as a transaction. Its user, device, IP and merchant may be new. An
-        event the scorer holds already is scored as it stands (counted once).
+        event the scorer holds already is scored as it stands (counted once). The roots'
+        statistics are updated with the event (``FeatureStats.with_event``, the batch
+        definitions exactly), its new nodes and edges added, and the roots recomputed; nothing
+        is stored.
 
         Raises:
             ValidationError: ``event.user_id`` is empty.
@@ -432,9 +410,14 @@ class InductiveScorer:
         )
 
     def add_events(self, events: list[Event]) -> int:
-        """Fold ``events`` into the graph (see the module docstring), in the order given; an
-        event whose ``txn_id`` the snapshot or an earlier call holds is skipped. Returns how
-        many were added.
+        """Fold ``events`` into the graph without a rebuild, in the order given; an event whose
+        ``txn_id`` the snapshot or an earlier call holds is skipped. Returns how many were added.
+
+        New nodes get ids past the snapshot's, new edges join the adjacency, the roots'
+        statistics and layers are stored, and each root's change of layer is added to the
+        running sums of its hub out-neighbours (a new edge into a hub adds its source; a node
+        that becomes a hub starts its sum). Later calls see them: a second payment from a new
+        device is scored with the first one counted.
 
         Raises:
             ValidationError: an event's ``user_id`` is empty (nothing is added from it on).
