@@ -1,60 +1,12 @@
-"""Deterministic fraud-ring detection on a graph snapshot (DESIGN §6).
+"""Deterministic fraud-ring detection on a graph snapshot (DESIGN §6): ``detect_rings``.
 
 A ring is a group of accounts tied together by shared devices, IPs or payment patterns whose
-members are risky together. Detection is a pure function of the snapshot, the account scores and
-the configuration: the same graph gives the same rings, with the same ids, every time.
-
-Algorithm
----------
-1. **Candidates.** Accounts with ``score >= threshold`` (``RingConfig.member_threshold``, or
-   ``member_ratio`` (0.6) times the medium tier threshold when that is ``None``).
-2. **Links.** Candidates are linked through *linking identifiers*:
-
-   - a device or IP used by at least 2 and at most ``max_identifier_users`` distinct users in the
-     whole graph (risky or not). A "giant" identifier (office NAT, campus, mobile carrier) never
-     links, so the legitimate users behind a shared IP do not fall into rings wholesale;
-   - ...and at least ``min_candidate_share`` of whose users are candidates: a public Wi-Fi or
-     VPN exit that several rings pass through but ordinary accounts mostly use ties nobody;
-   - a *busy* device or IP (more than ``busy_identifier_users`` users) ties only the users for
-     whom it carries at least ``min_use_share`` of their events: the ring's own device or IP,
-     not one passed through now and then;
-   - a merchant paid by at least 2 and at most ``max_merchant_users`` distinct users whose mean
-     account score is ``>= medium``: a colluding merchant. A popular merchant never links;
-   - a *merchant time window* (one merchant, one ``merchant_window_s`` bucket) in which at
-     least 2 and at most ``max_merchant_users`` users each made ``burst_payments`` or more
-     payments, mostly candidates: card testing at a merchant that also has ordinary customers.
-
-   Device and IP use comes from both the ``user_device``/``user_ip`` link tables and the
-   device/IP columns of the transactions (use shares from the transactions); merchant use from
-   the transactions. The links are kept as a bipartite graph (accounts -- identifiers), never
-   expanded to account pairs, so a busy identifier costs one edge per user, not one per pair.
-3. **One bridge step.** A non-candidate account with ``score >= bridge_ratio * threshold`` that
-   touches linking identifiers of at least two *different* candidate components joins the graph
-   (through those identifiers only), so a mule chain held together by one mid-risk account stays
-   one ring. Bridges are chosen once against the candidate components; a bridge never recruits a
-   further bridge. ``bridge_ratio=None`` turns this off.
-4. **Components.** Connected components of that graph (``scipy.sparse.csgraph``); a component
-   with at least ``min_size`` accounts (candidates plus bridges) is a ring.
-5. **Score and tier.** With ``m`` the mean of the top ``k = min(size, 5)`` member scores
-   (bridges count as members) and ``h`` the share of members scoring ``>= high``::
-
-       ring_score = m + HIGH_SHARE_WEIGHT * h * (1 - m)        # HIGH_SHARE_WEIGHT = 0.5
-
-   The score stays in [0, 1], is never below ``m`` (a ring whose top-k members are all medium
-   is at least a medium ring), rises when many members are high-risk rather than only a few, and never falls
-   when a member's score rises. Tier: ``>= high`` high, ``>= medium`` medium, else low.
-6. **Ring id.** ``"ring-" + sha1(smallest member user_id)[:10]``. The id depends only on one
-   member, not on graph indices, component labels or the rest of the graph, so adding an
-   unrelated account or edge elsewhere does not rename a ring, and an investigator's ring id
-   means the same thing tomorrow as long as the ring keeps its smallest member. Two rings can
-   only share an id through a truncated-hash collision; then the rings are taken in order of
-   their smallest member and the later one gets ``-2``, ``-3``, ... appended.
-7. **Shared identifiers.** The linking devices, IPs and merchants (a merchant time window counts
-   as its merchant) used by at least 2 members, sorted. Giant IPs, popular merchants and public
-   hangouts are left out: they are not what ties the ring.
-8. **Order.** Rings by score descending, then ring id.
-
-Cost is a few integer sorts and one or two sparse connected-components passes over the
+members are risky together. Candidate accounts are linked through the devices, IPs, merchants
+and merchant time windows that may tie them (``RingConfig`` says which), a mid-risk account may
+bridge two groups, and a connected component with enough members is a ring, scored, tiered and
+named after its smallest member. Detection is a pure function of the snapshot, the account
+scores and the configuration: the same graph gives the same rings, with the same ids, every
+time. The cost is a few integer sorts and sparse connected-components passes over the
 account--identifier edges: about linear in the number of transactions and links.
 """
 
@@ -161,7 +113,19 @@ def detect_rings(
     high: float,
     config: RingConfig = RingConfig(),
 ) -> list[Ring]:
-    """Find fraud rings in ``snapshot`` (algorithm in the module docstring).
+    """Find fraud rings in ``snapshot``.
+
+    1. Candidates: accounts with ``score >= threshold`` (``config.member_threshold``, or
+       ``config.member_ratio`` times ``medium`` when that is ``None``).
+    2. Links: candidates are joined through the linking identifiers of ``_linking_edges``.
+    3. One bridge step: a non-candidate scoring ``>= bridge_ratio * threshold`` that touches
+       linking identifiers of at least two *different* candidate components joins the graph
+       (through those identifiers only), so a mule chain held together by one mid-risk account
+       stays one ring. Bridges are chosen once against the candidate components; a bridge never
+       recruits a further bridge. ``bridge_ratio=None`` turns this off.
+    4. Rings: connected components with at least ``min_size`` accounts (candidates plus
+       bridges), scored by ``_ring_score``, tiered (``>= high`` high, ``>= medium`` medium, else
+       low), named by ``_assign_ring_ids`` and listed with ``_shared_identifiers``.
 
     Args:
         snapshot: the graph; only users, devices, IPs, merchants, ``user_device``, ``user_ip``
@@ -326,7 +290,25 @@ def _unique_pairs(
 def _linking_edges(
     snapshot: Snapshot, scores: np.ndarray, candidate: np.ndarray, medium: float, config: RingConfig
 ) -> _LinkGraph:
-    """Every (user, identifier) edge through a device, IP or merchant that may link accounts."""
+    """Every (user, identifier) edge through a device, IP or merchant that may link accounts:
+
+    - a device or IP used by at least 2 and at most ``max_identifier_users`` distinct users in
+      the whole graph (risky or not): a "giant" (office NAT, campus, mobile carrier) never links,
+      so the legitimate users behind a shared IP do not fall into rings wholesale;
+    - ...and at least ``min_candidate_share`` of whose users are candidates: a public Wi-Fi or
+      VPN exit that several rings pass through but ordinary accounts mostly use ties nobody;
+    - a *busy* device or IP (more than ``busy_identifier_users`` users) ties only the users for
+      whom it carries at least ``min_use_share`` of their events;
+    - a merchant paid by at least 2 and at most ``max_merchant_users`` distinct users whose mean
+      account score is ``>= medium`` (a colluding merchant); a popular merchant never links;
+    - a merchant time window (one merchant, one ``merchant_window_s`` bucket) in which at least
+      2 and at most ``max_merchant_users`` users each made ``burst_payments`` or more payments,
+      mostly candidates: card testing at a merchant that also has ordinary customers.
+
+    Device and IP use comes from the ``user_device``/``user_ip`` link tables and the
+    transactions' device/IP columns (use shares from the transactions). The edges stay a
+    bipartite graph, never expanded to account pairs: a busy identifier costs one edge per user.
+    """
     n_users = scores.shape[0]
     n_dev = snapshot.num_nodes(NodeType.DEVICE)
     n_ip = snapshot.num_nodes(NodeType.IP)
@@ -457,7 +439,8 @@ def _shared_identifiers(
     member: np.ndarray,
     ring_labels: np.ndarray,
 ) -> dict[int, tuple[tuple[str, ...], tuple[str, ...], tuple[str, ...]]]:
-    """Per ring label: the linking devices, IPs and merchants used by >= 2 of its members."""
+    """Per ring label: the linking devices, IPs and merchants used by >= 2 of its members,
+    sorted. Giant IPs, popular merchants and public hangouts never link, so they are not listed."""
     sel = edge_keep & member[graph.user]
     ident = graph.ident[sel]
     # A merchant time window counts as its merchant; a user counts once per merchant.
@@ -492,7 +475,11 @@ def _shared_identifiers(
 
 
 def _ring_score(member_scores: np.ndarray, high: float) -> float:
-    """``m + HIGH_SHARE_WEIGHT * h * (1 - m)``: m = mean of the top-k scores, h = share >= high."""
+    """``m + HIGH_SHARE_WEIGHT * h * (1 - m)``: m = mean of the top-k scores, h = share >= high.
+
+    Stays in [0, 1], is never below ``m`` (a ring whose top-k members are all medium is at least
+    a medium ring), rises when many members are high-risk rather than only a few, and never
+    falls when a member's score rises."""
     k = min(member_scores.shape[0], TOP_K)
     top = np.sort(member_scores)[::-1][:k]
     core = float(top.mean())
@@ -509,8 +496,10 @@ def _tier(score: float, medium: float, high: float) -> Tier:
 
 
 def _assign_ring_ids(anchors: list[str], hex_digits: int = RING_ID_HEX) -> list[str]:
-    """One id per ring from its smallest member ``anchors[i]``. A truncated-hash collision is
-    settled by anchor order: the smallest anchor keeps the plain id, the next gets ``-2``, ..."""
+    """One id per ring, ``"ring-" + sha1(smallest member)[:hex_digits]``. It depends only on that
+    member, not on graph indices or the rest of the graph, so an unrelated account or edge does
+    not rename a ring. A truncated-hash collision is settled by anchor order: the smallest
+    anchor keeps the plain id, the next gets ``-2``, ..."""
     ids = [""] * len(anchors)
     taken: set[str] = set()
     for i in sorted(range(len(anchors)), key=lambda j: anchors[j]):
