@@ -1,41 +1,14 @@
 """``SQLiteGraphStore``: the embedded default ``GraphStore``, one SQLite file, standard library only.
 
 Used when no Neo4j is configured (DESIGN §8). It holds the same graph as the Neo4j store and
-passes the same conformance suite, but keeps it in relational form:
-
-- one table per node type (``users``, ``devices``, ``ips``, ``merchants``) with the write-back
-  properties (``risk_score``, ``risk_tier``, ``ring_id``, ``model_version``, ``scored_at``);
-- ``transactions``: one row per event, i.e. one ``TRANSACTED`` edge per payment/refund;
-- ``USED_DEVICE`` / ``USED_IP`` / ``SEEN_AT`` are *not* stored: their ``first_seen``,
-  ``last_seen`` and ``count`` are derived from ``transactions`` when read (GROUP BY in SQL for
-  ``stats``, in numpy for ``snapshot``), so an upsert only adds rows and re-loading the same
-  events changes nothing;
-- ``labels`` keeps every verdict (re-loading one is a no-op); the winner is chosen on read;
-- ``rings`` / ``ring_members`` / ``scoring`` hold the last scoring run only.
-
-Ingestion speed (DESIGN §7 target; end to end: ``bench/ingest_bench.py``, the store alone:
-``bench/store_bench.py``): a batch is one transaction. Its rows go straight into
-``transactions`` by an ``executemany`` of a prepared ``INSERT ... VALUES`` of ``INSERT_ROWS``
-rows at a time (``ON CONFLICT DO NOTHING``; the summed ``changes()`` count the new ones), which
-binds columns in C with a fraction of the per-row overhead of one row per statement. Node keys
-are inserted only when this store has not already written them (a per-connection cache of keys
-known to be committed; nodes are never deleted, so a cached key is always still there). Bulk
-batches may come as columns (``upsert_batch``, ``EventBatch``), so no ``Event`` object is built.
-The four adjacency indexes on ``transactions`` that only ``neighbourhood()`` needs are dropped
-by bulk batches and rebuilt by the next ``neighbourhood()`` (see the class).
-
-Label winner rule (shared with the Neo4j store): per entity, the verdict with the latest ``ts``
-wins; at equal ``ts`` the smallest ``source`` wins, then the smallest ``label`` ("fraud" before
-"legit"). Labels of entities that are not in the graph stay in the store (they count in
-``stats``) but are left out of ``Snapshot`` until their user or transaction arrives.
-
-Keys are compared as SQLite ``BINARY`` text, i.e. by UTF-8 bytes, which is the same order as
-Python's code-point order for ``str``; so ``ORDER BY`` here matches ``sorted()`` in Python.
-
-Thread-safety: one connection, opened with ``check_same_thread=False`` and guarded by a lock,
-so the API may call the store from a thread pool. Other processes may use the same file at the
-same time (WAL mode); writes take ``BEGIN IMMEDIATE`` and reads run in one read transaction,
-so a snapshot is consistent.
+passes the same conformance suite, in relational form: one table per node type with the
+write-back properties, ``transactions`` (one row per event: a ``TRANSACTED`` edge per
+payment/refund), ``labels`` (every verdict; the winner is chosen on read) and the last scoring
+run's ``rings`` / ``ring_members`` / ``scoring``. ``USED_DEVICE`` / ``USED_IP`` / ``SEEN_AT`` are
+not stored but derived from ``transactions`` when read, so an upsert only adds rows and
+re-loading the same events changes nothing. One connection behind a lock serves the API's
+thread pool; other processes may share the file (WAL mode), and a snapshot is one consistent
+read transaction.
 """
 
 from __future__ import annotations
@@ -223,11 +196,14 @@ SQL_NODE_KEYS: dict[NodeType, LiteralString] = {
 }
 # In txn_id order, which is the table's own (clustered) order, so SQLite does not sort; a stable
 # sort by ts in numpy then gives the (ts, txn_id) order of the Snapshot.
+# Keys compare as SQLite BINARY text, i.e. by UTF-8 bytes: the same order as Python's
+# code-point order for str, so ORDER BY here matches sorted() in Python.
 SQL_SNAPSHOT_TXNS: LiteralString = (
     "SELECT txn_id, ts, user_id, merchant_id, device_id, ip, amount, currency, event, status"
     " FROM transactions ORDER BY txn_id"
 )
-# The winning verdict per entity (see the module docstring for the rule).
+# The winning verdict per entity (the rule the Neo4j store shares): the latest ts wins; at equal
+# ts the smallest source, then the smallest label ("fraud" before "legit").
 SQL_LATEST_LABELS: LiteralString = (
     "SELECT entity_id, label, ts, source FROM ("
     " SELECT entity_id, label, ts, source, ROW_NUMBER() OVER ("
@@ -465,6 +441,7 @@ class SQLiteGraphStore(GraphStore):
         return UpsertResult(inserted=inserted, duplicates=len(rows) - inserted)
 
     def _upsert_batch(self, batch: EventBatch) -> UpsertResult:
+        """Bind the batch's columns directly, so no ``Event`` object is built."""
         n = len(batch)
         columns = [
             batch.txn_id.tolist(),
@@ -498,6 +475,10 @@ class SQLiteGraphStore(GraphStore):
         """Insert ``n`` rows (``flat``: the first ones, row-major, a multiple of ``INSERT_ROWS``
         rows; ``tail``: the rest as tuples) and the node keys (``keys(type)``, called only when
         some transaction is new) not yet known, in one transaction. Returns how many transactions were new.
+
+        Known keys are those this store has committed (a per-connection cache; nodes are never
+        deleted, so a cached key is always still there). ``ON CONFLICT DO NOTHING`` skips a stored
+        ``txn_id``; the statements' row counts (SQLite's summed ``changes()``) are the new rows.
 
         Raises:
             ValidationError: from ``incomplete()`` when a row lacks a required field (nothing
@@ -600,6 +581,9 @@ class SQLiteGraphStore(GraphStore):
     # -- snapshot ---------------------------------------------------------------------------
 
     def _snapshot(self) -> Snapshot:
+        """The graph in one read transaction. Labels of entities that are not in the graph stay
+        in the store (they count in ``stats``) but are left out until their user or
+        transaction arrives."""
         with self._transaction("snapshot", write=False) as conn:
             taken_at = time.time()
             keys = {t: [k for (k,) in conn.execute(SQL_NODE_KEYS[t])] for t in _NODE_TABLES}
