@@ -2,65 +2,10 @@
 
 ``generate`` writes five CSV files: the events in the canonical schema (DESIGN §5), the labels a
 fraud team would have (partial, late and a little wrong), and three ground-truth files that the
-labels only partly reveal (users, transactions, special identifiers).
-
-What is planted, and why it is hard on purpose:
-
-* Legitimate users (about 96 %): a signup, then logins and payments (Poisson rates that differ
-  per user, a daily rhythm, "login then pay" sessions and short shopping bursts), Zipf merchant
-  popularity with per-user favourite merchants, 1–3 devices and 1–4 IPs each (some IPv6), a few
-  refunds and declines, round amounts now and then (gift cards), USD/EUR/GBP. Hard negatives:
-  families sharing a device and a home IP, office / campus / carrier-NAT IPs used by hundreds of
-  users, public Wi-Fi IPs and commercial VPN exits (datacenter ranges) shared by unrelated users,
-  kiosk / internet-café devices shared by 6–20 unrelated users.
-* Rings (``ring-0001`` …), four kinds:
-  ``account_farm`` (5–25 fresh accounts, a burst of signups on 1–4 farm/emulator devices behind
-  a few datacenter proxies, higher amounts on most payments), ``card_testing`` (4–12 accounts,
-  bursts of 0.50–2.00 payments within minutes at 1–3 merchants, mostly declined, then a few
-  cash-out payments), ``mule_chain`` (4–10 accounts where neighbours in the chain share one device
-  or one IP, receiving refunds and paying them on), ``colluding_merchant`` (6–15 accounts paying
-  one merchant round amounts again and again from a few shared IPs).
-* Late joiners: ring members who sign up in the last quarter of the period and behave like
-  ordinary users; their only tell is that some of their events use a device or IP of their ring.
-* Lone fraudsters (no ring): short bursts of high payments from their own device.
-* Compromised merchants (two, or one per 1,500 users; the first early in the period, the others
-  in its second half): for 15–21 days a small merchant's checkout charges the cards on file of
-  ordinary users, each charge with the device and IP of one of the victim's own earlier events,
-  at ordinary amounts. The accounts are the victims', not fraud users, and nothing about a
-  charge itself is odd: only the merchant's earlier charges coming back as chargebacks give the
-  later ones away.
-* Noise: ring members use their own fresh device/IP on some events, and public Wi-Fi / VPN exits
-  that ordinary users share on a few; label noise (see below).
-
-Ground truth:
-
-* ``truth_users.csv``: ``is_fraud`` 1 for every ring member (late joiners included) and lone
-  fraudster; ``ring_id`` / ``ring_kind`` empty for users in no ring; ``graph_only`` 1 for the late
-  joiners (fraud whose own behaviour is ordinary: only the graph reveals them), else 0.
-* ``truth_transactions.csv``: ``is_fraud`` is 1 for every payment and refund made by a fraud user
-  and for the stolen-card payments at compromised merchants, and 0 for every signup and login (a
-  login is not a loss, even from a fraudster); ``scenario`` names how each fraudulent one came
-  about (``SCENARIOS``: the ring kind, ``lone_fraudster`` or ``compromised_merchant``).
-* ``truth_identifiers.csv``: devices, IPs and merchants with a planted role. Legitimate roles:
-  ``family_device``, ``family_ip``, ``office_ip``, ``campus_ip``, ``carrier_nat_ip``,
-  ``public_wifi_ip``, ``vpn_ip``, ``kiosk_device``. Fraud roles: ``farm_device``,
-  ``emulator_device``, ``proxy_ip``, ``tester_device``, ``tester_ip``, ``card_testing_merchant``,
-  ``mule_device``, ``mule_ip``, ``collusion_ip``, ``colluding_merchant``,
-  ``compromised_merchant``. Only identifiers that occur in the events are listed.
-
-With ``labels="transactions"`` labels.csv holds the transaction verdicts below only (card and
-payment teams' chargebacks), and each revealed user has at least one.
-
-Labels (``labels.csv``): a share ``label_reveal`` of fraud users get ``user,fraud,chargeback`` at
-their last fraudulent payment plus 1–45 days (so some arrive after the period ends); about 30 % of
-the approved fraudulent payments of those users get ``transaction,fraud,chargeback`` 2–60 days
-later; about 85 % of the approved stolen-card payments get one 2–10 days later, and their
-victims ``user,legit,investigator`` 1–7 days after their first; about 2 %
-of legitimate users get ``user,legit,investigator``. Label noise (``label_noise`` × revealed
-labels, split in two, at least one each way when ``label_noise > 0``): legitimate users charged
-back as fraud (with one of their payments), and revealed fraudsters later cleared by an
-investigator (a later ``legit`` verdict, which wins).
-
+labels only partly reveal (users, transactions, special identifiers). It plants ordinary users
+with hard negatives (families, offices, carrier NAT, public Wi-Fi, VPN exits, kiosks), four kinds
+of rings with late joiners whose only tell is the graph, lone fraudsters and compromised
+merchants; the README's "The synthetic data" lists them, the truth columns and the labels.
 Everything comes from one ``numpy`` Generator seeded with ``config.seed``: the same config gives
 byte-identical files.
 """
@@ -150,7 +95,7 @@ class SyntheticConfig:
 
 @dataclass(frozen=True, slots=True)
 class GeneratedDataset:
-    """Paths of the written files and a few counts (see the module docstring for the columns)."""
+    """Paths of the written files and a few counts (the columns: README, "The synthetic data")."""
 
     events: Path
     labels: Path
@@ -167,7 +112,7 @@ def generate(config: SyntheticConfig, out_dir: Path, progress: bool = False) -> 
     """Generate a dataset into ``out_dir`` (created if missing) and return where it went.
 
     Raises ``ValidationError`` for a config value out of range. ``progress`` prints one line per
-    stage to stderr. Runs in a few seconds for 5,000 users (≈ 100k events).
+    stage to stderr.
     """
     start_epoch = _validate(config)
     out = Path(out_dir)
@@ -965,6 +910,16 @@ class _Generator:
 
     def _labels(self, cols: dict[str, np.ndarray]) -> np.ndarray:
         """Chargebacks for part of the fraud, investigator verdicts, and some wrong labels.
+
+        A share ``label_reveal`` of fraud users get ``user,fraud,chargeback`` 1–45 days after
+        their last fraudulent payment; about 30 % of those users' approved fraudulent payments
+        get ``transaction,fraud,chargeback`` 2–60 days later; about 85 % of the approved
+        stolen-card payments get one 2–10 days later, and their victims ``user,legit,investigator``
+        1–7 days after their first; about 2 % of legitimate users get ``user,legit,investigator``.
+        Noise (``label_noise`` × revealed labels, split in two, at least one each way when
+        ``label_noise > 0``): legitimate users charged back as fraud (with one of their payments),
+        and revealed fraudsters later cleared (a later ``legit`` verdict, which wins). With
+        ``labels="transactions"`` only transaction verdicts are kept, at least one per revealed user.
 
         Returns int64 rows ``(entity 0=user 1=txn, index, fraud 0/1, ts, source 0=chargeback
         1=investigator)``; ``index`` is a user index or a row of the sorted events."""
