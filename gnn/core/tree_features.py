@@ -52,7 +52,8 @@ HYBRID = "hybrid"
 TREE_FAMILIES: tuple[str, ...] = (TREES_OWN, TREES_KNOWN_FRAUD, TREES_AGGREGATED, HYBRID)
 #: User-block columns that look at other accounts (graph features); dropped for ``trees_own``.
 GRAPH_USER_FEATURES: tuple[str, ...] = ("max_device_users_log", "max_ip_users_log")
-#: The account's own behaviour: every other user-block column.
+#: The account's own behaviour: every other user-block column. Its own counts of devices, IPs and
+#: merchants stay: they describe the account, not its neighbours.
 OWN_USER_FEATURES: tuple[str, ...] = tuple(f for f in USER_FEATURES if f not in GRAPH_USER_FEATURES)
 #: Window of the velocity rule and the ``velocity_1h`` transaction feature, in seconds.
 VELOCITY_WINDOW = 3600.0
@@ -265,7 +266,10 @@ class TreeInputs:
         return np.concatenate([self.account_agg, known, np.asarray(embeddings, dtype=np.float64)], axis=1)
 
     def txn_x(self, family: str, account_scores: np.ndarray) -> np.ndarray:
-        """Transaction columns of ``family`` with the stacked account score as the last column."""
+        """Transaction columns of ``family`` with the stacked account score as the last column
+        (one column instead of all the account columns, which keeps the fit small). For training
+        accounts that score is in-sample, so the transaction trees may trust it a little too
+        much; that can only hurt the tree families."""
         if family == TREES_OWN:
             base = self.txn_base
         elif self.txn_ctx is None or self.known is None:

@@ -1,44 +1,18 @@
 """The baselines the shipped model is judged against, all on the split and targets of
 ``gnn.training.split``: the rules defined here, and the model families that training fits
-(``gnn.training.candidates``).
+(``gnn.training.candidates``). Each gives every account and transaction a score in [0, 1]:
 
-Five families, each giving a score in [0, 1] to every account and every transaction:
+1. Rules, no training (``rule_scores``): other accounts met on the account's devices
+   (``rule_shared_device``) or IPs (``rule_shared_ip``); most payments in one hour (``rule_velocity``).
+2. ``trees_own``: gradient-boosted trees on the account's own features, no graph features.
+2b. ``trees_known_fraud``: the strongest generic baseline, what a user builds in an afternoon:
+   the trees on every user feature (tabular and sharing counts) plus the known-fraud
+   neighbourhood features of ``gnn.core.known_fraud``, with the training config's label delay.
+3. ``trees_aggregated``: the columns of 2b plus 1- and 2-hop neighbour aggregates.
+4. ``graphsage``: ``gnn.training.train.train``, scored with ``gnn.serving.scoring.score_snapshot``.
+5. ``hybrid``: the trees on the columns of 3 plus GraphSAGE's final user embeddings.
 
-1. Rules, no training. ``rule_shared_device``: accounts met on the account's devices (the sum
-   over its devices of the other accounts on each); ``rule_shared_ip``: the same over IPs;
-   ``rule_velocity``: the account's most payments in one clock hour. A count ``c`` becomes the
-   score ``c / (1 + c)`` (same ranking). Transactions take their account's score for the two
-   sharing rules and, for velocity, the account's payments in the hour up to the transaction
-   (point in time, see ``txn_velocity``).
-2. ``trees_own``: gradient-boosted trees (``HistGradientBoostingClassifier``) on the account's
-   own features, without graph features: ``gnn.core.features`` user block minus
-   ``GRAPH_USER_FEATURES`` (the two columns that count *other* accounts on the account's devices
-   and IPs). The account's own counts of devices, IPs and merchants stay: they describe the
-   account, not its neighbours.
-2b. ``trees_known_fraud``: the strongest generic baseline: the same trees on every user feature
-   (tabular and sharing counts) plus the known-fraud neighbourhood features of
-   ``gnn.core.known_fraud`` (verdicts known before, on the same devices, IPs, prefixes, merchants and
-   account), with the training config's label delay. What a user builds in an afternoon; the
-   shipped model is judged against it.
-3. ``trees_aggregated``: the same trees on the columns of 2b plus ``neighbour_aggregates``:
-   mean, max and count of neighbours' features over one hop (the account's devices, IPs and
-   merchants) and two hops (the other accounts behind them), via sparse matrix products.
-4. ``graphsage``: ``gnn.training.train.train`` scored with ``gnn.serving.scoring.score_snapshot``.
-5. ``hybrid``: the trees on the features of 3 plus GraphSAGE's final user embeddings
-   (``ScoreResult.embeddings``).
-
-Transactions, for the tree baselines: trees fitted on the training transactions that move money
-(payments and refunds; signups and logins are never positive targets) with the columns
-``TXN_FEATURES`` + ``velocity_1h`` + the score that the same baseline's account trees give the
-transaction's account (stacking: one column instead of all the account columns, which keeps the
-fit small); 3 and 5 also get the transaction's device, IP and merchant
-features (NaN when absent). For accounts in the training split that account score is in-sample,
-so the transaction trees may trust it a little too much; that can only hurt the tree baselines.
-Trees are weighted to balance the classes and their probabilities shifted back by the
-class-weight ratio (like GraphSAGE's prior shift), seeded with ``TrainConfig.seed``. The columns
-live in ``gnn.core.tree_features``, the trees in ``gnn.core.trees`` and the fit of every family but
-the rules in ``gnn.training.candidates``, so that a tree family that wins the selection
-(``gnn.training.selection``) is shipped and scored with exactly the columns measured here.
+Tree columns: ``gnn.core.tree_features`` (transactions: stacked on their account's score).
 """
 
 from __future__ import annotations
@@ -105,7 +79,12 @@ def _others_via(src: np.ndarray, dst: np.ndarray, n_user: int, n_ident: int) -> 
 
 
 def rule_scores(snapshot: Snapshot, features: FeatureSet) -> tuple[CandidateScores, ...]:
-    """The three rules of baseline 1 as scores (see the module docstring)."""
+    """The three rules of baseline 1 as scores. ``rule_shared_device``: the sum over the
+    account's devices of the other accounts on each; ``rule_shared_ip``: the same over IPs;
+    ``rule_velocity``: the account's most payments in one clock hour. A count ``c`` becomes
+    ``c / (1 + c)`` (same ranking). Transactions take their account's score for the sharing
+    rules and, for velocity, the account's payments in the hour up to the transaction (point in
+    time, ``txn_velocity``)."""
     started = time.perf_counter()
     t = snapshot.transactions
     n_user = snapshot.num_nodes(NodeType.USER)
