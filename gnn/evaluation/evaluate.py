@@ -1,38 +1,13 @@
 """``ringwatch evaluate``: every baseline on the same time-ordered split, one report.
 
-``evaluate`` runs ``gnn.evaluation.baselines.run_baselines`` and measures, for accounts and
-transactions, on the validation and the held-out test split (later in time than training):
-
-* AUPRC, AUROC and Recall@K (K = frauds in the split), against the revealed labels
-  (``gnn.training.split.targets``: positive-unlabelled, so these are lower bounds);
-* precision and recall at each tier threshold, thresholds calibrated on validation with
-  ``gnn.training.train.calibrate_split``;
-* with the planted truth of a synthetic dataset (``synthetic.truth.PlantedTruth``): the same
-  ranking metrics against the truth, the *graph-only slice* (late ring members whose own
-  behaviour is ordinary, against truly legitimate test accounts), and ring precision / recall /
-  purity (``synthetic.ring_recovery``) of rings detected from each baseline's scores.
-
-``label_budget`` (``gnn.evaluation.label_budget``) adds the few-labels table: the shipped training
-with 0 %, 1 %, 10 % and 100 % of the training part's fraud labels revealed, on the same test split.
-
-The winner is picked by the rule ``ringwatch train`` ships with (``gnn.training.selection.select``,
-``gnn.training.selection.RULE``): among the selection candidates that were run (GraphSAGE, trees on
-aggregates, hybrid), the highest validation AUPRC of accounts *plus* transactions, one model for
-both; it is the model ``ringwatch train`` would ship on this snapshot with this config. (With no
-candidate run, the same rule picks among the baselines that were.) ``report.md`` holds the
-tables, ``evaluation.json`` the same numbers, and four PNG plots the curves
-(``gnn.evaluation.report`` renders the Markdown and the plots). The same snapshot, config and
-truth give the same numbers (timings aside), on the CPU.
-
-``comparisons`` set the winner (GraphSAGE when the winner is the baseline itself) against the
-strongest simple baseline, trees on tabular, sharing and known-fraud-neighbour features: the
-test AUPRC difference with a paired bootstrap interval (``gnn.core.metrics.paired_auprc_difference``),
-so "beats the baseline" is claimed only when the whole interval is above 0.
-
-Cost: the features and the trees' neighbour aggregates are built once and shared by every
-baseline and by the few-labels runs; GraphSAGE is trained once for the main table and the hybrid
-reads its embeddings; a few-labels row whose revealed labels give the main run's training
-targets takes the main run's models (``gnn.evaluation.label_budget``).
+``evaluate`` runs ``gnn.evaluation.baselines.run_baselines`` and measures accounts and
+transactions on the validation and the held-out test split: ranking metrics against the
+revealed labels, precision and recall at the calibrated tier thresholds and, with a synthetic
+dataset's planted truth, the same against the truth plus the graph-only slice and ring
+recovery. It adds the few-labels table (``gnn.evaluation.label_budget``), picks the winner by
+the rule ``ringwatch train`` ships with (``_selection``) and sets it against the strongest
+simple baseline (``_comparisons``). ``gnn.evaluation.report`` renders ``report.md`` and the
+plots; ``evaluation.json`` holds the same numbers.
 """
 
 from __future__ import annotations
@@ -226,7 +201,9 @@ def _entity(
 def _selection(run: CandidateRun, snapshot: Snapshot, config: TrainConfig, trees: TreeConfig) -> Selection:
     """Training's selection (``gnn.training.selection.select``) among the candidates that were run, with
     training's cross-validation fallback when validation cannot tell them apart; with none of
-    them, the same rule among every baseline run (report order breaks ties)."""
+    them, the same rule among every baseline run (report order breaks ties). The rule: the
+    highest validation AUPRC of accounts *plus* transactions, one model for both, so the winner
+    is the model ``ringwatch train`` would ship on this snapshot with this config."""
     run_names = [s.name for s in run.scores]
     candidates = [c for c in CANDIDATES if c in run_names]
     if candidates:
@@ -241,7 +218,9 @@ def _selection(run: CandidateRun, snapshot: Snapshot, config: TrainConfig, trees
 def _comparisons(run: CandidateRun, winner: str, truth: PlantedTruth | None = None) -> tuple[Comparison, ...]:
     """The winner (GraphSAGE when the strongest simple baseline wins) against that baseline on
     the test split, accounts and transactions, measured against the labels, or against the
-    planted ``truth`` when given; none when either model was not run."""
+    planted ``truth`` when given; none when either model was not run. The test AUPRC difference
+    comes with a paired bootstrap interval (``paired_auprc_difference``), so "beats the
+    baseline" is claimed only when the whole interval is above 0."""
     scores = {s.name: s for s in run.scores}
     model = GRAPHSAGE if winner == TREES_KNOWN_FRAUD else winner
     if model not in scores or TREES_KNOWN_FRAUD not in scores:
@@ -279,6 +258,17 @@ def evaluate(
     ``baselines`` picks a subset (default all; the winner is chosen among those run).
     ``label_fractions``: the few-labels table's fractions (``()`` leaves the table out); its runs
     train with ``config``, capped at ``label_budget_epochs`` epochs when given.
+
+    Measured per baseline: AUPRC, AUROC and Recall@K (K = frauds in the split) against the
+    revealed labels (``gnn.training.split.targets``: positive-unlabelled, so lower bounds);
+    precision and recall at each tier threshold, calibrated on validation
+    (``gnn.training.train.calibrate_split``); with ``truth``, the ranking metrics against the
+    truth, the graph-only slice (late ring members whose own behaviour is ordinary, against
+    truly legitimate test accounts) and ring precision / recall / purity
+    (``synthetic.ring_recovery``). The features and tree inputs are built once and shared by
+    every baseline and few-labels run; GraphSAGE is trained once and the hybrid reads its
+    embeddings. The same snapshot, config and truth give the same numbers (timings aside) on
+    the CPU.
 
     Raises:
         ModelError: the snapshot has no users; ``out_dir`` is not writable.
