@@ -1,38 +1,11 @@
 """Column mappings: how another schema's columns become ringwatch's canonical event columns.
 
 A mapping is a small YAML (``.yaml``/``.yml``) or TOML (``.toml``) file, so a user can point
-ringwatch at their own export without editing it. Every key is optional; a canonical field the
-mapping does not name is read from the source column of the same name, if there is one::
-
-    name: my_shop
-    fields:
-      txn_id: order_ref                       # rename: canonical <- source column
-      amount: {column: total, default: "0"}   # default for empty cells
-      user_id:                                # composite: parts joined with a separator
-        columns: [card_bin, card_last4]
-        separator: "|"
-        prefix: "card:"                       # prefix ids so they cannot collide
-        allow_missing_parts: false            # a missing part makes the whole id missing
-      event: {constant: payment}              # the same value for every row
-      ts: {column: created, unit: s, origin: "2020-01-01T00:00:00Z"}  # numeric offsets
-    joins:                                    # left join of a side file, before the fields
-      - file: identity.csv                    # relative to the source file's folder
-        key: order_ref                        # ("on" would read as true in YAML)
-        columns: [device_fingerprint]
-    labels:                                   # optional: verdicts from a column
-      column: is_fraud
-      fraud_values: ["1"]
-      legit_values: ["0"]
-      entities: [transaction, user]
-      source: chargeback
-
-``ts`` units: ``iso`` (default; ISO-8601 text, UTC when it has no zone), ``s`` or ``ms``
-(numbers counted from ``origin``, an ISO-8601 instant or epoch seconds; default 1970-01-01 UTC).
-Text fields are stripped; empty cells and the null tokens in ``NULL_TOKENS`` count as missing.
-
-A mapping file may be at most ``MAX_MAPPING_BYTES`` long and hold at most ``MAX_MAPPING_VALUES``
-values, every use of a YAML alias (``*name``) counted in full, so a file of nested aliases (a
-"billion laughs") is refused before anything walks it.
+ringwatch at their own export without editing it (the README's "Your own data" shows its keys;
+``mappings/ieee_cis.yaml`` is a full one). Every key is optional; a canonical field the mapping
+does not name is read from the source column of the same name, if there is one. Read one with
+``ColumnMapping.from_file``, which refuses a file over ``MAX_MAPPING_BYTES`` or with more than
+``MAX_MAPPING_VALUES`` values (YAML aliases counted in full) before anything walks it.
 """
 
 from __future__ import annotations
@@ -96,7 +69,10 @@ _LABEL_KEYS = frozenset({"column", "fraud_values", "legit_values", "entities", "
 class FieldSpec:
     """Where one canonical field comes from: one source column (a rename), several (a composite
     joined with ``separator``), or a ``constant``. ``prefix`` is put before every present value;
-    ``default`` fills missing values. ``unit``/``origin`` apply to ``ts`` only."""
+    ``default`` fills missing values; with ``allow_missing_parts`` false a missing part makes the
+    whole composite missing. ``unit``/``origin`` apply to ``ts`` only: ``iso`` (ISO-8601 text,
+    UTC when it has no zone), ``s`` or ``ms`` (numbers counted from ``origin``, default
+    1970-01-01 UTC). Text fields are stripped; empty cells and ``NULL_TOKENS`` count as missing."""
 
     columns: tuple[str, ...] = ()
     separator: str = "|"
@@ -142,7 +118,7 @@ class LabelSpec:
 
 @dataclass(frozen=True, slots=True)
 class ColumnMapping:
-    """How a source schema becomes canonical events (see the module docstring for the file)."""
+    """How a source schema becomes canonical events (the file format: README, "Your own data")."""
 
     fields: Mapping[str, FieldSpec] = field(default_factory=lambda: MappingProxyType({}))
     joins: tuple[JoinSpec, ...] = ()
