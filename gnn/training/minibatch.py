@@ -3,31 +3,9 @@
 Why a sampler of our own: PyG's ``NeighborLoader`` samples heterogeneous graphs only through
 ``pyg-lib`` or ``torch-sparse`` (``ImportError: 'NeighborSampler' requires either 'pyg-lib' or
 'torch-sparse'``), and neither has wheels for the pinned torch on PyPI. ``NeighbourSampler`` does
-the same job in numpy, with the same semantics as ``NeighborLoader(num_neighbors=fanout,
-replace=False, disjoint=False)``:
-
-* the seeds are the batch's accounts and, for the transaction head, each seed transaction's
-  user, merchant, device and IP;
-* hop ``k`` samples, for every node first reached at hop ``k - 1`` (the seeds at hop 0) and every
-  relation that points *into* its type, at most ``fanout[k]`` distinct incoming neighbours,
-  uniformly without replacement (all of them when it has that many or fewer; ``-1`` = all);
-* the sampled edges and nodes form a relabelled ``GraphInput``: node ``i`` of type ``t`` is global
-  node ``node_ids[t][i]``, the seed accounts come first in the user block, and the transaction
-  table holds the seed transactions only (local indices, ``-1`` kept for absent parts).
-
-With ``fanout`` all ``-1`` and as many hops as layers, the seeds' outputs equal full-batch ones.
-
-Training (``MiniBatchEpochs``): each epoch shuffles the training accounts and transactions
-with the run's seed and deals them into ``ceil((accounts + transactions) / batch_size)``
-batches, each holding its share of both, so both heads learn in every step. The loss per
-batch is the full-batch loss (weighted BCE with the same ``pos_weight`` per head, mean over
-the batch's seeds). Early stopping on validation AUPRC stays in ``gnn.training.train``: validation is
-scored by ``gnn.core.model.predict``, layer-wise and in chunks under ``inference_mode``, which holds
-a few [nodes, hidden] embedding tables and one chunk of messages, not the whole graph's
-activations (the scale benchmark measures it).
-
-Determinism: the sampler draws from a ``numpy.random.Generator`` seeded with the training
-seed and the dropout masks from torch's seeded generator, so the same seed gives the same
+the same job in numpy, with the semantics of ``NeighborLoader(num_neighbors=fanout,
+replace=False, disjoint=False)``; ``MiniBatchEpochs`` runs the epochs over its batches with the
+full-batch loss. Early stopping stays in ``gnn.training.train``. The same seed gives the same
 weights on the CPU.
 """
 
@@ -100,8 +78,20 @@ class SampledBatch:
 
 
 class NeighbourSampler:
-    """Uniform heterogeneous neighbour sampler over a full ``GraphInput`` (see the module
-    docstring for what a sample holds).
+    """Uniform heterogeneous neighbour sampler over a full ``GraphInput``.
+
+    * The seeds are the batch's accounts and, for the transaction head, each seed transaction's
+      user, merchant, device and IP.
+    * Hop ``k`` samples, for every node first reached at hop ``k - 1`` (the seeds at hop 0) and
+      every relation that points *into* its type, at most ``fanout[k]`` distinct incoming
+      neighbours, uniformly without replacement (all of them when it has that many or fewer;
+      ``-1`` = all).
+    * The sampled edges and nodes form a relabelled ``GraphInput``: node ``i`` of type ``t`` is
+      global node ``node_ids[t][i]``, the seed accounts come first in the user block, and the
+      transaction table holds the seed transactions only (local indices, ``-1`` kept for absent
+      parts).
+
+    With ``fanout`` all ``-1`` and as many hops as layers, the seeds' outputs equal full-batch ones.
 
     Builds one CSR per relation, keyed by destination node, once (O(E log E)). ``sample`` is
     not re-entrant: it reuses one global-to-local map per node type between calls.
@@ -259,7 +249,15 @@ class NeighbourSampler:
 
 
 class MiniBatchEpochs:
-    """Runs training epochs of ``RingSAGE`` over sampled mini-batches (module docstring).
+    """Runs training epochs of ``RingSAGE`` over sampled mini-batches.
+
+    Each epoch shuffles the training accounts and transactions with the run's seed and deals
+    them into ``ceil((accounts + transactions) / batch_size)`` batches, each holding its share of
+    both, so both heads learn in every step. The loss per batch is the full-batch loss (weighted
+    BCE with the same ``pos_weight`` per head, mean over the batch's seeds). The sampler draws
+    from a ``numpy.random.Generator`` seeded with ``seed`` and the dropout masks from torch's
+    seeded generator. Validation (in ``gnn.training.train``) is scored by
+    ``gnn.core.model.predict``, layer-wise and in chunks, not the whole graph's activations.
 
     Args:
         g: the whole graph (features standardised); sampled on the CPU, batches moved to
