@@ -1,33 +1,12 @@
 """Quality with few labels: 0 %, 1 %, 10 % and 100 % of the fraud labels revealed.
 
 Real teams start with almost no labels. ``label_budget`` replays that on a snapshot whose labels
-are all known, on the time-ordered split of ``gnn.training.train``:
-
-* The *training part* is the accounts of the train and validation splits (``user_split``) and
-  the events of the train and validation splits (``txn_split``); the *test part* is the rest,
-  later in time.
-* A *fraud case* is a training-part account with a fraud verdict, its own or one on one of its
-  transactions. For each fraction ``f`` a seeded draw keeps ``round(f * cases)`` of them (at
-  least one when ``f > 0``); the draws are nested (every case revealed at 1 % is revealed at
-  10 %). A hidden case loses all its fraud verdicts and becomes an unlabelled account; legit
-  verdicts of the training part are kept.
-* The training run sees the revealed training-part labels only. The test part's labels are
-  the future at training time: they are withheld from the run (``gnn.training.train.train`` never learns
-  from them, but it counts every fraud label against ``min_fraud_labels``, so leaving them in
-  would let labels it cannot learn from decide the mode) and used, all of them, to measure.
-* Each run is the shipped ``gnn.training.train.train`` (so with few labels it falls back to the
-  unsupervised anomaly score, ``mode="unsupervised"``), scored with ``score_snapshot`` and
-  measured on the *same* test split against *every* revealed label of the test part
-  (``gnn.training.split.targets`` of the full snapshot). The ``trees_aggregated`` baseline
-  (``gnn.evaluation.baselines``) is fitted on the same revealed labels where it can be (at least one
-  positive in its training rows), to compare.
-* Given the main table's run (``gnn.evaluation.evaluate`` passes it), features and tree inputs are built
-  once (labels never enter them), and a model whose training would read exactly the targets the
-  main run's did (the rows it learns from and validates on) is taken from the main run instead
-  of being fitted again: the same inputs, seed and config give the same model. Such a row lists
-  it in ``BudgetRow.from_main``.
-
-The same snapshot, config and fractions give the same numbers on the CPU.
+are all known, on the time-ordered split of ``gnn.training.train``: ``reveal_labels`` keeps a
+seeded, nested share of the training part's fraud cases, the shipped training runs on them (so
+with few labels it falls back to the unsupervised score), and every run is measured on the same
+test split against every label of the test part. ``trees_aggregated`` is fitted on the same
+revealed labels, to compare. The same snapshot, config and fractions give the same numbers on
+the CPU.
 """
 
 from __future__ import annotations
@@ -70,9 +49,9 @@ LABEL_FRACTIONS: tuple[float, ...] = (0.0, 0.01, 0.1, 1.0)
 class LabelReveal:
     """The labels one budget run may learn from.
 
-    ``snapshot`` is the input with only the revealed training-part labels (see the module
-    docstring); ``cases`` are the training-part accounts with a fraud verdict (int64 user
-    positions, ascending), ``revealed`` and ``hidden`` split them.
+    ``snapshot`` is the input with only the revealed training-part labels (``reveal_labels``);
+    ``cases`` are the training-part accounts with a fraud verdict (int64 user positions,
+    ascending), ``revealed`` and ``hidden`` split them.
     """
 
     fraction: float
@@ -88,7 +67,7 @@ class BudgetRow:
     (``fraud_labels`` in train + validation, ``fraud_labels_train`` in the training split) and
     test-split quality of it and of ``trees_aggregated`` (``None``: not trainable or no fraud in
     the test split). ``from_main``: the models (``graphsage``, ``trees_aggregated``) taken from
-    the main table's run because they would be trained on the same targets (module docstring).
+    the main table's run because they would be trained on the same targets (``label_budget``).
     ``seconds`` (not reproducible) is the run's training and scoring time."""
 
     fraction: float
@@ -170,8 +149,19 @@ def _n_revealed(fraction: float, n_cases: int) -> int:
 def reveal_labels(
     snapshot: Snapshot, fraction: float, *, seed: int = 7, val_fraction: float = 0.2, test_fraction: float = 0.2
 ) -> LabelReveal:
-    """The snapshot a team with ``fraction`` of the training part's fraud cases would train on
-    (see the module docstring): test-part labels and hidden cases' fraud verdicts removed.
+    """The snapshot a team with ``fraction`` of the training part's fraud cases would train on:
+    test-part labels and hidden cases' fraud verdicts removed.
+
+    The *training part* is the accounts of the train and validation splits (``user_split``) and
+    the events of the train and validation splits (``txn_split``); the *test part* is the rest,
+    later in time. A *fraud case* is a training-part account with a fraud verdict, its own or
+    one on one of its transactions. A seeded draw keeps ``round(fraction * cases)`` of them (at
+    least one when ``fraction > 0``); the draws are nested (every case revealed at 1 % is
+    revealed at 10 %). A hidden case loses all its fraud verdicts and becomes an unlabelled
+    account; legit verdicts of the training part are kept. The test part's labels are the
+    future at training time: ``train`` would never learn from them, but it counts every fraud
+    label against ``min_fraud_labels``, so leaving them in would let labels it cannot learn
+    from decide the mode.
 
     Raises:
         ValidationError: ``fraction`` outside [0, 1].
@@ -230,12 +220,19 @@ def label_budget(
     trees: TreeConfig = TreeConfig(),
     main: CandidateRun | None = None,
 ) -> LabelBudget:
-    """Train and measure once per fraction of revealed fraud labels (module docstring).
+    """Train and measure once per fraction of revealed fraud labels (``reveal_labels``).
 
+    Each run is the shipped ``gnn.training.train.train``, scored with ``score_snapshot`` and
+    measured on the *same* test split against *every* revealed label of the test part
+    (``gnn.training.split.targets`` of the full snapshot); ``trees_aggregated`` is fitted on the
+    same revealed labels where it can be (at least one positive in its training rows).
     ``config`` is the training config of every run (its seed also seeds the draw); pass fewer
     ``epochs`` to make the table cheaper. Runs are independent: each fraction trains from scratch,
     except that with ``main`` (``run_baselines`` on this ``snapshot`` with this ``config`` and
-    ``trees``) a model whose training targets equal the main run's is taken from it.
+    ``trees``) features and tree inputs are built once (labels never enter them), and a model
+    whose training targets equal the main run's (the rows it learns from and validates on) is
+    taken from it: the same inputs, seed and config give the same model
+    (``BudgetRow.from_main`` lists it).
 
     Raises:
         ValidationError: a fraction outside [0, 1].
