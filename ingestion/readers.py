@@ -1,33 +1,13 @@
 """Streaming readers for event and label files: CSV (also ``.csv.gz``), Parquet and JSON lines.
 
-Every reader yields ``RawChunk`` objects of at most ``chunk_rows`` rows, so memory stays bounded
-however big the file is, and keeps the source line number of every row so a quarantined row can
-be found in the original file:
-
-- CSV: the header is line 1, the first data row line 2. Numbers are physical lines, also when a
-  quoted value spans several lines or when malformed rows are skipped by the parser.
-- JSON lines: the 1-based line of the file.
-- Parquet: the 1-based row number.
-
-CSV cells are read as text, exactly as written (an empty cell is ``""``), so the quarantine file
-shows the row the way the user wrote it. JSON and Parquet values keep their own types; the
-column mapping turns them into text where it needs text.
-
-Rows the parser cannot split into the file's columns (a CSV row with too few or too many fields,
-a JSON line that is not an object) are returned as ``RejectedRow`` with their raw text: they are
-counted and quarantined, never dropped. So are rows whose bytes are not valid text in the file's
-encoding (UTF-8 unless the caller declares another, e.g. ``latin-1`` or ``cp1252``): the rest of
-the file loads.
-A file that cannot be read at all (broken gzip, a header that is not text) raises one
-``ValidationError`` naming the file.
-
-One row may take at most ``max_row_bytes`` bytes (``MAX_ROW_BYTES`` unless the caller gives
-another), and a chunk at most about ``_CHUNK_BYTES`` besides, so memory stays bounded whatever a
-file holds. A JSON line over the limit is skipped in bounded pieces and quarantined with its line
-number. A CSV row over the limit is quarantined when the parser could still split it (up to
-``_ROWS_PER_BLOCK`` times the limit); a longer one stops the file with one error naming its line,
-because pyarrow's streaming parser cannot resume past a row that does not fit its block, and
-finding where the row ends without it would mean parsing CSV quoting again in Python.
+``read_chunks`` yields ``RawChunk`` objects of at most ``chunk_rows`` rows, each row with its
+source line number, so memory stays bounded however big the file is and a quarantined row can
+be found in the original file. CSV cells are read as text, exactly as written, so the quarantine
+file shows the row the way the user wrote it; JSON and Parquet values keep their own types. Rows
+the parser cannot split into the file's columns, rows that are not valid text in the file's
+encoding and rows over ``max_row_bytes`` come back as ``RejectedRow`` with their raw text, to be
+counted and quarantined, never dropped; a file that cannot be read at all raises one
+``ValidationError`` naming it.
 """
 
 from __future__ import annotations
@@ -111,7 +91,9 @@ _SUFFIXES: dict[str, SourceFormat] = {
 
 @dataclass(frozen=True, slots=True)
 class RejectedRow:
-    """A row the parser could not turn into columns; ``text`` is the raw line."""
+    """A row the parser could not turn into columns (a CSV row with too few or too many fields,
+    a JSON line that is not an object, bytes not valid in the file's encoding, a row over the
+    size limit); ``text`` is the raw line."""
 
     line: int
     reason: str
@@ -122,7 +104,12 @@ class RejectedRow:
 @dataclass(frozen=True, slots=True)
 class RawChunk:
     """Up to ``chunk_rows`` source rows. ``frame`` has a 0..n-1 RangeIndex; ``lines[i]`` is the
-    source line of ``frame.iloc[i]``. ``rejects`` are unparseable rows met in the same stretch."""
+    source line of ``frame.iloc[i]``. ``rejects`` are unparseable rows met in the same stretch.
+
+    Lines: in a CSV the header is line 1 and the first data row line 2, counted in physical
+    lines, also when a quoted value spans several lines or the parser skipped malformed rows; in
+    JSON lines the 1-based line of the file; in Parquet the 1-based row number. An empty CSV cell
+    is ``""``; the column mapping turns JSON and Parquet values into text where it needs text."""
 
     frame: pd.DataFrame
     lines: np.ndarray  # int64 [n]
@@ -203,8 +190,13 @@ def read_chunks(
 ) -> Iterator[RawChunk]:
     """Stream ``path`` as chunks of at most ``chunk_rows`` parsed rows (plus any rejects).
     ``encoding``: the text formats' encoding (Parquet text is UTF-8 by definition).
-    ``max_row_bytes``: the most bytes one CSV row or JSON line may take; longer ones are
-    quarantined as ``row_too_long`` (see the module docstring for CSV rows far over it).
+    ``max_row_bytes``: the most bytes one CSV row or JSON line may take (a chunk takes at most
+    about ``_CHUNK_BYTES`` besides); longer ones are quarantined as ``row_too_long``, a JSON
+    line skipped in bounded pieces. A CSV row is quarantined only while the parser can still
+    split it (up to ``_ROWS_PER_BLOCK`` times the limit); a longer one stops the file with one
+    error naming its line, because pyarrow's streaming parser cannot resume past a row that
+    does not fit its block, and finding where the row ends without it would mean parsing CSV
+    quoting again in Python.
 
     Raises:
         ValidationError: missing file, unknown extension or encoding, ``chunk_rows`` or
