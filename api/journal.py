@@ -1,31 +1,12 @@
 """The durable journal of checkout events: appended before the API answers, loaded into the
 store in the background, replayed on start.
 
-Why: ``POST /v1/score`` must answer in milliseconds and keep answering while the store (Neo4j)
-is slow or down, yet an event the service accepted must never be lost. So the event is written
-to a local append-only file and ``fdatasync``-ed *before* the answer goes out; a background
-``JournalLoader`` moves it into the store later.
-
-Files in the journal folder:
-
-- ``events.jsonl``: one JSON object per line (the ``Event`` fields), append-only.
-- ``loaded.offset``: the byte offset in ``events.jsonl`` up to which every line is in the store.
-  It is replaced atomically (write, fsync, rename) after each successful store write.
-- ``rejected.jsonl``: lines that could not be read back (a torn or corrupted line), with their
-  offset and the reason. They are counted in ``JournalStatus.rejected``, never dropped silently.
-
-Several workers (``JournalSlots``): under N uvicorn workers each process claims its own slot
-folder ``slot-<i>`` under the journal root, held by an exclusive ``flock`` for the process's
-life. A slot whose process died (its lock is free) is drained by any live worker's loader, so a
-restart with fewer workers loses nothing. Workers read each other's ``events.jsonl`` (read-only)
-to see every event in memory within a second (``api.tail``).
-
-Crash safety: a crash after the store write but before the offset moved replays those events on
-start; the stores skip a ``txn_id`` they hold already, so nothing is doubled. A crash in the
-middle of an append leaves a line without its newline: that request was never answered (the
-answer waits for the fsync), so the torn tail is cut off on open. When everything is loaded and
-the file has grown past ``compact_bytes``, it is truncated (then the offset reset: an offset past
-the end of the file reads as 0).
+``POST /v1/score`` must answer in milliseconds and keep answering while the store (Neo4j) is
+slow or down, yet an event the service accepted must never be lost. So ``EventJournal`` appends
+the event to a local file and ``fdatasync``-s it *before* the answer goes out (``GroupCommit``
+shares the syncs on a slow disk), and a background ``JournalLoader`` moves it into the store
+later. Under several workers each process claims its own slot folder (``JournalSlots``). A crash
+at any point neither loses an answered event nor stores one twice (see ``EventJournal``).
 """
 
 from __future__ import annotations
@@ -139,7 +120,20 @@ class EventJournal:
     """Append-only, fsync-ed log of accepted events with a 'loaded up to here' offset.
 
     Thread-safe: appends and loads may come from different threads (request handlers and the
-    ``JournalLoader``). One process owns a journal folder at a time.
+    ``JournalLoader``). One process owns a journal folder at a time. Its files:
+
+    - ``events.jsonl``: one JSON object per line (the ``Event`` fields), append-only.
+    - ``loaded.offset``: the byte offset in ``events.jsonl`` up to which every line is in the
+      store, replaced atomically (write, fsync, rename) after each successful store write.
+    - ``rejected.jsonl``: lines that could not be read back (a torn or corrupted line), with
+      their offset and the reason, counted in ``JournalStatus.rejected``, never dropped silently.
+
+    Crash safety: a crash after the store write but before the offset moved replays those
+    events on start; the stores skip a ``txn_id`` they hold already, so nothing is doubled. A
+    crash in the middle of an append leaves a line without its newline: that request was never
+    answered (the answer waits for the fsync), so the torn tail is cut off on open. When
+    everything is loaded and the file has grown past ``compact_bytes``, it is truncated (then
+    the offset reset: an offset past the end of the file reads as 0).
 
     Args:
         directory: the journal folder (created if missing).
@@ -338,9 +332,9 @@ class GroupCommit:
 
     * **inline** (an append under ``INLINE_APPEND_S``, the usual SSD or virtual disk): ``submit``
       writes and syncs on the caller's thread and returns a completed future. The event loop
-      waits a fraction of a millisecond for the disk, instead of two thread hand-offs (the
-      writer thread has to win the GIL from the busy event loop, then wake the loop), which
-      cost 10-25 ms at the 99th percentile at 500 checkout calls/s (``bench/api_bench.py``).
+      waits briefly for a fast disk instead of two thread hand-offs (the writer thread has to
+      win the GIL from the busy event loop, then wake the loop), which cost far more at the
+      tail under load (README, "The API").
     * **threaded** (a slow disk): a writer thread takes whatever is queued, writes it, syncs
       once, then resolves each request's future, so that several requests share one sync and
       the event loop never waits on the disk. Every ``INLINE_RETRY_S`` one append is tried
@@ -440,7 +434,9 @@ class GroupCommit:
 class JournalSlots:
     """The journal root shared by the workers: ``claim`` locks the first free ``slot-<i>``
     folder for this process (``flock``, released when the process dies); ``orphans`` are slot
-    folders no live process holds, whose events a loader drains.
+    folders no live process holds, whose events a loader drains, so a restart with fewer
+    workers loses nothing. Workers read each other's ``events.jsonl`` (read-only) to see every
+    event in memory within a second (``api.tail``).
 
     Raises:
         StoreError: the root cannot be created or a lock file cannot be opened.
