@@ -1,29 +1,12 @@
 """Pick the shipped model: GraphSAGE, or trees beside it, whichever wins on validation AUPRC.
 
-``train_and_select`` trains GraphSAGE (``gnn.training.train.train``), then fits the tree
-candidates (``gnn.training.candidates.fit_candidates``) on the same time-ordered split with the
-same targets and seed: by default ``trees_aggregated`` (baseline 3, the GADBench bar), ``hybrid``
-(baseline 5: GraphSAGE's embeddings + the aggregates) and ``trees_known_fraud`` (the strongest
-generic baseline). GraphSAGE stays the core: it is always trained, always in the
-artefact, and the hybrid reads its embeddings.
-
-Rule (``RULE``): the highest validation AUPRC for accounts *plus* validation AUPRC for
-transactions wins, the quantity GraphSAGE's early stopping maximises, so one number decides for
-both heads and a model cannot win on accounts while being poor on transactions. A validation
-split without fraud contributes 0 for every candidate. A candidate must beat the one before it
-by more than ``TIE`` to win, so GraphSAGE wins ties (it is first). When the validation split cannot
-tell the candidates apart (``validation_warning``: too few frauds, or no signal), ``train_and_select``
-applies the same rule to pooled out-of-fold AUPRCs of a cross-validation over accounts grouped by
-connected component (``gnn.training.cross_validation``), and the selection's warning says so. One model ships for both
-entities (not per-entity winners): the transaction trees stack on their own family's account
-scores, and tiers, rings and reasons then come from one scorer.
-
-The artefact of a tree winner carries the trees (``ModelArtefact.trees``), tier thresholds
-calibrated on the winner's validation scores, and the winner's validation and test metrics.
-Every candidate's validation AUPRCs, the winner and the rule go into ``ModelArtefact.selection``.
-
-With too few fraud labels ``train`` returns the unsupervised artefact; nothing is selected then
-(no trees are fitted) and the artefact is returned unchanged.
+``train_and_select`` trains GraphSAGE, fits the tree ``CANDIDATES`` on the same time-ordered
+split with the same targets and seed, and ships the winner by ``RULE``: the highest validation
+AUPRC of accounts *plus* transactions, so one model ships for both entities (the transaction
+trees stack on their own family's account scores, and tiers, rings and reasons then come from
+one scorer). When the validation split cannot tell the candidates apart, the same rule runs on
+cross-validation (``gnn.training.cross_validation``). GraphSAGE stays the core: it is always
+trained, always in the artefact, and the hybrid reads its embeddings.
 """
 
 from __future__ import annotations
@@ -74,6 +57,8 @@ MIN_VALIDATION_FRAUDS = 10
 _NOISE = (
     "{name} was picked on noise; treat its held-out numbers as unproven and get more labels or a longer period"
 )
+#: The selection rule, as recorded: the quantity GraphSAGE's early stopping maximises, so a model
+#: cannot win on accounts while being poor on transactions.
 RULE = (
     "highest validation AUPRC of accounts + validation AUPRC of transactions (a split without fraud "
     "counts 0); ties go to the earlier candidate in " + ", ".join(CANDIDATES)
@@ -188,7 +173,15 @@ def train_and_select(
     progress: bool = False,
 ) -> ModelArtefact:
     """Train GraphSAGE and the tree ``candidates`` on ``snapshot`` and return the winner's artefact
-    (not saved), its ``selection`` filled in. ``candidates`` must include ``"graphsage"``.
+    (not saved), its ``selection`` filled in. ``candidates`` must include ``"graphsage"``; by
+    default the others are ``trees_aggregated`` (baseline 3, the GADBench bar), ``hybrid``
+    (baseline 5) and ``trees_known_fraud`` (the strongest generic baseline).
+
+    When ``validation_warning`` finds the validation split cannot tell the candidates apart (too
+    few frauds, or no signal), the rule is applied to pooled out-of-fold AUPRCs of a
+    cross-validation over accounts grouped by connected component, and the selection's warning
+    says so. With too few fraud labels ``train`` returns the unsupervised artefact; nothing is
+    selected then (no trees are fitted) and that artefact is returned.
 
     Raises:
         ValidationError: an unknown candidate, or ``"graphsage"`` left out.
@@ -241,8 +234,9 @@ def ship(
 ) -> ModelArtefact:
     """The artefact that ships ``selection.winner``: ``graphsage`` (the GraphSAGE artefact ``run`` was
     made with) plus, for a tree winner, its fitted trees, thresholds calibrated on its validation
-    scores and its metrics. ``seconds`` / ``stages``: the whole training time and where it went,
-    to record (default: unchanged).
+    scores and its metrics (validation and test). Every candidate's validation AUPRCs, the
+    winner and the rule go into ``ModelArtefact.selection``. ``seconds`` / ``stages``: the whole
+    training time and where it went, to record (default: unchanged).
 
     Raises:
         ValidationError: the winner is not in ``run`` (a tree family that was not fitted).
