@@ -1,26 +1,10 @@
 """Load event and label files into a ``GraphStore``: read -> map -> validate -> dedupe -> batch.
 
-Every row read ends up in exactly one of three counts, checked at the end of each load:
-
-- ``loaded``: new events the store inserted;
-- ``duplicates``: repeats of a transaction already seen, either earlier in this load with the very
-  same content, or already in the store (so a re-load of the same file loads 0);
-- ``quarantined``: bad rows, written to the quarantine file with line, reason and detail.
-
-Within one load, the first good row of a ``txn_id`` wins; a later row with the same ``txn_id`` but
-different content is quarantined as ``duplicate_txn_id_conflict``, and so is a row whose
-``txn_id`` the store held before the load with different content (an identical one is a
-duplicate). To tell them apart the load
-keeps, per distinct ``txn_id``, a 128-bit key (two independent 64-bit hashes of the id) and a
-content hash, in sorted numpy runs: 24 bytes each; everything else is bounded by ``batch_size``.
-
-Speed (``bench/ingest_bench.py``): every step works on whole columns; good rows reach the store
-as an ``EventBatch`` through ``GraphStore.upsert_batch``, so no ``Event`` object is built on
-the way (a store that needs them builds them itself).
-
+``load_events`` puts every row read in exactly one of three counts, checked at the end of each
+load (``LoadSummary``): loaded, duplicates, quarantined. Every step works on whole columns, and
+good rows reach the store as an ``EventBatch``, so no ``Event`` object is built on the way.
 ``store_events`` is the one write of validated events into a store, with its counts checked:
-file loads call it per batch, and so does the API's journal loader (``api.journal``) for the
-checkout events it moves into the store.
+file loads call it per batch, and so does the API's journal loader (``api.journal``).
 """
 
 from __future__ import annotations
@@ -67,7 +51,11 @@ _VERDICT_OF = np.array([Verdict.LEGIT, Verdict.FRAUD], dtype=object)  # indexed 
 
 @dataclass(frozen=True, slots=True)
 class LoadSummary:
-    """What one ``load_events`` call did. ``read == loaded + duplicates + quarantined``.
+    """What one ``load_events`` call did. ``read == loaded + duplicates + quarantined``:
+    ``loaded`` the new events the store inserted; ``duplicates`` repeats of a transaction
+    already seen, earlier in this load with the very same content or already in the store (so
+    a re-load of the same file loads 0); ``quarantined`` bad rows, written to the quarantine
+    file with line, reason and detail.
 
     ``quarantine_file`` is the first quarantine file written (one per source file with bad rows;
     all of them in ``quarantine_files``). ``labels_loaded`` counts new verdicts derived through
@@ -171,6 +159,10 @@ def load_events(
         source: one file or several (CSV, ``.csv.gz``, Parquet, JSON lines), loaded in order as
             one load (a ``txn_id`` repeated across them is a duplicate or a conflict).
         store: where events go; its upsert is idempotent, so re-loading changes nothing.
+            Within one load the first good row of a ``txn_id`` wins; a later row with the same
+            ``txn_id`` but other content is quarantined as ``duplicate_txn_id_conflict``, and so
+            is a row whose ``txn_id`` the store held before the load with other content (an
+            identical one is a duplicate).
         mapping: how the files' columns become canonical ones (default: they already are).
         quarantine_dir: where ``<file name>.quarantine.csv`` files go (created when needed).
         batch_size: rows per read chunk and events per ``store.upsert_events`` call.
@@ -414,7 +406,9 @@ def _id_keys(ids: list[str]) -> tuple[np.ndarray, np.ndarray]:
 
 
 class _SeenTxns:
-    """The ``txn_id`` keys of one load with the content digest of each one's winning row.
+    """The ``txn_id`` keys of one load with the content digest of each one's winning row: a
+    128-bit key per id (two independent 64-bit hashes) and a content hash; everything else a
+    load holds is bounded by ``batch_size``.
 
     Held as sorted runs of (key1, key2, digest) numpy arrays that merge like a binary counter
     (a run merges with the one before it once that one is no longer bigger), so a chunk costs
