@@ -1,24 +1,10 @@
 """What was known to be fraud, and when: account targets from verdicts of either kind, and the
 known-fraud neighbourhood features that the tree candidates and GraphSAGE's heads read.
 
-Verdicts arrive late (a chargeback comes weeks after its payment), so every verdict gets the
-time it became *known*:
-
-* a transaction verdict: its own ``ts`` (the chargeback's arrival) by default; with
-  ``label_delay`` set, the payment's time plus that delay instead (for exports whose verdict
-  timestamps are not arrival times). Never before the payment itself.
-* an account is fraud when its winning account verdict is ``fraud``, or, without an account
-  verdict, when any of its transactions has a winning ``fraud`` verdict (an account verdict
-  ``legit`` overrides its transactions' verdicts). It is known from the earliest of those
-  verdicts' known times.
-
-``known_fraud_features`` counts, for every transaction at its own time, what was known
-*strictly before* it on the same account, device, IP, IP prefix (/24 for IPv4, /64 for IPv6) and
-merchant: fraud transaction verdicts over recent windows and known-fraud accounts. For every
-account it counts the same over the account's devices, IPs, prefixes and merchants, as of the
-account's last event, leaving out everything known about the account itself. A row's own verdict
-therefore never reaches its features, nor does any verdict known after the row's time; the tests
-in ``tests/gnn/core/test_known_fraud.py`` fail when one does. These features feed the heads of
+Verdicts arrive late (a chargeback comes weeks after its payment), so ``known_labels`` gives
+every verdict the time it became *known*, and ``known_fraud_features`` counts for every row only
+what was known *strictly before* it, leaving out the row's own verdict; the tests in
+``tests/gnn/core/test_known_fraud.py`` fail when a verdict leaks. The features feed the heads of
 GraphSAGE, not its message passing, so an account's label cannot come back to it through a
 neighbour.
 """
@@ -76,8 +62,8 @@ class KnownLabels:
     """The snapshot's fraud verdicts with the time each became known.
 
     ``txn_rows`` int64 [F]: transaction rows with a winning fraud verdict, ``txn_known_at``
-    float64 [F] when each was known. ``user_fraud`` bool [N_user]: the account targets (module
-    docstring); ``user_known_at`` float64 [N_user], ``inf`` for accounts not known fraud.
+    float64 [F] when each was known. ``user_fraud`` bool [N_user]: the account targets
+    (``known_labels``); ``user_known_at`` float64 [N_user], ``inf`` for accounts not known fraud.
     ``from_transactions``: accounts that are fraud through a transaction verdict only.
     ``delays`` float64 [F]: known time minus payment time, in seconds (what the data says about
     label delay). ``label_delay``: the configured delay, None when the verdicts' own times rule.
@@ -106,7 +92,14 @@ class KnownLabels:
 
 
 def known_labels(snapshot: Snapshot, label_delay: float | None = None) -> KnownLabels:
-    """The fraud verdicts of ``snapshot`` and when each became known (module docstring).
+    """The fraud verdicts of ``snapshot`` and when each became known.
+
+    A transaction verdict is known at its own ``ts`` (the chargeback's arrival) by default; with
+    ``label_delay`` set, at the payment's time plus that delay instead (for exports whose verdict
+    timestamps are not arrival times); never before the payment itself. An account is fraud when
+    its winning account verdict is ``fraud``, or, without an account verdict, when any of its
+    transactions has a winning ``fraud`` verdict (an account verdict ``legit`` overrides its
+    transactions' verdicts). It is known from the earliest of those verdicts' known times.
 
     Raises:
         ValidationError: ``label_delay`` is negative or not finite.
@@ -219,8 +212,15 @@ def _pairs(a: np.ndarray, b: np.ndarray, t: np.ndarray, n_b: int) -> tuple[np.nd
 def known_fraud_features(
     snapshot: Snapshot, labels: KnownLabels | None = None, *, label_delay: float | None = None
 ) -> KnownFraudFeatures:
-    """The known-fraud neighbourhood features of every transaction and account (module
-    docstring). ``labels``: ``known_labels(snapshot, label_delay)`` when the caller has it."""
+    """The known-fraud neighbourhood features of every transaction and account. ``labels``:
+    ``known_labels(snapshot, label_delay)`` when the caller has it.
+
+    For every transaction, at its own time, what was known *strictly before* it on the same
+    account, device, IP, IP prefix (/24 for IPv4, /64 for IPv6) and merchant: fraud transaction
+    verdicts over recent windows and known-fraud accounts. For every account the same over its
+    devices, IPs, prefixes and merchants, as of its last event, leaving out everything known
+    about the account itself. So a row's own verdict never reaches its features, nor does any
+    verdict known after the row's time."""
     if labels is None:
         labels = known_labels(snapshot, label_delay)
     t = snapshot.transactions
