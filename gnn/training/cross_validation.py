@@ -1,24 +1,11 @@
 """Cross-validation over connected components: selection when the validation split is noise.
 
-``train`` picks the shipped model on the time-ordered validation split (``gnn.training.selection``). When
-that split cannot tell the candidates apart (too few frauds, or no signal), selection falls back
-to K-fold cross-validation here:
-
-- **Groups.** Accounts are grouped by the connected component they sit in, through the devices
-  and IPs they share (``graph.rings.account_components``). A device or IP used by more than
-  ``RingConfig.max_identifier_users`` accounts (office NAT, carrier) does not join components, as in ring
-  detection: otherwise one carrier IP would make the whole graph one group. Merchants never join
-  them. Ring members share devices and IPs, so a ring falls in one fold, never on both sides.
-- **Folds.** The accounts of the training and validation parts (the test part stays untouched)
-  go into ``n_folds`` folds by scikit-learn's ``GroupKFold`` (deterministic: groups by size into
-  the lightest fold). A transaction of those parts goes with its account.
-- **Scores.** Each fold trains every candidate on the other folds
-  (``gnn.training.candidates.fit_candidates`` with the fold as its split; same seed and config) and scores its own accounts and
-  transactions. The out-of-fold scores of all folds are pooled and each candidate gets the
-  pooled AUPRC of accounts plus transactions, the quantity of the validation rule.
-
-Cost: ``n_folds`` trainings of every candidate, so this runs only when the validation split is
-noise.
+``train`` picks the shipped model on the time-ordered validation split
+(``gnn.training.selection``). When that split cannot tell the candidates apart (too few frauds,
+or no signal), selection falls back to ``cross_validate``: K folds of the training and
+validation parts with accounts grouped by the component they share devices and IPs in
+(``grouped_folds``), so a ring falls in one fold, never on both sides. It costs ``n_folds``
+trainings of every candidate, so it runs only then.
 """
 
 from __future__ import annotations
@@ -69,7 +56,13 @@ def grouped_folds(
 ) -> tuple[list[tuple[Split, Split]], int]:
     """``n_folds`` (accounts, transactions) splits over the training and validation parts of the
     time-ordered split, accounts grouped by component; each split's ``test`` is the original
-    test part. Returns the folds and the number of groups."""
+    test part. Returns the folds and the number of groups.
+
+    Components come from ``graph.rings.account_components``: a device or IP used by more than
+    ``RingConfig.max_identifier_users`` accounts (office NAT, carrier) does not join them, as in
+    ring detection, or one carrier IP would make the whole graph one group; merchants never join
+    them. Folds are scikit-learn's ``GroupKFold`` (deterministic: groups by size into the
+    lightest fold); a transaction goes with its account."""
     users, txns = time_splits(snapshot, config)
     pool = np.sort(np.concatenate([users.train, users.val]))
     txn_pool = np.sort(np.concatenate([txns.train, txns.val]))
@@ -100,7 +93,12 @@ def cross_validate(
     features: FeatureSet | None = None,
     n_folds: int = CV_FOLDS,
 ) -> CrossValidation:
-    """Pooled out-of-fold AUPRCs of ``candidates`` over component-grouped folds (module docstring).
+    """Pooled out-of-fold AUPRCs of ``candidates`` over component-grouped folds (``grouped_folds``).
+
+    Each fold trains every candidate on the other folds (``gnn.training.candidates.fit_candidates``
+    with the fold as its split; same seed and config) and scores its own accounts and
+    transactions. The out-of-fold scores of all folds are pooled, and each candidate gets the
+    pooled AUPRC of accounts plus transactions, the quantity of the validation rule.
 
     Raises:
         ModelError: the snapshot has no users.
