@@ -1,5 +1,8 @@
 """Load event and label files into a ``GraphStore``: read -> map -> validate -> dedupe -> batch.
 
+The target is any ``EventSink`` (``graph.store``): a store, or the files of Neo4j's offline importer
+(``graph.neo4j_import``, for ``ringwatch neo4j import``), so both go through this one path.
+
 Every row read ends up in exactly one of three counts, checked at the end of each load:
 
 - ``loaded``: new events the store inserted;
@@ -37,7 +40,7 @@ import pandas as pd
 from tqdm import tqdm
 
 from graph.errors import RingwatchError, StoreError, ValidationError
-from graph.store import GraphStore
+from graph.store import EventSink
 from graph.types import EVENT_KINDS, Event, EventBatch, Label, LabelEntity, UpsertResult, Verdict
 from ingestion.mapping import ColumnMapping, JoinSpec, LabelSpec, as_text, label_values
 from ingestion.quarantine import QuarantineWriter, quarantine_path
@@ -136,7 +139,7 @@ class LabelLoadSummary:
 # -- events ---------------------------------------------------------------------------------------
 
 
-def store_events(store: GraphStore, events: EventBatch | Sequence[Event]) -> UpsertResult:
+def store_events(store: EventSink, events: EventBatch | Sequence[Event]) -> UpsertResult:
     """Write validated events into ``store`` in one upsert and check what it answered: every
     event is either inserted or a duplicate of a stored ``txn_id`` (idempotent, so a replay
     changes nothing). An ``EventBatch`` goes through ``GraphStore.upsert_batch``, ``Event``
@@ -156,7 +159,7 @@ def store_events(store: GraphStore, events: EventBatch | Sequence[Event]) -> Ups
 
 def load_events(
     source: Path | Sequence[Path],
-    store: GraphStore,
+    store: EventSink,
     *,
     mapping: ColumnMapping | None = None,
     quarantine_dir: Path,
@@ -245,7 +248,7 @@ def load_events(
 class _EventLoad:
     """The running state of one ``load_events`` call across its files and chunks."""
 
-    def __init__(self, store: GraphStore, mapping: ColumnMapping, batch_size: int) -> None:
+    def __init__(self, store: EventSink, mapping: ColumnMapping, batch_size: int) -> None:
         self.store = store
         self.mapping = mapping
         self.batch_size = batch_size
@@ -466,7 +469,7 @@ class _LabelCollector:
     """Verdicts derived from an event column (``ColumnMapping.labels``): transaction labels as
     rows load, user labels once the load is over (fraud if any transaction was)."""
 
-    def __init__(self, store: GraphStore, spec: LabelSpec | None) -> None:
+    def __init__(self, store: EventSink, spec: LabelSpec | None) -> None:
         self.store = store
         self.spec = spec
         self.pending: list[Label] = []
@@ -592,7 +595,7 @@ def _as_paths(source: Path | Sequence[Path]) -> list[Path]:
 
 def load_labels(
     source: Path,
-    store: GraphStore,
+    store: EventSink,
     *,
     quarantine_dir: Path,
     progress: bool = False,
