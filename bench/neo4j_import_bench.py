@@ -121,7 +121,7 @@ def main() -> None:
     for name, seconds, rate in rows:
         print(f"{name:<38} {seconds:>9.2f} {rate:>11,.0f} {rate / rows[0][2]:>7.1f}")
     print(f"\nimport stages: files (read, validate, write) {out.load.seconds:.2f} s, neo4j-admin {out.admin.seconds:.2f} s, "
-          f"server stop + start {restart:.2f} s")  # fmt: skip
+          f"server stop + start {restart:.2f} s, constraints and indexes {out.schema_seconds:.2f} s")  # fmt: skip
     print(f"importer peak memory: {out.admin.peak_rss_bytes / 2**20:,.0f} MiB RSS "
           f"(the importer's own report: {reported.group(1) if reported else 'n/a'})")  # fmt: skip
 
