@@ -100,6 +100,9 @@ STORED_EVENTS: LiteralString = (
 )
 #: Whether any event is stored.
 ANY_EVENT: LiteralString = "MATCH ()-[e:TRANSACTED|ACTED]->() RETURN 1 LIMIT 1"
+#: Whether the database holds any node but ringwatch's own records (what the offline import
+#: would replace).
+ANY_DATA: LiteralString = "MATCH (n) WHERE NOT n:RingwatchMeta RETURN labels(n) AS labels LIMIT 1"
 
 # One batch of new events travels as separate, client-side deduplicated lists, so the server
 # looks every key up once (matching nodes by key in every clause that reads ``$rows`` costs more

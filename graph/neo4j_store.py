@@ -285,6 +285,12 @@ class Neo4jGraphStore(GraphStore):
         rows = self._read("constraints", lambda tx: tx.run(cy.SHOW_CONSTRAINTS).values())
         return [(name, tuple(labels or ()), tuple(props or ())) for name, labels, props in rows]
 
+    def first_data_labels(self) -> list[str] | None:
+        """The labels of some node other than ringwatch's own records; None when there is none
+        (the database is empty as far as data goes: what ``ringwatch neo4j import`` requires)."""
+        row = self._read("first_data_labels", lambda tx: tx.run(cy.ANY_DATA).single())
+        return None if row is None else list(row["labels"])
+
     def delete_all(self) -> None:
         """Delete every node and relationship except the schema record (tests and development
         only: there is no undo). Constraints and indexes stay."""

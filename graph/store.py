@@ -9,6 +9,7 @@ from __future__ import annotations
 import abc
 import logging
 from collections.abc import Sequence
+from typing import Protocol
 
 from graph.errors import RingwatchError, ValidationError
 from graph.types import (
@@ -43,6 +44,23 @@ def close_quietly(store: GraphStore, log: logging.Logger, what: str) -> None:
         store.close()
     except RingwatchError as e:
         log.warning("closing %s: %s", what, e)
+
+
+class EventSink(Protocol):
+    """What a load of events writes to: every ``GraphStore``, and the files of Neo4j's offline
+    importer (``graph.neo4j_import.Neo4jImportWriter``), so that both go through one loader."""
+
+    backend: str
+
+    def upsert_events(self, events: Sequence[Event]) -> UpsertResult: ...
+
+    def upsert_batch(self, batch: EventBatch) -> UpsertResult: ...
+
+    def upsert_labels(self, labels: Sequence[Label]) -> int: ...
+
+    def stored_events(self, txn_ids: Sequence[str]) -> dict[str, Event]: ...
+
+    def has_events(self) -> bool: ...
 
 
 class GraphStore(abc.ABC):

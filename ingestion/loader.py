@@ -2,7 +2,9 @@
 
 ``load_events`` puts every row read in exactly one of three counts, checked at the end of each
 load (``LoadSummary``): loaded, duplicates, quarantined. Every step works on whole columns, and
-good rows reach the store as an ``EventBatch``, so no ``Event`` object is built on the way.
+good rows reach the target as an ``EventBatch``, so no ``Event`` object is built on the way. The
+target is any ``EventSink`` (``graph.store``): a store, or the files of Neo4j's offline importer
+(``graph.neo4j_import``, for ``ringwatch neo4j import``), so both go through this one path.
 ``store_events`` is the one write of validated events into a store, with its counts checked:
 file loads call it per batch, and so does the API's journal loader (``api.journal``).
 """
@@ -21,7 +23,7 @@ import pandas as pd
 from tqdm import tqdm
 
 from graph.errors import RingwatchError, StoreError, ValidationError
-from graph.store import GraphStore
+from graph.store import EventSink
 from graph.types import EVENT_KINDS, Event, EventBatch, Label, LabelEntity, UpsertResult, Verdict
 from ingestion.mapping import ColumnMapping, JoinSpec, LabelSpec, as_text, label_values
 from ingestion.quarantine import QuarantineWriter, quarantine_path
@@ -124,7 +126,7 @@ class LabelLoadSummary:
 # -- events ---------------------------------------------------------------------------------------
 
 
-def store_events(store: GraphStore, events: EventBatch | Sequence[Event]) -> UpsertResult:
+def store_events(store: EventSink, events: EventBatch | Sequence[Event]) -> UpsertResult:
     """Write validated events into ``store`` in one upsert and check what it answered: every
     event is either inserted or a duplicate of a stored ``txn_id`` (idempotent, so a replay
     changes nothing). An ``EventBatch`` goes through ``GraphStore.upsert_batch``, ``Event``
@@ -144,7 +146,7 @@ def store_events(store: GraphStore, events: EventBatch | Sequence[Event]) -> Ups
 
 def load_events(
     source: Path | Sequence[Path],
-    store: GraphStore,
+    store: EventSink,
     *,
     mapping: ColumnMapping | None = None,
     quarantine_dir: Path,
@@ -237,7 +239,7 @@ def load_events(
 class _EventLoad:
     """The running state of one ``load_events`` call across its files and chunks."""
 
-    def __init__(self, store: GraphStore, mapping: ColumnMapping, batch_size: int) -> None:
+    def __init__(self, store: EventSink, mapping: ColumnMapping, batch_size: int) -> None:
         self.store = store
         self.mapping = mapping
         self.batch_size = batch_size
@@ -460,7 +462,7 @@ class _LabelCollector:
     """Verdicts derived from an event column (``ColumnMapping.labels``): transaction labels as
     rows load, user labels once the load is over (fraud if any transaction was)."""
 
-    def __init__(self, store: GraphStore, spec: LabelSpec | None) -> None:
+    def __init__(self, store: EventSink, spec: LabelSpec | None) -> None:
         self.store = store
         self.spec = spec
         self.pending: list[Label] = []
@@ -586,7 +588,7 @@ def _as_paths(source: Path | Sequence[Path]) -> list[Path]:
 
 def load_labels(
     source: Path,
-    store: GraphStore,
+    store: EventSink,
     *,
     quarantine_dir: Path,
     progress: bool = False,

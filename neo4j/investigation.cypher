@@ -96,3 +96,53 @@ WHERE length(p) <= $hops
   AND all(x IN nodes(p) WHERE NOT x:User OR x = a OR coalesce(x.risk_tier, 'low') IN $tiers)
 RETURN p
 LIMIT $limit;
+
+// name: gds_rings
+// purpose: GDS WCC over accounts linked by shared devices and IPs (identifiers of more than $max_identifier_users accounts left out, as ring detection does), written back as `community` on accounts, devices and IPs.
+// params: $graph_name, $max_identifier_users
+MATCH (u:User)
+OPTIONAL MATCH (u)-[:USED_DEVICE|USED_IP]->(x)
+  WHERE COUNT { (x)<-[:USED_DEVICE|USED_IP]-(:User) } <= $max_identifier_users
+WITH gds.graph.project($graph_name, u, x,
+       {sourceNodeLabels: 'User', targetNodeLabels: CASE WHEN x:Device THEN 'Device' ELSE 'IP' END},
+       {undirectedRelationshipTypes: ['*']}) AS g
+CALL gds.wcc.write(g.graphName, {writeProperty: 'community'})
+YIELD componentCount, nodePropertiesWritten, componentDistribution
+RETURN g.graphName AS graph_name, g.nodeCount AS nodes, g.relationshipCount AS relationships,
+       componentCount AS components, nodePropertiesWritten AS written,
+       componentDistribution.max AS largest_component;
+
+// name: gds_communities
+// purpose: The GDS communities (from gds_rings) holding at least $min_high high-tier accounts, most high-tier accounts first, with ringwatch's rings among their members.
+// params: $min_high, $limit
+MATCH (u:User) WHERE u.community IS NOT NULL
+WITH u.community AS community, collect(u) AS members
+WITH community, members, size([m IN members WHERE m.risk_tier = 'high' | m]) AS high_members
+WHERE high_members >= $min_high
+RETURN community, size(members) AS size, high_members,
+       [m IN members WHERE m.risk_tier = 'medium' | m] <> [] AS has_medium,
+       [m IN members | m.user_id] AS accounts,
+       reduce(ids = [], m IN members |
+         CASE WHEN m.ring_id IS NULL OR m.ring_id IN ids THEN ids ELSE ids + m.ring_id END) AS ring_ids
+ORDER BY high_members DESC, size DESC, community
+LIMIT $limit;
+
+// name: similar_accounts
+// purpose: GDS node similarity (Jaccard over the devices and IPs of the gds_rings projection): the accounts that look most like one account.
+// params: $graph_name, $user_id, $limit
+MATCH (a:User {user_id: $user_id})
+CALL gds.nodeSimilarity.filtered.stream($graph_name,
+       {sourceNodeFilter: [a], targetNodeFilter: 'User', topK: $limit})
+YIELD node2, similarity
+WITH a, gds.util.asNode(node2) AS b, similarity
+MATCH p = (a)-[:USED_DEVICE|USED_IP]->(x)<-[:USED_DEVICE|USED_IP]-(b)
+WITH b, similarity, collect(p) AS paths, collect(coalesce(x.device_id, x.ip)) AS shared
+RETURN b.user_id AS user_id, similarity, shared, b.risk_score AS risk_score, b.risk_tier AS risk_tier,
+       b.ring_id AS ring_id, b.community AS community, paths
+ORDER BY similarity DESC, user_id;
+
+// name: gds_drop
+// purpose: Drop the gds_rings projection (frees its memory; the written `community` stays).
+// params: $graph_name
+CALL gds.graph.drop($graph_name, false) YIELD graphName
+RETURN graphName AS graph_name;

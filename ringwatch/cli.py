@@ -77,8 +77,23 @@ def _parser() -> argparse.ArgumentParser:
     ev.add_argument("--seed", type=int, default=7)
     _label_options(ev)
 
-    n = sub.add_parser("neo4j", help="the local Neo4j server (Maven Central jars, 127.0.0.1 only)")
-    n.add_argument("action", choices=["install", "start", "stop", "status"])
+    n = sub.add_parser("neo4j", help="the local Neo4j server (Maven Central jars, 127.0.0.1 only), bulk import")
+    verbs = n.add_subparsers(dest="action", required=True, metavar="ACTION")
+    for verb, about in (("install", "resolve the jars"), ("start", "start it"), ("stop", "stop it"),
+                        ("status", "running or stopped (exit 3)")):  # fmt: skip
+        verbs.add_parser(verb, help=about)
+    im = verbs.add_parser(
+        "import",
+        help="fill an EMPTY Neo4j from event files with neo4j-admin's offline importer (validated as by ingest)",
+    )
+    im.add_argument("files", type=Path, nargs="+")
+    im.add_argument("--mapping", type=Path, help="column mapping file (YAML/TOML) for other schemas")
+    im.add_argument("--batch-size", type=int, default=50_000)
+    im.add_argument("--encoding", default="utf-8", help="text encoding of CSV / JSON-lines files (default utf-8)")
+    im.add_argument("--out", type=Path, help="folder for the importer's files (default: HOME/neo4j-import)")
+    im.add_argument("--print-only", action="store_true",
+                    help="for a Neo4j the project does not run: write the files, print the neo4j-admin command")  # fmt: skip
+    im.add_argument("--keep-files", action="store_true", help="keep the importer's files after a local import")
     return p
 
 
@@ -120,7 +135,7 @@ def _run(args: argparse.Namespace, settings: Settings, progress: bool) -> int:
     from ringwatch import pipeline
 
     if args.command == "neo4j":
-        return _neo4j(args.action)
+        return _neo4j_import(args, settings, progress) if args.action == "import" else _neo4j(args.action)
     if args.command == "generate":
         if args.out:
             from synthetic.generator import SyntheticConfig, generate
@@ -247,6 +262,31 @@ def _neo4j(action: str) -> int:
     if action == "start" or done.running:
         print(f"point ringwatch at it with:\n  {local_neo4j.connection_hint()}")
     return 0 if action != "status" else (0 if done.running else 3)
+
+
+def _neo4j_import(args: argparse.Namespace, settings: Settings, progress: bool) -> int:
+    from ingestion.mapping import ColumnMapping
+    from ringwatch import neo4j_import
+
+    mapping = ColumnMapping.from_file(args.mapping) if args.mapping else None
+    out = args.out or settings.home / "neo4j-import"
+    settings.ensure_dirs()
+    if args.print_only:
+        summary, files = neo4j_import.write_import_files(
+            args.files, out, quarantine_dir=settings.quarantine_dir, mapping=mapping, batch_size=args.batch_size,
+            progress=progress, encoding=args.encoding,
+        )  # fmt: skip
+        outcome = neo4j_import.ImportOutcome(
+            load=summary, files=files, command=neo4j_import.import_command(files), admin=None,
+            downtime_seconds=0.0, seconds=summary.seconds,
+        )  # fmt: skip
+    else:
+        outcome = neo4j_import.import_local(
+            settings, args.files, out, mapping=mapping, batch_size=args.batch_size, progress=progress,
+            encoding=args.encoding, keep_files=args.keep_files,
+        )  # fmt: skip
+    print(outcome.render())
+    return 0
 
 
 if __name__ == "__main__":

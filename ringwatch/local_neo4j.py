@@ -2,13 +2,17 @@
 
 A thin wrapper over ``scripts/neo4j.sh`` (Neo4j 5.26 community from Maven Central jars, no Docker),
 so the command line and the tests start the same server the same way. It needs the source
-checkout (the script and ``neo4j/pom.xml``), Java 17 and Maven.
+checkout (the script and ``neo4j/pom.xml``), Java 17 and Maven. ``admin`` runs ``neo4j-admin`` on
+the stopped server's instance (the offline importer of ``ringwatch neo4j import``).
 """
 
 from __future__ import annotations
 
 import os
+import tempfile
+import threading
 import subprocess
+import time
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -55,6 +59,53 @@ def run(verb: str, timeout: float = 600) -> LocalNeo4jResult:
     if done.returncode != 0 and not (verb == "status" and done.returncode == 3):
         raise StoreUnavailableError(f"local Neo4j {verb} failed (exit {done.returncode}): {output}")
     return LocalNeo4jResult(verb=verb, returncode=done.returncode, output=output)
+
+
+@dataclass(frozen=True, slots=True)
+class AdminResult:
+    """What ``neo4j-admin`` printed, how long it took and the peak memory (RSS) of its JVM."""
+
+    returncode: int
+    output: str
+    seconds: float
+    peak_rss_bytes: int
+
+
+def admin(args: list[str], timeout: float = 7200) -> AdminResult:
+    """``neo4j-admin ARGS`` on the local instance (``scripts/neo4j.sh admin``; the server must be
+    stopped). The script execs the JVM, so ``wait4`` reports the JVM's own peak memory.
+
+    Raises:
+        ConfigError: the script is missing (not a source checkout).
+        StoreUnavailableError: neo4j-admin failed, or ran past ``timeout`` seconds (then killed).
+    """
+    if not SCRIPT.is_file():
+        raise ConfigError(f"{SCRIPT} not found: `ringwatch neo4j import` needs the ringwatch source checkout")
+    started = time.perf_counter()
+    with tempfile.TemporaryFile(mode="w+") as log:
+        proc = subprocess.Popen(["bash", str(SCRIPT), "admin", *args], stdout=log, stderr=subprocess.STDOUT)
+        killer = threading.Timer(timeout, proc.kill)
+        killer.start()
+        try:
+            # Reap the child here (not through Popen.wait) to get its own resource usage.
+            _, status, usage = os.wait4(proc.pid, 0)
+        finally:
+            killer.cancel()
+        proc.returncode = os.waitstatus_to_exitcode(status)
+        log.seek(0)
+        output = log.read()
+    if proc.returncode < 0 and time.perf_counter() - started >= timeout:
+        raise StoreUnavailableError(f"neo4j-admin {' '.join(args[:3])} ran past {timeout:.0f} s and was stopped")
+    seconds = time.perf_counter() - started
+    peak = usage.ru_maxrss * 1024  # kilobytes on Linux
+    if proc.returncode != 0:
+        raise StoreUnavailableError(f"neo4j-admin {' '.join(args[:3])} failed (exit {proc.returncode}): {output.strip()}")
+    return AdminResult(returncode=proc.returncode, output=output.strip(), seconds=seconds, peak_rss_bytes=peak)
+
+
+def password() -> str:
+    """The local server's password for user neo4j (``NEO4J_PASSWORD``, as the script uses it)."""
+    return os.environ.get("NEO4J_PASSWORD", DEFAULT_PASSWORD)
 
 
 def connection_hint() -> str:

@@ -6,12 +6,15 @@
 #   scripts/neo4j.sh start     write .neo4j/conf/neo4j.conf, launch in the background, wait for Bolt
 #   scripts/neo4j.sh stop      TERM the server (KILL after NEO4J_STOP_TIMEOUT s), remove the pid file
 #   scripts/neo4j.sh status    print running/stopped and the Bolt URI (exit 0 running, 3 stopped)
+#   scripts/neo4j.sh admin ARG...  neo4j-admin ARG... on this instance (stopped only), e.g.
+#                              `admin database import full ...` (ringwatch neo4j import builds these)
 #
 # Environment (defaults in brackets):
 #   NEO4J_BOLT_PORT [7687]  NEO4J_HTTP_PORT [7474]  NEO4J_PASSWORD [ringwatch-dev] (user neo4j)
 #   NEO4J_AUTH [on]: "none" starts with auth disabled.
 #   NEO4J_HEAP_MAX [1g]  NEO4J_HEAP_INIT [512m]  NEO4J_PAGECACHE [256m]: small, since tests run beside it.
-#   NEO4J_START_TIMEOUT [90]  NEO4J_STOP_TIMEOUT [60]  NEO4J_HOME_DIR [<repo>/.neo4j] (jars)
+#   NEO4J_ADMIN_HEAP_MAX [1g]: heap of neo4j-admin (the importer works mostly off-heap).
+#   NEO4J_START_TIMEOUT [180]  NEO4J_STOP_TIMEOUT [60]  NEO4J_HOME_DIR [<repo>/.neo4j] (jars)
 #   NEO4J_INSTANCE_DIR [$NEO4J_HOME_DIR]: conf, data, logs and pid of this instance (tests use their own)
 #   NEO4J_JAVA_OPTS [empty]: extra JVM options, space-separated.
 #   NEO4J_PYTHON [<repo>/.venv/bin/python]: used for the readiness check when it can import neo4j.
@@ -40,7 +43,8 @@ AUTH="${NEO4J_AUTH:-on}"
 HEAP_INIT="${NEO4J_HEAP_INIT:-512m}"
 HEAP_MAX="${NEO4J_HEAP_MAX:-1g}"
 PAGECACHE="${NEO4J_PAGECACHE:-256m}"
-START_TIMEOUT="${NEO4J_START_TIMEOUT:-90}"
+START_TIMEOUT="${NEO4J_START_TIMEOUT:-180}"
+ADMIN_HEAP_MAX="${NEO4J_ADMIN_HEAP_MAX:-1g}"
 STOP_TIMEOUT="${NEO4J_STOP_TIMEOUT:-60}"
 PYTHON="${NEO4J_PYTHON:-$ROOT/.venv/bin/python}"
 
@@ -132,7 +136,7 @@ server.memory.heap.initial_size=$HEAP_INIT
 server.memory.heap.max_size=$HEAP_MAX
 server.memory.pagecache.size=$PAGECACHE
 dbms.memory.transaction.total.max=256m
-dbms.security.procedures.unrestricted=apoc.*
+dbms.security.procedures.unrestricted=apoc.*,gds.*
 dbms.usage_report.enabled=false
 # Keep little transaction log: these instances are for tests, demos and benchmarks, and the
 # default (2 days) filled gigabytes during repeated bulk loads.
@@ -247,6 +251,20 @@ cmd_stop() {
   echo "neo4j: stopped (pid $pid) in $(( SECONDS - t0 )) s"
 }
 
+# neo4j-admin on this instance's conf and data. Refused while the server runs (the importer and
+# the server must not share the store). exec: the caller's wait4 sees the JVM's own peak memory.
+cmd_admin() {
+  local pid
+  if pid="$(live_pid)"; then
+    die "the server is running (pid $pid); stop it before neo4j-admin $*"
+  fi
+  [[ -d "$LIB" ]] || die "no jars in $LIB: run scripts/neo4j.sh install"
+  write_conf
+  NEO4J_HOME="$HOME_DIR" NEO4J_CONF="$CONF_DIR" exec java "-Xmx$ADMIN_HEAP_MAX" \
+    --add-opens=java.base/java.nio=ALL-UNNAMED --add-opens=java.base/sun.nio.ch=ALL-UNNAMED \
+    -cp "$LIB/*" "$ADMIN_CLASS" "$@"
+}
+
 cmd_status() {
   local pid
   if pid="$(live_pid)"; then
@@ -262,5 +280,6 @@ case "${1:-}" in
   start) cmd_start ;;
   stop) cmd_stop ;;
   status) cmd_status ;;
-  *) echo "usage: $0 install|start|stop|status" >&2; exit 2 ;;
+  admin) shift; cmd_admin "$@" ;;
+  *) echo "usage: $0 install|start|stop|status|admin ARG..." >&2; exit 2 ;;
 esac

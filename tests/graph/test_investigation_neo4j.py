@@ -345,6 +345,8 @@ def test_every_named_query_ran_here() -> None:
     tested = {
         "top_rings", "expand_ring", "shared_identifiers", "shortest_path", "new_accounts_near_ring",
         "ring_transactions_at_merchant", "account_subgraph",
+        # Graph Data Science: tests/graph/test_gds_neo4j.py
+        "gds_rings", "gds_communities", "similar_accounts", "gds_drop",
     }  # fmt: skip
     assert set(load_queries()) == tested
 
