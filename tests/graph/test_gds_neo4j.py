@@ -74,8 +74,10 @@ def test_gds_rings_writes_the_components_ring_detection_computes(
     snap = demo.snapshot
     users = snap.nodes[NodeType.USER].tolist()
     expected = account_components(snap, CAP)
-    got = communities(driver)
-    assert set(got) == set(users) and all(c is not None for c in got.values())
+    # The session's server also holds other tests' accounts (their own components): compare the demo's.
+    written = communities(driver)
+    got = {u: written.get(u) for u in users}
+    assert all(c is not None for c in got.values())
     # Same partition of the accounts (component ids differ between the two).
     pairs = {(int(e), got[u]) for u, e in zip(users, expected.tolist(), strict=True)}
     assert len({e for e, _ in pairs}) == len(pairs) == len({g for _, g in pairs})
