@@ -33,7 +33,7 @@ from bench.store_bench import make_events  # noqa: E402
 from graph.neo4j_store import Neo4jGraphStore  # noqa: E402
 from graph.types import EdgeType, NodeType  # noqa: E402
 from ingestion.loader import load_events  # noqa: E402
-from ingestion.synthetic import SyntheticConfig, generate  # noqa: E402
+from synthetic.generator import SyntheticConfig, generate  # noqa: E402
 from ringwatch import neo4j_import  # noqa: E402
 from ringwatch.settings import Settings  # noqa: E402
 
