@@ -23,6 +23,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
+from api.stages import CpuStages, Stage
 from graph.errors import RingwatchError, StoreError, ValidationError
 from graph.store import GraphStore, close_quietly
 from graph.types import Event, EventKind
@@ -341,7 +342,8 @@ class GroupCommit:
       inline again.
 
     The request handler awaits a future that is not done (``asyncio.wrap_future``). ``clock``
-    (seconds, monotonic) times the appends and the retry; tests pass a fake one.
+    (seconds, monotonic) times the appends and the retry; tests pass a fake one. ``stages``
+    counts the writer thread's CPU (``Stage.JOURNAL_WRITER``).
     """
 
     def __init__(
@@ -351,8 +353,10 @@ class GroupCommit:
         max_batch: int = 1024,
         inline_below: float = INLINE_APPEND_S,
         clock: Callable[[], float] = time.monotonic,
+        stages: CpuStages | None = None,
     ) -> None:
         self.journal = journal
+        self._stages = stages
         self._clock = clock
         self._max = max_batch
         self._inline_below = inline_below
@@ -418,6 +422,7 @@ class GroupCommit:
                     stopping = True
                     break
                 batch.append(more)
+            started = time.thread_time_ns()
             try:
                 self.journal.append_many([event for event, _ in batch])
             except StoreError as e:
@@ -429,6 +434,8 @@ class GroupCommit:
                     self._inflight -= len(batch)
             for _, done in batch:
                 done.set_result(None)
+            if self._stages is not None:
+                self._stages.add(Stage.JOURNAL_WRITER, time.thread_time_ns() - started)
 
 
 class JournalSlots:
@@ -525,6 +532,7 @@ class JournalLoader:
         interval: seconds between passes when all is well.
         max_backoff: the longest wait after failures.
         slots: when given, each pass also drains slots left by stopped workers.
+        stages: where the loader's CPU is counted (``Stage.LOAD``; None: not counted).
     """
 
     def __init__(
@@ -535,8 +543,10 @@ class JournalLoader:
         interval: float = 0.5,
         max_backoff: float = 30.0,
         slots: JournalSlots | None = None,
+        stages: CpuStages | None = None,
     ) -> None:
         self.journal = journal
+        self._stages = stages
         self._slots = slots
         self._factory = store_factory
         self._interval = interval
@@ -564,6 +574,7 @@ class JournalLoader:
         delay = self._interval
         while True:
             stopping = self._stop.is_set()
+            started = time.thread_time_ns()
             try:
                 if store is None:
                     store = self._factory()
@@ -582,6 +593,8 @@ class JournalLoader:
                 if store is not None:
                     close_quietly(store, log, "the journal's store")
                     store = None
+            if self._stages is not None:
+                self._stages.add(Stage.LOAD, time.thread_time_ns() - started)
             if stopping:
                 break
             self._wake.wait(delay)

@@ -14,6 +14,8 @@ import os
 from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, Counter, Gauge, Histogram, generate_latest
 from prometheus_client import multiprocess
 
+from api.stages import CpuStages
+
 #: Latency buckets in seconds: the checkout targets (DESIGN §7) are p99 <= 10 ms (known account)
 #: and <= 25 ms (unseen event), so the resolution is finest there.
 LATENCY_BUCKETS = (0.001, 0.002, 0.005, 0.01, 0.015, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5)
@@ -57,6 +59,19 @@ class ServiceMetrics:
             ["reason"],
             registry=self.registry,
         )
+        self.stage_cpu = Counter(
+            "ringwatch_stage_cpu_seconds",
+            "CPU seconds spent on checkout events, by stage (api.stages); flushed once per tail interval.",
+            ["stage"],
+            registry=self.registry,
+        )
+        self.stage_events = Counter(
+            "ringwatch_stage_events",
+            "Checkout events behind ringwatch_stage_cpu_seconds: scored here, or folded in from another worker.",
+            ["kind"],
+            registry=self.registry,
+        )
+        self.stages = CpuStages(self.stage_cpu, self.stage_events)
 
     def render(self) -> tuple[bytes, str]:
         """The exposition body and its content type (all workers merged in multiprocess mode)."""

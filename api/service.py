@@ -41,6 +41,7 @@ from api.metrics import ServiceMetrics
 from api.probe import StoreProbe
 from api.reload import Reloader, ServingModel, load_serving_model
 from api.results import CheckoutResult, Readiness
+from api.stages import Stage
 from api.tail import RecentEvents, Tailer
 from gnn.serving.inductive import InductiveScorer
 from gnn.serving.reasons import first_seen, identifier_shared, rescored, ring_alert, ring_linked
@@ -150,13 +151,18 @@ class RiskService:
         if self.config.journal_dir is not None:
             self._slots = JournalSlots(self.config.journal_dir)
             self.journal = EventJournal(self._slots.claim(), fsync=self.config.fsync)
-            self._writer = GroupCommit(self.journal)
+            self._writer = GroupCommit(self.journal, stages=self.metrics.stages)
             self._loader = JournalLoader(
-                self.journal, self.config.store_factory, slots=self._slots, interval=self.config.load_interval
+                self.journal,
+                self.config.store_factory,
+                slots=self._slots,
+                interval=self.config.load_interval,
+                stages=self.metrics.stages,
             )
             self._loader.start()
         self._tailer = Tailer(
-            self._slots, self.journal, self._recent, self._scorer, loop, self.config.tail_interval
+            self._slots, self.journal, self._recent, self._scorer, loop, self.config.tail_interval,
+            stages=self.metrics.stages,
         )
         if self.journal is not None:
             self._tailer.read(include_own=True)  # what this slot (a replay) and the others hold
@@ -271,22 +277,31 @@ class RiskService:
         earlier = self._earlier(self.view(), event)
         if earlier is not None:
             return earlier
+        stages = self.metrics.stages
         self._in_flight.setdefault(event.txn_id, event)
+        t0 = time.thread_time_ns()
         try:
             if self._writer is not None:
                 written = self._writer.submit(event)
                 if written.done():  # appended inline (``GroupCommit``)
                     written.result()
+                    stages.add(Stage.JOURNAL, time.thread_time_ns() - t0)
                 else:
+                    waiting = time.thread_time_ns()
+                    stages.add(Stage.JOURNAL, waiting - t0)
                     await asyncio.wrap_future(written)
+                    stages.add(Stage.AWAITED, time.thread_time_ns() - waiting)
         finally:
             if self._in_flight.get(event.txn_id) is event:
                 del self._in_flight[event.txn_id]
         model = self.view()  # after the wait: a swap may have happened meanwhile
         result = self._score(model, event)
+        t2 = time.thread_time_ns()
         if model.scorer is not None:
             model.scorer.add_events([event])
         self._recent.add([event])
+        t3 = time.thread_time_ns()
+        stages.add(Stage.FOLD_OWN, t3 - t2)
         self._answers[event.txn_id] = (event, result)
         if len(self._answers) > RETRY_ANSWERS:
             self._answers.popitem(last=False)
@@ -306,6 +321,8 @@ class RiskService:
                 )
             )
             self.metrics.alerts.labels(kind=AlertKind.HIGH_DECISION.value, outcome="queued" if ok else "deduplicated").inc()
+        stages.scored += 1
+        stages.add(Stage.BOOKKEEPING, time.thread_time_ns() - t3)
         return result
 
     def _earlier(self, model: ServingModel, event: Event) -> CheckoutResult | None:
@@ -328,6 +345,10 @@ class RiskService:
         return answered[1] if answered is not None else None
 
     def _score(self, model: ServingModel, event: Event) -> CheckoutResult:
+        """The event's scores, decision and reasons (CPU: ``Stage.SCORE`` for the scorer,
+        ``Stage.REASONS`` for the facts, reasons and result around it)."""
+        stages = self.metrics.stages
+        start = time.thread_time_ns()
         index = model.index
         facts = [
             f
@@ -341,6 +362,7 @@ class RiskService:
         ring_id = known.ring_id if known is not None else None
         if ring_id is None:
             ring_id = next((f.ring.ring_id for f in facts if f.ring is not None), None)
+        t0 = time.thread_time_ns()
         if model.scorer is not None:
             es = model.scorer.score_event(event)
             account_score, account_tier = es.account_score, es.account_tier
@@ -351,13 +373,15 @@ class RiskService:
             account_score, account_tier, new = self._identifier_score(index, event, facts)
             txn_score, txn_tier = account_score, account_tier
             how = "identifiers"
+        t1 = time.thread_time_ns()
+        stages.add(Stage.SCORE, t1 - t0)
         # The decision follows the riskier of the account (as it stands with this event) and
         # the payment itself; ``score`` is the score behind that tier.
         if account_tier.rank > txn_tier.rank or (account_tier is txn_tier and account_score >= txn_score):
             score, tier = account_score, account_tier
         else:
             score, tier = txn_score, txn_tier
-        return CheckoutResult(
+        result = CheckoutResult(
             txn_id=event.txn_id,
             user_id=event.user_id,
             score=score,
@@ -374,6 +398,8 @@ class RiskService:
             mode=model.mode,
             scoring=how,
         )
+        stages.add(Stage.REASONS, time.thread_time_ns() - t1 + t0 - start)
+        return result
 
     @staticmethod
     def _identifier_score(

@@ -14,11 +14,13 @@ from __future__ import annotations
 import asyncio
 import gc
 import threading
+import time
 from collections import OrderedDict
 from collections.abc import Callable, Iterable
 from pathlib import Path
 
 from api.journal import EventJournal, JournalSlots
+from api.stages import CpuStages, Stage
 from gnn.serving.inductive import InductiveScorer
 from graph.types import Event
 
@@ -76,6 +78,8 @@ class Tailer:
         scorer: the scorer of the view served now, if it has one.
         loop: the event loop that folds the events in.
         interval: seconds between reads.
+        stages: where the CPU of reading and folding is counted (None: not counted); the tail
+            thread flushes it once per interval.
     """
 
     def __init__(
@@ -86,7 +90,10 @@ class Tailer:
         scorer: Callable[[], InductiveScorer | None],
         loop: asyncio.AbstractEventLoop,
         interval: float,
+        *,
+        stages: CpuStages | None = None,
     ) -> None:
+        self._stages = stages
         self._slots = slots
         self._journal = journal
         self._recent = recent
@@ -101,7 +108,12 @@ class Tailer:
         while not stop.wait(self._interval):
             with self._lock:
                 busy = bool(self._pending)  # the loop is still folding in the last read
-            if not busy and self.read():
+            started = time.thread_time_ns()
+            found = not busy and self.read()
+            if self._stages is not None:
+                self._stages.add(Stage.TAIL_READ, time.thread_time_ns() - started)
+                self._stages.flush()
+            if found:
                 self._loop.call_soon_threadsafe(self.apply)
             self._loop.call_soon_threadsafe(settle_heap)
 
@@ -131,10 +143,14 @@ class Tailer:
             events, self._pending = self._pending[:TAIL_CHUNK], self._pending[TAIL_CHUNK:]
             more = bool(self._pending)
         if events:
+            started = time.thread_time_ns()
             self._recent.add(events)
             scorer = self._scorer()
             if scorer is not None:
                 scorer.add_events(events)
+            if self._stages is not None:
+                self._stages.add(Stage.FOLD_OTHERS, time.thread_time_ns() - started)
+                self._stages.folded += len(events)
         if more:
             self._loop.call_soon(self.apply)
 

@@ -18,7 +18,7 @@ each request was due, so a stalled server is not hidden by a stalled generator) 
 errors, the share of the ``/ping`` ceiling, the generator's CPU (it shares the 2 cores; at 100 %
 of one core it, not the server, is the limit), the workers' CPU (200 %: both cores), the p99 of
 each 5 s window of a run (warm-up, stalls), and the RSS of every worker before and after.
-``--profile DIR`` records ``py-spy`` samples (``pip install py-spy``; of the thread holding the
+``--profile DIR`` records ``py-spy`` samples (a dev dependency: ``pip install -e '.[dev]'``; of the thread holding the
 GIL) of one worker during the open-loop risk and score runs. ``--loop``/``--http`` other than
 ``auto`` start uvicorn directly with that event loop / HTTP parser (to compare
 ``uvloop``/``httptools`` with asyncio/h11).
@@ -53,6 +53,7 @@ BIN = Path(sys.executable).parent
 KINDS = ("ping", "risk", "score")
 TARGET_P99_MS = {"risk": 10.0, "score": 25.0}
 WINDOW_S = 5.0  # the p99 of each such slice of a run is printed too
+STAGE_FLUSH_S = 2.5  # the workers flush their stage counters once per tail interval (1 s), the loader runs every 2 s
 
 
 # -- the load generator (its own process: `api_bench.py _loadgen SPEC OUT`) -------------------
@@ -231,6 +232,66 @@ def _rss_mib(pid: int) -> float:
     return float("nan")
 
 
+STAGE_ROWS = (  # (label, stages summed) for the per-event CPU table; "http" and "rest" are derived
+    ("HTTP, auth, validation, response (in app)", ("http",)),
+    ("journal append + fdatasync", ("journal", "journal_writer")),
+    ("inductive scoring", ("score",)),
+    ("identifier facts, reasons, result", ("reasons",)),
+    ("fold own event (scorer, recent)", ("fold_own",)),
+    ("retry answers, metrics, alerts", ("bookkeeping",)),
+    ("other workers: read their journals", ("tail_read",)),
+    ("other workers: fold their events in", ("fold_others",)),
+    ("journal -> store loader thread", ("load",)),
+    ("rest: uvicorn, event loop, GC, idle threads", ("rest",)),
+)
+INSIDE_REQUEST = ("journal", "awaited", "score", "reasons", "fold_own", "bookkeeping")
+
+
+@dataclass
+class StageSample:
+    """The workers' stage counters (``/metrics``: ``ringwatch_stage_*``) and their CPU (/proc)."""
+
+    cpu: dict[str, float]  # seconds per stage, all workers
+    events: dict[str, float]  # scored, folded
+    proc_cpu: float
+
+
+def stage_sample(server: Server, pids: list[int]) -> StageSample:
+    with urllib.request.urlopen(server.base + "/metrics", timeout=30) as r:
+        text = r.read().decode()
+    cpu: dict[str, float] = {}
+    events: dict[str, float] = {}
+    for line in text.splitlines():
+        for prefix, into, label in (("ringwatch_stage_cpu_seconds_total{", cpu, "stage"),
+                                    ("ringwatch_stage_events_total{", events, "kind")):  # fmt: skip
+            if line.startswith(prefix):
+                labels, _, value = line[len(prefix):].partition("} ")
+                name = labels.partition(f'{label}="')[2].partition('"')[0]
+                into[name] = into.get(name, 0.0) + float(value)
+    return StageSample(cpu=cpu, events=events, proc_cpu=_cpu_seconds(pids))
+
+
+def stage_table(before: StageSample, after: StageSample) -> list[str]:
+    """µs of server CPU per scored event, by stage, across all workers."""
+    scored = after.events.get("scored", 0.0) - before.events.get("scored", 0.0)
+    folded = after.events.get("folded", 0.0) - before.events.get("folded", 0.0)
+    if scored <= 0:
+        return ["    (no scored events counted: is the server's ringwatch_stage_* metric there?)"]
+    d = {k: after.cpu.get(k, 0.0) - before.cpu.get(k, 0.0) for k in set(after.cpu) | set(before.cpu)}
+    d["http"] = d.get("request", 0.0) - sum(d.get(k, 0.0) for k in INSIDE_REQUEST)
+    total = after.proc_cpu - before.proc_cpu
+    d["rest"] = total - sum(d.get(k, 0.0) for _, ks in STAGE_ROWS for k in ks if k != "rest")
+    waited = d.get("awaited", 0.0) / scored * 1e6
+    out = [f"    {scored:.0f} events scored, {folded:.0f} folded into another worker ({folded / scored:.2f} per event)"]
+    for label, ks in STAGE_ROWS:
+        v = sum(d.get(k, 0.0) for k in ks) / scored * 1e6
+        out.append(f"    {label:<46}{v:9.0f} µs  {v / (total / scored * 1e6):6.1%}")
+    out.append(f"    {'total server CPU (/proc, all threads)':<46}{total / scored * 1e6:9.0f} µs")
+    if waited:
+        out.append(f"    (the journal went to its writer thread: {waited:.0f} µs of other requests ran while one waited)")
+    return out
+
+
 def start_server(home: Path, port: int, workers: int, key_entry: str, loop: str, http: str, log: Path) -> Server:
     env = dict(os.environ, RINGWATCH_HOME=str(home), RINGWATCH_API_KEYS=key_entry, RINGWATCH_RATE_LIMIT="off")
     env.pop("RINGWATCH_NO_AUTH", None)
@@ -345,6 +406,7 @@ class Run:
     gen_cpu: float  # generator CPU, share of one core
     server_cpu: float  # the workers' CPU, in cores (2.0: both cores busy)
     windows: list[float]  # p99 ms per WINDOW_S of the run (by due time): shows warm-up and stalls
+    stages: list[str]  # the per-event CPU table (score runs)
 
 
 def run_load(server: Server, spec: dict, kind: str, mode: str, args: argparse.Namespace, workdir: Path,
@@ -356,6 +418,7 @@ def run_load(server: Server, spec: dict, kind: str, mode: str, args: argparse.Na
     spec_path, out_path = workdir / f"spec-{tag}.json", workdir / f"out-{tag}.json"
     spec_path.write_text(json.dumps(spec))
     pids = server.workers()
+    before = stage_sample(server, pids) if kind == "score" else None
     cpu0, t0 = _cpu_seconds(pids), time.monotonic()
     gen = subprocess.Popen([sys.executable, __file__, "_loadgen", str(spec_path), str(out_path)], cwd=ROOT)
     spy = None
@@ -372,6 +435,11 @@ def run_load(server: Server, spec: dict, kind: str, mode: str, args: argparse.Na
         _, err = spy.communicate(timeout=60)
         if spy.returncode:
             print(f"py-spy failed: {err.decode()[-500:]}", file=sys.stderr)
+    stages: list[str] = []
+    if before is not None:  # let the other workers fold the last events in and the counters flush
+        settle(server)
+        time.sleep(STAGE_FLUSH_S)
+        stages = stage_table(before, stage_sample(server, pids))
     res = json.loads(out_path.read_text())
     spec_path.unlink()
     out_path.unlink()
@@ -381,7 +449,8 @@ def run_load(server: Server, spec: dict, kind: str, mode: str, args: argparse.Na
     windows = [float(np.percentile(due[window == w], 99)) for w in np.unique(window)]
     return Run(kind=kind, mode=mode, rps=due.size / res["seconds"], p50=q[0], p95=q[1], p99=q[2],
                p99_sent=float(np.percentile(sent, 99)) if sent.size else float("nan"), ok=int(due.size),
-               errors=res["errors"], gen_cpu=res["cpu"] / res["wall"], server_cpu=server_cpu, windows=windows)  # fmt: skip
+               errors=res["errors"], gen_cpu=res["cpu"] / res["wall"], server_cpu=server_cpu, windows=windows,
+               stages=stages)  # fmt: skip
 
 
 def print_profile(path: Path, kind: str, top: int = 12) -> None:
@@ -433,6 +502,8 @@ def main(argv: list[str] | None = None) -> int:
     args = p.parse_args(argv)
     kinds = [k for k in args.kinds.split(",") if k]
     modes = [m for m in args.modes.split(",") if m]
+    if args.profile is not None and not (BIN / "py-spy").exists():
+        p.error(f"--profile needs py-spy, a dev dependency: {BIN / 'pip'} install -e '.[dev]' (or py-spy)")
 
     signal.signal(signal.SIGTERM, lambda *_: sys.exit(143))  # run the finally below: stop the server
     home = make_home(args.home)
@@ -500,6 +571,10 @@ def main(argv: list[str] | None = None) -> int:
             print(f"    errors: {r.errors}")
         if len(r.windows) > 1:
             print(f"    p99 ms by {WINDOW_S:.0f} s window: " + ", ".join(f"{w:.1f}" for w in r.windows))
+        if r.stages:
+            print("    server CPU per unseen event, all workers (thread CPU per stage; rest = /proc total - stages):")
+            for line in r.stages:
+                print(line)
     print(f"\n  worker RSS (VmRSS, MiB):")
     for pid in pids:
         print(f"    pid {pid}: before {rss_before[pid]:7.1f}  after {rss_after.get(pid, float('nan')):7.1f}")

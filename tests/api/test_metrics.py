@@ -5,6 +5,7 @@ from __future__ import annotations
 from prometheus_client.parser import text_string_to_metric_families
 
 from api.metrics import ServiceMetrics
+from api.stages import Stage
 
 
 def _samples(m: ServiceMetrics) -> dict[tuple[str, tuple[tuple[str, str], ...]], float]:
@@ -35,3 +36,19 @@ def test_two_apps_in_one_process_do_not_share_counts() -> None:
     a, b = ServiceMetrics(), ServiceMetrics()
     a.decisions.labels(tier="low", decision="allow").inc(3)
     assert ("ringwatch_decisions_total", (("decision", "allow"), ("tier", "low"))) not in _samples(b)
+
+
+def test_stage_cpu_reaches_the_counters_only_when_flushed() -> None:
+    m = ServiceMetrics()
+    m.stages.add(Stage.SCORE, 1_500_000)
+    m.stages.add(Stage.SCORE, 500_000)
+    m.stages.scored += 2
+    assert ("ringwatch_stage_cpu_seconds_total", (("stage", "score"),)) not in _samples(m)
+    m.stages.flush()
+    m.stages.flush()  # a second flush adds nothing new
+    s = _samples(m)
+    assert s[("ringwatch_stage_cpu_seconds_total", (("stage", "score"),))] == 0.002
+    assert s[("ringwatch_stage_events_total", (("kind", "scored"),))] == 2
+    m.stages.add(Stage.SCORE, 1_000_000)
+    m.stages.flush()
+    assert _samples(m)[("ringwatch_stage_cpu_seconds_total", (("stage", "score"),))] == 0.003
