@@ -9,7 +9,8 @@ process:
   thread builds new ones.
 * freshness without reloads (``api.tail``): a scored checkout event is added to the scorer's
   graph at once (``InductiveScorer.add_events``) and to ``RecentEvents``, and a ``Tailer`` thread
-  adds the events the other workers journaled.
+  reads the events the other workers journaled, which the scorer folds in when a request first
+  touches their user, device or IP (``InductiveScorer.defer_events``).
 * the event journal of this worker (``api.journal``): the event is on disk before the answer; a
   ``JournalLoader`` thread moves it into the store, and journal slots left by a dead worker are
   drained by the live ones.
@@ -430,7 +431,7 @@ class RiskService:
     def _install(self, fresh: ServingModel) -> None:
         """Swap in a view the reloader built (on the event loop)."""
         if fresh.scorer is not None:
-            fresh.scorer.add_events(self._recent.events())  # what arrived since; the snapshot's are skipped
+            fresh.scorer.defer_events(self._recent.events())  # what arrived since; the snapshot's are skipped
         old, self.model = self.model, fresh
         self.reloads += 1
         # The view holds millions of long-lived objects (ids, strings): without this, each full
@@ -511,7 +512,11 @@ class RiskService:
             store=health,
             journal_depth=js.depth if js is not None else 0,
             journal_error=js.last_error if js is not None else None,
-            events_since_snapshot=model.scorer.added_events if model is not None and model.scorer is not None else 0,
+            events_since_snapshot=(
+                model.scorer.added_events + model.scorer.deferred_events
+                if model is not None and model.scorer is not None
+                else 0
+            ),
             reasons=tuple(reasons),
         )
 

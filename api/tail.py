@@ -4,7 +4,9 @@ workers' events folded into its scorer.
 ``RecentEvents`` keeps the events received or tailed since the snapshot (re-applied to a reloaded
 scorer; the reference for a reused ``txn_id``). A ``Tailer`` reads the events the other workers
 appended to their journals (``api.journal``) every ``tail_interval`` seconds and has the event
-loop fold them in a few at a time, so every worker sees every event within that interval.
+loop record them and hand them to the scorer's ``defer_events``, a chunk at a time, so every
+worker sees every event within that interval: the scorer folds an event in when a call first
+reads its user, device or IP (``InductiveScorer.defer_events`` says what waits longer).
 ``settle_heap``, run on the loop after each read, keeps the garbage collector off the objects
 that folded events leave behind.
 """
@@ -26,8 +28,8 @@ from graph.types import Event
 
 #: The most events kept in memory for re-applying to a reloaded scorer.
 RECENT_EVENTS = 200_000
-#: Other workers' events folded in per event-loop turn.
-TAIL_CHUNK = 2
+#: Other workers' events recorded and deferred per event-loop turn.
+TAIL_CHUNK = 256
 
 
 class RecentEvents:
@@ -137,8 +139,8 @@ class Tailer:
         return True
 
     def apply(self) -> None:
-        """Fold in read events a chunk at a time, yielding the event loop between chunks, so
-        that a request waits behind at most one chunk, not the whole backlog."""
+        """Record read events and defer them to the scorer a chunk at a time, yielding the
+        event loop between chunks, so that a request waits behind at most one chunk."""
         with self._lock:
             events, self._pending = self._pending[:TAIL_CHUNK], self._pending[TAIL_CHUNK:]
             more = bool(self._pending)
@@ -147,7 +149,7 @@ class Tailer:
             self._recent.add(events)
             scorer = self._scorer()
             if scorer is not None:
-                scorer.add_events(events)
+                scorer.defer_events(events)
             if self._stages is not None:
                 self._stages.add(Stage.FOLD_OTHERS, time.thread_time_ns() - started)
                 self._stages.folded += len(events)

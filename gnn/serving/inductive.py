@@ -6,8 +6,9 @@ running sum of those sources' layers. A call recomputes only its roots (an accou
 event's user, device, IP and merchant) through all layers, with numpy copies of the model's
 weights, so its cost does not depend on how many accounts paid at the event's merchant.
 ``score_account`` matches batch scoring up to float32 summation order; ``score_event`` scores an
-event whose nodes may be new; ``add_events`` folds later events in. Nodes next to a root keep
-their cached values, an approximation at two hops (see ``InductiveScorer``).
+event whose nodes may be new; ``add_events`` folds later events in, and ``defer_events`` takes
+events to fold in only when a later call reads their user, device or IP. Nodes next to a root
+keep their cached values, an approximation at two hops (see ``InductiveScorer``).
 """
 
 from __future__ import annotations
@@ -51,6 +52,12 @@ SLOT: dict[Relation, int] = {r: INTO[r[2]].index(r) for r in RELATIONS}
 OUT: dict[str, tuple[Relation, ...]] = {t: tuple(r for r in RELATIONS if r[0] == t) for t in NODE_TYPES}
 #: Each relation -> the one with the same edges the other way (``gnn.core.model.RELATIONS`` has both).
 REVERSE: dict[Relation, Relation] = {r: (r[2], r[1][4:] if r[1].startswith("rev_") else f"rev_{r[1]}", r[0]) for r in RELATIONS}
+#: The identifiers whose deferred events (``InductiveScorer.defer_events``) a call folds in
+#: before it reads them. Not merchants: a merchant is on nearly every event, so folding for it
+#: would fold everything; a merchant's statistics and hub sums wait for the next snapshot.
+DEFER_KEYS = ("user", "device", "ip")
+#: The most events kept deferred; past it the oldest are folded in.
+DEFER_CAP = 200_000
 #: Model node-type name -> the event column that names it.
 _EVENT_KEY = {"user": "user_id", "device": "device_id", "ip": "ip", "merchant": "merchant_id"}
 #: The edges one event creates between its own nodes: relation name -> (source, destination).
@@ -115,6 +122,54 @@ class _Delta:
     into: dict[Relation, dict[int, list[int]]] = field(default_factory=dict)
     edge_set: set[tuple[Relation, int, int]] = field(default_factory=set)
     txn_ids: set[str] = field(default_factory=set)
+
+
+class _Deferred:
+    """Events handed to ``InductiveScorer.defer_events`` and not folded in yet: by arrival number,
+    and the arrival numbers per identifier (``DEFER_KEYS``). Lists per identifier are cleaned
+    lazily: a number whose event was taken already is skipped."""
+
+    def __init__(self) -> None:
+        self.events: dict[int, Event] = {}
+        self.by_key: dict[tuple[str, str], list[int]] = {}
+        self.txn_ids: set[str] = set()
+        self._next = 0
+
+    def add(self, event: Event) -> None:
+        seq = self._next
+        self._next += 1
+        self.events[seq] = event
+        self.txn_ids.add(event.txn_id)
+        for key in _defer_keys(event):
+            self.by_key.setdefault(key, []).append(seq)
+
+    def take(self, keys: list[tuple[str, str]]) -> list[Event]:
+        """The deferred events that share an identifier with ``keys``, and, transitively, with
+        those events (an event's roots must hold every earlier event on them), oldest first;
+        they are no longer deferred."""
+        chosen: set[int] = set()
+        todo = [k for k in keys if k in self.by_key]
+        while todo:
+            for seq in self.by_key.pop(todo.pop(), ()):
+                if seq in chosen or seq not in self.events:
+                    continue
+                chosen.add(seq)
+                todo.extend(k for k in _defer_keys(self.events[seq]) if k in self.by_key)
+        return self._pop(sorted(chosen))
+
+    def take_oldest(self, n: int) -> list[Event]:
+        """The ``n`` oldest deferred events (no longer deferred)."""
+        return self._pop(sorted(self.events)[:n])
+
+    def _pop(self, seqs: list[int]) -> list[Event]:
+        out = [self.events.pop(seq) for seq in seqs]
+        for event in out:
+            self.txn_ids.discard(event.txn_id)
+        return out
+
+
+def _defer_keys(event: Event) -> list[tuple[str, str]]:
+    return [(name, key) for name in DEFER_KEYS if (key := getattr(event, _EVENT_KEY[name]))]
 
 
 @dataclass(frozen=True, slots=True)
@@ -275,6 +330,7 @@ class InductiveScorer:
         self._txn = t
         self._txn_ids = frozenset(t.txn_id.tolist())
         self._delta = _Delta()
+        self._deferred = _Deferred()
         self._pending: _Pending | None = None
         self._encode = {
             name: (lin.weight.detach().numpy().T.copy(), lin.bias.detach().numpy().copy()) for name, lin in self._model.encode.items()
@@ -338,12 +394,41 @@ class InductiveScorer:
         """How many events ``add_events`` folded in since the snapshot."""
         return len(self._delta.events)
 
+    @property
+    def deferred_events(self) -> int:
+        """How many events ``defer_events`` holds back, not folded in yet."""
+        return len(self._deferred.events)
+
+    def defer_events(self, events: list[Event]) -> int:
+        """Take ``events`` to fold in later: each is folded in (``add_events``, in the order
+        given) by the first call that reads one of its user, device or IP (scoring an event on
+        them, an account's score, its features), before that call reads them. Until then, and
+        for a merchant until the next snapshot, the cached values lack it: a merchant's
+        statistics and hub sums, and the layers of a node next to a call's roots (an effect at
+        two hops). An event the scorer holds or defers already is skipped. Returns how many
+        were deferred.
+
+        Costs a few dictionary entries per event, where ``add_events`` recomputes the event's
+        roots through every layer: a service folds its own events at once and defers the other
+        workers' (``api.tail``)."""
+        deferred = 0
+        for event in events:
+            if self._holds(event.txn_id) or event.txn_id in self._deferred.txn_ids:
+                continue
+            self._deferred.add(event)
+            deferred += 1
+        if len(self._deferred.events) > DEFER_CAP:
+            self._add(self._deferred.take_oldest(len(self._deferred.events) - DEFER_CAP))
+        return deferred
+
     def knows_account(self, user_id: str) -> bool:
-        """Whether the snapshot or an added event has this account."""
+        """Whether the snapshot or an added (or deferred) event has this account."""
+        self._fold_deferred([("user", user_id)])
         return user_id in self._pos["user"] or user_id in self._delta.pos["user"]
 
     def touched_since_snapshot(self, user_id: str) -> bool:
-        """Whether an added event involves this account (its batch score may be stale)."""
+        """Whether an added (or deferred) event involves this account (its batch score may be stale)."""
+        self._fold_deferred([("user", user_id)])
         gid = self._gid("user", user_id)
         return gid is not None and ("user", gid) in self._delta.by_node
 
@@ -353,6 +438,7 @@ class InductiveScorer:
         Raises:
             NotFoundError: the scorer knows no such node.
         """
+        self._fold_deferred([(name, key)])
         gid = self._gid(name, key)
         if gid is None:
             raise NotFoundError(name, key)
@@ -363,6 +449,7 @@ class InductiveScorer:
         (diagnostics and tests)."""
         if not event.user_id:
             raise ValidationError("user_id", event.user_id, "must not be empty")
+        self._fold_deferred(_defer_keys(event))
         gid, _ = self._event_gids(event)
         return event_txn_features(event, self._history(gid["user"]))
 
@@ -373,6 +460,7 @@ class InductiveScorer:
         Raises:
             NotFoundError: the scorer knows no such account.
         """
+        self._fold_deferred([("user", user_id)])
         gid = self._gid("user", user_id)
         if gid is None:
             raise NotFoundError("account", user_id)
@@ -392,6 +480,9 @@ class InductiveScorer:
         Raises:
             ValidationError: ``event.user_id`` is empty.
         """
+        if not event.user_id:
+            raise ValidationError("user_id", event.user_id, "must not be empty")
+        self._fold_deferred(_defer_keys(event))
         p = self._apply(event)
         self._pending = p
         cfg = self._model.config
@@ -419,9 +510,25 @@ class InductiveScorer:
         that becomes a hub starts its sum). Later calls see them: a second payment from a new
         device is scored with the first one counted.
 
+        Deferred events (``defer_events``) on an event's user, device or IP are folded in
+        before it.
+
         Raises:
             ValidationError: an event's ``user_id`` is empty (nothing is added from it on).
         """
+        added = 0
+        for event in events:
+            added += self._fold_deferred(_defer_keys(event))
+            added += self._add([event])
+        return added
+
+    def _fold_deferred(self, keys: list[tuple[str, str]]) -> int:
+        """Fold in the deferred events on these identifiers (see ``_Deferred.take``)."""
+        if not self._deferred.events:
+            return 0
+        return self._add(self._deferred.take(keys))
+
+    def _add(self, events: list[Event]) -> int:
         added = 0
         d = self._delta
         for event in events:

@@ -219,3 +219,42 @@ def test_hub_running_sums_stay_the_sums_of_the_cached_layers(trained: ModelArtef
                     np.testing.assert_allclose(got, want, rtol=1e-4, atol=1e-3, err_msg=f"{rel} {g} layer {layer}")
                 checked += 1
     assert checked >= 3  # the new hub, the busiest merchant, the office IP
+
+
+def test_deferred_events_are_folded_in_before_a_call_reads_their_identifiers(
+    trained: ModelArtefact, synth: SynthData
+) -> None:
+    """Another worker's events, deferred: a later event on their device scores exactly as if they
+    had been folded in at once, an account's score and features see them; only what no call
+    touched waits (a merchant's statistics), until the next snapshot."""
+    eager = InductiveScorer.build(trained, synth.snapshot)
+    lazy = InductiveScorer.build(trained, synth.snapshot)
+    ring_device = synth.ring_devices["ring-00"][0]
+    theirs = [Event(txn_id=f"other-{i}", ts=WHEN + i, user_id=f"other-user-{i}", device_id="shared-new-device",
+                    ip=f"198.51.100.{i}", merchant_id="m-quiet", amount=10.0) for i in range(3)]  # fmt: skip
+    theirs.append(Event(txn_id="other-ring", ts=WHEN + 5, user_id="other-user-0", device_id=ring_device, ip="198.51.100.0",
+                        merchant_id="m003", amount=15.0))  # fmt: skip
+    untouched = Event(txn_id="other-alone", ts=WHEN + 6, user_id="alone-user", device_id="alone-device", ip="198.51.100.77",
+                      merchant_id="m-quiet", amount=5.0)  # fmt: skip
+    assert eager.add_events([*theirs, untouched]) == 5
+    assert lazy.defer_events([*theirs, untouched]) == 5 and lazy.defer_events(theirs) == 0
+    assert lazy.added_events == 0 and lazy.deferred_events == 5
+    before = lazy.node_features("merchant", "m003").copy()  # m003 is not a deferred identifier
+
+    # A new account on the shared device: the three accounts there, and (through other-user-0)
+    # its payment from a ring device, are folded in first.
+    mine = _event("my-user", "shared-new-device", ip="203.0.113.50", merchant="m003")
+    got, want = lazy.score_event(mine), eager.score_event(mine)
+    assert got.new == want.new == ("user", "ip")
+    assert got.account_score == pytest.approx(want.account_score, abs=1e-9)
+    assert got.txn_score == pytest.approx(want.txn_score, abs=1e-9)
+    assert lazy.added_events == 4 and lazy.deferred_events == 1
+    assert not np.allclose(lazy.node_features("merchant", "m003"), before)  # folded with other-ring
+    np.testing.assert_allclose(lazy.node_features("device", "shared-new-device"),
+                               eager.node_features("device", "shared-new-device"))  # fmt: skip
+
+    # The untouched event is not in the quiet merchant's statistics yet; reading its account folds it.
+    assert not np.allclose(lazy.node_features("merchant", "m-quiet"), eager.node_features("merchant", "m-quiet"))
+    assert lazy.touched_since_snapshot("alone-user") and lazy.deferred_events == 0
+    np.testing.assert_allclose(lazy.node_features("merchant", "m-quiet"), eager.node_features("merchant", "m-quiet"))
+    assert lazy.score_account("alone-user").score == pytest.approx(eager.score_account("alone-user").score, abs=1e-9)
