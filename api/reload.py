@@ -193,6 +193,7 @@ class Reloader:
         install: swaps a new view in; runs on the event loop.
         serving: the view served now (named in the log when a reload fails).
         loop: the event loop the service runs on.
+        clock: monotonic seconds for the refresh interval (tests pass a fake one).
     """
 
     def __init__(
@@ -205,7 +206,9 @@ class Reloader:
         install: Callable[[ServingModel], None],
         serving: Callable[[], ServingModel | None],
         loop: asyncio.AbstractEventLoop,
+        clock: Callable[[], float] = time.monotonic,
     ) -> None:
+        self._clock = clock
         self._store_factory = store_factory
         self._models_dir = models_dir
         self._reload_interval = reload_interval
@@ -218,14 +221,18 @@ class Reloader:
 
     def loaded(self) -> None:
         """Note that a view was just loaded (the first one, at start): the refresh clock restarts."""
-        self._last_refresh = time.monotonic()
+        self._last_refresh = self._clock()
+
+    def refresh_due(self) -> bool:
+        """Whether ``refresh_interval`` seconds passed since the last load: what the served view
+        may lack (``InductiveScorer.defer_events``) is at most that old, plus one reload."""
+        return self._refresh_interval > 0 and self._clock() - self._last_refresh >= self._refresh_interval
 
     def run(self, stop: threading.Event) -> None:
         seen = current_line(self._models_dir)
         while not stop.wait(self._reload_interval):
             current = current_line(self._models_dir)
-            due = self._refresh_interval > 0 and time.monotonic() - self._last_refresh >= self._refresh_interval
-            if current != seen or due:
+            if current != seen or self.refresh_due():
                 if self.reload():
                     seen = current
 
@@ -241,7 +248,7 @@ class Reloader:
                 old = self._serving()
                 log.warning("reload failed, still serving model %s: %s", old.model_version if old else None, e)
                 return False
-            self._last_refresh = time.monotonic()
+            self._last_refresh = self._clock()
             done = threading.Event()
 
             def swap() -> None:

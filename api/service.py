@@ -365,7 +365,10 @@ class RiskService:
             ring_id = next((f.ring.ring_id for f in facts if f.ring is not None), None)
         t0 = time.thread_time_ns()
         if model.scorer is not None:
+            late, late_ns = model.scorer.late_folds, model.scorer.late_fold_ns
             es = model.scorer.score_event(event)
+            stages.late += model.scorer.late_folds - late
+            stages.add(Stage.FOLD_LATE, model.scorer.late_fold_ns - late_ns)
             account_score, account_tier = es.account_score, es.account_tier
             txn_score, txn_tier = es.txn_score, es.txn_tier
             new = es.new

@@ -31,7 +31,8 @@ class Stage(str, Enum):
     FOLD_OWN = "fold_own"  # this worker's own event into its scorer and recent events
     BOOKKEEPING = "bookkeeping"  # retry answers, decision metrics, alerts
     TAIL_READ = "tail_read"  # reading and decoding the other workers' journals (tail thread)
-    FOLD_OTHERS = "fold_others"  # the other workers' events into this worker's scorer (event loop)
+    FOLD_OTHERS = "fold_others"  # the other workers' events recorded and deferred (event loop)
+    FOLD_LATE = "fold_late"  # deferred events folded in when a request touched them (part of SCORE)
     LOAD = "load"  # moving the journal into the store (loader thread)
 
 
@@ -45,7 +46,7 @@ class CpuStages:
     Args:
         cpu: a counter labelled ``stage`` (seconds).
         events: a counter labelled ``kind``: ``scored`` (answered here), ``folded`` (another
-            worker's event folded in here).
+            worker's event received here), ``late`` (a deferred event folded in here).
     """
 
     def __init__(self, cpu: Counter, events: Counter) -> None:
@@ -54,6 +55,8 @@ class CpuStages:
         self.ns: dict[Stage, int] = dict.fromkeys(Stage, 0)
         self.scored = 0
         self.folded = 0
+        self.late = 0
+        self._flushed_late = 0
         self._flushed_ns: dict[Stage, int] = dict.fromkeys(Stage, 0)
         self._flushed_scored = 0
         self._flushed_folded = 0
@@ -74,6 +77,10 @@ class CpuStages:
             if scored != self._flushed_scored:
                 self._events.labels(kind="scored").inc(scored - self._flushed_scored)
                 self._flushed_scored = scored
+            late = self.late
+            if late != self._flushed_late:
+                self._events.labels(kind="late").inc(late - self._flushed_late)
+                self._flushed_late = late
             if folded != self._flushed_folded:
                 self._events.labels(kind="folded").inc(folded - self._flushed_folded)
                 self._flushed_folded = folded

@@ -235,12 +235,13 @@ def _rss_mib(pid: int) -> float:
 STAGE_ROWS = (  # (label, stages summed) for the per-event CPU table; "http" and "rest" are derived
     ("HTTP, auth, validation, response (in app)", ("http",)),
     ("journal append + fdatasync", ("journal", "journal_writer")),
-    ("inductive scoring", ("score",)),
+    ("inductive scoring", ("score_only",)),
+    ("  + other workers' events it touched, folded", ("fold_late",)),
     ("identifier facts, reasons, result", ("reasons",)),
     ("fold own event (scorer, recent)", ("fold_own",)),
     ("retry answers, metrics, alerts", ("bookkeeping",)),
     ("other workers: read their journals", ("tail_read",)),
-    ("other workers: fold their events in", ("fold_others",)),
+    ("other workers: record and defer their events", ("fold_others",)),
     ("journal -> store loader thread", ("load",)),
     ("rest: uvicorn, event loop, GC, idle threads", ("rest",)),
 )
@@ -279,10 +280,13 @@ def stage_table(before: StageSample, after: StageSample) -> list[str]:
         return ["    (no scored events counted: is the server's ringwatch_stage_* metric there?)"]
     d = {k: after.cpu.get(k, 0.0) - before.cpu.get(k, 0.0) for k in set(after.cpu) | set(before.cpu)}
     d["http"] = d.get("request", 0.0) - sum(d.get(k, 0.0) for k in INSIDE_REQUEST)
+    d["score_only"] = d.get("score", 0.0) - d.get("fold_late", 0.0)
     total = after.proc_cpu - before.proc_cpu
     d["rest"] = total - sum(d.get(k, 0.0) for _, ks in STAGE_ROWS for k in ks if k != "rest")
     waited = d.get("awaited", 0.0) / scored * 1e6
-    out = [f"    {scored:.0f} events scored, {folded:.0f} folded into another worker ({folded / scored:.2f} per event)"]
+    late = after.events.get("late", 0.0) - before.events.get("late", 0.0)
+    out = [f"    {scored:.0f} events scored; {folded:.0f} received by another worker ({folded / scored:.2f} per event), "
+           f"{late:.0f} of them folded in there because a request touched them"]  # fmt: skip
     for label, ks in STAGE_ROWS:
         v = sum(d.get(k, 0.0) for k in ks) / scored * 1e6
         out.append(f"    {label:<46}{v:9.0f} µs  {v / (total / scored * 1e6):6.1%}")

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import time
 
-from fastapi import APIRouter
+from fastapi import APIRouter, Response
 
 from api.deps import ScoreKey, ServiceDep
 from api.routes import API_PREFIX
@@ -25,10 +25,13 @@ router = APIRouter(prefix=API_PREFIX, tags=["checkout"])
         503: {"model": ErrorResponse},
     },
 )
-async def score(body: CheckoutRequest, service: ServiceDep, _: ScoreKey) -> CheckoutResponse:
+async def score(body: CheckoutRequest, service: ServiceDep, _: ScoreKey) -> Response:
     """Score one checkout event: its account as it stands with the event, and the payment.
 
     The user, device and IP may be new: the event's own edges attach them to the in-memory
     graph and GraphSAGE scores that neighbourhood. The event is journaled durably before the
     answer and reaches the graph store in the background."""
-    return CheckoutResponse.from_result(await service.score(body.to_event(time.time())))
+    answer = CheckoutResponse.from_result(await service.score(body.to_event(time.time())))
+    # Serialised here: returned as a model, FastAPI would validate it a second time against
+    # ``response_model`` (kept for the schema) before encoding it.
+    return Response(answer.model_dump_json(), media_type="application/json")

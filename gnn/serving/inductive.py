@@ -13,6 +13,7 @@ keep their cached values, an approximation at two hops (see ``InductiveScorer``)
 
 from __future__ import annotations
 
+import time
 from dataclasses import dataclass, field
 
 import numpy as np
@@ -331,6 +332,8 @@ class InductiveScorer:
         self._txn_ids = frozenset(t.txn_id.tolist())
         self._delta = _Delta()
         self._deferred = _Deferred()
+        self.late_folds = 0  # deferred events folded in since the snapshot
+        self.late_fold_ns = 0  # their thread CPU time
         self._pending: _Pending | None = None
         self._encode = {
             name: (lin.weight.detach().numpy().T.copy(), lin.bias.detach().numpy().copy()) for name, lin in self._model.encode.items()
@@ -523,10 +526,18 @@ class InductiveScorer:
         return added
 
     def _fold_deferred(self, keys: list[tuple[str, str]]) -> int:
-        """Fold in the deferred events on these identifiers (see ``_Deferred.take``)."""
+        """Fold in the deferred events on these identifiers (see ``_Deferred.take``); their
+        count and CPU time go to ``late_folds`` and ``late_fold_ns``."""
         if not self._deferred.events:
             return 0
-        return self._add(self._deferred.take(keys))
+        started = time.thread_time_ns()
+        events = self._deferred.take(keys)
+        if not events:
+            return 0
+        added = self._add(events)
+        self.late_folds += added
+        self.late_fold_ns += time.thread_time_ns() - started
+        return added
 
     def _add(self, events: list[Event]) -> int:
         added = 0

@@ -523,3 +523,22 @@ def test_no_key_or_request_body_reaches_the_logs(home: ServedHome, caplog: pytes
         client.get("/v1/rings", headers={"X-API-Key": secret + "x"})
     assert caplog.records  # something was logged (the test would be empty otherwise)
     assert secret not in caplog.text and marker not in caplog.text
+
+
+def test_another_workers_event_is_seen_by_the_next_request_that_touches_it(home: ServedHome, tmp_path: Path) -> None:
+    """Another worker's journaled events are read within a tail interval and deferred; the next
+    request on their device folds them in first (the device is not new), and their account has
+    its fresh risk."""
+    settings = home.copy(tmp_path / "home")
+    h = key(home, "all")
+    with TestClient(create_app(config_for(home, settings))) as client:
+        other = EventJournal(settings.home / "journal" / "slot-5", fsync=False)  # another live worker's slot
+        other.append(Event(txn_id="t-other-1", ts=time.time() - 5, user_id="other-user-1", device_id="other-device-1",
+                           ip="203.0.113.231", merchant_id="m0003", amount=7.0))  # fmt: skip
+        other.close()
+        assert wait_for(lambda: client.get("/readyz").json()["events_since_snapshot"] >= 1)
+        mine = client.post("/v1/score", json=checkout("t-mine-1", "my-user-1", "other-device-1", ip="203.0.113.232"),
+                           headers=h)  # fmt: skip
+        assert mine.status_code == 200 and mine.json()["new_entities"] == ["user", "ip"]
+        risk = client.get("/v1/accounts/other-user-1/risk", headers=h)
+        assert risk.status_code == 200 and risk.json()["score"] is not None
