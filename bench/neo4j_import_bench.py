@@ -70,8 +70,16 @@ def main() -> None:
     parser.add_argument("--users", type=int, default=10_000, help="accounts for `ringwatch generate` (~20 events each)")
     parser.add_argument("--seed", type=int, default=7)
     parser.add_argument("--warmup", type=int, default=20_000, help="events loaded over Bolt and deleted first, not timed")
+    parser.add_argument("--bolt-port", help=f"Bolt port of the bench server (default {BENCH_ENV['NEO4J_BOLT_PORT']})")
+    parser.add_argument("--http-port", help=f"HTTP port of the bench server (default {BENCH_ENV['NEO4J_HTTP_PORT']})")
+    parser.add_argument("--instance-dir", help="conf, data and logs of the bench server (default .neo4j/bench-import)")
     args = parser.parse_args()
+    for name, value in (("NEO4J_BOLT_PORT", args.bolt_port), ("NEO4J_HTTP_PORT", args.http_port),
+                        ("NEO4J_INSTANCE_DIR", args.instance_dir)):  # fmt: skip
+        if value:
+            BENCH_ENV[name] = value
 
+    load_at_start = os.getloadavg()[0]
     os.environ.update(BENCH_ENV)  # ringwatch.local_neo4j drives the same instance
     done = _script("start")
     if done.returncode != 0:
@@ -95,7 +103,9 @@ def main() -> None:
                 bolt_counts = _counts(store)
                 store.delete_all()
 
+            cpu = time.process_time()
             out = neo4j_import.import_local(settings, [events_file], tmp / "files")
+            import_cpu = time.process_time() - cpu
             assert out.admin is not None
             with Neo4jGraphStore(uri, "neo4j", password) as store:
                 import_counts = _counts(store)
@@ -122,6 +132,9 @@ def main() -> None:
         print(f"{name:<38} {seconds:>9.2f} {rate:>11,.0f} {rate / rows[0][2]:>7.1f}")
     print(f"\nimport stages: files (read, validate, write) {out.load.seconds:.2f} s, neo4j-admin {out.admin.seconds:.2f} s, "
           f"server stop + start {restart:.2f} s, constraints and indexes {out.schema_seconds:.2f} s")  # fmt: skip
+    print(f"CPU seconds: ringwatch's own process {import_cpu:.2f} s (files, driver), neo4j-admin {out.admin.cpu_seconds:.2f} s "
+          f"({n / out.admin.seconds:,.0f} events/s by the importer alone); "
+          f"load average {load_at_start:.2f} at the start, {os.getloadavg()[0]:.2f} at the end")
     print(f"importer peak memory: {out.admin.peak_rss_bytes / 2**20:,.0f} MiB RSS "
           f"(the importer's own report: {reported.group(1) if reported else 'n/a'})")  # fmt: skip
 

@@ -63,12 +63,14 @@ def run(verb: str, timeout: float = 600) -> LocalNeo4jResult:
 
 @dataclass(frozen=True, slots=True)
 class AdminResult:
-    """What ``neo4j-admin`` printed, how long it took and the peak memory (RSS) of its JVM."""
+    """What ``neo4j-admin`` printed, how long it took, the peak memory (RSS) of its JVM and the
+    CPU seconds it used (user + system, all its threads)."""
 
     returncode: int
     output: str
     seconds: float
     peak_rss_bytes: int
+    cpu_seconds: float = 0.0
 
 
 def admin(args: list[str], timeout: float = 7200) -> AdminResult:
@@ -100,7 +102,8 @@ def admin(args: list[str], timeout: float = 7200) -> AdminResult:
     peak = usage.ru_maxrss * 1024  # kilobytes on Linux
     if proc.returncode != 0:
         raise StoreUnavailableError(f"neo4j-admin {' '.join(args[:3])} failed (exit {proc.returncode}): {output.strip()}")
-    return AdminResult(returncode=proc.returncode, output=output.strip(), seconds=seconds, peak_rss_bytes=peak)
+    return AdminResult(returncode=proc.returncode, output=output.strip(), seconds=seconds, peak_rss_bytes=peak,
+                       cpu_seconds=usage.ru_utime + usage.ru_stime)  # fmt: skip
 
 
 def password() -> str:

@@ -60,7 +60,7 @@ class ImportOutcome:
             out.append("  opening the store creates ringwatch's constraints and indexes")
         else:
             out.append(
-                f"  imported in {self.admin.seconds:.1f} s (importer peak memory "
+                f"  imported in {self.admin.seconds:.1f} s ({self.admin.cpu_seconds:.1f} CPU s; importer peak memory "
                 f"{self.admin.peak_rss_bytes / 2**20:,.0f} MiB); server down {self.downtime_seconds:.1f} s; "
                 f"constraints and indexes {self.schema_seconds:.1f} s; "
                 f"total {self.seconds:.1f} s ({f.events / self.seconds if self.seconds else 0:,.0f} events/s)"

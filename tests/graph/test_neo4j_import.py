@@ -9,8 +9,10 @@ import csv
 from pathlib import Path
 
 import pandas as pd
+import pytest
 
 from graph import neo4j_cypher as cy
+from graph import neo4j_import
 from graph.neo4j_import import NODE_FILES, REL_FILES, VERDICTS_FILE, Neo4jImportWriter, admin_arguments, file_names
 from graph.types import Event, EventKind, Label, LabelEntity, NodeType, Verdict
 from ingestion.loader import load_events
@@ -102,6 +104,21 @@ def test_the_files_hold_the_graph_of_the_events_the_loader_accepted(tmp_path: Pa
         assert header[2:] == ["first_seen:double", "last_seen:double", "count:long"]
         got = {(r[0], r[1]): [float(r[2]), float(r[3]), int(r[4])] for r in rows}
         assert got == links and len(rows) == len(got) == files.relationships[rel]
+
+
+def test_merging_partial_keys_and_links_on_the_way_changes_no_file(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    # The writer folds its partial keys and link aggregates together whenever enough rows came in;
+    # folding after every batch must give the same rows as folding once at the end.
+    source = events_csv(tmp_path / "events.csv", random_events(1500, seed=5, ids=HOSTILE))
+    written = {}
+    for every in (1, 10**9):
+        monkeypatch.setattr(neo4j_import, "_MERGE_EVERY", every)
+        writer = Neo4jImportWriter(tmp_path / f"files-{every}")
+        load_events(source, writer, quarantine_dir=tmp_path / f"q-{every}", batch_size=100)
+        files = writer.close()
+        written[every] = {name: sorted(read(files.directory / name)[1]) for name in file_names()}
+    assert written[1] == written[10**9]
+    assert len(written[1]["used_ip.csv"]) > 0 and any(int(r[4]) > 1 for r in written[1]["used_device.csv"])
 
 
 def test_verdicts_are_kept_once_each_with_the_stores_identity(tmp_path: Path) -> None:

@@ -73,7 +73,7 @@ def test_import_and_ingest_give_the_same_graph_and_ingest_continues_on_top(local
     pd.concat([pd.read_csv(stream, dtype=str, keep_default_na=False), replay]).to_csv(stream, index=False)
 
     outcome = neo4j_import.import_local(_settings(local, tmp_path / "imp"), [history], tmp_path / "files")
-    assert outcome.admin is not None and outcome.admin.peak_rss_bytes > 0
+    assert outcome.admin is not None and outcome.admin.peak_rss_bytes > 0 and outcome.admin.cpu_seconds > 0
     assert not (tmp_path / "files").exists()  # removed after a good import unless --keep-files
     with _store(local) as store:
         imported = store.snapshot()
