@@ -6,7 +6,7 @@ import time
 
 from fastapi import APIRouter, Response
 
-from api.deps import ScoreKey, ServiceDep
+from api.deps import SECURITY_DOC, ScoreService
 from api.routes import API_PREFIX
 from api.models import CheckoutRequest, CheckoutResponse, ErrorResponse
 
@@ -24,8 +24,9 @@ router = APIRouter(prefix=API_PREFIX, tags=["checkout"])
         429: {"model": ErrorResponse},
         503: {"model": ErrorResponse},
     },
+    openapi_extra={"security": SECURITY_DOC},
 )
-async def score(body: CheckoutRequest, service: ServiceDep, _: ScoreKey) -> Response:
+async def score(body: CheckoutRequest, service: ScoreService) -> Response:
     """Score one checkout event: its account as it stands with the event, and the payment.
 
     The user, device and IP may be new: the event's own edges attach them to the in-memory

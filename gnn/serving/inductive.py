@@ -194,23 +194,23 @@ class _Pending:
 @dataclass(frozen=True, slots=True)
 class _Layer:
     """One message-passing layer as numpy, per destination type: the ``lin_l`` weights of the
-    relations into it (``INTO`` order) stacked [R * in, out] (applied to the concatenated
-    means), the sum of their ``lin_l`` biases and of their ``lin_r`` weights (applied to the
-    node itself)."""
+    relations into it (``INTO`` order) stacked over the sum of their ``lin_r`` weights,
+    [(R + 1) * in, out], applied to the concatenated means followed by the node itself (one
+    matrix product per root), and the sum of their ``lin_l`` biases."""
 
-    w_mean: dict[str, np.ndarray]
+    weight: dict[str, np.ndarray]
     bias: dict[str, np.ndarray]
-    w_self: dict[str, np.ndarray]
 
     @classmethod
     def of(cls, conv: torch.nn.Module) -> _Layer:
-        w_mean, bias, w_self = {}, {}, {}
+        weight, bias = {}, {}
         for t in NODE_TYPES:
             sage = [conv.convs[r] for r in INTO[t]]  # type: ignore[index]
-            w_mean[t] = np.concatenate([s.lin_l.weight.detach().numpy().T for s in sage], axis=0).copy()
+            w_mean = [s.lin_l.weight.detach().numpy().T for s in sage]
+            w_self = np.sum([s.lin_r.weight.detach().numpy().T for s in sage], axis=0).astype(np.float32)
+            weight[t] = np.ascontiguousarray(np.concatenate([*w_mean, w_self], axis=0), dtype=np.float32)
             bias[t] = np.sum([s.lin_l.bias.detach().numpy() for s in sage], axis=0).astype(np.float32)
-            w_self[t] = np.sum([s.lin_r.weight.detach().numpy().T for s in sage], axis=0).astype(np.float32)
-        return cls(w_mean=w_mean, bias=bias, w_self=w_self)
+        return cls(weight=weight, bias=bias)
 
 
 @dataclass(frozen=True, slots=True)
@@ -642,25 +642,31 @@ class InductiveScorer:
         out = {}
         for t, g in gid.items():
             rels = INTO[t]
-            known = g < self._count[t]
-            deg = self._deg[t][g].copy() if known else np.zeros(len(rels), dtype=np.float32)
-            total = np.zeros((len(rels), hidden), dtype=np.float32)
+            deg = self._deg[t][g].tolist() if g < self._count[t] else [0.0] * len(rels)
+            # The relations' means, then the node's own layer: the input of ``conv.weight[t]``.
+            x = np.zeros((len(rels) + 1) * hidden, dtype=np.float32)
             for j, rel in enumerate(rels):
                 s = rel[0]
+                part = x[j * hidden : (j + 1) * hidden]
                 if rel in sources:
                     idx = sources[rel]
                     if idx is None:
-                        total[j] = self._sum[layer][t][self._hub_row[t][g], j * hidden : (j + 1) * hidden]
+                        part[:] = self._sum[layer][t][self._hub_row[t][g], j * hidden : (j + 1) * hidden]
                     else:
-                        total[j] = cached[s][idx].sum(axis=0)
+                        cached[s][idx].sum(axis=0, out=part)
+                n = deg[j]
                 is_new = pairs.get(rel)
                 if is_new:
-                    total[j] += prev[s]
-                    deg[j] += 1.0
+                    part += prev[s]
+                    n += 1.0
                 elif is_new is not None:
-                    total[j] += prev[s] - cached[s][gid[s]]
-            mean = (total / np.maximum(deg, 1.0)[:, None]).reshape(-1)
-            out[t] = np.maximum(mean @ conv.w_mean[t] + prev[t] @ conv.w_self[t] + conv.bias[t], 0.0)
+                    part += prev[s] - cached[s][gid[s]]
+                if n > 1.0:
+                    part /= np.float32(n)
+            x[len(rels) * hidden :] = prev[t]
+            y = x @ conv.weight[t]
+            y += conv.bias[t]
+            out[t] = np.maximum(y, 0.0, out=y)
         return out
 
     def _commit(self, p: _Pending) -> None:

@@ -496,6 +496,9 @@ def test_openapi_documents_the_key_header_and_every_v1_route(client: TestClient)
     assert {"/v1/score", "/v1/accounts/{user_id}/risk", "/v1/accounts/{user_id}/subgraph", "/v1/rings",
             "/v1/rings/{ring_id}", "/v1/labels", "/healthz", "/readyz", "/metrics"} <= set(spec["paths"])  # fmt: skip
     assert spec["components"]["securitySchemes"]["APIKeyHeader"]["name"] == "X-API-Key"
+    # The score route checks its key in one plain dependency; it documents the same schemes.
+    assert spec["paths"]["/v1/score"]["post"]["security"] == spec["paths"]["/v1/rings"]["get"]["security"]
+    assert {"APIKeyHeader", "HTTPBearer"} == {name for entry in spec["paths"]["/v1/score"]["post"]["security"] for name in entry}
 
 
 def test_account_reasons_come_from_the_model_and_name_the_rings_shared_device(client: TestClient, home: ServedHome) -> None:
