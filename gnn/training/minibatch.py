@@ -275,7 +275,7 @@ class MiniBatchEpochs:
 
     Data parallel (``gnn.training.distributed``): every rank deals the same batches (the
     shuffle is seeded by ``seed`` alone) and runs batches ``rank, rank + world, ...``; a rank
-    short of one batch in the last round steps with a zero loss, so every rank takes the same
+    short of one batch in the last round steps on one of its batches weighted 0, so every rank takes the same
     number of steps and DDP's all-reduce pairs up. The sampler draws from a generator seeded with
     ``(seed, rank)``, the dropout masks from torch's seeded generator. Validation (in
     ``gnn.training.train``) is scored by ``gnn.core.model.predict``, layer-wise and in chunks.
@@ -371,8 +371,8 @@ class MiniBatchEpochs:
                 loss = self._batch_loss(model, *batches[i])
                 total += float(loss.detach())
                 steps += 1
-            else:  # this rank's last round is empty: a zero loss keeps the all-reduce paired
-                loss = sum((p.sum() * 0.0 for p in model.parameters()), torch.zeros((), device=self.device))
+            else:  # this rank's last round is empty: a batch weighted 0 keeps DDP's all-reduce paired
+                loss = self._batch_loss(model, *batches[self.rank]) * 0.0
             loss.backward()
             opt.step()
         self.last_batches = steps
