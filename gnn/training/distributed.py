@@ -17,6 +17,7 @@ Two launchers: ``TrainConfig.nproc = N`` starts ``N - 1`` local ranks with
 from __future__ import annotations
 
 import contextlib
+import gc
 import datetime
 import os
 import pickle
@@ -51,6 +52,7 @@ __all__ = [
     "wrap",
     "go_on",
     "join_torchrun",
+    "close_group",
 ]
 
 #: How long a rank waits for the others (a crashed rank makes the rest fail after this).
@@ -228,18 +230,31 @@ def run_worker(folder: Path, rank: int, init_method: str | None = None) -> None:
         job = export.job
         _join(rank, job, job.init_method)
     try:
-        torch.set_num_threads(job.threads)
-        device = rank_device(job.device_type, rank)
-        torch.manual_seed(job.seed + rank)  # dropout masks differ per rank; weights come from rank 0
-        if device.type == "cpu":
-            torch.use_deterministic_algorithms(True, warn_only=True)
-        model = wrap(RingSAGE(job.model_config).to(device), device)
-        opt = torch.optim.Adam(model.parameters(), lr=job.lr, weight_decay=job.weight_decay, foreach=True)
-        mini = minibatches(export, job, rank, device)
-        while go_on(False, device):
-            mini.run_epoch(model, opt)
+        _train_rank(export, job, rank)
     finally:
-        dist.destroy_process_group()
+        close_group()
+
+
+def _train_rank(export: Export, job: RankJob, rank: int) -> None:
+    """A worker rank's epochs (its DDP objects are freed on return, before the group closes)."""
+    torch.set_num_threads(job.threads)
+    device = rank_device(job.device_type, rank)
+    torch.manual_seed(job.seed + rank)  # dropout masks differ per rank; weights come from rank 0
+    if device.type == "cpu":
+        torch.use_deterministic_algorithms(True, warn_only=True)
+    model = wrap(RingSAGE(job.model_config).to(device), device)
+    opt = torch.optim.Adam(model.parameters(), lr=job.lr, weight_decay=job.weight_decay, foreach=True)
+    mini = minibatches(export, job, rank, device)
+    while go_on(False, device):
+        mini.run_epoch(model, opt)
+
+
+def close_group() -> None:
+    """Leave the process group. Unreachable DDP objects are collected first: a DDP reducer freed
+    after the group is gone destroys the gloo group while holding the GIL, which one of gloo's
+    threads needs to finish (a deadlock at exit)."""
+    gc.collect()
+    dist.destroy_process_group()
 
 
 def _join(rank: int, job: RankJob | None, init_method: str) -> None:

@@ -27,7 +27,6 @@ from pathlib import Path
 
 import numpy as np
 import torch
-import torch.distributed as dist
 import torch.nn.functional as F
 from tqdm.auto import tqdm
 
@@ -44,6 +43,7 @@ from gnn.training.calibrate import REVIEW_CAPACITY, calibrate, quantile_threshol
 from gnn.training.distributed import (
     RankJob,
     Ranks,
+    close_group,
     export_graph,
     free_port,
     go_on,
@@ -529,14 +529,14 @@ def _fit_data_parallel(
         else:
             join_torchrun(device)
         try:
-            ddp = wrap(model, device)
-            fit = _fit_epochs(model, ddp, opt, inputs, y, users, txns, config, progress, sync=lambda flag: go_on(flag, device))
+            fit = _fit_epochs(model, wrap(model, device), opt, inputs, y, users, txns, config, progress,
+                              sync=lambda flag: go_on(flag, device))  # fmt: skip
         except BaseException:
             if ranks is not None:
                 ranks.stop()
             raise
         finally:
-            dist.destroy_process_group()
+            close_group()
         if ranks is not None:
             ranks.join()
     finally:
