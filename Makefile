@@ -42,7 +42,7 @@ bench: env
 # and 5M synthetic transactions: epoch time, peak RSS, end-to-end time, scoring throughput,
 # held-out AUPRC. Not in `make bench`: it takes tens of minutes on two cores.
 bench-scale: env
-	$(PY) bench/scale_bench.py
+	$(PY) bench/scale_bench.py --nproc 1,2
 
 # `ringwatch train` on the demo and on a hub-shaped graph (three merchants carry every payment,
 # 70 % of users labelled), 3 runs each: seconds, ms per event, where the time went, review queue.

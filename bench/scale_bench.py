@@ -11,6 +11,8 @@ then, not timed with the training:
   then ``gnn.training.train.train`` end to end (features, early stopping on validation AUPRC with
   validation by full-batch inference each epoch, calibration) with ``--epochs``/``--patience``;
 * mini-batch (``TrainConfig.batch_size``, neighbour sampling, ``gnn.training.minibatch``): the same;
+* with ``--nproc N`` (N > 1): mini-batch end to end on N data-parallel ranks
+  (``gnn.training.distributed``), with the peak RSS of rank 0 and of the biggest other rank;
 * scoring: ``gnn.serving.scoring.score_snapshot`` of the whole snapshot with the full-batch model
   (features + inference), as accounts + transactions scored per second;
 * quality: held-out (latest-in-time test split) AUPRC for accounts and transactions.
@@ -21,13 +23,14 @@ the machine may be shared. ``--profile`` prints the top torch operators of one f
 epoch (``torch.profiler``). ``gnn.core.device.pick_device`` picks CUDA when present.
 
     python bench/scale_bench.py [--txns 100000,1000000,5000000] [--epochs 30] [--patience 6]
-                                [--batch-size 8192] [--fanout 15,10] [--skip-full-above N]
+                                [--batch-size 8192] [--fanout 15,10] [--skip-full-above N] [--nproc 1,2]
                                 [--profile] [--json PATH] [--from-json A.json,B.json]
 """
 
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 import math
 import resource
@@ -97,6 +100,7 @@ class PeakRSS:
         self._proc = psutil.Process()
         self._interval = interval
         self._peak = 0
+        self._child_peak = 0
         self._stop = threading.Event()
         self._thread = threading.Thread(target=self._run, daemon=True)
         self._thread.start()
@@ -104,18 +108,25 @@ class PeakRSS:
     def _run(self) -> None:
         while not self._stop.is_set():
             self._peak = max(self._peak, self._proc.memory_info().rss)
+            for child in self._proc.children(recursive=True):  # data-parallel ranks
+                with contextlib.suppress(psutil.Error):
+                    self._child_peak = max(self._child_peak, child.memory_info().rss)
             time.sleep(self._interval)
 
     @contextmanager
     def phase(self, out: dict[str, float]) -> Iterator[None]:
-        """Record ``peak_rss_gb``, ``wall_s`` and ``cpu_s`` of the block into ``out``."""
+        """Record ``peak_rss_gb``, ``wall_s`` and ``cpu_s`` of the block into ``out`` (and
+        ``peak_rss_gb_other_rank``: the biggest child process's peak, when there was one)."""
         self._peak = self._proc.memory_info().rss
+        self._child_peak = 0
         wall, cpu = time.perf_counter(), time.process_time()
         yield
         out["wall_s"] = time.perf_counter() - wall
         out["cpu_s"] = time.process_time() - cpu
         self._peak = max(self._peak, self._proc.memory_info().rss)
         out["peak_rss_gb"] = self._peak / GB
+        if self._child_peak:
+            out["peak_rss_gb_other_rank"] = self._child_peak / GB
 
     def close(self) -> None:
         self._stop.set()
@@ -294,6 +305,16 @@ def run_size(target_txns: int, args: argparse.Namespace, workdir: Path) -> SizeR
             res.quality[mode] = _quality(art.metrics)
             if artefact is None:
                 artefact = art
+        for n in (int(k) for k in args.nproc.split(",") if int(k) > 1):
+            # Data parallel, end to end: rank 0 is this process, the other ranks its children.
+            cfg = TrainConfig(seed=args.seed, epochs=args.mini_epochs or args.epochs, patience=args.patience,
+                              batch_size=args.batch_size, fanout=fanout, nproc=n)  # fmt: skip
+            with rss.phase(ph := {}):
+                art = train(snap, cfg)
+            ph["per_epoch_s"] = ph["wall_s"] / max(art.metrics.epochs_run, 1)
+            res.phases[f"mini x{n}: train end to end"] = ph
+            res.epochs[f"mini x{n}"] = art.metrics.epochs_run
+            res.quality[f"mini x{n}"] = _quality(art.metrics)
         assert artefact is not None
         with rss.phase(ph := {}):
             score_snapshot(artefact, snap)
@@ -351,6 +372,19 @@ def print_report(results: list[SizeResult], args: argparse.Namespace) -> None:
                 f"{_fmt(e2e['wall_s'], '.1f')} ({r.epochs[mode]}) | {_fmt(max(ep['peak_rss_gb'], e2e['peak_rss_gb']))} | "
                 f"{_fmt(q['account_auprc_test'], '.3f')} | {_fmt(q['txn_auprc_test'], '.3f')} |"
             )
+    ranks = [(r, k) for r in results for k in r.phases if k.startswith("mini x")]
+    if ranks:
+        print("\n| txns | ranks | train end-to-end s (epochs) | s per epoch incl. validation | CPU s rank 0 | "
+              "peak RSS GB rank 0 | peak RSS GB other rank | AUPRC acc test | AUPRC txn test |")  # fmt: skip
+        print("|---" * 9 + "|")
+        for r, k in ranks:
+            ph, mode = r.phases[k], k.split(":")[0]
+            q = r.quality[mode]
+            print(
+                f"| {r.txns:,} | {mode[6:]} | {_fmt(ph['wall_s'], '.1f')} ({r.epochs[mode]}) | {_fmt(ph['per_epoch_s'])} | "
+                f"{_fmt(ph['cpu_s'], '.1f')} | {_fmt(ph['peak_rss_gb'])} | {_fmt(ph.get('peak_rss_gb_other_rank', math.nan))} | "
+                f"{_fmt(q['account_auprc_test'], '.3f')} | {_fmt(q['txn_auprc_test'], '.3f')} |"
+            )
     print("\n| txns | nodes (user/device/ip/merchant) | message edges | data s | scoring s | scored/s | "
           "scoring peak RSS GB | max RSS GB (whole run) |")  # fmt: skip
     print("|---|---|---|---|---|---|---|---|")
@@ -388,6 +422,7 @@ def main() -> None:
     parser.add_argument(
         "--mini-time-batches", type=int, default=0, help="time this many mini-batches and extrapolate the epoch (0: all)"
     )
+    parser.add_argument("--nproc", default="1", help="comma-separated rank counts; each > 1 adds a data-parallel mini-batch run")
     parser.add_argument("--profile", action="store_true", help="torch.profiler table of one full-batch epoch")
     parser.add_argument("--json", type=Path, default=None, help="also write the results as JSON")
     parser.add_argument(
@@ -414,7 +449,7 @@ def main() -> None:
             out = Path(tmp) / "result.json"
             cmd = [sys.executable, __file__, "--one", str(n), "--out", str(out)]
             flags = ("seed", "epochs", "mini_epochs", "patience", "batch_size", "fanout", "repeats", "skip_full_above", "threads",
-                     "skip_mini_train_above", "mini_time_batches")
+                     "skip_mini_train_above", "mini_time_batches", "nproc")
             for flag in flags:
                 cmd += [f"--{flag.replace('_', '-')}", str(getattr(args, flag))]
             if args.profile:

@@ -48,6 +48,14 @@ def _parser() -> argparse.ArgumentParser:
     t.add_argument("--epochs", type=int, default=None)
     t.add_argument("--device", choices=["cpu", "cuda"], default=None, help="default: CUDA if present")
     t.add_argument("--force", action="store_true", help="make the new model current even if it is worse")
+    t.add_argument("--batch-size", type=int, default=None,
+                   help="train GraphSAGE on mini-batches of this many seed accounts + transactions (default: full batch; "
+                        f"{DEFAULT_NPROC_BATCH} with --nproc > 1)")  # fmt: skip
+    t.add_argument("--fanout", type=_fanout, default=None, help="neighbours sampled per relation and hop, e.g. 15,10 (mini-batch)")
+    t.add_argument("--nproc", type=int, default=1,
+                   help="data-parallel training processes on this machine (torch.distributed: gloo on the CPU, NCCL on CUDA)")  # fmt: skip
+    t.add_argument("--export-dir", type=Path, default=None,
+                   help="under torchrun: a folder every rank sees, where rank 0 exports the graph for the others")  # fmt: skip
     _label_options(t)
 
     s = sub.add_parser("score", help="score accounts and transactions, detect rings, write back")
@@ -97,6 +105,13 @@ def _parser() -> argparse.ArgumentParser:
     return p
 
 
+def _fanout(text: str) -> tuple[int, ...]:
+    try:
+        return tuple(int(k) for k in text.split(","))
+    except ValueError as e:
+        raise argparse.ArgumentTypeError(f"fanout={text!r}: comma-separated integers, e.g. 15,10") from e
+
+
 def _label_options(p: argparse.ArgumentParser) -> None:
     p.add_argument("--label-delay", type=float, default=None, metavar="DAYS",
                    help="verdicts are known this many days after their payment (default: their own timestamps)")  # fmt: skip
@@ -111,6 +126,9 @@ def _train_config(args: argparse.Namespace, **extra: object) -> object:
     delay = None if args.label_delay is None else args.label_delay * 86_400.0
     return TrainConfig(seed=args.seed, label_delay=delay, known_fraud_inputs=args.known_fraud_inputs, **extra)  # type: ignore[arg-type]
 
+
+#: Mini-batch size of ``train --nproc N`` (N > 1) when ``--batch-size`` is not given.
+DEFAULT_NPROC_BATCH = 8192
 
 #: Files ringwatch writes hold events, labels and models: owner-only (0600 files, 0700 folders).
 PRIVATE_UMASK = 0o077
@@ -161,10 +179,27 @@ def _run(args: argparse.Namespace, settings: Settings, progress: bool) -> int:
             print(f"  quarantine file: {ls.quarantine_file}")
     elif args.command == "train":
         from gnn.core.timing import describe_stages
+        from gnn.training.distributed import run_worker, torchrun_world
 
-        extra: dict[str, object] = {"device": args.device}
+        launched = torchrun_world()
+        if launched is not None and launched[0] > 0:  # torchrun: ranks > 0 train from rank 0's export
+            if args.export_dir is None:
+                print("ringwatch train: error: under torchrun --export-dir is required", file=sys.stderr)
+                return 2
+            run_worker(args.export_dir, launched[0], "env://")
+            return 0
+        extra: dict[str, object] = {"device": args.device, "nproc": args.nproc}
         if args.epochs is not None:
             extra["epochs"] = args.epochs
+        batch = args.batch_size
+        if batch is None and (args.nproc > 1 or launched is not None):
+            batch = DEFAULT_NPROC_BATCH
+        if batch is not None:
+            extra["batch_size"] = batch
+        if args.fanout is not None:
+            extra["fanout"] = args.fanout
+        if args.export_dir is not None:
+            extra["export_dir"] = str(args.export_dir)
         cfg = _train_config(args, **extra)
         out = pipeline.step_train(settings, cfg, progress=progress, force=args.force)  # type: ignore[arg-type]
         a, m = out.artefact, out.artefact.metrics

@@ -104,13 +104,25 @@ class ModelConfig:
         )
 
 
+@dataclass(frozen=True, slots=True)
+class HopCounts:
+    """Layer trimming of a sampled subgraph whose nodes and edges are stored in hop order
+    (``gnn.training.minibatch``): ``nodes[t][k]`` = how many nodes of type ``t`` were reached at
+    hop ``<= k``; ``edges[rel][k]`` = how many edges of ``rel`` point into those nodes (sampled
+    at hop ``<= k + 1``). Layer ``l`` of ``L`` then computes only the nodes at hop ``<= L - 1 - l``
+    (what PyG's ``trim_to_layer`` does), and ``RingSAGE.forward`` returns hop-0 rows only."""
+
+    nodes: dict[str, tuple[int, ...]]
+    edges: dict[tuple[str, str, str], tuple[int, ...]]
+
+
 @dataclass(slots=True)
 class GraphInput:
     """Tensors of one snapshot, ready for ``RingSAGE``: the ``HeteroData`` (standardised node
     features in ``data[t].x``, ``edge_index`` per relation) and the transaction table as index
     tensors (``-1`` = absent) with standardised ``txn_x`` [T, F_txn]. ``label_user``
     [N_user, L_u] and ``label_txn`` [T, L_t]: the heads' known-fraud inputs, None for a model
-    without them."""
+    without them. ``hops``: set on a sampled subgraph only (``HopCounts``)."""
 
     data: HeteroData
     txn_x: Tensor
@@ -120,6 +132,7 @@ class GraphInput:
     txn_ip: Tensor
     label_user: Tensor | None = None
     label_txn: Tensor | None = None
+    hops: HopCounts | None = None
 
     def to(self, device: torch.device) -> GraphInput:
         return GraphInput(
@@ -131,6 +144,7 @@ class GraphInput:
             txn_ip=self.txn_ip.to(device),
             label_user=None if self.label_user is None else self.label_user.to(device),
             label_txn=None if self.label_txn is None else self.label_txn.to(device),
+            hops=self.hops,
         )
 
     @property
@@ -238,16 +252,24 @@ class RingSAGE(nn.Module):
         self.checkpoint_nodes = CHECKPOINT_NODES
         self.checkpoint_txns = CHECKPOINT_TXNS
 
-    def embed(self, x_dict: dict[str, Tensor], edge_index_dict: dict[tuple[str, str, str], Tensor]) -> dict[str, Tensor]:
-        """Node embeddings [N_t, hidden] per node type after all message-passing layers."""
+    def embed(
+        self,
+        x_dict: dict[str, Tensor],
+        edge_index_dict: dict[tuple[str, str, str], Tensor],
+        hops: HopCounts | None = None,
+    ) -> dict[str, Tensor]:
+        """Node embeddings [N_t, hidden] per node type after all message-passing layers (with
+        ``hops``: of the hop-0 nodes only, see ``HopCounts``)."""
         if self.training and self.config.user_feature_drop > 0:
             x = x_dict["user"]
             keep = torch.rand(x.shape[0], 1, device=x.device) >= self.config.user_feature_drop
             x_dict = {**x_dict, "user": x * keep}
         h = {t: torch.relu(self.encode[t](x)) for t, x in x_dict.items()}
         big = sum(int(x.shape[0]) for x in x_dict.values()) > self.checkpoint_nodes
-        for conv in self.convs:
-            if big and torch.is_grad_enabled():
+        for layer, conv in enumerate(self.convs):
+            if hops is not None:
+                h = self._trimmed_layer(conv, h, edge_index_dict, hops, len(self.convs) - 1 - layer)
+            elif big and torch.is_grad_enabled():
                 # Keeps the layer's input only; the backward pass reruns the layer with the same
                 # dropout masks (the RNG state is restored), so gradients are unchanged.
                 h = checkpoint(self._layer, conv, h, edge_index_dict, use_reentrant=False)
@@ -260,6 +282,30 @@ class RingSAGE(nn.Module):
     ) -> dict[str, Tensor]:
         """One message-passing layer: ``HeteroConv``, ReLU, dropout."""
         return {t: self.dropout(torch.relu(v)) for t, v in conv(h, edge_index_dict).items()}
+
+    def _trimmed_layer(
+        self,
+        conv: nn.Module,
+        h: dict[str, Tensor],
+        edge_index_dict: dict[tuple[str, str, str], Tensor],
+        hops: HopCounts,
+        keep: int,
+    ) -> dict[str, Tensor]:
+        """One layer computed for the nodes at hop ``<= keep`` only, from the edges into them:
+        the same sum over relations of ``SAGEConv`` as ``HeteroConv(aggr="sum")``."""
+        out: dict[str, Tensor] = {}
+        for t, x_t in h.items():
+            x_dst = x_t[: hops.nodes[t][keep]]
+            acc: Tensor | None = None
+            for rel in RELATIONS:
+                if rel[2] != t:
+                    continue
+                ei = edge_index_dict[rel][:, : hops.edges[rel][keep]]
+                part = conv.convs[rel]((h[rel[0]], x_dst), ei)  # type: ignore[index]
+                acc = part if acc is None else acc + part
+            assert acc is not None  # every node type receives at least one relation
+            out[t] = self.dropout(torch.relu(acc))
+        return out
 
     def embed_layerwise(self, g: GraphInput, chunk: int | None = None) -> dict[str, Tensor]:
         """``embed`` in eval mode (no dropout, no feature hiding), layer by layer and in chunks
@@ -364,8 +410,11 @@ class RingSAGE(nn.Module):
         return self.user_head[3](self.user_head[2](self.user_head[1](z))).squeeze(-1)
 
     def forward(self, g: GraphInput, txn_rows: Tensor | None = None) -> tuple[Tensor, Tensor, Tensor]:
-        h = self.embed(g.x_dict, g.edge_index_dict)
-        return self.user_logits(h["user"], g.label_user), self.txn_logits(h, g, txn_rows), h["user"]
+        h = self.embed(g.x_dict, g.edge_index_dict, g.hops)
+        lab = g.label_user
+        if lab is not None and g.hops is not None:  # trimmed: hop-0 accounts only
+            lab = lab[: h["user"].shape[0]]
+        return self.user_logits(h["user"], lab), self.txn_logits(h, g, txn_rows), h["user"]
 
 
 @dataclass(frozen=True, slots=True)

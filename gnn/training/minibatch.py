@@ -2,7 +2,8 @@
 
 Why a sampler of our own: PyG's ``NeighborLoader`` samples heterogeneous graphs only through
 ``pyg-lib`` or ``torch-sparse`` (``ImportError: 'NeighborSampler' requires either 'pyg-lib' or
-'torch-sparse'``), and neither has wheels for the pinned torch on PyPI. ``NeighbourSampler`` does
+'torch-sparse'``); PyPI has no ``pyg-lib`` at all and only a source archive of ``torch-sparse``,
+whose build needs torch installed in the build environment and a C++ toolchain. ``NeighbourSampler`` does
 the same job in numpy, with the semantics of ``NeighborLoader(num_neighbors=fanout,
 replace=False, disjoint=False)``; ``MiniBatchEpochs`` runs the epochs over its batches with the
 full-batch loss. Early stopping stays in ``gnn.training.train``. The same seed gives the same
@@ -22,7 +23,7 @@ from torch import Tensor
 from torch_geometric.data import HeteroData
 
 from gnn.core.features import NODE_TYPES
-from gnn.core.model import RELATIONS, GraphInput, RingSAGE
+from gnn.core.model import RELATIONS, GraphInput, HopCounts, RingSAGE
 from graph.errors import ValidationError
 
 __all__ = ["DEFAULT_FANOUT", "SampledBatch", "NeighbourSampler", "MiniBatchEpochs", "check_fanout"]
@@ -171,6 +172,9 @@ class NeighbourSampler:
                 frontier[t].append(add(t, ids[ids >= 0], 0))
             front = {t: np.concatenate(v) if v else np.zeros(0, np.int64) for t, v in frontier.items()}
 
+            # Running totals per hop, for layer trimming (``HopCounts``).
+            node_totals = {t: [count[t]] for t in NODE_TYPES}
+            edge_totals: dict[tuple[str, str, str], list[int]] = {r: [] for r in RELATIONS}
             edges: dict[tuple[str, str, str], list[tuple[np.ndarray, np.ndarray]]] = {r: [] for r in RELATIONS}
             for hop, k in enumerate(self.fanout, start=1):
                 reached: dict[str, list[np.ndarray]] = {t: [] for t in NODE_TYPES}
@@ -184,6 +188,10 @@ class NeighbourSampler:
                 front = {
                     t: add(t, np.concatenate(v), hop) if v else np.zeros(0, np.int64) for t, v in reached.items()
                 }
+                for t in NODE_TYPES:
+                    node_totals[t].append(count[t])
+                for rel in RELATIONS:
+                    edge_totals[rel].append(sum(int(e[0].size) for e in edges[rel]))
 
             node_ids = {t: np.concatenate(v) if v else np.zeros(0, np.int64) for t, v in nodes.items()}
             hop_of = {t: np.concatenate(v) if v else np.zeros(0, np.int64) for t, v in hops.items()}
@@ -209,6 +217,10 @@ class NeighbourSampler:
                 **parts,
                 label_user=None if self._label_user is None else self._label_user[torch.from_numpy(node_ids["user"])],
                 label_txn=None if self._label_txn is None else self._label_txn[picked],
+                hops=HopCounts(
+                    nodes={t: tuple(v) for t, v in node_totals.items()},
+                    edges={r: tuple(v) for r, v in edge_totals.items()},
+                ),
             )
         finally:
             for t in NODE_TYPES:  # leave the maps clean for the next call, even after an error
@@ -249,15 +261,24 @@ class NeighbourSampler:
 
 
 class MiniBatchEpochs:
-    """Runs training epochs of ``RingSAGE`` over sampled mini-batches.
+    """Runs training epochs of ``RingSAGE`` over sampled mini-batches, on one rank of ``world``.
 
-    Each epoch shuffles the training accounts and transactions with the run's seed and deals
-    them into ``ceil((accounts + transactions) / batch_size)`` batches, each holding its share of
-    both, so both heads learn in every step. The loss per batch is the full-batch loss (weighted
-    BCE with the same ``pos_weight`` per head, mean over the batch's seeds). The sampler draws
-    from a ``numpy.random.Generator`` seeded with ``seed`` and the dropout masks from torch's
-    seeded generator. Validation (in ``gnn.training.train``) is scored by
-    ``gnn.core.model.predict``, layer-wise and in chunks, not the whole graph's activations.
+    Each epoch shuffles the accounts that carry a training seed (a training account, or the
+    payer of a training transaction) with the run's seed and deals them, in that order, into
+    batches of about ``batch_size`` seeds: an account's training transactions go into the same
+    batch as the account. Grouping by account keeps a batch's distinct endpoints, and so its
+    sampled neighbourhood, small (a batch of transactions shuffled one by one reaches about as
+    many accounts as it holds transactions). Both heads learn in every step. The loss per batch
+    is the full-batch loss (weighted BCE with the same ``pos_weight`` per head, mean over the
+    batch's seeds). Forward passes are trimmed per layer to the nodes that the next layer reads
+    (``gnn.core.model.HopCounts``), which changes no output of the seeds.
+
+    Data parallel (``gnn.training.distributed``): every rank deals the same batches (the
+    shuffle is seeded by ``seed`` alone) and runs batches ``rank, rank + world, ...``; a rank
+    short of one batch in the last round steps on one of its batches weighted 0, so every rank takes the same
+    number of steps and DDP's all-reduce pairs up. The sampler draws from a generator seeded with
+    ``(seed, rank)``, the dropout masks from torch's seeded generator. Validation (in
+    ``gnn.training.train``) is scored by ``gnn.core.model.predict``, layer-wise and in chunks.
 
     Args:
         g: the whole graph (features standardised); sampled on the CPU, batches moved to
@@ -266,11 +287,13 @@ class MiniBatchEpochs:
         txn_train: int64 rows of the training transactions (empty: no transaction loss).
         y_user, y_txn: float32 targets [N_user], [T] on ``device``.
         pos_weight_user, pos_weight_txn: the heads' BCE ``pos_weight`` (0-d tensors on ``device``).
-        batch_size: seeds per batch, accounts and transactions together (>= 1).
+        batch_size: seeds per batch, accounts and transactions together (>= 1; an account with
+            more training transactions than that makes a bigger batch of its own).
         fanout: neighbours per relation per hop, one entry per layer.
         seed: seeds the sampler and the shuffling.
+        rank, world: this rank and the number of ranks (1 process: 0 and 1).
     Raises:
-        ValidationError: ``batch_size`` < 1 or a bad ``fanout``.
+        ValidationError: ``batch_size`` < 1, a bad ``fanout``, or ``rank`` not in ``[0, world)``.
     """
 
     def __init__(
@@ -287,52 +310,83 @@ class MiniBatchEpochs:
         fanout: Sequence[int],
         seed: int,
         device: torch.device,
+        rank: int = 0,
+        world: int = 1,
     ) -> None:
         if isinstance(batch_size, bool) or not isinstance(batch_size, int) or batch_size < 1:
             raise ValidationError("batch_size", batch_size, "must be an integer >= 1")
+        if not 0 <= rank < world:
+            raise ValidationError("rank", rank, f"must be in [0, {world})")
         self.sampler = NeighbourSampler(g, fanout)
         self.user_train = np.asarray(user_train, dtype=np.int64)
         self.txn_train = np.asarray(txn_train, dtype=np.int64)
+        self._owner = self.sampler._txn["txn_user"][self.txn_train].astype(np.int64)
+        self._accounts = np.union1d(self.user_train, self._owner)
         self.y_user, self.y_txn = y_user, y_txn
         self.pw_user, self.pw_txn = pos_weight_user, pos_weight_txn
         self.batch_size = batch_size
         self.device = device
-        self.rng = np.random.default_rng(seed)
+        self.rank, self.world = rank, world
+        self.shuffle_rng = np.random.default_rng(seed)
+        self.rng = np.random.default_rng([seed, rank])
         self.last_batches = 0
 
     @property
     def batches_per_epoch(self) -> int:
+        """About how many batches an epoch deals (all ranks together; the count varies a little
+        with the shuffle, because an account is never split)."""
         return max(1, math.ceil((self.user_train.size + self.txn_train.size) / self.batch_size))
 
-    def run_epoch(self, model: RingSAGE, opt: torch.optim.Optimizer, max_batches: int | None = None) -> float:
-        """One pass over every training account and transaction; returns the mean batch loss.
+    def deal(self) -> list[tuple[np.ndarray, np.ndarray]]:
+        """One epoch's batches, all ranks' (account seeds, transaction rows), from the next shuffle."""
+        order = self.shuffle_rng.permutation(self._accounts)
+        pos = np.full(self.sampler._num["user"], -1, dtype=np.int64)
+        pos[order] = np.arange(order.size)
+        u_pos, t_pos = pos[self.user_train], pos[self._owner]
+        per = np.bincount(u_pos, minlength=order.size) + np.bincount(t_pos, minlength=order.size)
+        batch_of = (np.cumsum(per) - per) // self.batch_size  # an account's batch: where its seeds start
+        n = int(batch_of[-1]) + 1 if order.size else 0
+        u_b, t_b = batch_of[u_pos], batch_of[t_pos]
+        u_sorted = self.user_train[np.lexsort((u_pos, u_b))]
+        t_order = np.lexsort((self.txn_train, t_pos, t_b))
+        t_sorted = self.txn_train[t_order]
+        u_cut = np.searchsorted(np.sort(u_b), np.arange(1, n))
+        t_cut = np.searchsorted(t_b[t_order], np.arange(1, n))
+        return list(zip(np.split(u_sorted, u_cut), np.split(t_sorted, t_cut), strict=True))
+
+    def run_epoch(self, model: torch.nn.Module, opt: torch.optim.Optimizer, max_batches: int | None = None) -> float:
+        """One pass over every training account and transaction (this rank's share); returns the
+        mean loss of its batches. ``model`` is a ``RingSAGE`` or a DDP wrapper of one.
         ``max_batches`` stops the pass early (benchmarks time a few batches of a big epoch)."""
         model.train()
-        n = self.batches_per_epoch
-        users = np.array_split(self.rng.permutation(self.user_train), n)
-        txns = np.array_split(self.rng.permutation(self.txn_train), n)
+        batches = self.deal()
+        steps_each = math.ceil(len(batches) / self.world)
+        if max_batches is not None:
+            steps_each = min(steps_each, max_batches)
         total, steps = 0.0, 0
-        for u, t in zip(users, txns, strict=True):
-            if u.size == 0 and t.size == 0:
-                continue
-            if max_batches is not None and steps >= max_batches:
-                break
-            batch = self.sampler.sample(u, t, self.rng)
-            g = batch.graph.to(self.device)
+        for step in range(steps_each):
+            i = step * self.world + self.rank
             opt.zero_grad(set_to_none=True)
-            user_logits, txn_logits, _ = model(g)
-            loss = user_logits.new_zeros(())
-            if u.size:
-                uu = torch.from_numpy(u).to(self.device)
-                loss = loss + F.binary_cross_entropy_with_logits(
-                    user_logits[: u.size], self.y_user[uu], pos_weight=self.pw_user
-                )
-            if t.size:
-                tt = torch.from_numpy(t).to(self.device)
-                loss = loss + F.binary_cross_entropy_with_logits(txn_logits, self.y_txn[tt], pos_weight=self.pw_txn)
+            if i < len(batches):
+                loss = self._batch_loss(model, *batches[i])
+                total += float(loss.detach())
+                steps += 1
+            else:  # this rank's last round is empty: a batch weighted 0 keeps DDP's all-reduce paired
+                loss = self._batch_loss(model, *batches[self.rank]) * 0.0
             loss.backward()
             opt.step()
-            total += float(loss.detach())
-            steps += 1
         self.last_batches = steps
         return total / max(steps, 1)
+
+    def _batch_loss(self, model: torch.nn.Module, u: np.ndarray, t: np.ndarray) -> Tensor:
+        batch = self.sampler.sample(u, t, self.rng)
+        g = batch.graph.to(self.device)
+        user_logits, txn_logits, _ = model(g)
+        loss = user_logits.new_zeros(())
+        if u.size:
+            uu = torch.from_numpy(u).to(self.device)
+            loss = loss + F.binary_cross_entropy_with_logits(user_logits[: u.size], self.y_user[uu], pos_weight=self.pw_user)
+        if t.size:
+            tt = torch.from_numpy(t).to(self.device)
+            loss = loss + F.binary_cross_entropy_with_logits(txn_logits, self.y_txn[tt], pos_weight=self.pw_txn)
+        return loss

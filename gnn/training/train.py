@@ -18,9 +18,12 @@ from __future__ import annotations
 import contextlib
 import logging
 import math
+import shutil
+import tempfile
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
+from pathlib import Path
 
 import numpy as np
 import torch
@@ -37,6 +40,19 @@ from gnn.core.model import GraphInput, ModelConfig, Prediction, RingSAGE, build_
 from gnn.core.thresholds import ReviewQueue, Thresholds
 from gnn.core.timing import Stopwatch
 from gnn.training.calibrate import REVIEW_CAPACITY, calibrate, quantile_thresholds
+from gnn.training.distributed import (
+    RankJob,
+    Ranks,
+    close_group,
+    export_graph,
+    free_port,
+    go_on,
+    join_torchrun,
+    loopback,
+    start_local_ranks,
+    torchrun_world,
+    wrap,
+)
 from gnn.training.minibatch import DEFAULT_FANOUT, MiniBatchEpochs, check_fanout
 from gnn.training.split import Split, Targets, targets_and_splits
 from graph.errors import ModelError, ValidationError
@@ -80,6 +96,9 @@ class TrainConfig:
     the hybrid always read them. ``label_delay`` (seconds): verdicts are known that long after
     their payment; None takes the verdicts' own timestamps. ``threads``: torch's CPU threads
     while training (``gnn.core.device.pick_threads``: ``RINGWATCH_THREADS``, else this process's cores).
+    ``nproc``: data-parallel ranks on this machine (``gnn.training.distributed``; needs ``batch_size``;
+    the threads are shared out between the ranks). ``export_dir``: under ``torchrun``, the folder,
+    visible to every rank, that rank 0 exports the graph to (local ranks use a temporary one).
 
     Raises:
         ValidationError: a value out of range (names the field).
@@ -106,6 +125,8 @@ class TrainConfig:
     known_fraud_inputs: bool = False
     label_delay: float | None = None
     threads: int | None = None
+    nproc: int = 1
+    export_dir: str | None = None
 
     def __post_init__(self) -> None:
         for name in ("hidden", "layers", "epochs", "patience"):
@@ -138,6 +159,10 @@ class TrainConfig:
             if isinstance(self.batch_size, bool) or not isinstance(self.batch_size, int) or self.batch_size < 1:
                 raise ValidationError("batch_size", self.batch_size, "must be None (full batch) or an integer >= 1")
             check_fanout(self.fanout, self.layers)
+        if isinstance(self.nproc, bool) or not isinstance(self.nproc, int) or self.nproc < 1:
+            raise ValidationError("nproc", self.nproc, "must be an integer >= 1")
+        if self.nproc > 1 and self.batch_size is None:
+            raise ValidationError("nproc", self.nproc, "data-parallel training is mini-batch: set batch_size too")
         if self.threads is not None and (isinstance(self.threads, bool) or not isinstance(self.threads, int) or self.threads < 1):
             raise ValidationError("threads", self.threads, "must be None (RINGWATCH_THREADS, else this process's cores) or an integer >= 1")
 
@@ -312,8 +337,12 @@ def _supervised(
     with _deterministic(config.seed, device):
         model = RingSAGE(model_config).to(device)
         opt = torch.optim.Adam(model.parameters(), lr=config.lr, weight_decay=config.weight_decay, foreach=True)
-        inputs = _epoch_inputs(g, y, users, txns, config, device)
-        fit = _fit_epochs(model, opt, inputs, y, users, txns, config, progress)
+        world = _world(config)
+        inputs = _epoch_inputs(g, y, users, txns, config, device, world)
+        if world > 1:
+            fit = _fit_data_parallel(model, opt, inputs, y, users, txns, config, progress, model_config, device, world)
+        else:
+            fit = _fit_epochs(model, model, opt, inputs, y, users, txns, config, progress)
         watch.lap(f"graphsage {fit.epochs_run} epochs")
         model.load_state_dict(fit.best_state)
         pred = predict(model, g)
@@ -373,7 +402,7 @@ class _EpochInputs:
 
 
 def _epoch_inputs(
-    g: GraphInput, y: Targets, users: Split, txns: Split, config: TrainConfig, device: torch.device
+    g: GraphInput, y: Targets, users: Split, txns: Split, config: TrainConfig, device: torch.device, world: int = 1
 ) -> _EpochInputs:
     use_txn_loss = bool(y.txn[txns.train].any())
     yu = torch.from_numpy(y.user.astype(np.float32)).to(device)
@@ -398,6 +427,7 @@ def _epoch_inputs(
             fanout=config.fanout,
             seed=config.seed,
             device=device,
+            world=world,
         )
     return _EpochInputs(
         g=g,
@@ -441,7 +471,19 @@ class _Fit:
     epochs_run: int
 
 
-def _fit_epochs(
+def _world(config: TrainConfig) -> int:
+    """How many data-parallel ranks train: ``config.nproc``, or torchrun's world size."""
+    launched = torchrun_world()
+    if launched is not None:
+        if config.batch_size is None:
+            raise ValidationError("batch_size", None, "data-parallel training (torchrun) is mini-batch: set batch_size")
+        if config.export_dir is None:
+            raise ValidationError("export_dir", None, "under torchrun rank 0 exports the graph to a folder every rank sees: set it")
+        return launched[1]
+    return config.nproc
+
+
+def _fit_data_parallel(
     model: RingSAGE,
     opt: torch.optim.Optimizer,
     inputs: _EpochInputs,
@@ -450,9 +492,75 @@ def _fit_epochs(
     txns: Split,
     config: TrainConfig,
     progress: bool,
+    model_config: ModelConfig,
+    device: torch.device,
+    world: int,
+) -> _Fit:
+    """Rank 0 of a data-parallel run (``gnn.training.distributed``): export the graph, start or
+    meet the other ranks, train with DDP, validate and stop early here alone."""
+    assert inputs.mini is not None and config.batch_size is not None
+    local = torchrun_world() is None
+    threads = max(1, pick_threads(config.threads) // world) if local else pick_threads(config.threads)
+    torch.set_num_threads(threads)  # ``train`` puts the previous count back
+    job = RankJob(
+        world=world,
+        init_method=f"tcp://127.0.0.1:{free_port()}" if local else "env://",
+        threads=threads,
+        device_type=device.type,
+        model_config=model_config,
+        fanout=tuple(config.fanout),
+        batch_size=config.batch_size,
+        seed=config.seed,
+        lr=config.lr,
+        weight_decay=config.weight_decay,
+        pos_weight_user=float(inputs.pwu),
+        pos_weight_txn=float(inputs.pwt),
+    )
+    folder = Path(tempfile.mkdtemp(prefix="ringwatch-ranks-")) if local else Path(str(config.export_dir))
+    ranks: Ranks | None = None
+    try:
+        export_graph(
+            folder, inputs.g, y.user.astype(np.float32), y.txn.astype(np.float32),
+            inputs.mini.user_train, inputs.mini.txn_train, job,
+        )  # fmt: skip
+        if local:
+            with loopback() if device.type == "cpu" else contextlib.nullcontext():
+                ranks = start_local_ranks(folder, job)
+        else:
+            join_torchrun(device)
+        try:
+            fit = _fit_epochs(model, wrap(model, device), opt, inputs, y, users, txns, config, progress,
+                              sync=lambda flag: go_on(flag, device))  # fmt: skip
+        except BaseException:
+            if ranks is not None:
+                ranks.stop()
+            raise
+        finally:
+            close_group()
+        if ranks is not None:
+            ranks.join()
+    finally:
+        if local:
+            shutil.rmtree(folder, ignore_errors=True)
+    return fit
+
+
+def _fit_epochs(
+    model: RingSAGE,
+    step_model: torch.nn.Module,
+    opt: torch.optim.Optimizer,
+    inputs: _EpochInputs,
+    y: Targets,
+    users: Split,
+    txns: Split,
+    config: TrainConfig,
+    progress: bool,
+    sync: Callable[[bool], bool] | None = None,
 ) -> _Fit:
     """Train up to ``config.epochs``, stop after ``config.patience`` epochs without a better
-    validation score, and keep the best epoch's weights."""
+    validation score, and keep the best epoch's weights. ``step_model``: what the mini-batch
+    steps run (``model``, or its DDP wrapper); ``sync``: tells the other ranks, before each
+    epoch, whether one follows (data parallel)."""
     best_metric = -math.inf
     best_acc_ap = math.nan
     best_state = {k: v.detach().clone() for k, v in model.state_dict().items()}
@@ -460,8 +568,10 @@ def _fit_epochs(
     epochs_run = 0
     bar = tqdm(range(config.epochs), desc="train", unit="epoch", disable=not progress, leave=False)
     for epoch in bar:
+        if sync is not None:
+            sync(True)
         if inputs.mini is not None:
-            loss = torch.tensor(inputs.mini.run_epoch(model, opt))
+            loss = torch.tensor(inputs.mini.run_epoch(step_model, opt))
         else:
             loss = _full_batch_epoch(model, opt, inputs)
         epochs_run = epoch + 1
@@ -481,6 +591,8 @@ def _fit_epochs(
         bar.set_postfix(loss=f"{loss.item():.4f}", val_auprc=f"{acc_ap:.3f}", val_txn_auprc=f"{txn_ap:.3f}")
         if epoch - best_epoch >= config.patience:
             break
+    if sync is not None:
+        sync(False)
     bar.close()
     return _Fit(best_state=best_state, best_epoch=best_epoch, best_acc_ap=best_acc_ap, epochs_run=epochs_run)
 

@@ -4,6 +4,7 @@ full batch where both fit)."""
 
 from __future__ import annotations
 
+import dataclasses
 from pathlib import Path
 
 import numpy as np
@@ -12,7 +13,7 @@ import torch
 
 from gnn.core.features import NODE_TYPES, Normalisation, build_features
 from gnn.core.model import RELATIONS, GraphInput, ModelConfig, RingSAGE, build_graph_input
-from gnn.training.minibatch import NeighbourSampler, SampledBatch
+from gnn.training.minibatch import MiniBatchEpochs, NeighbourSampler, SampledBatch
 from gnn.training.train import TrainConfig, train
 from graph.errors import ValidationError
 from tests.gnn.evaluation.test_evaluate import _synthetic
@@ -109,6 +110,54 @@ def test_full_fanout_reproduces_full_batch_outputs(graph: GraphInput) -> None:
     torch.testing.assert_close(sub_t, full_t[torch.from_numpy(rows)], atol=1e-5, rtol=1e-4)
 
 
+def test_layer_trimming_changes_no_seed_output(graph: GraphInput) -> None:
+    """The trimmed forward pass (``HopCounts``) gives the seeds the outputs of the untrimmed one."""
+    torch.manual_seed(0)
+    dims = {t: int(graph.data[t].x.shape[1]) for t in NODE_TYPES}
+    model = RingSAGE(ModelConfig(in_dims=dims, txn_dim=int(graph.txn_x.shape[1]))).eval()
+    users, rows = _seeds(graph)
+    b = NeighbourSampler(graph, FANOUT).sample(users, rows, np.random.default_rng(0))
+    assert b.graph.hops is not None
+    with torch.no_grad():
+        trim_u, trim_t, _ = model(b.graph)
+        whole_u, whole_t, _ = model(dataclasses.replace(b.graph, hops=None))
+    assert trim_u.shape[0] < whole_u.shape[0]  # hop-0 accounts only
+    torch.testing.assert_close(trim_u[: users.size], whole_u[: users.size], atol=1e-5, rtol=1e-4)
+    torch.testing.assert_close(trim_t, whole_t, atol=1e-5, rtol=1e-4)
+
+
+def _epochs(g: GraphInput, rank: int, world: int, batch_size: int = 60) -> MiniBatchEpochs:
+    rng = np.random.default_rng(1)
+    users = rng.choice(g.data["user"].x.shape[0], 80, replace=False)
+    rows = rng.choice(g.txn_x.shape[0], 300, replace=False)
+    z = torch.zeros(g.txn_x.shape[0])
+    return MiniBatchEpochs(
+        g, user_train=users, txn_train=rows, y_user=z, y_txn=z, pos_weight_user=torch.tensor(1.0),
+        pos_weight_txn=torch.tensor(1.0), batch_size=batch_size, fanout=FANOUT, seed=3,
+        device=torch.device("cpu"), rank=rank, world=world,
+    )  # fmt: skip
+
+
+def test_batches_hold_every_seed_once_grouped_by_account(graph: GraphInput) -> None:
+    mini = _epochs(graph, 0, 1)
+    batches = mini.deal()
+    us = np.concatenate([u for u, _ in batches])
+    ts = np.concatenate([t for _, t in batches])
+    assert np.array_equal(np.sort(us), np.sort(mini.user_train))
+    assert np.array_equal(np.sort(ts), np.sort(mini.txn_train))
+    owner = graph.txn_user.numpy()
+    seen: dict[int, int] = {}
+    for i, (u, t) in enumerate(batches):
+        for a in np.concatenate([u, owner[t]]):
+            assert seen.setdefault(int(a), i) == i, f"account {a} split over batches"
+    assert len(batches) > 1
+    # Every rank deals the same batches from the same seed; a new epoch deals them anew.
+    assert all(
+        np.array_equal(a[1], b[1]) for a, b in zip(_epochs(graph, 1, 2).deal(), batches, strict=True)
+    )
+    assert any(not np.array_equal(a[1], b[1]) for a, b in zip(mini.deal(), batches))
+
+
 def test_bad_seeds_and_settings_are_refused(graph: GraphInput) -> None:
     sampler = NeighbourSampler(graph, FANOUT)
     rng = np.random.default_rng(0)
@@ -122,6 +171,8 @@ def test_bad_seeds_and_settings_are_refused(graph: GraphInput) -> None:
         TrainConfig(batch_size=64, fanout=(10,))  # two layers need two entries
     with pytest.raises(ValidationError, match="batch_size"):
         TrainConfig(batch_size=0)
+    with pytest.raises(ValidationError, match="rank"):
+        _epochs(graph, 2, 2)
 
 
 def test_minibatch_training_is_seeded(synth: SynthData) -> None:
