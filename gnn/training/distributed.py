@@ -36,7 +36,7 @@ from gnn.core.device import pick_device
 from gnn.core.features import NODE_TYPES
 from gnn.core.model import RELATIONS, GraphInput, ModelConfig, RingSAGE
 from gnn.training.minibatch import MiniBatchEpochs
-from graph.errors import ModelError
+from graph.errors import ModelError, ValidationError
 
 __all__ = [
     "RankJob",
@@ -55,8 +55,28 @@ __all__ = [
     "close_group",
 ]
 
-#: How long a rank waits for the others (a crashed rank makes the rest fail after this).
+#: How long a rank waits for the others (a crashed rank makes the rest fail after this), unless
+#: ``RINGWATCH_DIST_TIMEOUT`` (seconds) says otherwise: the tests set it short, so a broken
+#: rank fails them instead of hanging the run.
 TIMEOUT = datetime.timedelta(minutes=30)
+
+
+def rank_timeout() -> datetime.timedelta:
+    """``RINGWATCH_DIST_TIMEOUT`` seconds when set (a positive number), else ``TIMEOUT``.
+
+    Raises:
+        ValidationError: the variable is set but not a positive number.
+    """
+    raw = os.environ.get("RINGWATCH_DIST_TIMEOUT")
+    if raw is None or raw == "":
+        return TIMEOUT
+    try:
+        seconds = float(raw)
+    except ValueError:
+        seconds = float("nan")
+    if not seconds > 0:
+        raise ValidationError("RINGWATCH_DIST_TIMEOUT", raw, "must be a positive number of seconds")
+    return datetime.timedelta(seconds=seconds)
 _JOB = "job.pkl"
 
 
@@ -259,11 +279,11 @@ def close_group() -> None:
 
 def _join(rank: int, job: RankJob | None, init_method: str) -> None:
     if init_method == "env://":  # torchrun: every rank picks the device as rank 0 does (RINGWATCH_DEVICE)
-        dist.init_process_group(backend_for(pick_device(None)), init_method="env://", timeout=TIMEOUT)
+        dist.init_process_group(backend_for(pick_device(None)), init_method="env://", timeout=rank_timeout())
         return
     assert job is not None
     backend = backend_for(torch.device(job.device_type))
-    dist.init_process_group(backend, init_method=init_method, rank=rank, world_size=job.world, timeout=TIMEOUT)
+    dist.init_process_group(backend, init_method=init_method, rank=rank, world_size=job.world, timeout=rank_timeout())
 
 
 def _local_rank_main(index: int, folder: str) -> None:
@@ -328,4 +348,4 @@ loopback = _loopback_only
 
 def join_torchrun(device: torch.device) -> None:
     """Rank 0 under torchrun joins the group (after writing the export the others wait for)."""
-    dist.init_process_group(backend_for(device), init_method="env://", timeout=TIMEOUT)
+    dist.init_process_group(backend_for(device), init_method="env://", timeout=rank_timeout())

@@ -4,6 +4,8 @@ keeps its held-out quality, and is the same for the same seed; the graph export 
 
 from __future__ import annotations
 
+import datetime
+from collections.abc import Iterator
 from pathlib import Path
 
 import numpy as np
@@ -14,7 +16,7 @@ from gnn.artefact.model_artefact import ModelArtefact
 from gnn.core.features import NODE_TYPES, Normalisation, build_features
 from gnn.core.model import RELATIONS, ModelConfig, build_graph_input
 from gnn.serving.scoring import score_snapshot
-from gnn.training.distributed import RankJob, backend_for, export_graph, load_export
+from gnn.training.distributed import TIMEOUT, RankJob, backend_for, export_graph, load_export, rank_timeout
 from gnn.training.train import TrainConfig, train
 from graph.errors import ValidationError
 from tests.gnn.synth import SynthData
@@ -24,6 +26,23 @@ def _config(nproc: int) -> TrainConfig:
     # 800 seeds a batch deal 5 batches an epoch on this graph: with 2 ranks, rank 1's last
     # round is empty and must still pair rank 0's all-reduce.
     return TrainConfig(device="cpu", epochs=5, patience=100, batch_size=800, seed=4, nproc=nproc, threads=2)
+
+
+@pytest.fixture(scope="module", autouse=True)
+def _short_rank_timeout() -> Iterator[None]:
+    # A rank that crashes makes the other fail after this, not after the default 30 minutes.
+    with pytest.MonkeyPatch.context() as mp:
+        mp.setenv("RINGWATCH_DIST_TIMEOUT", "300")
+        yield
+
+
+def test_rank_timeout_reads_the_environment(monkeypatch: pytest.MonkeyPatch) -> None:
+    assert rank_timeout() == datetime.timedelta(seconds=300)
+    monkeypatch.delenv("RINGWATCH_DIST_TIMEOUT")
+    assert rank_timeout() == TIMEOUT
+    monkeypatch.setenv("RINGWATCH_DIST_TIMEOUT", "soon")
+    with pytest.raises(ValidationError, match="RINGWATCH_DIST_TIMEOUT"):
+        rank_timeout()
 
 
 @pytest.fixture(scope="module")
