@@ -580,8 +580,7 @@ _CURRENCY = re.compile(r"[A-Za-z]{3}")
 _ID_CONTROL = re.compile(ID_CONTROL_CHARACTERS)
 # ISO-8601 with whole seconds in 1900..2199: ``datetime.fromisoformat`` reads these exactly as
 # pandas does, in a microsecond instead of a tenth of a millisecond.
-_PLAIN_TS = re.compile(r"(?:19|20|21)\d\d-\d\d-\d\d[T ]\d\d:\d\d:\d\d(?:\.\d{1,6})?(?:Z|[+-]\d\d:\d\d)?")
-_EPOCH_DT = datetime(1970, 1, 1, tzinfo=UTC)
+_PLAIN_TS = re.compile(r"(?:19|20|21)\d\d-\d\d-\d\d[T ]\d\d:\d\d:\d\d(?:Z|[+-]\d\d:\d\d)?")
 _IP_CACHE = IpCache(max_size=100_000)
 
 
@@ -614,23 +613,17 @@ def _check_id(field: str, text: str | None) -> None:
         raise _rejected(BAD_ID, field, text, _CONTROL)
 
 
-def _plain_timestamp(text: str) -> float | None:
-    """UTC epoch seconds of a ``_PLAIN_TS`` text without pandas (a checkout call's usual ``ts``),
-    with pandas' arithmetic (nanoseconds as a float, divided by 1e9) so both give the same float;
-    None when ``datetime`` cannot read it (an impossible date or offset: pandas decides)."""
-    try:
-        parsed = datetime.fromisoformat(text)
-    except ValueError:
-        return None
-    d = (parsed if parsed.tzinfo else parsed.replace(tzinfo=UTC)) - _EPOCH_DT
-    return float(((d.days * 86_400 + d.seconds) * 1_000_000 + d.microseconds) * 1_000) / 1e9
-
-
 def _one_timestamp(raw: object, not_after: float | None) -> float:
     """UTC epoch seconds of present ISO-8601 ``raw``, as ``parse_timestamps`` reads it."""
     text = _text(raw)
     assert text is not None
-    seconds = _plain_timestamp(text) if _PLAIN_TS.fullmatch(text) else None
+    seconds: float | None = None
+    if _PLAIN_TS.fullmatch(text):
+        try:
+            parsed = datetime.fromisoformat(text)
+            seconds = (parsed if parsed.tzinfo else parsed.replace(tzinfo=UTC)).timestamp()
+        except ValueError:  # an impossible date or offset: pandas decides, as for a file row
+            seconds = None
     if seconds is None:
         stamp = pd.to_datetime(text, utc=True, format="ISO8601", errors="coerce")
         seconds = np.nan if pd.isna(stamp) else (stamp - _EPOCH) / pd.Timedelta(seconds=1)
