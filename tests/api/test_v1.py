@@ -12,6 +12,7 @@ import json
 import threading
 import time
 from collections.abc import Callable, Iterator
+from datetime import datetime
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from typing import Any
@@ -32,6 +33,7 @@ from ringwatch.settings import Settings
 from tests.api.served import ServedHome, served_home
 
 NOW = "2026-11-20T12:00:00Z"
+NOW_TS = datetime.fromisoformat(NOW).timestamp()  # the same instant in epoch seconds: no test reads the clock
 
 
 @pytest.fixture(scope="session")
@@ -428,7 +430,7 @@ def test_a_stopped_workers_journal_is_drained_by_a_live_one(home: ServedHome, tm
     settings = home.copy(tmp_path / "home")
     orphan = EventJournal(settings.home / "journal" / "slot-3", fsync=False)
     for i in range(4):
-        orphan.append(Event(txn_id=f"t-orphan-{i}", ts=time.time() - 60, user_id="orphan-user", device_id="orphan-device",
+        orphan.append(Event(txn_id=f"t-orphan-{i}", ts=NOW_TS - 60, user_id="orphan-user", device_id="orphan-device",
                             merchant_id="m0003", amount=5.0))  # fmt: skip
     orphan.close()
     with TestClient(create_app(config_for(home, settings))) as client:
@@ -536,7 +538,7 @@ def test_another_workers_event_is_seen_by_the_next_request_that_touches_it(home:
     h = key(home, "all")
     with TestClient(create_app(config_for(home, settings))) as client:
         other = EventJournal(settings.home / "journal" / "slot-5", fsync=False)  # another live worker's slot
-        other.append(Event(txn_id="t-other-1", ts=time.time() - 5, user_id="other-user-1", device_id="other-device-1",
+        other.append(Event(txn_id="t-other-1", ts=NOW_TS - 5, user_id="other-user-1", device_id="other-device-1",
                            ip="203.0.113.231", merchant_id="m0003", amount=7.0))  # fmt: skip
         other.close()
         assert wait_for(lambda: client.get("/readyz").json()["events_since_snapshot"] >= 1)
