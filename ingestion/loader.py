@@ -177,6 +177,8 @@ def load_events(
         ValidationError: a missing, unknown or unreadable file, an unknown ``encoding``,
             ``batch_size`` < 1, or a source whose
             columns cannot feed the mapping (checked for every file before anything is loaded).
+            A file that breaks off part-way raises once every row read before the break is
+            stored or quarantined; the error says how many.
         StoreError: the store failed, or reported counts that do not add up.
     """
     sources = _as_paths(source)
@@ -201,13 +203,20 @@ def load_events(
     totals = [source_rows(s) for s in sources]
     total = sum(t for t in totals if t is not None) if all(t is not None for t in totals) else None
     with tqdm(total=total, unit="rows", desc="ingest", disable=not progress) as bar:
-        for src, columns in zip(sources, schemas):
-            sides = [_SideTable.load(j, src) for j in mapping.joins]
-            writer = QuarantineWriter(quarantine_path(quarantine_dir, src), columns)
-            writers.append(writer)
-            for chunk in read_chunks(src, chunk_rows=batch_size, encoding=encoding, max_row_bytes=max_row_bytes):
-                run.process(chunk, sides, writer)
-                bar.update(chunk.rows_read)
+        try:
+            for src, columns in zip(sources, schemas):
+                sides = [_SideTable.load(j, src) for j in mapping.joins]
+                writer = QuarantineWriter(quarantine_path(quarantine_dir, src), columns)
+                writers.append(writer)
+                for chunk in read_chunks(src, chunk_rows=batch_size, encoding=encoding, max_row_bytes=max_row_bytes):
+                    run.process(chunk, sides, writer)
+                    bar.update(chunk.rows_read)
+        except ValidationError as e:
+            # A file that breaks off part-way (a truncated gzip, say): every row read before the
+            # break is stored or quarantined, as full batches before it already were, and the
+            # error says how far the load got.
+            run.finish()
+            raise ValidationError(e.field, e.value, f"{e.reason}; {_stopped(run, writers)}") from e
         run.finish()
 
     quarantined = sum(w.total for w in writers)
@@ -234,6 +243,18 @@ def load_events(
             f"+ duplicates {summary.duplicates} + quarantined {summary.quarantined}"
         )
     return summary
+
+
+def _stopped(run: _EventLoad, writers: Sequence[QuarantineWriter]) -> str:
+    """What a load that stopped at a broken file did with the rows it read before it."""
+    quarantined = sum(w.total for w in writers)
+    files = [str(p) for p in (w.close() for w in writers) if p is not None]
+    where = f" (in {', '.join(files)})" if files else ""
+    return (
+        f"the load stopped there, after {run.read:,} rows: {run.inserted:,} events stored, "
+        f"{run.in_load_duplicates + run.store_duplicates:,} duplicates, {quarantined:,} rows quarantined{where}; "
+        "load the mended file again: events already stored count as duplicates"
+    )
 
 
 class _EventLoad:

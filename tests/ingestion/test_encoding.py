@@ -150,3 +150,26 @@ def test_characters_of_the_last_private_use_block_load_in_a_file_without_bad_byt
     rejects = [(r.line, r.text.split(",")[2]) for c in read_chunks(src) for r in c.rejects]
     # In a file that has bytes that are not text, the real character is taken for one (0x00).
     assert rejects == [(2, "u\\xe9"), (3, "u\\x00")]
+
+
+def test_a_gzip_that_breaks_off_keeps_every_row_before_the_break_and_says_so(tmp_path: Path) -> None:
+    """Rows read before a truncated stream's end are stored (not only the full batches before
+    it), the error says how many, and loading the mended file again stores only the rest."""
+    body = HEADER + b"".join(_row(i, b"u%d" % (i % 50)) for i in range(300_000))
+    whole = gzip.compress(body)
+    src = tmp_path / "events.csv.gz"
+    src.write_bytes(whole[: len(whole) * 6 // 10])
+    readable: list[str] = []
+    with pytest.raises(ValidationError):
+        for chunk in read_chunks(src, chunk_rows=7_000):
+            readable += chunk.frame["txn_id"].tolist()
+    assert 7_000 < len(readable) < 300_000 and len(readable) % 7_000 != 0  # a part batch is pending
+    with SQLiteGraphStore(tmp_path / "store.sqlite") as store:
+        with pytest.raises(ValidationError, match=f"after {len(readable):,} rows: {len(readable):,} events stored") as err:
+            load_events(src, store, quarantine_dir=tmp_path / "q", batch_size=7_000)
+        assert "events.csv.gz" in str(err.value) and "end-of-stream" in str(err.value)
+        stored = store.stored_events([readable[-1], f"t{len(readable)}"])
+        assert list(stored) == [readable[-1]]  # the last row before the break, and none after it
+        src.write_bytes(whole)
+        again = load_events(src, store, quarantine_dir=tmp_path / "q", batch_size=7_000)
+    assert (again.loaded, again.duplicates) == (300_000 - len(readable), len(readable))
