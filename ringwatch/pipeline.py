@@ -13,16 +13,11 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
-from gnn.artefact.model_artefact import CURRENT, ModelArtefact
-from gnn.evaluation.evaluate import EvaluationReport, evaluate
+from typing import TYPE_CHECKING
+
 from gnn.artefact.lineage import Promotion
 from gnn.core.timing import StageTime, Stopwatch
 from gnn.evaluation.truth_report import TruthReport, compare_with_truth
-from gnn.training.promotion import decide
-from gnn.serving.scoring import ScoreResult
-from gnn.training.selection import CANDIDATES, train_and_select
-from gnn.training.train import TrainConfig
-from gnn.serving.writeback import score_and_write_back
 from graph.errors import ModelError
 from graph.factory import open_store
 from graph.rings import RingConfig
@@ -34,6 +29,12 @@ from ingestion.readers import DEFAULT_ENCODING
 from ringwatch.settings import Settings
 from synthetic.generator import GeneratedDataset, SyntheticConfig, generate
 from synthetic.truth import PlantedTruth, load_truth
+
+if TYPE_CHECKING:  # the model steps import torch themselves, so ingest and label start without it
+    from gnn.artefact.model_artefact import ModelArtefact
+    from gnn.evaluation.evaluate import EvaluationReport
+    from gnn.serving.scoring import ScoreResult
+    from gnn.training.train import TrainConfig
 
 Log = Callable[[str], None]
 
@@ -114,6 +115,8 @@ class TrainOutcome:
 
 def _current_model(settings: Settings) -> tuple[ModelArtefact | None, str | None]:
     """The current artefact, or ``None`` and why not when there is one that cannot be read."""
+    from gnn.artefact.model_artefact import CURRENT, ModelArtefact
+
     if not (settings.models_dir / CURRENT).is_file():
         return None, None
     try:
@@ -128,19 +131,22 @@ def step_train(
     *,
     progress: bool = False,
     force: bool = False,
-    candidates: Sequence[str] = CANDIDATES,
+    candidates: Sequence[str] | None = None,
 ) -> TrainOutcome:
     """Train GraphSAGE and the tree candidates, ship the winner on validation AUPRC
     (``gnn.training.selection``), and make it current only if it is not worse than the current model on
     the same held-out data (``gnn.training.promotion``) or ``force`` is set. A model kept back is still
     saved (not current); the reason is in ``TrainOutcome.promotion`` and the artefact's metadata.
-    ``candidates``: the models selection may ship (``gnn.training.selection.CANDIDATES``).
+    ``candidates``: the models selection may ship (default ``gnn.training.selection.CANDIDATES``).
     """
+    from gnn.training.promotion import decide
+    from gnn.training.selection import CANDIDATES, train_and_select
+
     watch = Stopwatch()
     with store_for(settings) as store:
         snapshot = store.snapshot()
     watch.lap("snapshot")
-    artefact = train_and_select(snapshot, config, progress=progress, candidates=candidates)
+    artefact = train_and_select(snapshot, config, progress=progress, candidates=CANDIDATES if candidates is None else candidates)
     watch.stages.extend(artefact.metrics.stages)
     watch.restart()
     current, current_error = _current_model(settings)
@@ -168,6 +174,9 @@ def step_score(
     model_version: str | None = None,
 ) -> ScoreOutcome:
     """Score every account and transaction with the current model, find rings, write back."""
+    from gnn.artefact.model_artefact import ModelArtefact
+    from gnn.serving.writeback import score_and_write_back
+
     artefact = ModelArtefact.load(settings.models_dir, model_version)
     with store_for(settings) as store:
         snapshot = store.snapshot()
@@ -216,11 +225,14 @@ def run_demo(
     users: int = 5000,
     seed: int = 7,
     train_config: TrainConfig | None = None,
-    candidates: Sequence[str] = CANDIDATES,
+    candidates: Sequence[str] | None = None,
     progress: bool = False,
     log: Log = _quiet,
 ) -> DemoOutcome:
-    """generate → ingest → label → train → score → rings → report, on the configured store."""
+    """generate → ingest → label → train → score → rings → report, on the configured store.
+    ``candidates``: as for ``step_train``."""
+    from gnn.training.train import TrainConfig
+
     started = time.perf_counter()
     log(f"ringwatch demo: home {settings.home}, store {'neo4j ' + settings.neo4j_uri if settings.neo4j_uri else 'sqlite (embedded)'}")
     log(f"[1/5] generating {users} users (seed {seed})")
@@ -349,6 +361,9 @@ def step_evaluate(
     The planted truth is added when HOME/data holds the synthetic truth files (``ringwatch demo``
     or ``generate`` wrote them); otherwise the report has the label-based sections only.
     """
+    from gnn.evaluation.evaluate import evaluate
+    from gnn.training.train import TrainConfig
+
     with store_for(settings) as store:
         snapshot = store.snapshot()
     truth = None

@@ -19,6 +19,7 @@ import numpy as np
 import pytest
 
 from gnn.artefact.model_artefact import CURRENT, ModelArtefact, metadata_file_name, model_file_name
+from gnn.training import selection
 from gnn.training.promotion import TOLERANCE, decide
 from gnn.training.train import TrainConfig, train
 from graph.types import LabelTable, NodeType, Snapshot
@@ -142,7 +143,7 @@ def trainer(
         return queue.pop(0)
 
     monkeypatch.setattr(pipeline, "store_for", store_for)
-    monkeypatch.setattr(pipeline, "train_and_select", train_and_select)
+    monkeypatch.setattr(selection, "train_and_select", train_and_select)  # step_train imports it when called
     yield Settings.load(tmp_path / "home"), queue
 
 
