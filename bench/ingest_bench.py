@@ -41,7 +41,7 @@ from graph.sqlite_store import SQLiteGraphStore  # noqa: E402
 from graph.store import GraphStore  # noqa: E402
 from ingestion.loader import LoadSummary, load_events  # noqa: E402
 from ingestion.readers import read_chunks  # noqa: E402
-from synthetic.generator import EVENT_COLUMNS, _write_csv  # noqa: E402
+from synthetic.generator import EVENT_COLUMNS, write_plain_csv  # noqa: E402
 
 T0 = 1_704_067_200  # 2024-01-01T00:00:00Z
 
@@ -92,7 +92,7 @@ def write_events_csv(path: Path, n: int, seed: int = 7) -> None:
     repeats = np.ones(base, dtype=np.int64)
     repeats[rng.choice(base, n - base, replace=False)] = 2
     order = np.repeat(np.arange(base), repeats)
-    _write_csv(path, EVENT_COLUMNS, [columns[c][order] for c in EVENT_COLUMNS])
+    write_plain_csv(path, EVENT_COLUMNS, [columns[c][order] for c in EVENT_COLUMNS])
 
 
 class _Timed:

@@ -26,7 +26,7 @@ from graph.errors import ValidationError
 
 __all__ = [
     "SyntheticConfig", "GeneratedDataset", "generate", "RING_KINDS", "SCENARIOS", "EVENT_COLUMNS",
-    "TRUTH_USER_COLUMNS", "TRUTH_TXN_COLUMNS",
+    "TRUTH_USER_COLUMNS", "TRUTH_TXN_COLUMNS", "write_plain_csv",
 ]  # fmt: skip
 
 RING_KINDS: tuple[str, ...] = ("account_farm", "card_testing", "mule_chain", "colluding_merchant")
@@ -1015,7 +1015,7 @@ class _Generator:
             "truth_transactions": out / "truth_transactions.csv",
             "truth_identifiers": out / "truth_identifiers.csv",
         }
-        _write_csv(paths["events"], EVENT_COLUMNS, [
+        write_plain_csv(paths["events"], EVENT_COLUMNS, [
             txn_str,
             self._iso(cols["ts"]),
             user_str[cols["user"]],
@@ -1030,7 +1030,7 @@ class _Generator:
 
         lab = labels[np.lexsort((labels[:, 2], labels[:, 1], labels[:, 0], labels[:, 3]))]
         ent, idx = lab[:, 0], lab[:, 1]
-        _write_csv(paths["labels"], LABEL_COLUMNS, [
+        write_plain_csv(paths["labels"], LABEL_COLUMNS, [
             np.where(ent == 0, "user", "transaction"),
             np.where(ent == 0, user_str[np.where(ent == 0, idx, 0)],
                      txn_str[np.where(ent == 1, idx, 0)]),
@@ -1048,7 +1048,7 @@ class _Generator:
             ring_kind[members] = plan.kind
             graph_only[plan.late] = True
         by_id = np.argsort(user_rank)
-        _write_csv(paths["truth_users"], TRUTH_USER_COLUMNS, [
+        write_plain_csv(paths["truth_users"], TRUTH_USER_COLUMNS, [
             user_str[by_id],
             np.where(self.is_fraud[by_id], "1", "0"),
             ring_id[by_id],
@@ -1058,7 +1058,7 @@ class _Generator:
         user_scenario = ring_kind.copy()
         user_scenario[self.lone] = "lone_fraudster"
         scenario = np.where(cols["stolen"], "compromised_merchant", user_scenario[cols["user"]])
-        _write_csv(paths["truth_transactions"], TRUTH_TXN_COLUMNS,
+        write_plain_csv(paths["truth_transactions"], TRUTH_TXN_COLUMNS,
                    [txn_str, np.where(cols["fraud"], "1", "0"),
                     np.where(cols["fraud"], scenario, "")])  # fmt: skip
 
@@ -1074,7 +1074,7 @@ class _Generator:
         ident.sort()
         kinds, names, roles = ([t[i] for t in ident] for i in range(3))
         header = ("kind", "identifier", "role")
-        _write_csv(paths["truth_identifiers"], header, [kinds, names, roles])
+        write_plain_csv(paths["truth_identifiers"], header, [kinds, names, roles])
         return paths
 
     def _iso(self, rel: np.ndarray) -> np.ndarray:
@@ -1124,9 +1124,9 @@ class _Generator:
         return out
 
 
-def _write_csv(path: Path, header: tuple[str, ...], columns: Sequence[Sequence[str]]) -> None:
-    """Write string columns as CSV. No value the generator makes contains a comma, a quote or a
-    newline, so no quoting is needed; this is several times faster than ``DataFrame.to_csv``."""
+def write_plain_csv(path: Path, header: tuple[str, ...], columns: Sequence[Sequence[str]]) -> None:
+    """Write string columns as CSV without quoting: for values that hold no comma, quote or
+    newline (every value the generator makes); several times faster than ``DataFrame.to_csv``."""
     with path.open("w", encoding="utf-8", newline="") as f:
         f.write(",".join(header) + "\n")
         rows = map(",".join, zip(*columns, strict=True))
