@@ -127,6 +127,7 @@ class EvaluationReport:
     label_budget: LabelBudget | None = None  # None: not asked for (``label_fractions=()``)
     comparisons: tuple[Comparison, ...] = ()  # the winner against the strongest simple baseline, test split
     truth_comparisons: tuple[Comparison, ...] = ()  # the same pairs scored against the planted truth
+    validation_comparisons: tuple[Comparison, ...] = ()  # the same pairs on the validation split, labels
 
     @property
     def winner(self) -> str:
@@ -154,6 +155,9 @@ class EvaluationReport:
             "label_budget": None if self.label_budget is None else self.label_budget.numbers(),
             "comparisons": [dataclasses.asdict(c) | {"verdict": c.verdict} for c in self.comparisons],
             "truth_comparisons": [dataclasses.asdict(c) | {"verdict": c.verdict} for c in self.truth_comparisons],
+            "validation_comparisons": [
+                dataclasses.asdict(c) | {"verdict": c.verdict} for c in self.validation_comparisons
+            ],
             "baselines": [],
         }
         for b in self.baselines:
@@ -215,12 +219,15 @@ def _selection(run: CandidateRun, snapshot: Snapshot, config: TrainConfig, trees
     return dataclasses.replace(sel, rule=sel.rule.replace(", ".join(CANDIDATES), ", ".join(run_names)))
 
 
-def _comparisons(run: CandidateRun, winner: str, truth: PlantedTruth | None = None) -> tuple[Comparison, ...]:
+def _comparisons(
+    run: CandidateRun, winner: str, truth: PlantedTruth | None = None, *, validation: bool = False
+) -> tuple[Comparison, ...]:
     """The winner (GraphSAGE when the strongest simple baseline wins) against that baseline on
-    the test split, accounts and transactions, measured against the labels, or against the
-    planted ``truth`` when given; none when either model was not run. The test AUPRC difference
-    comes with a paired bootstrap interval (``paired_auprc_difference``), so "beats the
-    baseline" is claimed only when the whole interval is above 0."""
+    the test split (``validation``: the validation split, where selection decided), accounts and
+    transactions, measured against the labels, or against the planted ``truth`` when given; none
+    when either model was not run. The AUPRC difference comes with a paired bootstrap interval
+    (``paired_auprc_difference``), so "beats the baseline" is claimed only when the whole interval
+    is above 0."""
     scores = {s.name: s for s in run.scores}
     model = GRAPHSAGE if winner == TREES_KNOWN_FRAUD else winner
     if model not in scores or TREES_KNOWN_FRAUD not in scores:
@@ -229,8 +236,8 @@ def _comparisons(run: CandidateRun, winner: str, truth: PlantedTruth | None = No
     user_y, txn_y = (run.targets.user, run.targets.txn) if truth is None else (truth.user_is_fraud, truth.txn_is_fraud)
     out = []
     for entity, a_scores, b_scores, target, idx in (
-        ("accounts", m.account, b.account, user_y, run.users.test),
-        ("transactions", m.txn, b.txn, txn_y, run.txns.test),
+        ("accounts", m.account, b.account, user_y, run.users.val if validation else run.users.test),
+        ("transactions", m.txn, b.txn, txn_y, run.txns.val if validation else run.txns.test),
     ):
         t = target[idx].astype(bool)
         if not t.any():
@@ -342,6 +349,7 @@ def evaluate(
         label_budget=budget,
         comparisons=_comparisons(run, selection.winner),
         truth_comparisons=() if truth is None else _comparisons(run, selection.winner, truth),
+        validation_comparisons=_comparisons(run, selection.winner, validation=True),
     )
     write_plots(report, run)
     report = dataclasses.replace(report, seconds=time.perf_counter() - started)

@@ -14,7 +14,7 @@ from typing import TYPE_CHECKING
 import numpy as np
 
 from gnn.artefact.lineage import CandidateScore
-from gnn.core.metrics import Comparison, SplitMetrics
+from gnn.core.metrics import NO_CLEAR_DIFFERENCE, Comparison, SplitMetrics
 from gnn.core.thresholds import tier_codes
 from gnn.core.tree_features import GRAPH_USER_FEATURES
 from gnn.evaluation.baselines import BASELINE_TITLES, BASELINES
@@ -284,6 +284,23 @@ def _render_comparisons(comparisons: Sequence[Comparison], truth: Sequence[Compa
     return lines
 
 
+def _pick_noise(report: EvaluationReport) -> list[str]:
+    """The validation AUPRC differences selection decided on, with their paired intervals: a
+    pick that none of them supports is a coin flip, whatever the sums say."""
+    rows = report.validation_comparisons
+    if not rows:
+        return []
+    c0 = rows[0]
+    parts = [f"{c.entity} {c.difference:+.3f} {c.interval} ({c.n_fraud:,} frauds, {c.verdict})" for c in rows]
+    line = f"{BASELINE_TITLES[c0.model]} − {BASELINE_TITLES[c0.baseline]} on validation: " + "; ".join(parts) + "."
+    if all(c.verdict == NO_CLEAR_DIFFERENCE for c in rows):
+        line += (
+            " Neither interval excludes 0, so validation cannot tell the two apart and the pick between them"
+            " rests on noise; compare them on the test split above."
+        )
+    return ["", line]
+
+
 def _validation_and_winner(report: EvaluationReport) -> list[str]:
     b0 = report.baselines[0]
     sel = report.selection
@@ -316,6 +333,7 @@ def _validation_and_winner(report: EvaluationReport) -> list[str]:
             if best.name not in candidates and _val_sum(best).total > sel.get(sel.winner).total + TIE
             else ""
         ),
+        *_pick_noise(report),
         *(["", f"**Warning:** {sel.warning}."] if sel.warning else []),
         *(
             ["", "Pooled out-of-fold AUPRC, accounts / transactions: "

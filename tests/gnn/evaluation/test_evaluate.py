@@ -105,6 +105,20 @@ def test_the_winner_is_set_against_the_strongest_simple_baseline(planted: Evalua
     assert [c["verdict"] for c in planted.numbers()["comparisons"]] == [c.verdict for c in planted.comparisons]  # type: ignore[index]
 
 
+def test_the_report_shows_the_validation_differences_selection_decided_on(planted: EvaluationReport) -> None:
+    """The same pair on the validation split, so a reader sees whether the pick was within the noise."""
+    rows = planted.validation_comparisons
+    assert [(c.entity, c.model) for c in rows] == [(c.entity, c.model) for c in planted.comparisons]
+    for c, entity in zip(rows, ("accounts", "transactions"), strict=True):
+        mine, base = getattr(planted.get(c.model), entity).val, getattr(planted.get(c.baseline), entity).val
+        assert c.difference == pytest.approx(mine.auprc - base.auprc) and c.n_fraud == mine.n_fraud
+    text = planted.report_path.read_text()
+    assert "on validation: accounts " in text and f"({rows[0].n_fraud:,} frauds, {rows[0].verdict})" in text
+    noise = "validation cannot tell the two apart" in text
+    assert noise == all(c.verdict == "no clear difference" for c in rows)
+    assert len(planted.numbers()["validation_comparisons"]) == len(rows)  # type: ignore[arg-type]
+
+
 @slow
 def test_shared_ip_rule_is_clearly_worse_than_graph_models(planted: EvaluationReport) -> None:
     """Offices, campuses and VPN exits share IPs among ordinary users: the rule cannot rank."""
