@@ -5,6 +5,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
+from gnn.core.metrics import auroc, split_metrics
 from gnn.core.thresholds import Thresholds
 from graph.errors import ValidationError
 from ringwatch.analysis.thresholds import choose_thresholds, metric_interval, operating_points, tier_costs
@@ -67,6 +68,19 @@ def test_metric_interval_brackets_the_point_and_is_reproducible() -> None:
     small = metric_interval(big_s[:300], big_y[:300], resamples=200, seed=5)
     big = metric_interval(big_s, big_y, resamples=200, seed=5)
     assert small.high - small.low > big.high - big.low  # fewer items, wider interval
+
+
+def test_metric_interval_is_the_interval_the_reports_print() -> None:
+    """A notebook's interval and the evaluation report's for the same scores are the same numbers."""
+    s, y = random_scores(600, seed=3)
+    report = split_metrics(s, y)
+    assert report is not None
+    mine = metric_interval(s, y)
+    assert (mine.level, mine.low, mine.high) == (0.95, report.auprc_ci.low, report.auprc_ci.high)
+    auc = metric_interval(s, y, metric=auroc)
+    assert (auc.low, auc.high) == (report.auroc_ci.low, report.auroc_ci.high)
+    other = metric_interval(s, y, level=0.9, resamples=100)  # the generic path keeps every fraud too
+    assert other.low <= other.point <= other.high and other.level == 0.9
 
 
 def test_thresholds_chosen_are_thresholds_the_artefact_accepts() -> None:
