@@ -190,7 +190,8 @@ def read_chunks(
 ) -> Iterator[RawChunk]:
     """Stream ``path`` as chunks of at most ``chunk_rows`` parsed rows (plus any rejects).
     ``encoding``: the text formats' encoding (Parquet text is UTF-8 by definition).
-    ``max_row_bytes``: the most bytes one CSV row or JSON line may take (a chunk takes at most
+    ``max_row_bytes``: the most bytes one CSV row, JSON line or Parquet row's text and binary
+    values may take (a chunk takes at most
     about ``_CHUNK_BYTES`` besides); longer ones are quarantined as ``row_too_long``, a JSON
     line skipped in bounded pieces. A CSV row is quarantined only while the parser can still
     split it (up to ``_ROWS_PER_BLOCK`` times the limit); a longer one stops the file with one
@@ -213,7 +214,7 @@ def read_chunks(
     if fmt is SourceFormat.CSV:
         return _read_csv(path, chunk_rows, encoding, max_row_bytes)
     if fmt is SourceFormat.PARQUET:
-        return _read_parquet(path, chunk_rows)
+        return _read_parquet(path, chunk_rows, max_row_bytes)
     return _read_jsonl(path, chunk_rows, encoding, max_row_bytes)
 
 
@@ -607,7 +608,7 @@ def _bad_text(encoding: str, column: str, at: int, byte: int) -> str:
 # -- Parquet ------------------------------------------------------------------------------------
 
 
-def _read_parquet(path: Path, chunk_rows: int) -> Iterator[RawChunk]:
+def _read_parquet(path: Path, chunk_rows: int, max_row_bytes: int = MAX_ROW_BYTES) -> Iterator[RawChunk]:
     try:
         pf = pq.ParquetFile(path)
     except (pa.ArrowInvalid, OSError) as e:
@@ -615,12 +616,31 @@ def _read_parquet(path: Path, chunk_rows: int) -> Iterator[RawChunk]:
     row = 1
     try:
         for batch in pf.iter_batches(batch_size=chunk_rows):
-            frame = batch.to_pandas()
-            lines = np.arange(row, row + len(frame), dtype=np.int64)
-            row += len(frame)
-            yield RawChunk(frame, lines)
+            lines = np.arange(row, row + batch.num_rows, dtype=np.int64)
+            row += batch.num_rows
+            batch, lines, too_long = _parquet_without_long_rows(batch, lines, max_row_bytes)
+            yield RawChunk(batch.to_pandas(), lines, tuple(too_long))
     except _UNREADABLE as e:
         raise ValidationError("source", str(path), f"Parquet cannot be read past row {row}: {e}") from e
+
+
+def _parquet_without_long_rows(
+    batch: pa.RecordBatch, lines: np.ndarray, max_row_bytes: int
+) -> tuple[pa.RecordBatch, np.ndarray, list[RejectedRow]]:
+    """The same row limit as a CSV row's, over a Parquet row's text and binary values (numbers
+    and timestamps are a few bytes each and not counted): longer rows become ``RejectedRow``s."""
+    text = [i for i, f in enumerate(batch.schema) if pa.types.is_string(f.type) or pa.types.is_large_string(f.type)
+            or pa.types.is_binary(f.type) or pa.types.is_large_binary(f.type)]  # fmt: skip
+    if not text or batch.num_rows == 0:
+        return batch, lines, []
+    as_bytes = pa.Table.from_arrays(
+        [batch.column(i).cast(pa.large_binary()).fill_null(b"") for i in text], names=[batch.schema.names[i] for i in text]
+    )
+    _, kept, rejects = _without_long_rows(as_bytes, lines, max_row_bytes)
+    if not rejects:
+        return batch, lines, []
+    keep = np.isin(lines, kept)
+    return batch.filter(pa.array(keep)), lines[keep], rejects
 
 
 # -- JSON lines ---------------------------------------------------------------------------------

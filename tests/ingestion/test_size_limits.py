@@ -9,6 +9,7 @@ import gzip
 from pathlib import Path
 
 import numpy as np
+import pandas as pd
 import pytest
 
 from graph.errors import ValidationError
@@ -57,6 +58,21 @@ def test_a_csv_row_over_the_limit_is_quarantined_with_its_line(tmp_path: Path, c
     (long,) = [r for c in read_chunks(path, max_row_bytes=LIMIT) for r in c.rejects if r.line == 3]
     assert f"more than the limit of {LIMIT}" in long.detail and long.text.startswith("t2,2026")
     assert len(long.text) < 1000  # the start of the row, not all of it
+
+
+def test_a_parquet_row_over_the_limit_is_quarantined_with_its_row_number(tmp_path: Path) -> None:
+    """The same limit as a CSV row's, over the row's text: the rest of the file loads."""
+    rows = [_row(i, "w" * (LIMIT + 1) if i == 3 else "").rstrip("\n").split(",") for i in range(1, 6)]
+    frame = pd.DataFrame(rows, columns=HEADER.strip().split(","))
+    frame["amount"] = frame["amount"].astype(float)  # a number column is not counted
+    path = tmp_path / "events.parquet"
+    frame.to_parquet(path, index=False)
+    ids, lines, rejects = _read(path, chunk_rows=2)
+    assert ids == ["t1", "t2", "t4", "t5"] and lines == [1, 2, 4, 5] and rejects == [(3, ROW_TOO_LONG)]
+    summary = load_events(path, FakeGraphStore(), quarantine_dir=tmp_path / "q", max_row_bytes=LIMIT)
+    assert (summary.loaded, summary.quarantined) == (4, 1)
+    q = read_quarantine(summary.quarantine_files[0])
+    assert q["line"].tolist() == ["3"] and q["reason"].tolist() == [ROW_TOO_LONG]
 
 
 def test_a_csv_row_too_long_to_split_stops_the_file_naming_its_line(tmp_path: Path) -> None:
