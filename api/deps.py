@@ -1,5 +1,5 @@
 """Dependencies of the routes, as ``Annotated[..., Depends(...)]`` aliases (one place): the
-service, the API-key check per scope, and for ``POST /v1/score`` both in one dependency."""
+service and the API-key check per scope; ``POST /v1/score`` calls ``score_service`` itself."""
 
 from __future__ import annotations
 
@@ -50,10 +50,15 @@ async def _label_key(request: Request, header: KeyHeader, bearer: BearerHeader) 
     return _authorise(request, header, bearer, Scope.LABEL)
 
 
-async def _score_service(request: Request) -> RiskService:
-    # One dependency with no parameters for FastAPI to solve: the key schemes are called
-    # directly (same parsing as the ``Security`` ones), the service read from the app state.
-    # The route documents the schemes itself (``SECURITY_DOC``).
+async def score_service(request: Request) -> RiskService:
+    """The service, for a caller whose key has the ``score`` scope. Called by the checkout route
+    itself, not as a dependency: the key schemes are called directly (same parsing as the
+    ``Security`` ones) and the route documents them (``SECURITY_DOC``).
+
+    Raises:
+        AuthenticationError, PermissionDeniedError, RateLimitedError: as ``KeyRing.authorise``
+            and ``RateLimiter.take``.
+    """
     header = await _key_header(request)
     bearer = await _bearer(request)
     _authorise(request, header, bearer, Scope.SCORE)
@@ -64,7 +69,5 @@ async def _score_service(request: Request) -> RiskService:
 #: (the same entry FastAPI writes for ``KeyHeader`` and ``BearerHeader``).
 SECURITY_DOC: list[dict[str, list[str]]] = [{_key_header.scheme_name: []}, {_bearer.scheme_name: []}]
 
-#: The service, for a caller whose key has the ``score`` scope (the checkout hot path).
-ScoreService = Annotated[RiskService, Depends(_score_service)]
 InvestigateKey = Annotated[ApiKey, Depends(_investigate_key)]
 LabelKey = Annotated[ApiKey, Depends(_label_key)]

@@ -306,7 +306,7 @@ def start_server(home: Path, port: int, workers: int, key_entry: str, loop: str,
         env["PROMETHEUS_MULTIPROC_DIR"] = str(metrics_dir)
         cmd = [sys.executable, "-m", "uvicorn", "ringwatch.serve:app_from_env", "--factory", "--host", "127.0.0.1",
                "--port", str(port), "--workers", str(workers), "--loop", loop, "--http", http,
-               "--no-access-log"]  # fmt: skip
+               "--no-access-log", "--no-proxy-headers", "--no-server-header"]  # fmt: skip
     out = log.open("w")
     proc = subprocess.Popen(cmd, cwd=ROOT, env=env, stdout=out, stderr=subprocess.STDOUT, start_new_session=True)
     return Server(proc=proc, base=f"http://127.0.0.1:{port}", log=log)

@@ -578,9 +578,11 @@ _FUTURE = f"more than {MAX_FUTURE_SECONDS / 3600:.0f} hours after the clock"
 _EVENT_KINDS = {k.value: k for k in EventKind}
 _CURRENCY = re.compile(r"[A-Za-z]{3}")
 _ID_CONTROL = re.compile(ID_CONTROL_CHARACTERS)
-# ISO-8601 with whole seconds in 1900..2199: ``datetime.fromisoformat`` reads these exactly as
-# pandas does, in a microsecond instead of a tenth of a millisecond.
-_PLAIN_TS = re.compile(r"(?:19|20|21)\d\d-\d\d-\d\d[T ]\d\d:\d\d:\d\d(?:Z|[+-]\d\d:\d\d)?")
+# ISO-8601 in 1900..2199 with at most microseconds: ``datetime.fromisoformat`` reads these in a
+# few microseconds where pandas takes a tenth of a millisecond or more. Both give the same float:
+# pandas reads such text at microsecond resolution and divides the microseconds since the epoch
+# by 1e6, as ``datetime.timestamp`` does (``total_seconds``); a finer fraction goes to pandas.
+_PLAIN_TS = re.compile(r"(?:19|20|21)\d\d-\d\d-\d\d[T ]\d\d:\d\d:\d\d(?:\.\d{1,6})?(?:Z|[+-]\d\d:\d\d)?")
 _IP_CACHE = IpCache(max_size=100_000)
 
 

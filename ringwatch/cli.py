@@ -284,8 +284,11 @@ def _serve(args: argparse.Namespace, settings: Settings) -> int:
         shutil.rmtree(metrics_dir, ignore_errors=True)
         metrics_dir.mkdir(parents=True)
         os.environ[MULTIPROC_ENV] = str(metrics_dir)
+    # uvicorn's HTTP parser and loop are httptools and uvloop (its defaults when installed; h11
+    # costs more CPU per request). No access log, no X-Forwarded-* rewriting (nothing here reads
+    # the client address) and no Server header: less work per request; Date stays (RFC 9110).
     uvicorn.run(APP_FACTORY, factory=True, host=args.host, port=args.port, workers=args.workers,
-                log_level="info", access_log=False)  # fmt: skip
+                log_level="info", access_log=False, proxy_headers=False, server_header=False)  # fmt: skip
     return 0
 
 

@@ -1,6 +1,9 @@
 """Node and transaction features computed from a ``Snapshot``, and their standardisation.
 
-Everything is vectorised numpy/pandas so that a million transactions take about a second. Labels
+Everything is vectorised numpy/pandas so that a million transactions take about a second. Each
+feature is defined once (``_user_values``, ``_merchant_values``, ``_txn_values``) over an array
+namespace: numpy for a snapshot's columns, ``_RowMath`` (Python floats) for the one row that a
+serving call computes, where numpy's per-call overhead would dominate. Labels
 are never an input here: a verdict used as a feature would leak the answer into the model. The
 graph carries the fraud signal instead (shared devices and IPs, see ``gnn.core.model``).
 
@@ -10,7 +13,10 @@ Feature blocks are keyed by the model's node-type names ``"user"``, ``"device"``
 
 from __future__ import annotations
 
+import math
+from collections.abc import Sequence
 from dataclasses import dataclass, field
+from typing import Any
 
 import numpy as np
 import pandas as pd
@@ -336,18 +342,27 @@ class FeatureStats:
         row = self.added[name].get(gid)
         return row.copy() if row is not None else _blank(name)
 
+    def row_values(self, name: str, gid: int) -> list[float]:
+        """``row(name, gid)`` as Python floats (the form ``with_event`` and ``row_features`` work in)."""
+        a = self.block(name)
+        if gid < a.shape[0]:
+            return a[gid].tolist()
+        row = self.added[name].get(gid)
+        return row.tolist() if row is not None else _blank(name).tolist()
+
     def features(self, name: str, stats: np.ndarray | None = None) -> np.ndarray:
         """Raw features float32 [n, F] of ``stats`` rows of type ``name`` (all nodes when None)."""
         s = self.block(name) if stats is None else np.atleast_2d(stats)
-        if name == "user":
-            out = _user_rows(s)
-        elif name == "merchant":
-            out = _merchant_rows(s)
-        else:
-            out = np.log1p(s)
-        return out.astype(np.float32)
+        columns = _node_values(name, np, s.T)  # s.T[i]: statistic i of every row
+        return np.stack(columns, axis=1).astype(np.float32)
 
-    def put(self, name: str, gid: int, stats: np.ndarray) -> None:
+    @staticmethod
+    def row_features(name: str, stats: Sequence[float]) -> np.ndarray:
+        """Raw features float32 [F] of one node's statistics: ``features`` of that row, computed
+        on Python floats (the same definitions)."""
+        return np.array(_node_values(name, _RowMath, stats), dtype=np.float32)
+
+    def put(self, name: str, gid: int, stats: np.ndarray | Sequence[float]) -> None:
         """Store node ``gid``'s statistics (a node past the arrays in ``added``)."""
         a = self.block(name)
         if gid < a.shape[0]:
@@ -355,33 +370,40 @@ class FeatureStats:
         else:
             self.added[name][gid] = np.array(stats, dtype=a.dtype)
 
-    def with_event(self, event: Event, ctx: EventContext) -> dict[str, np.ndarray]:
+    def with_event(self, event: Event, ctx: EventContext) -> dict[str, list[float]]:
         """The statistics rows of the event's user, device, IP and merchant with ``event``
-        counted (keyed by node type; nothing is stored)."""
+        counted (keyed by node type, as Python floats; nothing is stored). One row each, so
+        plain Python arithmetic: numpy would spend more on dispatch than on the numbers."""
         kind = EVENT_KINDS.index(event.event.value)
-        amount = np.nan if event.amount is None else float(event.amount)
-        has_amount = bool(np.isfinite(amount))
-        log_amount = float(np.log1p(max(amount, 0.0))) if has_amount else 0.0
+        amount = math.nan if event.amount is None else float(event.amount)
+        has_amount = math.isfinite(amount)
+        log_amount = math.log1p(max(amount, 0.0)) if has_amount else 0.0
         declined = event.status in DECLINED_STATUSES
         is_pay = kind == _PAY
         is_money = is_pay or kind == _REFUND
         pay_amt = is_pay and has_amount
         tiny = pay_amt and amount < TINY_AMOUNT
+        ts = float(event.ts)
         h = ctx.history
-        h_money = (h.kind == _PAY) | (h.kind == _REFUND)
         g = ctx.gid
-        new_money_pair = is_money and "merchant" in g and not bool(np.any(h_money & (h.merchant == g["merchant"])))
-        out: dict[str, np.ndarray] = {}
+        new_money_pair = False
+        if is_money and "merchant" in g:
+            new_money_pair = not (h.kind.size and bool(np.any(((h.kind == _PAY) | (h.kind == _REFUND)) & (h.merchant == g["merchant"]))))
+        out: dict[str, list[float]] = {}
         if "device" in g:
-            d = self.row("device", g["device"])
-            d += (ctx.new_user_device, 1.0, ctx.new_device_ip)
+            d = self.row_values("device", g["device"])
+            d[0] += ctx.new_user_device
+            d[1] += 1.0
+            d[2] += ctx.new_device_ip
             out["device"] = d
         if "ip" in g:
-            i = self.row("ip", g["ip"])
-            i += (ctx.new_user_ip, ctx.new_device_ip, 1.0)
+            i = self.row_values("ip", g["ip"])
+            i[0] += ctx.new_user_ip
+            i[1] += ctx.new_device_ip
+            i[2] += 1.0
             out["ip"] = i
         if "merchant" in g:
-            m = self.row("merchant", g["merchant"])
+            m = self.row_values("merchant", g["merchant"])
             m[_M["n_users"]] += new_money_pair
             m[_M["n_txns"]] += 1.0
             m[_M["n_money"]] += is_money
@@ -391,7 +413,7 @@ class FeatureStats:
                 m[_M["n_tiny"]] += tiny
                 m[_M["amount_log_sum"]] += log_amount
             out["merchant"] = m
-        u = self.row("user", g["user"])
+        u = self.row_values("user", g["user"])
         u[_U["n_payments"]] += is_pay
         u[_U["n_refunds"]] += kind == _REFUND
         u[_U["n_logins"]] += kind == _LOGIN
@@ -409,17 +431,17 @@ class FeatureStats:
         u[_U["n_ips"]] += ctx.new_user_ip
         u[_U["max_device_users"]] = self._most_other_users(ctx.user_devices, "device", g.get("device"), out.get("device"))
         u[_U["max_ip_users"]] = self._most_other_users(ctx.user_ips, "ip", g.get("ip"), out.get("ip"))
-        u[_U["first_ts"]] = min(u[_U["first_ts"]], float(event.ts))
-        u[_U["last_ts"]] = max(u[_U["last_ts"]], float(event.ts))
+        u[_U["first_ts"]] = min(u[_U["first_ts"]], ts)
+        u[_U["last_ts"]] = max(u[_U["last_ts"]], ts)
         if is_pay:
-            hour = np.floor(float(event.ts) / 3600.0)
-            same_hour = int(np.count_nonzero((h.kind == _PAY) & (np.floor(h.ts / 3600.0) == hour)))
+            hour = math.floor(ts / 3600.0)
+            same_hour = int(np.count_nonzero((h.kind == _PAY) & (np.floor(h.ts / 3600.0) == hour))) if h.kind.size else 0
             u[_U["max_payments_per_hour"]] = max(u[_U["max_payments_per_hour"]], same_hour + 1.0)
-            u[_U["n_night_payments"]] += np.floor((float(event.ts) % 86400.0) / 3600.0) < NIGHT_END_HOUR
+            u[_U["n_night_payments"]] += math.floor((ts % 86400.0) / 3600.0) < NIGHT_END_HOUR
         out["user"] = u
         return out
 
-    def _most_other_users(self, idents: np.ndarray, name: str, event_gid: int | None, event_row: np.ndarray | None) -> float:
+    def _most_other_users(self, idents: np.ndarray, name: str, event_gid: int | None, event_row: list[float] | None) -> float:
         """The most other accounts on one of ``idents`` (devices or IPs, whose statistics start
         with ``n_users``), the event's identifier counted from its updated row."""
         a = self.block(name)
@@ -428,36 +450,42 @@ class FeatureStats:
             if gid == event_gid and event_row is not None:
                 n = event_row[0]
             else:
-                n = a[gid, 0] if gid < a.shape[0] else self.row(name, gid)[0]
+                n = float(a[gid, 0]) if gid < a.shape[0] else self.row_values(name, gid)[0]
             best = max(best, n - 1.0)
         return best
 
 
 def event_txn_features(event: Event, history: UserHistory) -> np.ndarray:
     """Raw transaction features float32 [F_txn] of ``event`` given its account's earlier events:
-    ``build_features``' definition, with the events before it in (ts, txn_id) order."""
+    ``build_features``' definition (``_txn_values``, on Python floats), with the events before it
+    in (ts, txn_id) order."""
     ts = float(event.ts)
-    before = history.ts < ts
-    if (tie := history.ts == ts).any():
-        before[tie] = [str(other) < event.txn_id for other in history.txn_id[tie]]
-    n_before = int(np.count_nonzero(before))
-    amount = np.nan if event.amount is None else float(event.amount)
-    has_amount = np.array([np.isfinite(amount)])
-    amount0 = np.where(has_amount, amount, 0.0)
-    txn = _txn_columns(
-        np.array([0 if event.device_id else -1]),
-        np.array([0 if event.ip else -1]),
-        np.array([EVENT_KINDS.index(event.event.value)]),
-        np.array([ts]),
-        np.log1p(np.maximum(amount0, 0.0)),
-        has_amount,
-        has_amount & (amount0 < TINY_AMOUNT),
-        np.array([event.status in DECLINED_STATUSES]),
-        gap=np.array([ts - float(history.ts[before].max()) if n_before else 0.0]),
-        so_far=np.array([float(n_before)]),
-        is_first=np.array([0.0 if n_before else 1.0]),
+    n_before, gap = 0, 0.0
+    if history.ts.size:
+        before = history.ts < ts
+        if (tie := history.ts == ts).any():
+            before[tie] = [str(other) < event.txn_id for other in history.txn_id[tie]]
+        n_before = int(np.count_nonzero(before))
+        if n_before:
+            gap = ts - float(history.ts[before].max())
+    amount = math.nan if event.amount is None else float(event.amount)
+    has_amount = math.isfinite(amount)
+    amount0 = amount if has_amount else 0.0
+    values = _txn_values(
+        _RowMath,
+        device=0 if event.device_id else -1,
+        ip=0 if event.ip else -1,
+        ev=EVENT_KINDS.index(event.event.value),
+        ts=ts,
+        log_amount=math.log1p(max(amount0, 0.0)),
+        has_amount=has_amount,
+        is_tiny=has_amount and amount0 < TINY_AMOUNT,
+        declined=event.status in DECLINED_STATUSES,
+        gap=gap,
+        so_far=float(n_before),
+        is_first=0.0 if n_before else 1.0,
     )
-    return txn[0]
+    return np.array(values, dtype=np.float32)
 
 
 # -- helpers ------------------------------------------------------------------------------------
@@ -580,49 +608,76 @@ def _user_stats(snapshot: Snapshot, n: int, c: _EventColumns) -> np.ndarray:
     return np.stack([columns[name] for name in USER_STATS], axis=1)
 
 
-#: User features that are ``log1p`` of one statistic, features that are a share (numerator,
-#: denominator), by feature name.
-_USER_LOG = {
-    "n_payments_log": "n_payments",
-    "n_refunds_log": "n_refunds",
-    "n_logins_log": "n_logins",
-    "n_signups_log": "n_signups",
-    "n_merchants_log": "n_merchants",
-    "n_devices_log": "n_devices",
-    "n_ips_log": "n_ips",
-    "max_device_users_log": "max_device_users",
-    "max_ip_users_log": "max_ip_users",
-    "max_payments_per_hour_log": "max_payments_per_hour",
-}
-_USER_SHARE = {
-    "declined_share": ("n_money_declined", "n_money"),
-    "amount_mean_log": ("amount_log_sum", "n_amounts"),
-    "tiny_share": ("n_tiny", "n_amounts"),
-    "night_share": ("n_night_payments", "n_payments"),
-}
-_F = {n: i for i, n in enumerate(USER_FEATURES)}
-# The same as column index arrays, built once (an online update computes one row per call).
-_USER_LOG_TO = np.array([_F[f] for f in _USER_LOG])
-_USER_LOG_FROM = np.array([_U[c] for c in _USER_LOG.values()])
-_USER_SHARE_TO = np.array([_F[f] for f in _USER_SHARE])
-_USER_SHARE_NUM = np.array([_U[a] for a, _ in _USER_SHARE.values()])
-_USER_SHARE_DEN = np.array([_U[b] for _, b in _USER_SHARE.values()])
-_USER_MEAN = list(_USER_SHARE).index("amount_mean_log")
+class _RowMath:
+    """The array functions that the feature definitions call, for one row of Python floats:
+    ``math``'s, and ``where``/``maximum`` for scalars. The definitions run on numpy columns for a
+    snapshot and on this for one event; a test holds the two to the same float32 values."""
+
+    pi = math.pi
+    log1p = staticmethod(math.log1p)
+    sqrt = staticmethod(math.sqrt)
+    sin = staticmethod(math.sin)
+    cos = staticmethod(math.cos)
+    isfinite = staticmethod(math.isfinite)
+    maximum = staticmethod(max)
+
+    @staticmethod
+    def where(cond: bool, a: float, b: float) -> float:
+        return a if cond else b
 
 
-def _user_rows(s: np.ndarray) -> np.ndarray:
-    """User features from user statistics (``USER_FEATURES`` order). Column groups at once, so
-    that one row (an online update) costs a few numpy calls, not one per feature."""
-    out = np.empty((s.shape[0], len(USER_FEATURES)))
-    out[:, _USER_LOG_TO] = np.log1p(s[:, _USER_LOG_FROM])
-    shares = _share(s[:, _USER_SHARE_NUM], s[:, _USER_SHARE_DEN])
-    out[:, _USER_SHARE_TO] = shares
-    mean = shares[:, _USER_MEAN]
-    out[:, _F["amount_max_log"]] = s[:, _U["amount_log_max"]]
-    out[:, _F["amount_std_log"]] = np.sqrt(np.maximum(_share(s[:, _U["amount_log_sq_sum"]], s[:, _U["n_amounts"]]) - mean**2, 0.0))
-    first, last = s[:, _U["first_ts"]], s[:, _U["last_ts"]]
-    out[:, _F["active_days_log"]] = np.log1p(np.where(np.isfinite(first), (last - first) / 86400.0, 0.0))
-    return out
+def _share(xp: Any, num: Any, den: Any) -> Any:
+    """``num / den`` where ``den > 0``, else 0."""
+    return xp.where(den > 0, num / xp.maximum(den, 1.0), 0.0)
+
+
+def _user_values(xp: Any, s: Any) -> list[Any]:
+    """User features (``USER_FEATURES`` order) from user statistics ``s`` (``s[_U[name]]``: a
+    numpy column of every node, or one node's float)."""
+    mean = _share(xp, s[_U["amount_log_sum"]], s[_U["n_amounts"]])
+    first, last = s[_U["first_ts"]], s[_U["last_ts"]]
+    values = {
+        "n_payments_log": xp.log1p(s[_U["n_payments"]]),
+        "n_refunds_log": xp.log1p(s[_U["n_refunds"]]),
+        "n_logins_log": xp.log1p(s[_U["n_logins"]]),
+        "n_signups_log": xp.log1p(s[_U["n_signups"]]),
+        "declined_share": _share(xp, s[_U["n_money_declined"]], s[_U["n_money"]]),
+        "amount_mean_log": mean,
+        "amount_max_log": s[_U["amount_log_max"]],
+        "amount_std_log": xp.sqrt(xp.maximum(_share(xp, s[_U["amount_log_sq_sum"]], s[_U["n_amounts"]]) - mean**2, 0.0)),
+        "tiny_share": _share(xp, s[_U["n_tiny"]], s[_U["n_amounts"]]),
+        "n_merchants_log": xp.log1p(s[_U["n_merchants"]]),
+        "n_devices_log": xp.log1p(s[_U["n_devices"]]),
+        "n_ips_log": xp.log1p(s[_U["n_ips"]]),
+        "max_device_users_log": xp.log1p(s[_U["max_device_users"]]),
+        "max_ip_users_log": xp.log1p(s[_U["max_ip_users"]]),
+        "active_days_log": xp.log1p(xp.where(xp.isfinite(first), (last - first) / 86400.0, 0.0)),
+        "max_payments_per_hour_log": xp.log1p(s[_U["max_payments_per_hour"]]),
+        "night_share": _share(xp, s[_U["n_night_payments"]], s[_U["n_payments"]]),
+    }
+    return [values[name] for name in USER_FEATURES]
+
+
+def _merchant_values(xp: Any, s: Any) -> list[Any]:
+    """Merchant features (``MERCHANT_FEATURES`` order) from merchant statistics ``s``."""
+    values = {
+        "n_users_log": xp.log1p(s[_M["n_users"]]),
+        "n_txns_log": xp.log1p(s[_M["n_txns"]]),
+        "tiny_share": _share(xp, s[_M["n_tiny"]], s[_M["n_amounts"]]),
+        "declined_share": _share(xp, s[_M["n_money_declined"]], s[_M["n_money"]]),
+        "amount_mean_log": _share(xp, s[_M["amount_log_sum"]], s[_M["n_amounts"]]),
+    }
+    return [values[name] for name in MERCHANT_FEATURES]
+
+
+def _node_values(name: str, xp: Any, s: Any) -> list[Any]:
+    """Features of node type ``name`` from its statistics ``s``; device and IP features are
+    ``log1p`` of their statistics, column for column."""
+    if name == "user":
+        return _user_values(xp, s)
+    if name == "merchant":
+        return _merchant_values(xp, s)
+    return [xp.log1p(s[k]) for k in range(len(STAT_NAMES[name]))]
 
 
 def _merchant_stats(merchant: np.ndarray, n: int, n_user: int, c: _EventColumns) -> np.ndarray:
@@ -639,19 +694,6 @@ def _merchant_stats(merchant: np.ndarray, n: int, n_user: int, c: _EventColumns)
         "amount_log_sum": _count(merchant[amt], n, c.log_amount[amt]),
     }
     return np.stack([columns[name] for name in MERCHANT_STATS], axis=1)
-
-
-_MERCHANT_LOG = np.array([_M["n_users"], _M["n_txns"]])
-_MERCHANT_SHARE_NUM = np.array([_M["n_tiny"], _M["n_money_declined"], _M["amount_log_sum"]])
-_MERCHANT_SHARE_DEN = np.array([_M["n_amounts"], _M["n_money"], _M["n_amounts"]])
-
-
-def _merchant_rows(s: np.ndarray) -> np.ndarray:
-    """Merchant features from merchant statistics (``MERCHANT_FEATURES`` order)."""
-    out = np.empty((s.shape[0], len(MERCHANT_FEATURES)))
-    out[:, :2] = np.log1p(s[:, _MERCHANT_LOG])
-    out[:, 2:] = _share(s[:, _MERCHANT_SHARE_NUM], s[:, _MERCHANT_SHARE_DEN])
-    return out
 
 
 def _txn_features(device: np.ndarray, ip: np.ndarray, c: _EventColumns) -> np.ndarray:
@@ -693,32 +735,49 @@ def _txn_columns(
     so_far: np.ndarray,
     is_first: np.ndarray,
 ) -> np.ndarray:
-    """The transaction feature table from per-row columns and the point-in-time ones (seconds
-    since the user's previous event, its events before, whether it is the first)."""
-    n_txn = ev.shape[0]
-    one_hot = np.zeros((n_txn, len(EVENT_KINDS)), dtype=np.float32)
-    if n_txn:
-        one_hot[np.arange(n_txn), ev] = 1.0
-    hour = (ts % 86400.0) / 3600.0
-    angle = 2.0 * np.pi * hour / 24.0
+    """The transaction feature table float32 [n, F_txn] from per-row columns (``_txn_values``)."""
+    columns = _txn_values(np, device=device, ip=ip, ev=ev, ts=ts, log_amount=log_amount, has_amount=has_amount,
+                          is_tiny=is_tiny, declined=declined, gap=gap, so_far=so_far, is_first=is_first)  # fmt: skip
     # Filled column by column into float32 (the values computed in float64, then rounded, as
     # a float64 table cast at the end would be): at millions of rows a float64 table and its
     # float32 copy would double the peak of this step.
-    columns = [
+    out = np.empty((ev.shape[0], len(columns)), dtype=np.float32)
+    for k, col in enumerate(columns):
+        out[:, k] = col
+    return out
+
+
+def _txn_values(
+    xp: Any,
+    *,
+    device: Any,
+    ip: Any,
+    ev: Any,
+    ts: Any,
+    log_amount: Any,
+    has_amount: Any,
+    is_tiny: Any,
+    declined: Any,
+    gap: Any,
+    so_far: Any,
+    is_first: Any,
+) -> list[Any]:
+    """Transaction features (``TXN_FEATURES`` order) from per-row values (numpy columns, or one
+    row's Python values) and the point-in-time ones: seconds since the user's previous event,
+    its events before, whether it is the first."""
+    hour = (ts % 86400.0) / 3600.0
+    angle = 2.0 * xp.pi * hour / 24.0
+    return [
         log_amount,
         has_amount,
         is_tiny,
         declined,
-        *(one_hot[:, k] for k in range(one_hot.shape[1])),
-        np.sin(angle),
-        np.cos(angle),
-        np.log1p(gap),
+        *(ev == k for k in range(len(EVENT_KINDS))),
+        xp.sin(angle),
+        xp.cos(angle),
+        xp.log1p(gap),
         is_first,
-        np.log1p(so_far),
+        xp.log1p(so_far),
         device >= 0,
         ip >= 0,
     ]
-    out = np.empty((n_txn, len(columns)), dtype=np.float32)
-    for k, col in enumerate(columns):
-        out[:, k] = col
-    return out

@@ -184,7 +184,7 @@ class _Pending:
     at: int
     gid: dict[str, int]
     new: tuple[str, ...]
-    stats: dict[str, np.ndarray]
+    stats: dict[str, list[float]]
     pairs: dict[Relation, bool]
     layers: list[dict[str, np.ndarray]]
     sources: dict[Relation, np.ndarray | None]
@@ -445,7 +445,7 @@ class InductiveScorer:
         gid = self._gid(name, key)
         if gid is None:
             raise NotFoundError(name, key)
-        return self._stats.features(name, self._stats.row(name, gid))[0]
+        return self._stats.row_features(name, self._stats.row_values(name, gid))
 
     def transaction_features(self, event: Event) -> np.ndarray:
         """Raw transaction features float32 [F_txn] of ``event`` as ``score_event`` computes them
@@ -490,7 +490,7 @@ class InductiveScorer:
         self._pending = p
         cfg = self._model.config
         final = self._layer(self.layers - 1, p.layers[-1], p.gid, p.pairs, p.sources)
-        txn_x = self._norm.apply_block("txn", event_txn_features(event, p.history)[None, :])[0]
+        txn_x = self._norm.apply_block("txn", event_txn_features(event, p.history))
         account = _prob(self._heads.account_logit(final["user"]), cfg.user_prior_shift)
         txn = _prob(self._heads.txn_logit(final, txn_x), cfg.txn_prior_shift)
         return EventScore(
@@ -565,7 +565,7 @@ class InductiveScorer:
         pairs = {} if held else self._event_pairs(gid)
         history = self._history(gid["user"])
         if held:
-            stats = {name: self._stats.row(name, g) for name, g in gid.items()}
+            stats = {name: self._stats.row_values(name, g) for name, g in gid.items()}
         else:
             linked = {rel[1] for rel, is_new in pairs.items() if is_new}
             ctx = EventContext(
@@ -580,7 +580,7 @@ class InductiveScorer:
             stats = self._stats.with_event(event, ctx)
         h0 = {}
         for name, row in stats.items():
-            x = self._norm.apply_block(name, self._stats.features(name, row))[0]
+            x = self._norm.apply_block(name, self._stats.row_features(name, row))
             w, b = self._encode[name]
             h0[name] = np.maximum(x @ w + b, 0.0)
         sources = self._sources(gid)
@@ -652,8 +652,10 @@ class InductiveScorer:
                     idx = sources[rel]
                     if idx is None:
                         part[:] = self._sum[layer][t][self._hub_row[t][g], j * hidden : (j + 1) * hidden]
+                    elif idx.size == 1:  # the usual account's one device or IP: its row is the sum
+                        part[:] = cached[s][idx[0]]
                     else:
-                        cached[s][idx].sum(axis=0, out=part)
+                        np.add.reduce(cached[s][idx], axis=0, out=part)  # ``.sum`` without its Python wrapper
                 n = deg[j]
                 is_new = pairs.get(rel)
                 if is_new:

@@ -266,6 +266,33 @@ def test_bad_input_is_422_naming_the_field(client: TestClient, home: ServedHome,
     assert r.json()["error"]["field"] == field and field in r.json()["error"]["message"]
 
 
+@pytest.mark.parametrize(
+    ("content", "content_type"),
+    [
+        (b"", "application/json"),
+        (b"{not json", "application/json"),
+        (b"[1, 2]", "application/json"),
+        (b"null", "application/json"),
+        (b'"text"', "application/json; charset=utf-8"),
+        (b'{"txn_id": "\xff"}', "application/json"),
+        (b'{"txn_id": "t-ct"}', "text/plain"),
+        (b'{"txn_id": "t-ct"}', None),
+    ],
+)
+def test_a_body_that_is_no_event_is_refused_as_fastapi_refuses_a_body_parameter(
+    client: TestClient, home: ServedHome, content: bytes, content_type: str | None
+) -> None:
+    """The checkout route reads its body itself (no FastAPI body parameter on the hot path); a body
+    that is not a JSON object gets the answer that FastAPI gives a route with a body parameter
+    (``POST /v1/labels``): 422, field ``body``, the value quoted."""
+    headers = {**key(home, "all"), **({"content-type": content_type} if content_type else {})}
+    checkout_answer = client.post("/v1/score", content=content, headers=headers)
+    labels_answer = client.post("/v1/labels", content=content, headers=headers)
+    assert checkout_answer.status_code == labels_answer.status_code == 422, (checkout_answer.text, labels_answer.text)
+    assert checkout_answer.json() == labels_answer.json()
+    assert checkout_answer.json()["error"]["field"] == "body"
+
+
 def test_a_huge_bad_value_is_named_not_echoed(client: TestClient, home: ServedHome) -> None:
     body = {**checkout("t-huge", "huge-user", "huge-device"), "txn_id": "x" * 500_000}
     r = client.post("/v1/score", json=body, headers=key(home, "checkout"))

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Callable
+from datetime import datetime
 
 import numpy as np
 import pandas as pd
@@ -263,6 +264,29 @@ def test_one_request_is_checked_exactly_as_a_file_row_is(row: dict[str, str | No
     checked = validate_events(ColumnMapping().apply(frame))
     _assert_same_outcome(row, lambda: validate_event(row), checked.reason[0], checked.detail[0],
                          lambda: events_from(checked.columns(np.array([0])))[0])  # fmt: skip
+
+
+@st.composite
+def _iso_timestamps(draw: st.DrawFn) -> str:
+    """ISO-8601 text as checkout services send it: a date and time, 0 to 9 fraction digits, an
+    optional zone (``Z`` or an offset)."""
+    day = draw(st.datetimes(min_value=datetime(2000, 1, 2), max_value=datetime(2099, 12, 30)))
+    digits = draw(st.text(alphabet="0123456789", min_size=0, max_size=9))
+    zone = draw(st.sampled_from(["", "Z", "+00:00", "-08:00", "+05:30", "+14:00", "-00:45"]))
+    sep = draw(st.sampled_from(["T", " "]))
+    return day.strftime(f"%Y-%m-%d{sep}%H:%M:%S") + (f".{digits}" if digits else "") + zone
+
+
+@settings(max_examples=500, deadline=None, derandomize=True, suppress_health_check=[HealthCheck.too_slow])
+@given(_iso_timestamps())
+def test_a_request_ts_is_the_same_float_as_a_file_row_ts(ts: str) -> None:
+    """The request path reads most timestamps without pandas; the float must still be the one a
+    file's row gets, to the last bit (an event's ts feeds features and the journal)."""
+    row = {**GOOD, "ts": ts}
+    frame = pd.DataFrame({k: pd.Series([row.get(k)], dtype="str") for k in CANONICAL_FIELDS})
+    checked = validate_events(ColumnMapping().apply(frame))
+    (from_file,) = events_from(checked.columns(np.array([0])))
+    assert validate_event(row).ts == from_file.ts, ts
 
 
 def _assert_same_outcome(

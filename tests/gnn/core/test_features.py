@@ -3,9 +3,18 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from gnn.core.features import BLOCKS, Normalisation, build_features
+from gnn.core.features import (
+    BLOCKS,
+    NODE_TYPES,
+    STAT_NAMES,
+    FeatureStats,
+    Normalisation,
+    UserHistory,
+    build_features,
+    event_txn_features,
+)
 from graph.errors import ModelError
-from graph.types import LabelTable, NodeType
+from graph.types import EVENT_KINDS, Event, EventKind, LabelTable, NodeType
 from tests.gnn.synth import SynthData, generate, snapshot_from_events
 
 
@@ -137,3 +146,61 @@ def test_statistics_of_new_nodes_are_kept_beside_the_arrays(synth: SynthData) ->
     stats.put("device", stats.device.shape[0], device)
     ctx_users = np.array([stats.device.shape[0]])
     assert stats._most_other_users(ctx_users, "device", None, None) == 6.0  # seven accounts: six others
+
+
+def _random_statistics(name: str, n: int, rng: np.random.Generator) -> np.ndarray:
+    """``n`` rows of statistics of node type ``name`` as online updates produce them: whole
+    counts (zeros often), log-amount sums and maxima, and for users a first/last time or none."""
+    width = len(STAT_NAMES[name])
+    rows = rng.integers(0, 40, size=(n, width)).astype(np.float64) * (rng.random((n, width)) < 0.7)
+    if name == "user":
+        s = {k: i for i, k in enumerate(STAT_NAMES["user"])}
+        rows[:, s["amount_log_sum"]] = rows[:, s["n_amounts"]] * rng.uniform(0.0, 9.0, n)
+        rows[:, s["amount_log_sq_sum"]] = rows[:, s["amount_log_sum"]] ** 2 / np.maximum(rows[:, s["n_amounts"]], 1.0) * rng.uniform(1.0, 1.5, n)
+        rows[:, s["amount_log_max"]] = rng.uniform(0.0, 12.0, n)
+        first = rng.uniform(1.7e9, 1.8e9, n)
+        rows[:, s["first_ts"]] = first
+        rows[:, s["last_ts"]] = first + rng.exponential(86400.0 * 30, n)
+        none = rng.random(n) < 0.1  # an account without events yet
+        rows[none, s["first_ts"]], rows[none, s["last_ts"]] = np.inf, -np.inf
+    elif name == "merchant":
+        s = {k: i for i, k in enumerate(STAT_NAMES["merchant"])}
+        rows[:, s["amount_log_sum"]] = rows[:, s["n_amounts"]] * rng.uniform(0.0, 9.0, n)
+    return rows
+
+
+@pytest.mark.parametrize("name", ["user", "device", "ip", "merchant"])
+def test_one_rows_features_equal_the_batch_definition(name: str) -> None:
+    """A serving call computes one node's features on Python floats (``row_features``); they must
+    be the batch features of the same statistics, so that the two paths cannot drift apart."""
+    rows = _random_statistics(name, 2_000, np.random.default_rng(5))
+    stats = FeatureStats(**{t: rows if t == name else np.zeros((0, len(STAT_NAMES[t]))) for t in STAT_NAMES})
+    batch = stats.features(name)
+    one = np.stack([FeatureStats.row_features(name, row.tolist()) for row in rows])
+    assert one.dtype == batch.dtype == np.float32
+    np.testing.assert_allclose(one, batch, rtol=1e-6, atol=1e-7)
+    assert np.mean(one == batch) > 0.999  # identical but for a last-bit rounding, rarely
+
+
+def test_one_events_transaction_features_equal_the_batch_table(synth: SynthData) -> None:
+    """``event_txn_features`` (one event on Python floats, its account's history as context)
+    gives every transaction's row of the batch table, ties in time included."""
+    snap = synth.snapshot
+    t = snap.transactions
+    table = build_features(snap).txn
+    keys = {name: snap.nodes[node_type] for name, node_type in NODE_TYPES.items()}
+    rng = np.random.default_rng(3)
+    for row in rng.choice(len(t), size=min(600, len(t)), replace=False).tolist():
+        mine = np.flatnonzero(t.user == t.user[row])
+        history = UserHistory(ts=t.ts[mine], kind=t.event[mine].astype(np.int64), merchant=t.merchant[mine].astype(np.int64),
+                              txn_id=t.txn_id[mine])  # fmt: skip
+        event = Event(
+            txn_id=str(t.txn_id[row]), ts=float(t.ts[row]), user_id=str(keys["user"][t.user[row]]),
+            device_id=str(keys["device"][t.device[row]]) if t.device[row] >= 0 else None,
+            ip=str(keys["ip"][t.ip[row]]) if t.ip[row] >= 0 else None,
+            merchant_id=str(keys["merchant"][t.merchant[row]]) if t.merchant[row] >= 0 else None,
+            amount=None if np.isnan(t.amount[row]) else float(t.amount[row]),
+            event=EventKind(EVENT_KINDS[int(t.event[row])]), status=t.status[row],
+        )  # fmt: skip
+        # The account's own row is in its history: the ordering by (ts, txn_id) leaves it out.
+        np.testing.assert_allclose(event_txn_features(event, history), table[row], rtol=1e-6, atol=1e-7, err_msg=str(row))
