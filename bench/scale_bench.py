@@ -214,15 +214,22 @@ def _time_epochs(run: Callable[[], None], device: torch.device, repeats: int) ->
 
 
 def _quality(metrics: Any) -> dict[str, float]:
-    def ap(m: Any) -> float:
-        return float(m.auprc) if m is not None else math.nan
+    """Held-out AUPRC per split with its 95 % bootstrap interval and the frauds behind it."""
+    out: dict[str, float] = {}
+    for key, m in (("account_auprc_test", metrics.accounts_test), ("txn_auprc_test", metrics.transactions_test),
+                   ("account_auprc_val", metrics.accounts_val), ("txn_auprc_val", metrics.transactions_val)):  # fmt: skip
+        out[key] = float(m.auprc) if m is not None else math.nan
+        out[key + "_low"] = float(m.auprc_ci.low) if m is not None else math.nan
+        out[key + "_high"] = float(m.auprc_ci.high) if m is not None else math.nan
+        out[key + "_frauds"] = float(m.n_fraud) if m is not None else 0.0
+    return out
 
-    return {
-        "account_auprc_test": ap(metrics.accounts_test),
-        "txn_auprc_test": ap(metrics.transactions_test),
-        "account_auprc_val": ap(metrics.accounts_val),
-        "txn_auprc_val": ap(metrics.transactions_val),
-    }
+
+def _ap_cell(q: dict[str, float], key: str) -> str:
+    """``AUPRC [low, high] (frauds)``; results saved before the intervals were kept show the point only."""
+    if key + "_low" not in q or math.isnan(q[key]):
+        return _fmt(q[key], ".3f")
+    return f"{q[key]:.3f} [{q[key + '_low']:.3f}, {q[key + '_high']:.3f}] ({int(q[key + '_frauds']):,})"
 
 
 def run_size(target_txns: int, args: argparse.Namespace, workdir: Path) -> SizeResult:
@@ -348,7 +355,7 @@ def print_report(results: list[SizeResult], args: argparse.Namespace) -> None:
           f"mini-batch {args.batch_size} seeds, fan-out {args.fanout}; device {results[0].device if results else '?'})")  # fmt: skip
     head = (
         "| txns | users | mode | epoch s (CPU s) | train end-to-end s (epochs) | peak RSS GB train | "
-        "AUPRC acc test | AUPRC txn test |"
+        "AUPRC acc test [95 % CI] (frauds) | AUPRC txn test [95 % CI] (frauds) |"
     )
     print(head)
     print("|---" * 8 + "|")
@@ -370,12 +377,12 @@ def print_report(results: list[SizeResult], args: argparse.Namespace) -> None:
             print(
                 f"| {r.txns:,} | {r.users:,} | {mode} | {epoch} | "
                 f"{_fmt(e2e['wall_s'], '.1f')} ({r.epochs[mode]}) | {_fmt(max(ep['peak_rss_gb'], e2e['peak_rss_gb']))} | "
-                f"{_fmt(q['account_auprc_test'], '.3f')} | {_fmt(q['txn_auprc_test'], '.3f')} |"
+                f"{_ap_cell(q, 'account_auprc_test')} | {_ap_cell(q, 'txn_auprc_test')} |"
             )
     ranks = [(r, k) for r in results for k in r.phases if k.startswith("mini x")]
     if ranks:
         print("\n| txns | ranks | train end-to-end s (epochs) | s per epoch incl. validation | CPU s rank 0 | "
-              "peak RSS GB rank 0 | peak RSS GB other rank | AUPRC acc test | AUPRC txn test |")  # fmt: skip
+              "peak RSS GB rank 0 | peak RSS GB other rank | AUPRC acc test [95 % CI] (frauds) | AUPRC txn test [95 % CI] (frauds) |")  # fmt: skip
         print("|---" * 9 + "|")
         for r, k in ranks:
             ph, mode = r.phases[k], k.split(":")[0]
@@ -383,7 +390,7 @@ def print_report(results: list[SizeResult], args: argparse.Namespace) -> None:
             print(
                 f"| {r.txns:,} | {mode[6:]} | {_fmt(ph['wall_s'], '.1f')} ({r.epochs[mode]}) | {_fmt(ph['per_epoch_s'])} | "
                 f"{_fmt(ph['cpu_s'], '.1f')} | {_fmt(ph['peak_rss_gb'])} | {_fmt(ph.get('peak_rss_gb_other_rank', math.nan))} | "
-                f"{_fmt(q['account_auprc_test'], '.3f')} | {_fmt(q['txn_auprc_test'], '.3f')} |"
+                f"{_ap_cell(q, 'account_auprc_test')} | {_ap_cell(q, 'txn_auprc_test')} |"
             )
     print("\n| txns | nodes (user/device/ip/merchant) | message edges | data s | scoring s | scored/s | "
           "scoring peak RSS GB | max RSS GB (whole run) |")  # fmt: skip
