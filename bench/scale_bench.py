@@ -98,6 +98,7 @@ class PeakRSS:
 
     def __init__(self, interval: float = 0.02) -> None:
         self._proc = psutil.Process()
+        self._cmdline = self._proc.cmdline()
         self._interval = interval
         self._peak = 0
         self._child_peak = 0
@@ -110,7 +111,9 @@ class PeakRSS:
             self._peak = max(self._peak, self._proc.memory_info().rss)
             for child in self._proc.children(recursive=True):  # data-parallel ranks
                 with contextlib.suppress(psutil.Error):
-                    self._child_peak = max(self._child_peak, child.memory_info().rss)
+                    # A child caught between fork and exec still shows this process's pages.
+                    if child.cmdline() != self._cmdline:
+                        self._child_peak = max(self._child_peak, child.memory_info().rss)
             time.sleep(self._interval)
 
     @contextmanager
@@ -232,6 +235,15 @@ def _ap_cell(q: dict[str, float], key: str) -> str:
     return f"{q[key]:.3f} [{q[key + '_low']:.3f}, {q[key + '_high']:.3f}] ({int(q[key + '_frauds']):,})"
 
 
+def _record(res: SizeResult, name: str, ph: dict[str, float]) -> None:
+    """Keep a phase's numbers and print them at once (stderr), so a run stopped later still
+    shows how far it got."""
+    res.phases[name] = ph
+    shown = ", ".join(f"{k} {v:.2f}" for k, v in ph.items())
+    load = "/".join(f"{x:.1f}" for x in psutil.getloadavg())
+    print(f"[scale_bench] {res.target_txns:,}: {name}: {shown} (load {load})", file=sys.stderr, flush=True)
+
+
 def run_size(target_txns: int, args: argparse.Namespace, workdir: Path) -> SizeResult:
     """Measure one size (in the current process)."""
     res = SizeResult(target_txns=target_txns)
@@ -254,7 +266,7 @@ def run_size(target_txns: int, args: argparse.Namespace, workdir: Path) -> SizeR
         with rss.phase(ph := {}):
             ds = generate(SyntheticConfig(users=users, seed=args.seed), workdir)
             snap = snapshot_from_csv(ds.events, ds.labels)
-        res.phases["data (generate + snapshot)"] = ph
+        _record(res, "data (generate + snapshot)", ph)
         res.users, res.txns = snap.num_nodes(NodeType.USER), len(snap.transactions)
         res.nodes = {t.value: snap.num_nodes(t) for t in (NodeType.USER, NodeType.DEVICE, NodeType.IP, NodeType.MERCHANT)}
         base = TrainConfig(seed=args.seed, epochs=args.epochs, patience=args.patience)
@@ -299,7 +311,7 @@ def run_size(target_txns: int, args: argparse.Namespace, workdir: Path) -> SizeR
                 if args.profile and mode == "full":
                     res.profile = _profile(lambda: _full_epoch(model, opt, g, ctx, device))
                 del g, model, opt, ctx
-            res.phases[f"{mode}: epoch"] = ph
+            _record(res, f"{mode}: epoch", ph)
             if mode == "mini" and res.txns > args.skip_mini_train_above:
                 res.notes.append(f"mini-batch end-to-end training skipped (> {args.skip_mini_train_above:,} transactions)")
                 continue
@@ -307,7 +319,7 @@ def run_size(target_txns: int, args: argparse.Namespace, workdir: Path) -> SizeR
             with rss.phase(ph := {}):
                 art = train(snap, cfg)
             ph["per_epoch_s"] = ph["wall_s"] / max(art.metrics.epochs_run, 1)
-            res.phases[f"{mode}: train end to end"] = ph
+            _record(res, f"{mode}: train end to end", ph)
             res.epochs[mode] = art.metrics.epochs_run
             res.quality[mode] = _quality(art.metrics)
             if artefact is None:
@@ -319,14 +331,16 @@ def run_size(target_txns: int, args: argparse.Namespace, workdir: Path) -> SizeR
             with rss.phase(ph := {}):
                 art = train(snap, cfg)
             ph["per_epoch_s"] = ph["wall_s"] / max(art.metrics.epochs_run, 1)
-            res.phases[f"mini x{n}: train end to end"] = ph
+            _record(res, f"mini x{n}: train end to end", ph)
             res.epochs[f"mini x{n}"] = art.metrics.epochs_run
             res.quality[f"mini x{n}"] = _quality(art.metrics)
+            if artefact is None:  # no 1-process run end to end: score with this one
+                artefact = art
         assert artefact is not None
         with rss.phase(ph := {}):
             score_snapshot(artefact, snap)
         ph["entities_per_s"] = (res.users + res.txns) / ph["wall_s"]
-        res.phases["scoring (features + inference)"] = ph
+        _record(res, "scoring (features + inference)", ph)
     finally:
         rss.close()
     res.max_rss_gb = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024 / GB
