@@ -6,7 +6,9 @@ trains GraphSAGE mini-batch with ``gnn.training.train.train`` once per entry of 
 accounts and transactions with its 95 % bootstrap interval and the number of frauds behind it
 (``gnn.core.metrics.split_metrics``), and, against the first entry, the paired AUPRC difference
 and its 95 % interval (``paired_auprc_difference``: the same resamples score both models, so
-this interval, not two overlapping ones, says whether they differ).
+this interval, not two overlapping ones, says whether they differ). An entry ``N@S`` trains N
+ranks with training seed S instead (the graph stays the same): ``1,2,1@8`` also shows how far
+another seed moves one process, the noise that 2 ranks are measured against.
 
     python bench/ddp_quality.py [--txns 200000] [--nproc 1,2] [--batch-size 16384]
                                 [--epochs 40] [--patience 6] [--seed 7]
@@ -40,6 +42,7 @@ class Run:
     """One training run's test scores and metrics."""
 
     nproc: int
+    seed: int
     epochs_run: int
     wall_s: float
     cpu_s: float
@@ -62,7 +65,7 @@ def _cell(m: SplitMetrics | None) -> str:
 def main() -> None:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("--txns", type=int, default=200_000)
-    p.add_argument("--nproc", default="1,2", help="comma-separated rank counts; the first is the baseline")
+    p.add_argument("--nproc", default="1,2", help="comma-separated rank counts, N or N@SEED; the first is the baseline")
     p.add_argument("--batch-size", type=int, default=16_384)
     p.add_argument("--fanout", default="15,10")
     p.add_argument("--epochs", type=int, default=40)
@@ -74,15 +77,17 @@ def main() -> None:
         t0 = time.perf_counter()
         ds = generate(SyntheticConfig(users=max(100, round(args.txns / EVENTS_PER_USER)), seed=args.seed), Path(tmp))
         snap = snapshot_from_csv(ds.events, ds.labels)
-        print(f"graph: {len(snap.transactions):,} transactions, generated in {time.perf_counter() - t0:.1f} s (load {_load()})")
+        print(f"graph: {len(snap.transactions):,} transactions, generated in {time.perf_counter() - t0:.1f} s (load {_load()})", flush=True)
     base = TrainConfig()
     y = targets(snap)
     users = user_split(snap, base.val_fraction, base.test_fraction)
     txns = txn_split(snap, base.val_fraction, base.test_fraction)
     runs: list[Run] = []
-    for n in (int(k) for k in args.nproc.split(",")):
+    for entry in args.nproc.split(","):
+        n, _, seed_text = entry.partition("@")
+        n, seed = int(n), int(seed_text or args.seed)
         cfg = TrainConfig(
-            seed=args.seed, epochs=args.epochs, patience=args.patience, batch_size=args.batch_size,
+            seed=seed, epochs=args.epochs, patience=args.patience, batch_size=args.batch_size,
             fanout=tuple(int(k) for k in args.fanout.split(",")), nproc=n,
         )  # fmt: skip
         load_before = _load()
@@ -94,29 +99,29 @@ def main() -> None:
         cpu = time.process_time() - c0 + (ch1.ru_utime - ch0.ru_utime) + (ch1.ru_stime - ch0.ru_stime)
         scored = score_snapshot(art, snap)
         a, t = scored.account_scores[users.test], scored.txn_scores[txns.test]
-        runs.append(Run(n, art.metrics.epochs_run, wall, cpu, a, t,
+        runs.append(Run(n, seed, art.metrics.epochs_run, wall, cpu, a, t,
                         split_metrics(a, y.user[users.test]), split_metrics(t, y.txn[txns.test])))  # fmt: skip
-        print(f"ranks {n}: {art.metrics.epochs_run} epochs, train {wall:.1f} s wall, {cpu:.1f} s CPU all ranks "
+        print(f"ranks {n} seed {seed}: {art.metrics.epochs_run} epochs, train {wall:.1f} s wall, {cpu:.1f} s CPU all ranks "
               f"(load {load_before} before, {_load()} after)", flush=True)  # fmt: skip
 
     print(f"\ntest AUPRC [95 % interval] (frauds of rows); batch {args.batch_size}, epochs <= {args.epochs}, "
-          f"patience {args.patience}, seed {args.seed}")  # fmt: skip
-    print("| ranks | epochs | accounts | transactions |")
-    print("|---|---|---|---|")
+          f"patience {args.patience}, graph seed {args.seed}")  # fmt: skip
+    print("| ranks | training seed | epochs | accounts | transactions |")
+    print("|---|---|---|---|---|")
     for r in runs:
-        print(f"| {r.nproc} | {r.epochs_run} | {_cell(r.accounts)} | {_cell(r.transactions)} |")
+        print(f"| {r.nproc} | {r.seed} | {r.epochs_run} | {_cell(r.accounts)} | {_cell(r.transactions)} |")
     first = runs[0]
     if len(runs) > 1:
-        print(f"\npaired AUPRC difference against {first.nproc} rank(s) [95 % interval]")
-        print("| ranks | accounts | transactions |")
-        print("|---|---|---|")
+        print(f"\npaired AUPRC difference against {first.nproc} rank(s), seed {first.seed} [95 % interval]")
+        print("| ranks | training seed | accounts | transactions |")
+        print("|---|---|---|---|")
         for r in runs[1:]:
             cells = []
             for mine, theirs, yy in ((r.account_scores, first.account_scores, y.user[users.test]),
                                      (r.txn_scores, first.txn_scores, y.txn[txns.test])):  # fmt: skip
                 d, ci = paired_auprc_difference(mine, theirs, yy)
                 cells.append(f"{d:+.3f} [{ci.low:+.3f}, {ci.high:+.3f}]")
-            print(f"| {r.nproc} | {cells[0]} | {cells[1]} |")
+            print(f"| {r.nproc} | {r.seed} | {cells[0]} | {cells[1]} |")
 
 
 if __name__ == "__main__":
