@@ -98,6 +98,7 @@ class PeakRSS:
 
     def __init__(self, interval: float = 0.02) -> None:
         self._proc = psutil.Process()
+        self._cmdline = self._proc.cmdline()
         self._interval = interval
         self._peak = 0
         self._child_peak = 0
@@ -110,7 +111,9 @@ class PeakRSS:
             self._peak = max(self._peak, self._proc.memory_info().rss)
             for child in self._proc.children(recursive=True):  # data-parallel ranks
                 with contextlib.suppress(psutil.Error):
-                    self._child_peak = max(self._child_peak, child.memory_info().rss)
+                    # A child caught between fork and exec still shows this process's pages.
+                    if child.cmdline() != self._cmdline:
+                        self._child_peak = max(self._child_peak, child.memory_info().rss)
             time.sleep(self._interval)
 
     @contextmanager
@@ -214,15 +217,31 @@ def _time_epochs(run: Callable[[], None], device: torch.device, repeats: int) ->
 
 
 def _quality(metrics: Any) -> dict[str, float]:
-    def ap(m: Any) -> float:
-        return float(m.auprc) if m is not None else math.nan
+    """Held-out AUPRC per split with its 95 % bootstrap interval and the frauds behind it."""
+    out: dict[str, float] = {}
+    for key, m in (("account_auprc_test", metrics.accounts_test), ("txn_auprc_test", metrics.transactions_test),
+                   ("account_auprc_val", metrics.accounts_val), ("txn_auprc_val", metrics.transactions_val)):  # fmt: skip
+        out[key] = float(m.auprc) if m is not None else math.nan
+        out[key + "_low"] = float(m.auprc_ci.low) if m is not None else math.nan
+        out[key + "_high"] = float(m.auprc_ci.high) if m is not None else math.nan
+        out[key + "_frauds"] = float(m.n_fraud) if m is not None else 0.0
+    return out
 
-    return {
-        "account_auprc_test": ap(metrics.accounts_test),
-        "txn_auprc_test": ap(metrics.transactions_test),
-        "account_auprc_val": ap(metrics.accounts_val),
-        "txn_auprc_val": ap(metrics.transactions_val),
-    }
+
+def _ap_cell(q: dict[str, float], key: str) -> str:
+    """``AUPRC [low, high] (frauds)``; results saved before the intervals were kept show the point only."""
+    if key + "_low" not in q or math.isnan(q[key]):
+        return _fmt(q[key], ".3f")
+    return f"{q[key]:.3f} [{q[key + '_low']:.3f}, {q[key + '_high']:.3f}] ({int(q[key + '_frauds']):,})"
+
+
+def _record(res: SizeResult, name: str, ph: dict[str, float]) -> None:
+    """Keep a phase's numbers and print them at once (stderr), so a run stopped later still
+    shows how far it got."""
+    res.phases[name] = ph
+    shown = ", ".join(f"{k} {v:.2f}" for k, v in ph.items())
+    load = "/".join(f"{x:.1f}" for x in psutil.getloadavg())
+    print(f"[scale_bench] {res.target_txns:,}: {name}: {shown} (load {load})", file=sys.stderr, flush=True)
 
 
 def run_size(target_txns: int, args: argparse.Namespace, workdir: Path) -> SizeResult:
@@ -247,7 +266,7 @@ def run_size(target_txns: int, args: argparse.Namespace, workdir: Path) -> SizeR
         with rss.phase(ph := {}):
             ds = generate(SyntheticConfig(users=users, seed=args.seed), workdir)
             snap = snapshot_from_csv(ds.events, ds.labels)
-        res.phases["data (generate + snapshot)"] = ph
+        _record(res, "data (generate + snapshot)", ph)
         res.users, res.txns = snap.num_nodes(NodeType.USER), len(snap.transactions)
         res.nodes = {t.value: snap.num_nodes(t) for t in (NodeType.USER, NodeType.DEVICE, NodeType.IP, NodeType.MERCHANT)}
         base = TrainConfig(seed=args.seed, epochs=args.epochs, patience=args.patience)
@@ -292,7 +311,7 @@ def run_size(target_txns: int, args: argparse.Namespace, workdir: Path) -> SizeR
                 if args.profile and mode == "full":
                     res.profile = _profile(lambda: _full_epoch(model, opt, g, ctx, device))
                 del g, model, opt, ctx
-            res.phases[f"{mode}: epoch"] = ph
+            _record(res, f"{mode}: epoch", ph)
             if mode == "mini" and res.txns > args.skip_mini_train_above:
                 res.notes.append(f"mini-batch end-to-end training skipped (> {args.skip_mini_train_above:,} transactions)")
                 continue
@@ -300,7 +319,7 @@ def run_size(target_txns: int, args: argparse.Namespace, workdir: Path) -> SizeR
             with rss.phase(ph := {}):
                 art = train(snap, cfg)
             ph["per_epoch_s"] = ph["wall_s"] / max(art.metrics.epochs_run, 1)
-            res.phases[f"{mode}: train end to end"] = ph
+            _record(res, f"{mode}: train end to end", ph)
             res.epochs[mode] = art.metrics.epochs_run
             res.quality[mode] = _quality(art.metrics)
             if artefact is None:
@@ -312,14 +331,16 @@ def run_size(target_txns: int, args: argparse.Namespace, workdir: Path) -> SizeR
             with rss.phase(ph := {}):
                 art = train(snap, cfg)
             ph["per_epoch_s"] = ph["wall_s"] / max(art.metrics.epochs_run, 1)
-            res.phases[f"mini x{n}: train end to end"] = ph
+            _record(res, f"mini x{n}: train end to end", ph)
             res.epochs[f"mini x{n}"] = art.metrics.epochs_run
             res.quality[f"mini x{n}"] = _quality(art.metrics)
+            if artefact is None:  # no 1-process run end to end: score with this one
+                artefact = art
         assert artefact is not None
         with rss.phase(ph := {}):
             score_snapshot(artefact, snap)
         ph["entities_per_s"] = (res.users + res.txns) / ph["wall_s"]
-        res.phases["scoring (features + inference)"] = ph
+        _record(res, "scoring (features + inference)", ph)
     finally:
         rss.close()
     res.max_rss_gb = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024 / GB
@@ -348,7 +369,7 @@ def print_report(results: list[SizeResult], args: argparse.Namespace) -> None:
           f"mini-batch {args.batch_size} seeds, fan-out {args.fanout}; device {results[0].device if results else '?'})")  # fmt: skip
     head = (
         "| txns | users | mode | epoch s (CPU s) | train end-to-end s (epochs) | peak RSS GB train | "
-        "AUPRC acc test | AUPRC txn test |"
+        "AUPRC acc test [95 % CI] (frauds) | AUPRC txn test [95 % CI] (frauds) |"
     )
     print(head)
     print("|---" * 8 + "|")
@@ -370,12 +391,12 @@ def print_report(results: list[SizeResult], args: argparse.Namespace) -> None:
             print(
                 f"| {r.txns:,} | {r.users:,} | {mode} | {epoch} | "
                 f"{_fmt(e2e['wall_s'], '.1f')} ({r.epochs[mode]}) | {_fmt(max(ep['peak_rss_gb'], e2e['peak_rss_gb']))} | "
-                f"{_fmt(q['account_auprc_test'], '.3f')} | {_fmt(q['txn_auprc_test'], '.3f')} |"
+                f"{_ap_cell(q, 'account_auprc_test')} | {_ap_cell(q, 'txn_auprc_test')} |"
             )
     ranks = [(r, k) for r in results for k in r.phases if k.startswith("mini x")]
     if ranks:
         print("\n| txns | ranks | train end-to-end s (epochs) | s per epoch incl. validation | CPU s rank 0 | "
-              "peak RSS GB rank 0 | peak RSS GB other rank | AUPRC acc test | AUPRC txn test |")  # fmt: skip
+              "peak RSS GB rank 0 | peak RSS GB other rank | AUPRC acc test [95 % CI] (frauds) | AUPRC txn test [95 % CI] (frauds) |")  # fmt: skip
         print("|---" * 9 + "|")
         for r, k in ranks:
             ph, mode = r.phases[k], k.split(":")[0]
@@ -383,7 +404,7 @@ def print_report(results: list[SizeResult], args: argparse.Namespace) -> None:
             print(
                 f"| {r.txns:,} | {mode[6:]} | {_fmt(ph['wall_s'], '.1f')} ({r.epochs[mode]}) | {_fmt(ph['per_epoch_s'])} | "
                 f"{_fmt(ph['cpu_s'], '.1f')} | {_fmt(ph['peak_rss_gb'])} | {_fmt(ph.get('peak_rss_gb_other_rank', math.nan))} | "
-                f"{_fmt(q['account_auprc_test'], '.3f')} | {_fmt(q['txn_auprc_test'], '.3f')} |"
+                f"{_ap_cell(q, 'account_auprc_test')} | {_ap_cell(q, 'txn_auprc_test')} |"
             )
     print("\n| txns | nodes (user/device/ip/merchant) | message edges | data s | scoring s | scored/s | "
           "scoring peak RSS GB | max RSS GB (whole run) |")  # fmt: skip

@@ -49,7 +49,8 @@ def _parser() -> argparse.ArgumentParser:
     t.add_argument("--device", choices=["cpu", "cuda"], default=None, help="default: CUDA if present")
     t.add_argument("--force", action="store_true", help="make the new model current even if it is worse")
     t.add_argument("--batch-size", type=int, default=None,
-                   help="train GraphSAGE on mini-batches of this many seed accounts + transactions (default: full batch; "
+                   help="train GraphSAGE on mini-batches of this many seed accounts + transactions per step, all ranks "
+                        "together (default: full batch; "
                         f"{DEFAULT_NPROC_BATCH} with --nproc > 1)")  # fmt: skip
     t.add_argument("--fanout", type=_fanout, default=None, help="neighbours sampled per relation and hop, e.g. 15,10 (mini-batch)")
     t.add_argument("--nproc", type=int, default=1,

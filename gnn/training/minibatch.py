@@ -273,12 +273,17 @@ class MiniBatchEpochs:
     batch's seeds). Forward passes are trimmed per layer to the nodes that the next layer reads
     (``gnn.core.model.HopCounts``), which changes no output of the seeds.
 
-    Data parallel (``gnn.training.distributed``): every rank deals the same batches (the
-    shuffle is seeded by ``seed`` alone) and runs batches ``rank, rank + world, ...``; a rank
-    short of one batch in the last round steps on one of its batches weighted 0, so every rank takes the same
-    number of steps and DDP's all-reduce pairs up. The sampler draws from a generator seeded with
-    ``(seed, rank)``, the dropout masks from torch's seeded generator. Validation (in
-    ``gnn.training.train``) is scored by ``gnn.core.model.predict``, layer-wise and in chunks.
+    Data parallel (``gnn.training.distributed``): ``batch_size`` is the step's batch over all
+    ranks, so ``world`` ranks take the same optimizer steps as one process. Every rank deals
+    the same shuffle (seeded by ``seed`` alone) into parts of ``batch_size / world`` seeds;
+    parts ``world * s + r`` (``r = 0 .. world - 1``) make step ``s``, rank ``r`` runs its part.
+    A rank's loss is its seeds' summed BCE over the whole step's seed counts, times ``world``,
+    so DDP's mean of the gradients over ranks is the gradient of the step's full-batch loss
+    however the seeds fall; a rank with no part in the last step steps on a part weighted 0
+    (DDP's all-reduce stays paired and the others' gradient is not diluted). The sampler draws
+    from a generator seeded with ``(seed, rank)``, the dropout masks from torch's seeded
+    generator. Validation (in ``gnn.training.train``) is scored by ``gnn.core.model.predict``,
+    layer-wise and in chunks.
 
     Args:
         g: the whole graph (features standardised); sampled on the CPU, batches moved to
@@ -287,8 +292,9 @@ class MiniBatchEpochs:
         txn_train: int64 rows of the training transactions (empty: no transaction loss).
         y_user, y_txn: float32 targets [N_user], [T] on ``device``.
         pos_weight_user, pos_weight_txn: the heads' BCE ``pos_weight`` (0-d tensors on ``device``).
-        batch_size: seeds per batch, accounts and transactions together (>= 1; an account with
-            more training transactions than that makes a bigger batch of its own).
+        batch_size: seeds per optimizer step, accounts and transactions together, all ranks
+            together (>= 1; an account with more training transactions than a rank's part makes
+            a bigger part of its own).
         fanout: neighbours per relation per hop, one entry per layer.
         seed: seeds the sampler and the shuffling.
         rank, world: this rank and the number of ranks (1 process: 0 and 1).
@@ -325,6 +331,7 @@ class MiniBatchEpochs:
         self.y_user, self.y_txn = y_user, y_txn
         self.pw_user, self.pw_txn = pos_weight_user, pos_weight_txn
         self.batch_size = batch_size
+        self.part_size = max(1, math.ceil(batch_size / world))  # seeds of one rank's part of a step
         self.device = device
         self.rank, self.world = rank, world
         self.shuffle_rng = np.random.default_rng(seed)
@@ -333,18 +340,20 @@ class MiniBatchEpochs:
 
     @property
     def batches_per_epoch(self) -> int:
-        """About how many batches an epoch deals (all ranks together; the count varies a little
-        with the shuffle, because an account is never split)."""
+        """About how many optimizer steps an epoch takes (the same on every rank; the count
+        varies a little with the shuffle, because an account is never split)."""
         return max(1, math.ceil((self.user_train.size + self.txn_train.size) / self.batch_size))
 
     def deal(self) -> list[tuple[np.ndarray, np.ndarray]]:
-        """One epoch's batches, all ranks' (account seeds, transaction rows), from the next shuffle."""
+        """One epoch's parts, all ranks' (account seeds, transaction rows), from the next shuffle:
+        parts ``world * s .. world * s + world - 1`` make step ``s``, part ``world * s + r`` is rank
+        ``r``'s."""
         order = self.shuffle_rng.permutation(self._accounts)
         pos = np.full(self.sampler._num["user"], -1, dtype=np.int64)
         pos[order] = np.arange(order.size)
         u_pos, t_pos = pos[self.user_train], pos[self._owner]
         per = np.bincount(u_pos, minlength=order.size) + np.bincount(t_pos, minlength=order.size)
-        batch_of = (np.cumsum(per) - per) // self.batch_size  # an account's batch: where its seeds start
+        batch_of = (np.cumsum(per) - per) // self.part_size  # an account's part: where its seeds start
         n = int(batch_of[-1]) + 1 if order.size else 0
         u_b, t_b = batch_of[u_pos], batch_of[t_pos]
         u_sorted = self.user_train[np.lexsort((u_pos, u_b))]
@@ -352,41 +361,51 @@ class MiniBatchEpochs:
         t_sorted = self.txn_train[t_order]
         u_cut = np.searchsorted(np.sort(u_b), np.arange(1, n))
         t_cut = np.searchsorted(t_b[t_order], np.arange(1, n))
-        return list(zip(np.split(u_sorted, u_cut), np.split(t_sorted, t_cut), strict=True))
+        parts = zip(np.split(u_sorted, u_cut), np.split(t_sorted, t_cut), strict=True)
+        return [(u, t) for u, t in parts if u.size or t.size]  # an account bigger than a part leaves gaps
 
     def run_epoch(self, model: torch.nn.Module, opt: torch.optim.Optimizer, max_batches: int | None = None) -> float:
         """One pass over every training account and transaction (this rank's share); returns the
-        mean loss of its batches. ``model`` is a ``RingSAGE`` or a DDP wrapper of one.
-        ``max_batches`` stops the pass early (benchmarks time a few batches of a big epoch)."""
+        mean loss of its steps. ``model`` is a ``RingSAGE`` or a DDP wrapper of one.
+        ``max_batches`` stops the pass early (benchmarks time a few steps of a big epoch)."""
         model.train()
-        batches = self.deal()
-        steps_each = math.ceil(len(batches) / self.world)
+        parts = self.deal()
+        steps_each = math.ceil(len(parts) / self.world)
         if max_batches is not None:
             steps_each = min(steps_each, max_batches)
         total, steps = 0.0, 0
         for step in range(steps_each):
-            i = step * self.world + self.rank
+            group = parts[step * self.world : (step + 1) * self.world]  # every rank's part of this step
+            n_user = sum(int(u.size) for u, _ in group)
+            n_txn = sum(int(t.size) for _, t in group)
             opt.zero_grad(set_to_none=True)
-            if i < len(batches):
-                loss = self._batch_loss(model, *batches[i])
-                total += float(loss.detach())
+            if self.rank < len(group):
+                loss = self._batch_loss(model, *group[self.rank], n_user, n_txn)
+                total += float(loss.detach())  # this rank's estimate of the step's loss
                 steps += 1
-            else:  # this rank's last round is empty: a batch weighted 0 keeps DDP's all-reduce paired
-                loss = self._batch_loss(model, *batches[self.rank]) * 0.0
+            else:  # no part for this rank in the last step: weight 0 keeps DDP's all-reduce paired
+                loss = self._batch_loss(model, *group[0], n_user, n_txn) * 0.0
             loss.backward()
             opt.step()
         self.last_batches = steps
         return total / max(steps, 1)
 
-    def _batch_loss(self, model: torch.nn.Module, u: np.ndarray, t: np.ndarray) -> Tensor:
+    def _batch_loss(self, model: torch.nn.Module, u: np.ndarray, t: np.ndarray, n_user: int, n_txn: int) -> Tensor:
+        """This rank's share of the step's loss: its seeds' summed BCE over the step's seed counts
+        (all ranks), times ``world``, so that DDP's mean over ranks is the full-batch loss of the
+        step's seeds whatever each rank holds."""
         batch = self.sampler.sample(u, t, self.rng)
         g = batch.graph.to(self.device)
         user_logits, txn_logits, _ = model(g)
         loss = user_logits.new_zeros(())
         if u.size:
             uu = torch.from_numpy(u).to(self.device)
-            loss = loss + F.binary_cross_entropy_with_logits(user_logits[: u.size], self.y_user[uu], pos_weight=self.pw_user)
+            bce = F.binary_cross_entropy_with_logits(
+                user_logits[: u.size], self.y_user[uu], pos_weight=self.pw_user, reduction="sum"
+            )
+            loss = loss + bce * (self.world / n_user)
         if t.size:
             tt = torch.from_numpy(t).to(self.device)
-            loss = loss + F.binary_cross_entropy_with_logits(txn_logits, self.y_txn[tt], pos_weight=self.pw_txn)
+            bce = F.binary_cross_entropy_with_logits(txn_logits, self.y_txn[tt], pos_weight=self.pw_txn, reduction="sum")
+            loss = loss + bce * (self.world / n_txn)
         return loss

@@ -96,8 +96,10 @@ class TrainConfig:
     the hybrid always read them. ``label_delay`` (seconds): verdicts are known that long after
     their payment; None takes the verdicts' own timestamps. ``threads``: torch's CPU threads
     while training (``gnn.core.device.pick_threads``: ``RINGWATCH_THREADS``, else this process's cores).
-    ``nproc``: data-parallel ranks on this machine (``gnn.training.distributed``; needs ``batch_size``;
-    the threads are shared out between the ranks). ``export_dir``: under ``torchrun``, the folder,
+    ``nproc``: data-parallel ranks on this machine (``gnn.training.distributed``; needs ``batch_size``,
+    which stays the seeds of one optimizer step over all ranks, so each rank takes ``batch_size /
+    nproc`` of them and an epoch takes as many steps as with one process; the threads are shared
+    out between the ranks). ``export_dir``: under ``torchrun``, the folder,
     visible to every rank, that rank 0 exports the graph to (local ranks use a temporary one).
 
     Raises:

@@ -5,6 +5,7 @@ full batch where both fit)."""
 from __future__ import annotations
 
 import dataclasses
+import math
 from pathlib import Path
 
 import numpy as np
@@ -126,14 +127,17 @@ def test_layer_trimming_changes_no_seed_output(graph: GraphInput) -> None:
     torch.testing.assert_close(trim_t, whole_t, atol=1e-5, rtol=1e-4)
 
 
-def _epochs(g: GraphInput, rank: int, world: int, batch_size: int = 60) -> MiniBatchEpochs:
+def _epochs(
+    g: GraphInput, rank: int, world: int, batch_size: int = 60, fanout: tuple[int, ...] = FANOUT
+) -> MiniBatchEpochs:
     rng = np.random.default_rng(1)
     users = rng.choice(g.data["user"].x.shape[0], 80, replace=False)
     rows = rng.choice(g.txn_x.shape[0], 300, replace=False)
-    z = torch.zeros(g.txn_x.shape[0])
+    yu = torch.from_numpy((np.arange(g.data["user"].x.shape[0]) % 3 == 0).astype(np.float32))
+    yt = torch.from_numpy((np.arange(g.txn_x.shape[0]) % 4 == 0).astype(np.float32))
     return MiniBatchEpochs(
-        g, user_train=users, txn_train=rows, y_user=z, y_txn=z, pos_weight_user=torch.tensor(1.0),
-        pos_weight_txn=torch.tensor(1.0), batch_size=batch_size, fanout=FANOUT, seed=3,
+        g, user_train=users, txn_train=rows, y_user=yu, y_txn=yt, pos_weight_user=torch.tensor(2.0),
+        pos_weight_txn=torch.tensor(3.0), batch_size=batch_size, fanout=fanout, seed=3,
         device=torch.device("cpu"), rank=rank, world=world,
     )  # fmt: skip
 
@@ -151,11 +155,46 @@ def test_batches_hold_every_seed_once_grouped_by_account(graph: GraphInput) -> N
         for a in np.concatenate([u, owner[t]]):
             assert seen.setdefault(int(a), i) == i, f"account {a} split over batches"
     assert len(batches) > 1
-    # Every rank deals the same batches from the same seed; a new epoch deals them anew.
-    assert all(
-        np.array_equal(a[1], b[1]) for a, b in zip(_epochs(graph, 1, 2).deal(), batches, strict=True)
-    )
+    # A new epoch deals them anew.
     assert any(not np.array_equal(a[1], b[1]) for a, b in zip(mini.deal(), batches))
+
+
+def test_two_ranks_parts_of_a_step_make_the_one_process_batch(graph: GraphInput) -> None:
+    """``batch_size`` is the step's batch over all ranks: with 2 ranks, the parts of step ``s``
+    (dealt alike on every rank) hold the seeds of the 1-process batch ``s``, so an epoch takes
+    the same number of steps."""
+    batches = _epochs(graph, 0, 1).deal()
+    for rank in (0, 1):
+        parts = _epochs(graph, rank, 2).deal()
+        assert math.ceil(len(parts) / 2) == len(batches)
+        for s, (u, t) in enumerate(batches):
+            step = parts[2 * s : 2 * s + 2]
+            assert np.array_equal(np.sort(np.concatenate([p[0] for p in step])), np.sort(u))
+            assert np.array_equal(np.sort(np.concatenate([p[1] for p in step])), np.sort(t))
+
+
+def test_mean_of_two_ranks_gradients_is_the_one_process_gradient(graph: GraphInput) -> None:
+    """DDP averages the ranks' gradients: each rank's loss is weighted so that the average is
+    the gradient of the whole step's loss, even though the ranks' parts differ in size (all
+    neighbours sampled and no dropout, so both runs see the same subgraphs)."""
+    torch.manual_seed(0)
+    dims = {t: int(graph.data[t].x.shape[1]) for t in NODE_TYPES}
+    model = RingSAGE(ModelConfig(in_dims=dims, txn_dim=int(graph.txn_x.shape[1]))).eval()
+    params = [p for p in model.parameters() if p.requires_grad]
+
+    def grads(loss: torch.Tensor) -> list[torch.Tensor]:
+        return [g if g is not None else torch.zeros_like(p) for g, p in zip(torch.autograd.grad(loss, params, allow_unused=True), params)]
+
+    one = _epochs(graph, 0, 1, fanout=(-1, -1))
+    u, t = one.deal()[0]
+    want = grads(one._batch_loss(model, u, t, u.size, t.size))
+    ranks = [_epochs(graph, r, 2, fanout=(-1, -1)) for r in (0, 1)]
+    step = ranks[0].deal()[:2]
+    assert step[0][0].size + step[0][1].size != step[1][0].size + step[1][1].size  # unequal parts
+    n_user, n_txn = sum(p[0].size for p in step), sum(p[1].size for p in step)
+    per_rank = [grads(ranks[r]._batch_loss(model, *step[r], n_user, n_txn)) for r in (0, 1)]
+    for w, a, b in zip(want, *per_rank, strict=True):
+        torch.testing.assert_close((a + b) / 2, w, atol=1e-5, rtol=1e-4)
 
 
 def test_bad_seeds_and_settings_are_refused(graph: GraphInput) -> None:
