@@ -336,19 +336,19 @@ class FeatureStats:
 
     def row(self, name: str, gid: int) -> np.ndarray:
         """A copy of node ``gid``'s statistics; a new node that ``put`` has not stored has none."""
-        a = self.block(name)
-        if gid < a.shape[0]:
-            return a[gid].copy()
-        row = self.added[name].get(gid)
-        return row.copy() if row is not None else _blank(name)
+        return self._stored(name, gid).copy()
 
     def row_values(self, name: str, gid: int) -> list[float]:
         """``row(name, gid)`` as Python floats (the form ``with_event`` and ``row_features`` work in)."""
+        return self._stored(name, gid).tolist()
+
+    def _stored(self, name: str, gid: int) -> np.ndarray:
+        """Node ``gid``'s statistics as stored (not a copy), or a blank row."""
         a = self.block(name)
         if gid < a.shape[0]:
-            return a[gid].tolist()
+            return a[gid]
         row = self.added[name].get(gid)
-        return row.tolist() if row is not None else _blank(name).tolist()
+        return row if row is not None else _blank(name)
 
     def features(self, name: str, stats: np.ndarray | None = None) -> np.ndarray:
         """Raw features float32 [n, F] of ``stats`` rows of type ``name`` (all nodes when None)."""
