@@ -470,21 +470,33 @@ class ScoringIndex:
     def has_account(self, user_id: str) -> bool:
         return user_id in self._user_pos
 
-    def identifier(self, node_type: NodeType, key: str) -> IdentifierFacts | None:
+    def identifier(self, node_type: NodeType, key: str, *, excluding: str | None = None) -> IdentifierFacts | None:
         """What the snapshot knows about one device or IP: how many accounts use it, how many of
         them are confirmed fraud and how many more high tier, and the ring (highest score) that
-        shares it. None when the snapshot has no such identifier."""
+        shares it. ``excluding``: an account left out of those counts when the snapshot has it on
+        the identifier (an account new to it is in none of them). None when the snapshot has no
+        such identifier."""
         pos = self._identifier_pos[node_type].get(key)
         if pos is None:
             return None
-        _, users, _, fraud = self._share[node_type]
+        csr, users, _, fraud = self._share[node_type]
+        accounts, high, fraud_n = int(users[pos]), int(self._high_unconfirmed[node_type][pos]), int(fraud[pos])
+        user = self._user_pos.get(excluding) if excluding is not None else None
+        if user is not None:
+            ids = csr.neighbours(user)
+            at = int(np.searchsorted(ids, pos))
+            if at < ids.size and int(ids[at]) == pos:
+                is_fraud = int(self._user_label[user] == 1)
+                accounts -= 1
+                fraud_n -= is_fraud
+                high -= int(self._user_tier[user] == Tier.HIGH.rank) * (1 - is_fraud)
         ring = self._identifier_ring[node_type].get(key)
         return IdentifierFacts(
             node_type=node_type,
             key=key,
-            accounts=int(users[pos]),
-            high=int(self._high_unconfirmed[node_type][pos]),
-            fraud=int(fraud[pos]),
+            accounts=accounts,
+            high=high,
+            fraud=fraud_n,
             ring=self._rings[ring] if ring is not None else None,
         )
 

@@ -354,8 +354,8 @@ class RiskService:
         facts = [
             f
             for f in (
-                index.identifier(NodeType.DEVICE, event.device_id) if event.device_id else None,
-                index.identifier(NodeType.IP, event.ip) if event.ip else None,
+                index.identifier(NodeType.DEVICE, event.device_id, excluding=event.user_id) if event.device_id else None,
+                index.identifier(NodeType.IP, event.ip, excluding=event.user_id) if event.ip else None,
             )
             if f is not None
         ]
@@ -534,11 +534,10 @@ def _event_reasons(
     """Short facts behind an event's score, most telling first: the event's device / IP and the
     risky accounts on them, the ring, what is new, the account's own reasons."""
     found: list[tuple[float, str]] = []
-    for f in facts:
-        others = f.accounts - int(known is not None)
-        if others <= 0:
+    for f in facts:  # counts of the accounts other than the event's own (``excluding``)
+        if f.accounts <= 0:
             continue
-        text = identifier_shared(f.node_type, f.key, others, fraud=f.fraud, high=f.high)
+        text = identifier_shared(f.node_type, f.key, f.accounts, fraud=f.fraud, high=f.high)
         risky = bool(f.fraud or f.high)
         found.append(((80.0 if risky else 30.0) + (2.0 if f.node_type is NodeType.DEVICE else 1.0), text))
     if ring_id is not None:

@@ -159,3 +159,17 @@ def test_empty_store_starts_and_answers_404() -> None:
         health = client.get("/healthz").json()
         assert (health["users"], health["transactions"], health["scored"]) == (0, 0, False)
         assert client.get("/v1/accounts/u01/risk").status_code == 404
+
+
+def test_checkout_reasons_count_the_other_accounts_on_the_device(client: TestClient) -> None:
+    def reasons(user: str) -> list[str]:
+        body = {"txn_id": f"t-{user}-d01", "ts": "2024-03-01T00:00:00Z", "user_id": user, "device_id": "d01",
+                "ip": "10.0.0.1", "merchant_id": "m01", "amount": 10.0, "currency": "EUR"}  # fmt: skip
+        r = client.post("/v1/score", json=body)
+        assert r.status_code == 200, r.text
+        return r.json()["reasons"]
+
+    # u09 never used d01: all five ring accounts there are others, u01's verdict among them.
+    assert "device d01 is shared with 5 other accounts: 1 confirmed fraud, 4 more high risk" in reasons("u09")
+    # u01 is the confirmed fraudster on d01: its own verdict is not a fact about the others.
+    assert "device d01 is shared with 4 other accounts: 4 high risk" in reasons("u01")

@@ -119,3 +119,17 @@ def test_rings_filter_and_order(index: ScoringIndex) -> None:
     with pytest.raises(ValidationError) as err:
         index.rings(min_size=-1)
     assert err.value.field == "min_size"
+
+
+def test_identifier_facts_leave_out_the_asking_account_only_where_it_is(index: ScoringIndex) -> None:
+    # d01 carries the five ring accounts, u01 among them and confirmed fraud.
+    everyone = index.identifier(NodeType.DEVICE, "d01")
+    assert everyone is not None and (everyone.accounts, everyone.fraud) == (5, 1)
+    member = index.identifier(NodeType.DEVICE, "d01", excluding="u01")
+    assert member is not None and (member.accounts, member.fraud, member.high) == (4, 0, 4)
+    # u09 never used d01 or d03: every account there is another account.
+    outsider = index.identifier(NodeType.DEVICE, "d01", excluding="u09")
+    assert outsider is not None and (outsider.accounts, outsider.fraud) == (5, 1)
+    lone = index.identifier(NodeType.DEVICE, "d03", excluding="u09")
+    assert lone is not None and lone.accounts == 1
+    assert index.identifier(NodeType.DEVICE, "d03", excluding="nobody") == index.identifier(NodeType.DEVICE, "d03")
