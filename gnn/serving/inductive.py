@@ -13,6 +13,7 @@ keep their cached values, an approximation at two hops (see ``InductiveScorer``)
 
 from __future__ import annotations
 
+import itertools
 import time
 from dataclasses import dataclass, field
 
@@ -25,6 +26,7 @@ from gnn.core.features import (
     EventContext,
     FeatureSet,
     FeatureStats,
+    Normalisation,
     UserHistory,
     build_features_and_stats,
     event_txn_features,
@@ -310,6 +312,7 @@ class InductiveScorer:
         self._model = load_model(artefact, "cpu")
         self.layers = int(self._model.config.layers)
         self._norm = artefact.normalisation
+        self._roots_norm = _roots_normalisation(artefact.normalisation)
         if features is None:
             raw, self._stats = build_features_and_stats(snapshot)
         else:
@@ -578,11 +581,15 @@ class InductiveScorer:
                 history=history,
             )
             stats = self._stats.with_event(event, ctx)
+        # The roots' raw features side by side, standardised in one call (``_roots_norm``).
+        raw = np.concatenate([self._stats.row_features(name, stats[name]) for name in gid])
+        x = self._roots_norm.apply_block("+".join(gid), raw)
         h0 = {}
-        for name, row in stats.items():
-            x = self._norm.apply_block(name, self._stats.row_features(name, row))
+        at = 0
+        for name in gid:
             w, b = self._encode[name]
-            h0[name] = np.maximum(x @ w + b, 0.0)
+            h0[name] = np.maximum(x[at : at + w.shape[0]] @ w + b, 0.0)
+            at += w.shape[0]
         sources = self._sources(gid)
         return _Pending(
             event=event,
@@ -648,21 +655,31 @@ class InductiveScorer:
             for j, rel in enumerate(rels):
                 s = rel[0]
                 part = x[j * hidden : (j + 1) * hidden]
+                # The sources' sum: a row read in place where there is one (a hub's running sum,
+                # the usual account's one device or IP), else summed into ``part``.
+                total: np.ndarray | None = None
                 if rel in sources:
                     idx = sources[rel]
                     if idx is None:
-                        part[:] = self._sum[layer][t][self._hub_row[t][g], j * hidden : (j + 1) * hidden]
-                    elif idx.size == 1:  # the usual account's one device or IP: its row is the sum
-                        part[:] = cached[s][idx[0]]
+                        total = self._sum[layer][t][self._hub_row[t][g], j * hidden : (j + 1) * hidden]
+                    elif idx.size == 1:
+                        total = cached[s][idx[0]]
                     else:
                         np.add.reduce(cached[s][idx], axis=0, out=part)  # ``.sum`` without its Python wrapper
+                        total = part
                 n = deg[j]
                 is_new = pairs.get(rel)
+                change = None if is_new is None else prev[s] if is_new else prev[s] - cached[s][gid[s]]
                 if is_new:
-                    part += prev[s]
                     n += 1.0
-                elif is_new is not None:
-                    part += prev[s] - cached[s][gid[s]]
+                # One operation writes ``part`` where it can: the sum plus the root's change.
+                if change is None:
+                    if total is not None and total is not part:
+                        part[:] = total
+                elif total is None:
+                    part[:] = change
+                else:
+                    np.add(total, change, out=part)
                 if n > 1.0:
                     part /= np.float32(n)
             x[len(rels) * hidden :] = prev[t]
@@ -830,6 +847,22 @@ class InductiveScorer:
 
     def _tier(self, score: float, *, account: bool) -> Tier:
         return tier_of(score, self._artefact.account_thresholds if account else self._artefact.transaction_thresholds)
+
+
+def _roots_normalisation(norm: Normalisation) -> Normalisation:
+    """``norm``'s node blocks joined for every set of roots an event can have (its user and any
+    of its device, IP and merchant, in ``_EVENT_KEY`` order), keyed by their names joined with
+    ``+`` (``"user+ip+merchant"``): an event's roots are standardised in one ``apply_block`` call,
+    element by element as each block alone."""
+    optional = [name for name in _EVENT_KEY if name != "user"]
+    means, stds = {}, {}
+    for k in range(len(optional) + 1):
+        for chosen in itertools.combinations(optional, k):
+            names = [name for name in _EVENT_KEY if name == "user" or name in chosen]
+            key = "+".join(names)
+            means[key] = np.concatenate([norm.means[name] for name in names])
+            stds[key] = np.concatenate([norm.stds[name] for name in names])
+    return Normalisation(means=means, stds=stds)
 
 
 def _prob(logit: float, shift: float) -> float:
