@@ -61,6 +61,8 @@ REVERSE: dict[Relation, Relation] = {r: (r[2], r[1][4:] if r[1].startswith("rev_
 DEFER_KEYS = ("user", "device", "ip")
 #: The most events kept deferred; past it the oldest are folded in.
 DEFER_CAP = 200_000
+#: Each node type's row in ``_Layer``'s stacked weights.
+_TYPE_ROW = {t: i for i, t in enumerate(NODE_TYPES)}
 #: Model node-type name -> the event column that names it.
 _EVENT_KEY = {"user": "user_id", "device": "device_id", "ip": "ip", "merchant": "merchant_id"}
 #: The edges one event creates between its own nodes: relation name -> (source, destination).
@@ -195,24 +197,29 @@ class _Pending:
 
 @dataclass(frozen=True, slots=True)
 class _Layer:
-    """One message-passing layer as numpy, per destination type: the ``lin_l`` weights of the
-    relations into it (``INTO`` order) stacked over the sum of their ``lin_r`` weights,
-    [(R + 1) * in, out], applied to the concatenated means followed by the node itself (one
-    matrix product per root), and the sum of their ``lin_l`` biases."""
+    """One message-passing layer as numpy, all destination types stacked (``NODE_TYPES``
+    order): per type the ``lin_l`` weights of the relations into it (``INTO`` order) over the
+    sum of their ``lin_r`` weights, [(R + 1) * in, out], zero rows padding each to the widest,
+    so the roots' inputs (their relations' means, then the node itself) go through one batched
+    matrix product; and per type the sum of the ``lin_l`` biases [T, out]."""
 
-    weight: dict[str, np.ndarray]
-    bias: dict[str, np.ndarray]
+    weight: np.ndarray  # [T, (R_max + 1) * in, out]
+    bias: np.ndarray  # [T, out]
 
     @classmethod
     def of(cls, conv: torch.nn.Module) -> _Layer:
-        weight, bias = {}, {}
+        weights, biases = [], []
         for t in NODE_TYPES:
             sage = [conv.convs[r] for r in INTO[t]]  # type: ignore[index]
             w_mean = [s.lin_l.weight.detach().numpy().T for s in sage]
             w_self = np.sum([s.lin_r.weight.detach().numpy().T for s in sage], axis=0).astype(np.float32)
-            weight[t] = np.ascontiguousarray(np.concatenate([*w_mean, w_self], axis=0), dtype=np.float32)
-            bias[t] = np.sum([s.lin_l.bias.detach().numpy() for s in sage], axis=0).astype(np.float32)
-        return cls(weight=weight, bias=bias)
+            weights.append(np.concatenate([*w_mean, w_self], axis=0).astype(np.float32))
+            biases.append(np.sum([s.lin_l.bias.detach().numpy() for s in sage], axis=0).astype(np.float32))
+        width = max(w.shape[0] for w in weights)
+        stacked = np.zeros((len(weights), width, weights[0].shape[1]), dtype=np.float32)
+        for i, w in enumerate(weights):
+            stacked[i, : w.shape[0]] = w
+        return cls(weight=stacked, bias=np.stack(biases))
 
 
 @dataclass(frozen=True, slots=True)
@@ -646,12 +653,13 @@ class InductiveScorer:
         root source's new layer in place of its cached one (``pairs[rel]`` False) or added as a
         new edge (True), divided by the count."""
         conv, cached, hidden = self._conv[layer], self._h[layer], self._hidden
-        out = {}
+        # Per type, its relations' means, then the node's own layer: the input of
+        # ``conv.weight``; a type without a root keeps its zero row (its output is unused).
+        inputs = np.zeros(conv.weight.shape[:2], dtype=np.float32)
         for t, g in gid.items():
             rels = INTO[t]
             deg = self._deg[t][g].tolist() if g < self._count[t] else [0.0] * len(rels)
-            # The relations' means, then the node's own layer: the input of ``conv.weight[t]``.
-            x = np.zeros((len(rels) + 1) * hidden, dtype=np.float32)
+            x = inputs[_TYPE_ROW[t]]
             for j, rel in enumerate(rels):
                 s = rel[0]
                 part = x[j * hidden : (j + 1) * hidden]
@@ -682,11 +690,11 @@ class InductiveScorer:
                     np.add(total, change, out=part)
                 if n > 1.0:
                     part /= np.float32(n)
-            x[len(rels) * hidden :] = prev[t]
-            y = x @ conv.weight[t]
-            y += conv.bias[t]
-            out[t] = np.maximum(y, 0.0, out=y)
-        return out
+            x[len(rels) * hidden : (len(rels) + 1) * hidden] = prev[t]
+        y = np.matmul(inputs[:, None, :], conv.weight)[:, 0]
+        y += conv.bias
+        np.maximum(y, 0.0, out=y)
+        return {t: y[_TYPE_ROW[t]] for t in gid}
 
     def _commit(self, p: _Pending) -> None:
         """Store a pending event: node ids, statistics, layers (each root's change reaches its
