@@ -8,7 +8,8 @@ journal and starts the background threads; requests are answered from memory.
 
 Routes: ``/v1/score`` (scope ``score``), ``/v1/accounts/...`` and ``/v1/rings...`` (scope
 ``investigate``), ``/v1/labels`` (scope ``label``); ``/healthz``, ``/readyz`` and ``/metrics``
-need no key.
+need no key. ``POST /v1/score``, the checkout hot path, is answered by ``CheckoutFastPath`` in
+front of FastAPI's router, through the same middleware, error handlers and route code.
 """
 
 from __future__ import annotations
