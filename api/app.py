@@ -8,7 +8,8 @@ journal and starts the background threads; requests are answered from memory.
 
 Routes: ``/v1/score`` (scope ``score``), ``/v1/accounts/...`` and ``/v1/rings...`` (scope
 ``investigate``), ``/v1/labels`` (scope ``label``); ``/healthz``, ``/readyz`` and ``/metrics``
-need no key.
+need no key. ``POST /v1/score``, the checkout hot path, is answered by ``CheckoutFastPath`` in
+front of FastAPI's router, through the same middleware, error handlers and route code.
 """
 
 from __future__ import annotations
@@ -22,7 +23,9 @@ from dataclasses import dataclass
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
+from fastapi.routing import APIRoute
 from starlette.exceptions import HTTPException as StarletteHTTPException
+from starlette.middleware.exceptions import ExceptionMiddleware
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from api.metrics import ServiceMetrics
@@ -56,11 +59,14 @@ class ApiConfig(ServiceConfig):
             (``ringwatch serve --no-auth``, tests): every caller has every scope.
         rate_limit: per-key token bucket; None: no limit.
         max_body_bytes: larger request bodies get 413 before anything parses them.
+        checkout_fast_path: answer ``POST /v1/score`` without FastAPI's router
+            (``CheckoutFastPath``); False sends it through FastAPI like every other route.
     """
 
     keys: KeyRing | None = None
     rate_limit: RateLimiter | None = None
     max_body_bytes: int = DEFAULT_MAX_BODY_BYTES
+    checkout_fast_path: bool = True
 
 
 def create_app(config: ApiConfig) -> FastAPI:
@@ -93,7 +99,56 @@ def create_app(config: ApiConfig) -> FastAPI:
     _register_error_handlers(app, metrics)
     app.add_middleware(BodyLimitMiddleware, limit=config.max_body_bytes)
     app.add_middleware(LatencyMiddleware, metrics=metrics)
+    if config.checkout_fast_path:
+        app.add_middleware(CheckoutFastPath, fastapi_app=app, metrics=metrics, max_body_bytes=config.max_body_bytes)
     return app
+
+
+class CheckoutFastPath:
+    """Answers ``POST /v1/score`` without FastAPI's router and endpoint wrapper (route matching,
+    dependency solving, exit stacks); every other request goes on to the app unchanged.
+
+    The checkout goes through what the route has around it, the same classes with the same
+    settings: ``LatencyMiddleware``, ``BodyLimitMiddleware``, Starlette's ``ExceptionMiddleware``
+    with the app's exception handlers, and the route's own ``answer_checkout``. Past the body
+    limit the scope gets the route, as the router would set it there, so metrics name the same
+    route template (and a 413 stays ``unmatched``). It is the outermost middleware of the app
+    (inside Starlette's server-error handler, as the rest is) and is built on the first request,
+    when every handler is registered.
+    """
+
+    def __init__(self, app: ASGIApp, fastapi_app: FastAPI, metrics: ServiceMetrics, max_body_bytes: int) -> None:
+        self.app = app
+        self.router = fastapi_app.router
+        # The route object the router puts in the scope for this call (metrics read its path).
+        self.route = next(r for r in score.router.routes if isinstance(r, APIRoute) and r.path == SCORE_PATH)
+        # As Starlette's build_middleware_stack hands them to its ExceptionMiddleware.
+        handlers = {k: v for k, v in fastapi_app.exception_handlers.items() if k not in (500, Exception)}
+        self.answer = ExceptionMiddleware(_answer_checkout, handlers=handlers, debug=fastapi_app.debug)
+        self.checkout = LatencyMiddleware(BodyLimitMiddleware(self._routed, limit=max_body_bytes), metrics=metrics)
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if (
+            scope["type"] == "http"
+            and scope["path"] == SCORE_PATH
+            and scope["method"] == "POST"
+            and not scope.get("root_path")
+        ):
+            await self.checkout(scope, receive, send)
+        else:
+            await self.app(scope, receive, send)
+
+    async def _routed(self, scope: Scope, receive: Receive, send: Send) -> None:
+        scope["router"] = self.router
+        scope["endpoint"] = self.route.endpoint
+        scope["path_params"] = {}
+        scope["route"] = self.route
+        await self.answer(scope, receive, send)
+
+
+async def _answer_checkout(scope: Scope, receive: Receive, send: Send) -> None:
+    response = await score.answer_checkout(Request(scope, receive, send))
+    await response(scope, receive, send)
 
 
 class BodyLimitMiddleware:

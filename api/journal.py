@@ -360,7 +360,7 @@ class GroupCommit:
         self._clock = clock
         self._max = max_batch
         self._inline_below = inline_below
-        self._append_s = 0.0  # moving average of inline appends (0: none yet, try one)
+        self._append_s = 0.0  # moving average of inline appends
         self._threaded_since: float | None = None  # when appends moved to the thread
         self._inflight = 0  # queued for the thread, not yet resolved
         self._state = threading.Lock()
@@ -394,7 +394,10 @@ class GroupCommit:
             done.set_exception(e)
             return
         took = self._clock() - started
-        self._append_s = took if self._threaded_since is not None or not self._append_s else 0.9 * self._append_s + 0.1 * took
+        # A moving average from the start: the first appends to a new file are slow (the file
+        # grows), and one slow sync alone must not send 30 s of appends to the thread. A retry
+        # after that time is judged alone, so one fast append brings the appends back.
+        self._append_s = took if self._threaded_since is not None else 0.9 * self._append_s + 0.1 * took
         slow = self._append_s >= self._inline_below
         if slow and self._threaded_since is None:
             log.info("journal appends take %.1f ms: syncing on the writer thread", self._append_s * 1000.0)

@@ -47,6 +47,16 @@ async def score(request: Request) -> Response:
     The user, device and IP may be new: the event's own edges attach them to the in-memory
     graph and GraphSAGE scores that neighbourhood. The event is journaled durably before the
     answer and reaches the graph store in the background."""
+    return await answer_checkout(request)
+
+
+async def answer_checkout(request: Request) -> Response:
+    """The route's answer (``score``): shared with ``api.app.CheckoutFastPath``, which calls it
+    without FastAPI's router for the same request.
+
+    Raises:
+        the key check's, ``read_checkout``'s and the service's errors, for the app's handlers.
+    """
     service = await score_service(request)
     body = await read_checkout(request)
     answer = CheckoutResponse.from_result(await service.score(body.to_event(time.time())))

@@ -13,6 +13,7 @@ keep their cached values, an approximation at two hops (see ``InductiveScorer``)
 
 from __future__ import annotations
 
+import itertools
 import time
 from dataclasses import dataclass, field
 
@@ -25,6 +26,7 @@ from gnn.core.features import (
     EventContext,
     FeatureSet,
     FeatureStats,
+    Normalisation,
     UserHistory,
     build_features_and_stats,
     event_txn_features,
@@ -59,6 +61,8 @@ REVERSE: dict[Relation, Relation] = {r: (r[2], r[1][4:] if r[1].startswith("rev_
 DEFER_KEYS = ("user", "device", "ip")
 #: The most events kept deferred; past it the oldest are folded in.
 DEFER_CAP = 200_000
+#: Each node type's row in ``_Layer``'s stacked weights.
+_TYPE_ROW = {t: i for i, t in enumerate(NODE_TYPES)}
 #: Model node-type name -> the event column that names it.
 _EVENT_KEY = {"user": "user_id", "device": "device_id", "ip": "ip", "merchant": "merchant_id"}
 #: The edges one event creates between its own nodes: relation name -> (source, destination).
@@ -193,24 +197,29 @@ class _Pending:
 
 @dataclass(frozen=True, slots=True)
 class _Layer:
-    """One message-passing layer as numpy, per destination type: the ``lin_l`` weights of the
-    relations into it (``INTO`` order) stacked over the sum of their ``lin_r`` weights,
-    [(R + 1) * in, out], applied to the concatenated means followed by the node itself (one
-    matrix product per root), and the sum of their ``lin_l`` biases."""
+    """One message-passing layer as numpy, all destination types stacked (``NODE_TYPES``
+    order): per type the ``lin_l`` weights of the relations into it (``INTO`` order) over the
+    sum of their ``lin_r`` weights, [(R + 1) * in, out], zero rows padding each to the widest,
+    so the roots' inputs (their relations' means, then the node itself) go through one batched
+    matrix product; and per type the sum of the ``lin_l`` biases [T, out]."""
 
-    weight: dict[str, np.ndarray]
-    bias: dict[str, np.ndarray]
+    weight: np.ndarray  # [T, (R_max + 1) * in, out]
+    bias: np.ndarray  # [T, out]
 
     @classmethod
     def of(cls, conv: torch.nn.Module) -> _Layer:
-        weight, bias = {}, {}
+        weights, biases = [], []
         for t in NODE_TYPES:
             sage = [conv.convs[r] for r in INTO[t]]  # type: ignore[index]
             w_mean = [s.lin_l.weight.detach().numpy().T for s in sage]
             w_self = np.sum([s.lin_r.weight.detach().numpy().T for s in sage], axis=0).astype(np.float32)
-            weight[t] = np.ascontiguousarray(np.concatenate([*w_mean, w_self], axis=0), dtype=np.float32)
-            bias[t] = np.sum([s.lin_l.bias.detach().numpy() for s in sage], axis=0).astype(np.float32)
-        return cls(weight=weight, bias=bias)
+            weights.append(np.concatenate([*w_mean, w_self], axis=0).astype(np.float32))
+            biases.append(np.sum([s.lin_l.bias.detach().numpy() for s in sage], axis=0).astype(np.float32))
+        width = max(w.shape[0] for w in weights)
+        stacked = np.zeros((len(weights), width, weights[0].shape[1]), dtype=np.float32)
+        for i, w in enumerate(weights):
+            stacked[i, : w.shape[0]] = w
+        return cls(weight=stacked, bias=np.stack(biases))
 
 
 @dataclass(frozen=True, slots=True)
@@ -310,6 +319,7 @@ class InductiveScorer:
         self._model = load_model(artefact, "cpu")
         self.layers = int(self._model.config.layers)
         self._norm = artefact.normalisation
+        self._roots_norm = _roots_normalisation(artefact.normalisation)
         if features is None:
             raw, self._stats = build_features_and_stats(snapshot)
         else:
@@ -578,11 +588,15 @@ class InductiveScorer:
                 history=history,
             )
             stats = self._stats.with_event(event, ctx)
+        # The roots' raw features side by side, standardised in one call (``_roots_norm``).
+        raw = np.concatenate([self._stats.row_features(name, stats[name]) for name in gid])
+        x = self._roots_norm.apply_block("+".join(gid), raw)
         h0 = {}
-        for name, row in stats.items():
-            x = self._norm.apply_block(name, self._stats.row_features(name, row))
+        at = 0
+        for name in gid:
             w, b = self._encode[name]
-            h0[name] = np.maximum(x @ w + b, 0.0)
+            h0[name] = np.maximum(x[at : at + w.shape[0]] @ w + b, 0.0)
+            at += w.shape[0]
         sources = self._sources(gid)
         return _Pending(
             event=event,
@@ -639,37 +653,48 @@ class InductiveScorer:
         root source's new layer in place of its cached one (``pairs[rel]`` False) or added as a
         new edge (True), divided by the count."""
         conv, cached, hidden = self._conv[layer], self._h[layer], self._hidden
-        out = {}
+        # Per type, its relations' means, then the node's own layer: the input of
+        # ``conv.weight``; a type without a root keeps its zero row (its output is unused).
+        inputs = np.zeros(conv.weight.shape[:2], dtype=np.float32)
         for t, g in gid.items():
             rels = INTO[t]
             deg = self._deg[t][g].tolist() if g < self._count[t] else [0.0] * len(rels)
-            # The relations' means, then the node's own layer: the input of ``conv.weight[t]``.
-            x = np.zeros((len(rels) + 1) * hidden, dtype=np.float32)
+            x = inputs[_TYPE_ROW[t]]
             for j, rel in enumerate(rels):
                 s = rel[0]
                 part = x[j * hidden : (j + 1) * hidden]
+                # The sources' sum: a row read in place where there is one (a hub's running sum,
+                # the usual account's one device or IP), else summed into ``part``.
+                total: np.ndarray | None = None
                 if rel in sources:
                     idx = sources[rel]
                     if idx is None:
-                        part[:] = self._sum[layer][t][self._hub_row[t][g], j * hidden : (j + 1) * hidden]
-                    elif idx.size == 1:  # the usual account's one device or IP: its row is the sum
-                        part[:] = cached[s][idx[0]]
+                        total = self._sum[layer][t][self._hub_row[t][g], j * hidden : (j + 1) * hidden]
+                    elif idx.size == 1:
+                        total = cached[s][idx[0]]
                     else:
                         np.add.reduce(cached[s][idx], axis=0, out=part)  # ``.sum`` without its Python wrapper
+                        total = part
                 n = deg[j]
                 is_new = pairs.get(rel)
+                change = None if is_new is None else prev[s] if is_new else prev[s] - cached[s][gid[s]]
                 if is_new:
-                    part += prev[s]
                     n += 1.0
-                elif is_new is not None:
-                    part += prev[s] - cached[s][gid[s]]
+                # One operation writes ``part`` where it can: the sum plus the root's change.
+                if change is None:
+                    if total is not None and total is not part:
+                        part[:] = total
+                elif total is None:
+                    part[:] = change
+                else:
+                    np.add(total, change, out=part)
                 if n > 1.0:
                     part /= np.float32(n)
-            x[len(rels) * hidden :] = prev[t]
-            y = x @ conv.weight[t]
-            y += conv.bias[t]
-            out[t] = np.maximum(y, 0.0, out=y)
-        return out
+            x[len(rels) * hidden : (len(rels) + 1) * hidden] = prev[t]
+        y = np.matmul(inputs[:, None, :], conv.weight)[:, 0]
+        y += conv.bias
+        np.maximum(y, 0.0, out=y)
+        return {t: y[_TYPE_ROW[t]] for t in gid}
 
     def _commit(self, p: _Pending) -> None:
         """Store a pending event: node ids, statistics, layers (each root's change reaches its
@@ -830,6 +855,22 @@ class InductiveScorer:
 
     def _tier(self, score: float, *, account: bool) -> Tier:
         return tier_of(score, self._artefact.account_thresholds if account else self._artefact.transaction_thresholds)
+
+
+def _roots_normalisation(norm: Normalisation) -> Normalisation:
+    """``norm``'s node blocks joined for every set of roots an event can have (its user and any
+    of its device, IP and merchant, in ``_EVENT_KEY`` order), keyed by their names joined with
+    ``+`` (``"user+ip+merchant"``): an event's roots are standardised in one ``apply_block`` call,
+    element by element as each block alone."""
+    optional = [name for name in _EVENT_KEY if name != "user"]
+    means, stds = {}, {}
+    for k in range(len(optional) + 1):
+        for chosen in itertools.combinations(optional, k):
+            names = [name for name in _EVENT_KEY if name == "user" or name in chosen]
+            key = "+".join(names)
+            means[key] = np.concatenate([norm.means[name] for name in names])
+            stds[key] = np.concatenate([norm.stds[name] for name in names])
+    return Normalisation(means=means, stds=stds)
 
 
 def _prob(logit: float, shift: float) -> float:

@@ -275,3 +275,34 @@ def test_group_commit_appends_inline_on_a_fast_disk_and_on_its_thread_on_a_slow_
     writer.stop()
     journal.close()
     assert _journal_lines(tmp_path / "journal") == [e.txn_id for e in events]
+
+
+def test_group_commit_stays_inline_when_only_a_new_files_first_appends_are_slow(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The first syncs of a new journal file take a few milliseconds (the file grows); a fast
+    disk's appends stay on the caller's thread through them instead of going to the writer
+    thread for ``INLINE_RETRY_S``."""
+    import os
+
+    from api.journal import GroupCommit
+
+    now = [0.0]
+    journal = EventJournal(tmp_path / "journal")
+    writer = GroupCommit(journal, clock=lambda: now[0])
+    events = _events(20)
+    real_sync = os.fdatasync
+    synced = [0]
+
+    def first_three_slow(fd: int) -> None:
+        synced[0] += 1
+        if synced[0] <= 3:
+            now[0] += 0.005  # 5 ms each: past INLINE_APPEND_S alone, not on average
+        real_sync(fd)
+
+    monkeypatch.setattr(os, "fdatasync", first_three_slow)
+    for event in events:
+        assert writer.submit(event).done() and writer.inline, event.txn_id
+    writer.stop()
+    journal.close()
+    assert _journal_lines(tmp_path / "journal") == [e.txn_id for e in events]

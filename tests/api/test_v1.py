@@ -25,6 +25,7 @@ from api.app import DEFAULT_MAX_BODY_BYTES, ApiConfig, create_app
 from api.journal import EventJournal
 from api.models import LabelsRequest
 from api.security import RateLimiter
+from api.stages import INSIDE_REQUEST, Stage
 from gnn.artefact.model_artefact import ModelArtefact
 from graph.errors import StoreUnavailableError
 from graph.sqlite_store import SQLiteGraphStore
@@ -291,6 +292,96 @@ def test_a_body_that_is_no_event_is_refused_as_fastapi_refuses_a_body_parameter(
     assert checkout_answer.status_code == labels_answer.status_code == 422, (checkout_answer.text, labels_answer.text)
     assert checkout_answer.json() == labels_answer.json()
     assert checkout_answer.json()["error"]["field"] == "body"
+
+
+class _FrozenLimiter(RateLimiter):
+    """A rate limiter whose clock stands still: a key gets ``burst`` requests, then 429s."""
+
+    def take(self, key_name: str, now: float | None = None) -> None:
+        super().take(key_name, now=0.0)
+
+
+def _routed_paths(app: Any) -> list[str]:
+    """Records the path of every HTTP request that reaches FastAPI's router from now on (the
+    app's middleware stack is built by then: the lifespan has started)."""
+    paths: list[str] = []
+    node = app.middleware_stack
+    while node.app is not app.router:
+        node = node.app
+    router = node.app
+
+    async def counting(scope: Any, receive: Any, send: Any) -> None:
+        if scope["type"] == "http":
+            paths.append(scope["path"])
+        await router(scope, receive, send)
+
+    node.app = counting
+    return paths
+
+
+_BURST = 12
+
+
+def _checkout_calls(home: ServedHome) -> list[tuple[str, dict[str, Any]]]:
+    """Checkout calls of every outcome: scored, retried, 409, 401, 403, 422, 413 and 429."""
+    h = key(home, "checkout")
+    calls: list[tuple[str, dict[str, Any]]] = [
+        ("ring device", {"json": checkout("t-fast-1", "fast-user-1", home.ring_device), "headers": h}),
+        ("retry", {"json": checkout("t-fast-1", "fast-user-1", home.ring_device), "headers": h}),
+        ("conflict", {"json": checkout("t-fast-1", "fast-user-1", home.ring_device, amount=99.0), "headers": h}),
+        ("bearer", {"json": checkout("t-fast-2", home.known_user, "fast-device-2"),
+                    "headers": {"Authorization": f"Bearer {home.keys['checkout']}"}}),  # fmt: skip
+        ("no key", {"json": checkout("t-fast-3", "fast-user-3", None)}),
+        ("wrong key", {"json": checkout("t-fast-3", "fast-user-3", None), "headers": {"X-API-Key": "rw_not-a-key"}}),
+        ("wrong scope", {"json": checkout("t-fast-3", "fast-user-3", None), "headers": key(home, "analyst")}),
+        ("bad field", {"json": checkout("t-fast-4", "fast-user-4", None, amount=-1), "headers": h}),
+        ("unknown field", {"json": checkout("t-fast-4", "fast-user-4", None, surprise=1), "headers": h}),
+        ("too large", {"json": checkout("t-fast-5", "x" * 2000, None), "headers": h}),
+        ("streamed too large", {"content": (b"x" * 1024 for _ in range(3)),
+                                "headers": {**h, "content-type": "application/json"}}),  # fmt: skip
+    ]
+    for content, content_type in [(b"", "application/json"), (b"{not json", "application/json"),
+                                  (b"null", "application/json"), (b'{"txn_id": "\xff"}', "application/json"),
+                                  (b'{"txn_id": "t-ct"}', "text/plain"), (b'{"txn_id": "t-ct"}', None)]:  # fmt: skip
+        headers = {**h, **({"content-type": content_type} if content_type else {})}
+        calls.append((f"body {content!r} as {content_type}", {"content": content, "headers": headers}))
+    # Every key's burst is _BURST, more than the "checkout" key spends above: the "all" key
+    # spends it on bad bodies, and its next call is refused.
+    for i in range(_BURST + 1):
+        calls.append((f"rate {i}", {"content": b"{}", "headers": {**key(home, "all"), "content-type": "application/json"}}))
+    return calls
+
+
+def test_the_checkout_fast_path_answers_and_counts_as_the_fastapi_route_does(home: ServedHome, tmp_path: Path) -> None:
+    """``POST /v1/score`` answered in front of FastAPI's router gives the same status, headers and
+    body as the FastAPI route for every outcome, and the same metrics."""
+    answers: dict[bool, list[tuple[int, list[tuple[str, str]], bytes]]] = {}
+    metrics: dict[bool, list[str]] = {}
+    for fast in (True, False):
+        settings = home.copy(tmp_path / f"fast-{fast}")
+        config = config_for(home, settings, checkout_fast_path=fast, max_body_bytes=1024,
+                            rate_limit=_FrozenLimiter(rate=1.0, burst=_BURST))  # fmt: skip
+        app = create_app(config)
+        with TestClient(app) as client:
+            routed = _routed_paths(app)
+            answers[fast] = []
+            for _, call in _checkout_calls(home):
+                r = client.post("/v1/score", **call)
+                answers[fast].append((r.status_code, r.headers.multi_items(), r.content))
+            text = client.get("/metrics").text
+            stages = app.state.service.metrics.stages
+            assert stages.scored == 2
+            assert stages.ns[Stage.REQUEST] > sum(stages.ns[s] for s in INSIDE_REQUEST) > 0
+        assert ("/v1/score" in routed) is not fast and "/metrics" in routed
+        metrics[fast] = sorted(line for line in text.splitlines() if not line.startswith("#") and (
+            "_count{" in line or "ringwatch_auth_rejections_total{" in line or "ringwatch_decisions_total{" in line))  # fmt: skip
+    names = [name for name, _ in _checkout_calls(home)]
+    statuses = [status for status, _, _ in answers[True]]
+    assert sorted(set(statuses)) == [200, 401, 403, 409, 413, 422, 429], list(zip(names, statuses))
+    for name, with_fast, with_fastapi in zip(names, answers[True], answers[False]):
+        assert with_fast == with_fastapi, name
+    assert metrics[True] == metrics[False]
+    assert any('route="/v1/score",status="429"' in line for line in metrics[True])
 
 
 def test_a_huge_bad_value_is_named_not_echoed(client: TestClient, home: ServedHome) -> None:
