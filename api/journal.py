@@ -219,6 +219,9 @@ class EventJournal:
                 with self._lock:
                     self._depth = max(0, self._depth - len(events))
                     self._loaded += len(events)
+                    # A stored batch ends any earlier failure; cleared with the counts, so a
+                    # status never shows the events loaded and the store still down.
+                    self._last_error = None
                 self._last_loaded_at = time.time()
                 done += len(events)
             self._maybe_compact()

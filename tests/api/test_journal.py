@@ -222,6 +222,19 @@ def test_loader_thread_backs_off_while_down_and_drains_when_back(tmp_path: Path)
         assert _stored_txn_ids(check) == sorted(f"t{i}" for i in range(20))
 
 
+def test_a_stored_batch_clears_the_load_error_with_the_counts(tmp_path: Path) -> None:
+    # The loader thread may be descheduled between a load and its own report: a status read
+    # then must not show the events loaded and the store still down.
+    journal = EventJournal(tmp_path / "journal")
+    for e in _events(3):
+        journal.append(e)
+    journal.record_error("store at test://flaky is down")
+    with SQLiteGraphStore(tmp_path / "graph.db") as store:
+        assert journal.load_pending(store) == 3
+    status = journal.status()
+    assert (status.depth, status.loaded, status.last_error) == (0, 3, None)
+
+
 def _journal_lines(path: Path) -> list[str]:
     return [json.loads(line)["txn_id"] for line in (path / EVENTS_FILE).read_text().splitlines()]
 
