@@ -112,6 +112,12 @@ class _Csr:
         lo, hi = self.span(row)
         return self.indices[lo:hi]
 
+    def has(self, row: int, neighbour: int) -> bool:
+        """Whether ``neighbour`` is among row ``row``'s (sorted) neighbours."""
+        ids = self.neighbours(row)
+        at = int(np.searchsorted(ids, neighbour))
+        return at < ids.size and int(ids[at]) == neighbour
+
 
 @dataclass(frozen=True, slots=True)
 class _Share:
@@ -482,14 +488,11 @@ class ScoringIndex:
         csr, users, _, fraud = self._share[node_type]
         accounts, high, fraud_n = int(users[pos]), int(self._high_unconfirmed[node_type][pos]), int(fraud[pos])
         user = self._user_pos.get(excluding) if excluding is not None else None
-        if user is not None:
-            ids = csr.neighbours(user)
-            at = int(np.searchsorted(ids, pos))
-            if at < ids.size and int(ids[at]) == pos:
-                is_fraud = int(self._user_label[user] == 1)
-                accounts -= 1
-                fraud_n -= is_fraud
-                high -= int(self._user_tier[user] == Tier.HIGH.rank) * (1 - is_fraud)
+        if user is not None and csr.has(user, pos):
+            is_fraud = int(self._user_label[user] == 1)
+            accounts -= 1
+            fraud_n -= is_fraud
+            high -= int(self._user_tier[user] == Tier.HIGH.rank) * (1 - is_fraud)
         ring = self._identifier_ring[node_type].get(key)
         return IdentifierFacts(
             node_type=node_type,
